@@ -1,0 +1,121 @@
+/*!
+Where heartbeat files live, and how their directory is made safe to use.
+
+One rule for the default directory, shared by `mosaic-launcher`, `mosaic-hb` and
+`mosaic-hb status`: `$XDG_RUNTIME_DIR/mosaic/heartbeat` when the session has a runtime directory,
+else `/tmp/mosaic-<uid>/heartbeat`. The `/tmp` fallback lives in a world-writable directory, so
+it is trusted only when every level we own is ours and closed to group and others, the same
+rule tmux applies to its socket directory.
+*/
+
+use std::fs::DirBuilder;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// The environment variable that names the heartbeat directory.
+pub const ENV_DIR: &str = "MOSAIC_HEARTBEAT_RUN_DIR";
+
+/// The default heartbeat directory for this user.
+pub fn default_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(xdg) if Path::new(&xdg).is_absolute() => Path::new(&xdg).join("mosaic/heartbeat"),
+        _ => tmp_root().join("heartbeat"),
+    }
+}
+
+/// `$MOSAIC_HEARTBEAT_RUN_DIR` when set and not empty, else [`default_dir`].
+pub fn dir_from_env() -> PathBuf {
+    match std::env::var_os(ENV_DIR) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => default_dir(),
+    }
+}
+
+fn tmp_root() -> PathBuf {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    PathBuf::from(format!("/tmp/mosaic-{uid}"))
+}
+
+/// Creates `dir` (and missing parents) with mode 0700. When `dir` is the `/tmp` fallback, also
+/// refuses it unless `/tmp/mosaic-<uid>` and `dir` are real directories owned by us and not
+/// writable by group or others.
+pub fn prepare(dir: &Path) -> Result<(), String> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| {
+            format!(
+                "cannot create heartbeat dir {}: {}",
+                dir.display(),
+                crate::why(&e)
+            )
+        })?;
+    let root = tmp_root();
+    if dir == root.join("heartbeat") {
+        check_private(&root)?;
+        check_private(dir)?;
+    } else if !dir.is_dir() {
+        return Err(format!(
+            "heartbeat dir {} is not a directory",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+fn check_private(dir: &Path) -> Result<(), String> {
+    let refuse = |why: String| {
+        Err(format!(
+            "refusing heartbeat dir {}: {why} (set {ENV_DIR} or XDG_RUNTIME_DIR)",
+            dir.display()
+        ))
+    };
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| {
+        format!(
+            "cannot inspect heartbeat dir {}: {}",
+            dir.display(),
+            crate::why(&e)
+        )
+    })?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if !meta.file_type().is_dir() {
+        return refuse("it is not a real directory".into());
+    }
+    if meta.uid() != me {
+        return refuse(format!("it is owned by uid {}, not {me}", meta.uid()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return refuse(format!(
+            "it is writable by group or others (mode {:o})",
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepare_creates_private_dirs() {
+        let base = std::env::temp_dir().join(format!("mosaic-dirs-test-{}", std::process::id()));
+        let dir = base.join("a/b");
+        prepare(&dir).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn prepare_refuses_a_file() {
+        let file = std::env::temp_dir().join(format!("mosaic-dirs-file-{}", std::process::id()));
+        std::fs::write(&file, b"x").unwrap();
+        let err = prepare(&file).unwrap_err();
+        assert!(err.contains("cannot create heartbeat dir"), "{err}");
+        std::fs::remove_file(&file).unwrap();
+    }
+}

@@ -1,0 +1,70 @@
+/*!
+`mosaic-hb`: a heartbeat sidecar you can trust, and the conventions its readers share.
+
+# Theory of operation
+
+A sidecar watches one process (any PID; it needs neither tmux nor the launcher) and keeps a
+small heartbeat file current: every interval it replaces the file with a record that says
+`status=ok`, and the moment the process is gone it writes `status=exited` and leaves. A stop
+signal writes `status=stopped`. A record is therefore either fresh and true, or stale, and a
+stale `ts` means the sidecar itself is gone.
+
+Start-up does everything that can fail *before* daemonizing, so mistakes reach the caller's
+terminal with a non-zero exit and nothing is left running:
+
+1. validate the arguments ([`validate`]); prepare the directory ([`dirs`]);
+2. open the directory and prove a file can be created there ([`hbfile`]);
+3. take the one-writer lock ([`lock`]);
+4. attach to the target: record its start time, open its pidfd ([`target`]);
+5. daemonize (double fork through `daemonix`), block the stop signals into a signalfd,
+   then run the event loop ([`watch`]), a single `ppoll` on the pidfd and the signalfd with the
+   time to the next beat as its timeout.
+
+`mosaic-hb status` ([`status`]) reads a directory of heartbeat files ([`record`]) and reports the
+fleet's state for people and for monitoring.
+
+# Invariants
+
+- The heartbeat file is only ever replaced by rename, never written in place.
+- No path in the heartbeat directory is opened in a way that follows a symlink.
+- The sidecar never spawns a process and never runs a second thread.
+- One sidecar per heartbeat file: the lock is held for the sidecar's whole life.
+- `status=ok` is written only after a check that the target is still the process we attached to.
+*/
+
+pub mod dirs;
+pub mod hbfile;
+pub mod json;
+pub mod lock;
+pub mod record;
+pub mod status;
+pub mod sys;
+pub mod target;
+pub mod validate;
+pub mod watch;
+
+/// An I/O error as a short lowercase reason: "permission denied", not
+/// "Permission denied (os error 13)".
+pub fn why(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    let text = match text.find(" (os error") {
+        Some(at) => &text[..at],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text.to_string(),
+    }
+}
+
+/// Writes one timestamped diagnostic line to stderr (the `--log` file once daemonized).
+pub fn log(message: std::fmt::Arguments) {
+    use std::io::Write;
+    let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let _ = writeln!(
+        std::io::stderr(),
+        "{ts} mosaic-hb[{}]: {message}",
+        std::process::id()
+    );
+}

@@ -1,0 +1,243 @@
+/*!
+`mosaic-hb`: watch a process and keep its heartbeat file current; or, with `status`, report a
+directory of heartbeat files. See the library's crate doc for the theory of operation.
+*/
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use mosaic_hb::hbfile::HbFile;
+use mosaic_hb::lock::{Lock, LockError};
+use mosaic_hb::record::Status;
+use mosaic_hb::target::Target;
+use mosaic_hb::watch::{End, Sidecar, Signals, Writer};
+use mosaic_hb::{dirs, status, sys, validate, why};
+
+/// Exit codes: 0 done, 1 failed at run time, 2 bad input or usage.
+#[derive(Debug, Clone, Copy)]
+enum Exit {
+    Failed = 1,
+    Usage = 2,
+}
+
+struct Fail(Exit, String);
+
+#[derive(Parser)]
+#[command(
+    name = "mosaic-hb",
+    version,
+    about = "Watch a process and keep its heartbeat file current (ts=, pid=, status=).",
+    long_about = "Watch a process and keep its heartbeat file current.\n\n\
+        Every INTERVAL seconds the file is replaced (never written in place) with `ts=`, `pid=`, \
+        `status=ok` and more; when the process is gone it says `status=exited`, on SIGTERM, \
+        SIGINT or SIGHUP `status=stopped`. Runs as a daemon unless --foreground.\n\n\
+        `mosaic-hb status` reports a directory of heartbeat files.",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    watch: WatchArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Report the state of every agent in a heartbeat directory.
+    Status(status::StatusArgs),
+}
+
+#[derive(Args)]
+struct WatchArgs {
+    /// Process to watch (any PID; a pidfd pins it, its start time identifies it).
+    #[arg(long, value_name = "PID", required = true)]
+    pid: Option<String>,
+    /// Heartbeat file to keep current; its directory is created 0700 if missing.
+    #[arg(long, value_name = "PATH", required = true)]
+    file: Option<PathBuf>,
+    /// Seconds between beats, 0.01 to 86400; fractions allowed.
+    #[arg(long, value_name = "SECS", default_value = "30")]
+    interval: String,
+    /// Agent name, written as `agent=`.
+    #[arg(long, value_name = "NAME")]
+    agent: Option<String>,
+    /// Stay in the foreground instead of daemonizing.
+    #[arg(long)]
+    foreground: bool,
+    /// Append diagnostics to FILE (after daemonizing they are otherwise discarded).
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
+    /// Do not use a pidfd: watch with kill(2) and /proc only, as on kernels before 5.3.
+    #[arg(long, hide = true)]
+    no_pidfd: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    let result = match cli.command {
+        Some(Command::Status(args)) => return ExitCode::from(status::run(&args)),
+        None => watch(cli.watch),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fail(code, message)) => {
+            eprintln!("mosaic-hb: {message}");
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+/// clap's errors, as one line; help and version print as clap renders them.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    eprintln!(
+        "mosaic-hb: {} (see --help)",
+        validate::one_line(&e.render().to_string())
+    );
+    ExitCode::from(Exit::Usage as u8)
+}
+
+fn watch(args: WatchArgs) -> Result<(), Fail> {
+    let usage = |message: String| Fail(Exit::Usage, message);
+    if !args.foreground {
+        // Before we open anything: a daemon keeps no descriptor its caller leaked to it.
+        sys::close_inherited_fds();
+    }
+    let pid = validate::pid(args.pid.as_deref().unwrap_or_default()).map_err(usage)?;
+    let interval = validate::interval(&args.interval).map_err(usage)?;
+    if let Some(agent) = &args.agent {
+        validate::agent(agent).map_err(usage)?;
+    }
+    let path = absolute(args.file.expect("clap requires --file"))?;
+    // Heartbeat files are 0644 whatever umask we inherited; directories we create stay 0700.
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(0o022) };
+    let (dir, _) = mosaic_hb::hbfile::split(&path).map_err(usage)?;
+    dirs::prepare(&dir).map_err(usage)?;
+    let mut file = HbFile::open(&path).map_err(usage)?;
+    let lock = match Lock::acquire(file.dir(), file.name()) {
+        Ok(lock) => lock,
+        Err(LockError::Held(holder)) => {
+            let by = holder.map_or("another mosaic-hb".into(), |pid| {
+                format!("mosaic-hb pid {pid}")
+            });
+            return Err(Fail(
+                Exit::Failed,
+                format!("heartbeat file {} is already kept by {by}", path.display()),
+            ));
+        }
+        Err(LockError::Io(e)) => {
+            return Err(usage(format!(
+                "cannot lock heartbeat file {}: {}",
+                path.display(),
+                why(&e)
+            )))
+        }
+    };
+    let log = match &args.log {
+        Some(log) => Some(
+            OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o644)
+                .open(log)
+                .map_err(|e| {
+                    usage(format!(
+                        "cannot open log file {}: {}",
+                        log.display(),
+                        why(&e)
+                    ))
+                })?,
+        ),
+        None => None,
+    };
+    let target = match Target::attach(pid, !args.no_pidfd) {
+        Ok(target) => target,
+        Err((gone, started)) => {
+            // Leave a true record behind: whoever reads the file learns the agent is gone.
+            Writer::new(file, pid, started, args.agent.as_deref(), interval).write(Status::Exited);
+            return Err(Fail(Exit::Failed, format!("pid {pid} {}", gone.describe())));
+        }
+    };
+    if !args.foreground {
+        daemonize(log)?;
+        file.renew_temp_name();
+    } else if let Some(log) = log {
+        redirect_stderr(&log);
+    }
+    lock.record_pid();
+    let signals = Signals::install().map_err(|e| {
+        Fail(
+            Exit::Failed,
+            format!("cannot install signal handling: {}", why(&e)),
+        )
+    })?;
+    let mut sidecar = Sidecar::new(target, file, args.agent.as_deref(), interval);
+    let end = sidecar.run(&signals);
+    let what = match end {
+        End::Exited(gone) => format!(
+            "pid {pid} {}: wrote status={}",
+            gone.describe(),
+            Status::Exited.as_str()
+        ),
+        End::Stopped(sig) => format!(
+            "stopped by signal {sig}: wrote status={}",
+            Status::Stopped.as_str()
+        ),
+    };
+    mosaic_hb::log(format_args!("{what}"));
+    drop(lock);
+    Ok(())
+}
+
+fn absolute(path: PathBuf) -> Result<PathBuf, Fail> {
+    std::path::absolute(&path).map_err(|e| {
+        Fail(
+            Exit::Usage,
+            format!("invalid heartbeat file {}: {}", path.display(), why(&e)),
+        )
+    })
+}
+
+/// Forks into the background: own session, cwd `/`, stdio on /dev/null (stderr on the log).
+/// The caller's process exits here with 0 once the daemon is running.
+fn daemonize(log: Option<std::fs::File>) -> Result<(), Fail> {
+    let mut daemon = daemonix::Daemonize::new()
+        .working_directory("/")
+        .umask(0o022u32);
+    if let Some(log) = log {
+        daemon = daemon.stderr(log);
+    }
+    match daemon.execute() {
+        daemonix::Outcome::Parent(Ok(parent)) => {
+            std::process::exit(if parent.first_child_exit_code == 0 {
+                0
+            } else {
+                Exit::Failed as i32
+            })
+        }
+        daemonix::Outcome::Parent(Err(e)) => {
+            Err(Fail(Exit::Failed, format!("cannot daemonize: {e}")))
+        }
+        daemonix::Outcome::Child(Ok(_)) => Ok(()),
+        // The first child's error has nowhere to go but its exit code.
+        daemonix::Outcome::Child(Err(_)) => std::process::exit(Exit::Failed as i32),
+    }
+}
+
+fn redirect_stderr(log: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: dup2 onto stderr of a descriptor we own.
+    unsafe { libc::dup2(log.as_raw_fd(), libc::STDERR_FILENO) };
+}

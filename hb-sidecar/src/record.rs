@@ -1,0 +1,250 @@
+/*!
+The heartbeat file format: how a beat is rendered and how a file is read back.
+
+```text
+ts=2026-11-26T02:21:05.123Z   UTC, RFC 3339 with milliseconds, when this record was written
+pid=4242                      the watched process
+status=ok                     ok | exited | stopped
+agent=builder-1               the agent's name (when given)
+interval=30                   seconds between beats
+seq=17                        records written so far by this sidecar
+hb_pid=4243                   the sidecar's own pid
+started=123456                the target's start time (clock ticks since boot; /proc/PID/stat)
+```
+
+The first three lines are the bash original's contract and keep their order; readers must
+ignore keys they do not know. Rendering reuses one buffer and never allocates once it is warm.
+*/
+
+use std::io::Write;
+use std::time::Duration;
+
+use chrono::{DateTime, Datelike, Timelike, Utc};
+
+/// What a record says about its target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// The target was alive when the record was written.
+    Ok,
+    /// The target is gone (exited, became a zombie, or its PID now names another process).
+    Exited,
+    /// The sidecar was told to stop (SIGTERM, SIGINT or SIGHUP) while the target lived.
+    Stopped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Exited => "exited",
+            Status::Stopped => "stopped",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Status> {
+        match text {
+            "ok" => Some(Status::Ok),
+            "exited" => Some(Status::Exited),
+            "stopped" => Some(Status::Stopped),
+            _ => None,
+        }
+    }
+}
+
+/// The fields of one record, as the sidecar knows them.
+#[derive(Clone, Debug)]
+pub struct Beat<'a> {
+    pub pid: i32,
+    pub status: Status,
+    pub agent: Option<&'a str>,
+    pub interval: Duration,
+    pub seq: u64,
+    pub hb_pid: u32,
+    pub started: Option<u64>,
+}
+
+/// Renders `beat`, stamped `now`, into `buf` (cleared first).
+pub fn render(buf: &mut Vec<u8>, now: DateTime<Utc>, beat: &Beat) {
+    buf.clear();
+    // The leap-second representation can push nanoseconds past 1e9; clamp to .999.
+    let millis = (now.nanosecond() / 1_000_000).min(999);
+    // Writing to a Vec cannot fail.
+    let _ = write!(
+        buf,
+        "ts={:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z\npid={}\nstatus={}\n",
+        now.year(),
+        now.month(),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        millis,
+        beat.pid,
+        beat.status.as_str(),
+    );
+    if let Some(agent) = beat.agent {
+        let _ = writeln!(buf, "agent={agent}");
+    }
+    let _ = write!(
+        buf,
+        "interval={}\nseq={}\nhb_pid={}\n",
+        beat.interval.as_secs_f64(),
+        beat.seq,
+        beat.hb_pid
+    );
+    if let Some(started) = beat.started {
+        let _ = writeln!(buf, "started={started}");
+    }
+}
+
+/// A heartbeat file as read back by a reader.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    pub ts: DateTime<Utc>,
+    pub pid: i32,
+    pub status: Status,
+    pub agent: Option<String>,
+    /// Seconds, when the file says.
+    pub interval: Option<f64>,
+    pub seq: Option<u64>,
+    pub hb_pid: Option<u32>,
+    pub started: Option<u64>,
+}
+
+/// Parses a heartbeat file. Unknown keys are ignored; a missing or malformed `ts`, `pid` or
+/// `status`, or bytes that are not UTF-8, make the file invalid, with the reason.
+pub fn parse(bytes: &[u8]) -> Result<Record, String> {
+    if bytes.is_empty() {
+        return Err("empty file".into());
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
+    let (mut ts, mut pid, mut status) = (None, None, None);
+    let (mut agent, mut interval, mut seq, mut hb_pid, mut started) =
+        (None, None, None, None, None);
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            if line.trim().is_empty() {
+                continue;
+            }
+            return Err(format!("line without '=': {:?}", clip(line)));
+        };
+        let bad = |what: &str| format!("malformed {key}: {:?} ({what})", clip(value));
+        match key {
+            "ts" => {
+                let parsed =
+                    DateTime::parse_from_rfc3339(value).map_err(|_| bad("not RFC 3339"))?;
+                ts = Some(parsed.with_timezone(&Utc));
+            }
+            "pid" => {
+                pid = Some(crate::validate::pid(value).map_err(|_| bad("not a pid"))?);
+            }
+            "status" => {
+                status = Some(Status::parse(value).ok_or_else(|| bad("unknown status"))?);
+            }
+            "agent" => agent = Some(value.to_string()),
+            "interval" => {
+                let secs: f64 = value.parse().map_err(|_| bad("not a number"))?;
+                if !secs.is_finite() || secs <= 0.0 {
+                    return Err(bad("not a positive number"));
+                }
+                interval = Some(secs);
+            }
+            "seq" => seq = Some(value.parse().map_err(|_| bad("not a count"))?),
+            "hb_pid" => hb_pid = Some(value.parse().map_err(|_| bad("not a pid"))?),
+            "started" => started = Some(value.parse().map_err(|_| bad("not a number"))?),
+            _ => {}
+        }
+    }
+    Ok(Record {
+        ts: ts.ok_or("missing ts")?,
+        pid: pid.ok_or("missing pid")?,
+        status: status.ok_or("missing status")?,
+        agent,
+        interval,
+        seq,
+        hb_pid,
+        started,
+    })
+}
+
+fn clip(text: &str) -> &str {
+    match text.char_indices().nth(40) {
+        Some((at, _)) => &text[..at],
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn beat(status: Status) -> Beat<'static> {
+        Beat {
+            pid: 42,
+            status,
+            agent: Some("a-1"),
+            interval: Duration::from_millis(500),
+            seq: 7,
+            hb_pid: 43,
+            started: Some(99),
+        }
+    }
+
+    #[test]
+    fn render_matches_the_contract() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 26, 2, 21, 5).unwrap()
+            + chrono::Duration::milliseconds(123);
+        let mut buf = Vec::new();
+        render(&mut buf, now, &beat(Status::Ok));
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "ts=2026-11-26T02:21:05.123Z\npid=42\nstatus=ok\nagent=a-1\ninterval=0.5\nseq=7\nhb_pid=43\nstarted=99\n"
+        );
+    }
+
+    #[test]
+    fn parse_reads_what_render_writes() {
+        let mut buf = Vec::new();
+        for status in [Status::Ok, Status::Exited, Status::Stopped] {
+            let now = Utc::now();
+            render(&mut buf, now, &beat(status));
+            let rec = parse(&buf).unwrap();
+            assert_eq!(rec.status, status);
+            assert_eq!(rec.pid, 42);
+            assert_eq!(rec.interval, Some(0.5));
+            assert_eq!(rec.seq, Some(7));
+            assert_eq!(rec.agent.as_deref(), Some("a-1"));
+            assert_eq!(rec.ts.timestamp_millis(), now.timestamp_millis());
+        }
+    }
+
+    #[test]
+    fn parse_reads_the_bash_original() {
+        let rec = parse(b"ts=2026-11-26T02:21:05Z\npid=5\nstatus=ok\n").unwrap();
+        assert_eq!((rec.pid, rec.status, rec.interval), (5, Status::Ok, None));
+    }
+
+    #[test]
+    fn parse_gives_reasons() {
+        let cases: [(&[u8], &str); 7] = [
+            (b"", "empty"),
+            (b"\xff\xfe", "UTF-8"),
+            (b"pid=1\nstatus=ok\n", "missing ts"),
+            (b"ts=yesterday\npid=1\nstatus=ok\n", "RFC 3339"),
+            (b"ts=2026-11-26T02:21:05Z\nstatus=ok\n", "missing pid"),
+            (
+                b"ts=2026-11-26T02:21:05Z\npid=1\nstatus=fine\n",
+                "unknown status",
+            ),
+            (
+                b"ts=2026-11-26T02:21:05Z\npid=1\nstatus=ok\ngarbage\n",
+                "without '='",
+            ),
+        ];
+        for (input, reason) in cases {
+            let err = parse(input).unwrap_err();
+            assert!(err.contains(reason), "{input:?}: {err}");
+        }
+    }
+}

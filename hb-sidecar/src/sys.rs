@@ -1,0 +1,59 @@
+/*! Thin, checked wrappers over the few system calls `std` does not offer. */
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+/// Turns a libc-style return value (`-1` and `errno` on failure) into a `Result`.
+pub fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// `pidfd_open(2)` (Linux 5.3+; `nix` has no wrapper). `ENOSYS` on older kernels.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: a plain system call with integer arguments; the result is checked.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this descriptor (it is O_CLOEXEC by default).
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as libc::c_int) })
+}
+
+/// A random number for names that must not be guessable: from the kernel, else the clock.
+pub fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: fills a live stack buffer of the given length.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), libc::GRND_NONBLOCK) };
+    if n == 8 {
+        return u64::from_ne_bytes(bytes);
+    }
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ (u64::from(std::process::id()) << 32)
+}
+
+/// Closes every descriptor from 3 up: a daemon keeps nothing it did not open itself.
+pub fn close_inherited_fds() {
+    // SAFETY: close_range only closes descriptors; nothing of ours is open yet.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    if ret == 0 {
+        return;
+    }
+    // Kernels before 5.9: walk /proc/self/fd (collect first: the walk has its own fd).
+    let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|&fd| fd > 2)
+            .collect(),
+        Err(_) => return,
+    };
+    for fd in fds {
+        // SAFETY: closing a descriptor nobody in this process owns yet.
+        unsafe { libc::close(fd) };
+    }
+}

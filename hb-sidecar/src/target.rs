@@ -1,0 +1,178 @@
+/*!
+The watched process, and the three ways we tell that it is gone.
+
+1. Its pidfd turns readable (the event loop polls it): the kernel says the process exited.
+   A pidfd names one process, never a later one that reuses the number.
+2. `kill(pid, 0)` fails with `ESRCH` (`EPERM` means alive but not ours). This is all we have
+   where `pidfd_open` is missing (`ENOSYS`, Linux < 5.3).
+3. `/proc/PID/stat` is gone, says the process is a zombie (`Z`, `X`), or shows a start time
+   other than the one recorded when watching began: the number now names another process.
+*/
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use crate::sys::pidfd_open;
+
+pub struct Target {
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+    started: Option<u64>,
+    stat_path: CString,
+}
+
+/// Why a target counts as gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gone {
+    NoProcess,
+    Zombie,
+    Reused,
+}
+
+impl Gone {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Gone::NoProcess => "is not running",
+            Gone::Zombie => "is a zombie (exited, not yet reaped)",
+            Gone::Reused => "now names a different process (start time changed)",
+        }
+    }
+}
+
+impl Target {
+    /// Starts watching `pid`. `use_pidfd = false` forces the `kill(2)`-only fallback.
+    pub fn attach(pid: i32, use_pidfd: bool) -> Result<Target, (Gone, Option<u64>)> {
+        let stat_path = CString::new(format!("/proc/{pid}/stat")).expect("digits have no NUL");
+        let before = read_stat(&stat_path);
+        let mut target = Target {
+            pid,
+            pidfd: None,
+            started: before.map(|(_, started)| started),
+            stat_path,
+        };
+        if use_pidfd {
+            match pidfd_open(pid) {
+                Ok(fd) => target.pidfd = Some(fd),
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+                    return Err((Gone::NoProcess, target.started))
+                }
+                // ENOSYS (old kernel) or a seccomp filter: fall back to kill(2) and /proc.
+                Err(_) => {}
+            }
+        }
+        // The pidfd (if any) now pins one process; a start time that changed since we read it
+        // means the pid was reused in between, so the pidfd pins the wrong one.
+        match target.check() {
+            Ok(()) => Ok(target),
+            Err(gone) => Err((gone, target.started)),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    pub fn started(&self) -> Option<u64> {
+        self.started
+    }
+
+    /// The pidfd to poll, when the kernel gave us one.
+    pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(|fd| fd.as_fd())
+    }
+
+    /// Checks, without blocking, that the target is still the process we began with.
+    pub fn check(&self) -> Result<(), Gone> {
+        // SAFETY: kill with signal 0 only checks for existence and permission.
+        if unsafe { libc::kill(self.pid, 0) } == -1
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+        {
+            return Err(Gone::NoProcess);
+        }
+        match (read_stat(&self.stat_path), self.started) {
+            // No /proc for this pid although kill found it: /proc is absent or hides it
+            // (hidepid); trust kill(2).
+            (None, None) => Ok(()),
+            (None, Some(_)) => Err(Gone::NoProcess),
+            (Some((state, _)), _) if state == b'Z' || state == b'X' => Err(Gone::Zombie),
+            (Some((_, now)), Some(then)) if now != then => Err(Gone::Reused),
+            (Some(_), _) => Ok(()),
+        }
+    }
+}
+
+/// Reads the state (field 3) and start time (field 22) of `/proc/PID/stat`, without
+/// allocating. Fields are counted after the last `)`: the command name may hold anything.
+fn read_stat(path: &CString) -> Option<(u8, u64)> {
+    let mut buf = [0u8; 2048];
+    // SAFETY: path is a valid C string; the descriptor is closed below on every path.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: reads into a live stack buffer of the given length, then closes our descriptor.
+    let n = unsafe {
+        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        libc::close(fd);
+        n
+    };
+    parse_stat(buf.get(..usize::try_from(n).ok()?)?)
+}
+
+/// Parses the bytes of `/proc/PID/stat`: (state, starttime).
+pub fn parse_stat(stat: &[u8]) -> Option<(u8, u64)> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let mut fields = stat[close + 1..]
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|f| !f.is_empty());
+    let state = *fields.next()?.first()?;
+    // starttime is field 22; state was field 3, so skip fields 4..=21.
+    let started = fields.nth(18)?;
+    let started = std::str::from_utf8(started).ok()?.parse().ok()?;
+    Some((state, started))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_stat_counts_after_the_last_paren() {
+        let line = b"4242 (a) b) (c) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100 0";
+        assert_eq!(parse_stat(line), Some((b'S', 987654)));
+        assert_eq!(parse_stat(b"1 (x) Z 1 2"), None);
+        assert_eq!(parse_stat(b"garbage"), None);
+    }
+
+    #[test]
+    fn attach_to_self_and_to_nobody() {
+        let me = Target::attach(std::process::id() as i32, true)
+            .ok()
+            .expect("we are alive");
+        assert!(me.check().is_ok());
+        assert!(me.started().is_some());
+        // pid_max is at most 2^22, so this pid cannot exist.
+        assert!(matches!(
+            Target::attach(i32::MAX - 1, true),
+            Err((Gone::NoProcess, _))
+        ));
+    }
+
+    #[test]
+    fn a_zombie_is_not_alive() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        // Not reaped yet: wait until the kernel shows it as a zombie.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let stat = CString::new(format!("/proc/{pid}/stat")).unwrap();
+        while read_stat(&stat).map(|s| s.0) != Some(b'Z') {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "child never became a zombie"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(matches!(Target::attach(pid, true), Err((Gone::Zombie, _))));
+        child.wait().unwrap();
+    }
+}

@@ -1,0 +1,180 @@
+/*!
+The one place where values crossing a binary boundary are checked: agent names, intervals, PIDs.
+
+Both binaries call these functions before they start or write anything, so a refusal always
+happens first and always reads the same. Each error names the value and the rule it broke.
+*/
+
+use std::time::Duration;
+
+/// Longest agent name: tmux targets and file names stay short and portable.
+pub const AGENT_MAX: usize = 64;
+
+/// Shortest interval the sidecar accepts, in seconds.
+pub const INTERVAL_MIN: f64 = 0.01;
+/// Longest interval the sidecar accepts, in seconds (one day).
+pub const INTERVAL_MAX: f64 = 86_400.0;
+
+/// An agent name becomes a tmux target (`=NAME`) and a file name (`NAME.hb`). tmux silently
+/// rewrites `.` and `:` to `_`, and `/` would leave the heartbeat directory, so only
+/// `[A-Za-z0-9][A-Za-z0-9_-]{0,63}` is accepted.
+pub fn agent(name: &str) -> Result<&str, String> {
+    let bytes = name.as_bytes();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= AGENT_MAX
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(name)
+    } else {
+        Err(format!(
+            "invalid agent name {name:?}: use 1 to {AGENT_MAX} of A-Z a-z 0-9 _ -, starting with a letter or digit"
+        ))
+    }
+}
+
+/// A heartbeat interval in seconds: a finite number from 0.01 to 86400; fractions allowed.
+pub fn interval(text: &str) -> Result<Duration, String> {
+    let bad = |why: &str| format!("invalid interval {text:?}: {why}");
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| bad("not a number of seconds"))?;
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(bad("must be a positive finite number of seconds"));
+    }
+    if !(INTERVAL_MIN..=INTERVAL_MAX).contains(&secs) {
+        return Err(bad("must be from 0.01 to 86400 seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A process ID to watch: a decimal number from 1 to the kernel's maximum.
+pub fn pid(text: &str) -> Result<i32, String> {
+    match text.trim().parse::<i32>() {
+        Ok(pid) if pid > 0 => Ok(pid),
+        _ => Err(format!(
+            "invalid pid {text:?}: must be a whole number from 1 to 2147483647"
+        )),
+    }
+}
+
+/// A tmux socket name (`tmux -L NAME`): a file name in tmux's socket directory.
+pub fn socket(name: &str) -> Result<&str, String> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(name)
+    } else {
+        Err(format!(
+            "invalid tmux socket name {name:?}: use 1 to 100 of A-Z a-z 0-9 _ - ."
+        ))
+    }
+}
+
+/// The agent runtimes the launcher knows.
+pub const RUNTIMES: [&str; 3] = ["pi", "claude", "codex"];
+
+/// One of [`RUNTIMES`].
+pub fn runtime(name: &str) -> Result<&str, String> {
+    if RUNTIMES.contains(&name) {
+        Ok(name)
+    } else {
+        Err(format!(
+            "unknown runtime {name:?}: use one of {}",
+            RUNTIMES.join(", ")
+        ))
+    }
+}
+
+/// clap's multi-line error as one line: the message and any lines it lists, without the
+/// usage block and the `error: ` prefix.
+pub fn one_line(rendered: &str) -> String {
+    let mut parts = Vec::new();
+    for line in rendered.lines() {
+        let line = line.trim();
+        if line.is_empty() {
+            break;
+        }
+        parts.push(line.trim_start_matches("error: "));
+    }
+    parts.join(" ")
+}
+
+/// Formats an interval the way a person would write it: `30`, `0.5`.
+pub fn format_interval(interval: Duration) -> String {
+    format!("{}", interval.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_names() {
+        for good in ["a", "A9", "agent-1", "x_y", "0", &"a".repeat(64)] {
+            assert!(agent(good).is_ok(), "{good:?} refused");
+        }
+        for bad in [
+            "",
+            "-a",
+            "_a",
+            "a.b",
+            "a:b",
+            "a/b",
+            "a b",
+            "é",
+            "a\n",
+            "..",
+            &"a".repeat(65),
+        ] {
+            assert!(agent(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn intervals() {
+        assert_eq!(interval("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(interval("0.5").unwrap(), Duration::from_millis(500));
+        assert_eq!(interval("0.01").unwrap(), Duration::from_millis(10));
+        for bad in ["", "0", "-1", "nan", "inf", "1e9", "0.001", "x", "1s"] {
+            assert!(interval(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(format_interval(interval("42").unwrap()), "42");
+        assert_eq!(format_interval(interval("0.25").unwrap()), "0.25");
+    }
+
+    #[test]
+    fn sockets_and_runtimes() {
+        assert!(socket("mosaic-agent-test-1-2").is_ok());
+        for bad in ["", ".", "..", "a/b", "a b"] {
+            assert!(socket(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(runtime("claude").is_ok());
+        assert!(runtime("bash").is_err());
+    }
+
+    #[test]
+    fn one_line_keeps_listed_items() {
+        let text = "error: the following required arguments were not provided:\n  --pid <PID>\n\nUsage: x\n";
+        assert_eq!(
+            one_line(text),
+            "the following required arguments were not provided: --pid <PID>"
+        );
+    }
+
+    #[test]
+    fn pids() {
+        assert_eq!(pid("1").unwrap(), 1);
+        for bad in ["0", "-5", "x", "", "99999999999"] {
+            assert!(pid(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,84 @@
+/*!
+The launcher's command line. Every option also reads the bash script's `MOSAIC_*` variable, so
+`mosaic-launcher` is a drop-in for `start-agent-session.sh`; `--help` lists each one.
+*/
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mosaic-launcher",
+    version,
+    about = "Start an AI coding agent in its own detached tmux session, with a heartbeat sidecar.",
+    long_about = "Start an AI coding agent in its own detached tmux session, with a heartbeat sidecar.\n\n\
+        Creates tmux session AGENT on a private socket (`tmux -L SOCKET`), running \
+        `export PATH=<runtime bins>:\"$PATH\"; exec <command>` in WORKDIR, then starts \
+        `mosaic-hb` through `setsid` to keep HB_DIR/AGENT.hb current. Idempotent: an agent \
+        that is already running is reported (\"already running\", exit 0), and its sidecar is \
+        restarted if it died. Exit codes: 0 done, 1 failed, 2 bad input.",
+    after_help = "Environment: each option above reads the variable shown beside it; also\n  \
+        MOSAIC_HB_BIN    path of mosaic-hb (default: next to this executable, else on PATH)\n  \
+        PATH             where `tmux` and `setsid` are found"
+)]
+pub struct Cli {
+    /// Agent name: the tmux session and heartbeat file name; 1 to 64 of A-Z a-z 0-9 _ -,
+    /// starting with a letter or digit.
+    #[arg(value_name = "AGENT")]
+    pub agent: String,
+
+    /// tmux socket name, as in `tmux -L SOCKET`.
+    #[arg(
+        long,
+        env = "MOSAIC_TMUX_SOCKET",
+        value_name = "SOCKET",
+        default_value = "mosaic"
+    )]
+    pub socket: String,
+
+    /// Directory the agent starts in [default: the current directory].
+    #[arg(long, env = "MOSAIC_AGENT_WORKDIR", value_name = "DIR")]
+    pub workdir: Option<PathBuf>,
+
+    /// Agent runtime: pi, claude or codex; the default command is `mosaic yolo RUNTIME`.
+    #[arg(long, env = "MOSAIC_AGENT_RUNTIME", value_name = "RUNTIME")]
+    pub runtime: Option<String>,
+
+    /// Shell command the pane runs (after `exec`), forwarded byte for byte
+    /// [default: `mosaic yolo RUNTIME`].
+    #[arg(long, env = "MOSAIC_AGENT_COMMAND", value_name = "COMMAND")]
+    pub command: Option<OsString>,
+
+    /// Directory put first on the pane's PATH (with ~/.npm-global/bin and ~/.local/bin,
+    /// those that exist).
+    #[arg(long, env = "MOSAIC_RUNTIME_BIN", value_name = "DIR")]
+    pub runtime_bin: Option<PathBuf>,
+
+    /// Heartbeat directory, created 0700
+    /// [default: $XDG_RUNTIME_DIR/mosaic/heartbeat, else /tmp/mosaic-UID/heartbeat].
+    #[arg(long, env = "MOSAIC_HEARTBEAT_RUN_DIR", value_name = "DIR")]
+    pub hb_dir: Option<PathBuf>,
+
+    /// Seconds between heartbeats, 0.01 to 86400; fractions allowed.
+    #[arg(
+        long,
+        env = "MOSAIC_HEARTBEAT_INTERVAL",
+        value_name = "SECS",
+        default_value = "30"
+    )]
+    pub hb_interval: String,
+
+    /// Start no heartbeat sidecar.
+    #[arg(long)]
+    pub no_heartbeat: bool,
+
+    /// Report what happened as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Path of the mosaic-hb binary.
+    #[arg(long, env = "MOSAIC_HB_BIN", value_name = "PATH", hide = true)]
+    pub hb_bin: Option<PathBuf>,
+}

@@ -1,0 +1,126 @@
+/*!
+Starting the heartbeat sidecar: `setsid <mosaic-hb> --pid PANE --file HB --interval N --agent A`.
+
+`setsid` (from PATH) puts the sidecar in a session of its own, so it outlives a terminal that
+hangs up. We wait for the `setsid`/`mosaic-hb` process itself: `mosaic-hb` validates, takes its
+lock and attaches to the pane *before* it daemonizes, so its exit status says whether a sidecar
+is now running. Its stdin and stdout are /dev/null; its stderr is a pipe that reaches EOF once
+the daemon has moved its own stderr to /dev/null, so `$(mosaic-launcher a)` returns at once.
+*/
+
+use std::ffi::OsStr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// How a sidecar start ended.
+pub enum Started {
+    Running,
+    /// Another sidecar holds the file's lock (a racing launcher started it).
+    AlreadyKept,
+    /// The agent's process was already gone.
+    TargetGone(String),
+}
+
+pub struct Sidecar {
+    setsid: PathBuf,
+    hb: PathBuf,
+}
+
+impl Sidecar {
+    /// Finds `setsid` on PATH and `mosaic-hb` (override, next to us, or on PATH) before anything
+    /// is started, so a missing piece leaves nothing behind.
+    pub fn locate(hb_override: Option<&Path>) -> Result<Sidecar, String> {
+        let setsid = on_path("setsid").ok_or("cannot find setsid on PATH (util-linux)")?;
+        let hb = match hb_override {
+            Some(hb) if is_executable(hb) => hb.to_path_buf(),
+            Some(hb) => {
+                return Err(format!(
+                    "cannot use mosaic-hb {}: not an executable file",
+                    hb.display()
+                ))
+            }
+            None => beside_us("mosaic-hb")
+                .or_else(|| on_path("mosaic-hb"))
+                .ok_or(
+                    "cannot find mosaic-hb next to mosaic-launcher or on PATH (set MOSAIC_HB_BIN)",
+                )?,
+        };
+        Ok(Sidecar { setsid, hb })
+    }
+
+    pub fn start(
+        &self,
+        pid: u32,
+        file: &Path,
+        interval: &str,
+        agent: &str,
+    ) -> Result<Started, String> {
+        let out = Command::new(&self.setsid)
+            .arg(&self.hb)
+            .args([
+                OsStr::new("--pid"),
+                OsStr::new(&pid.to_string()),
+                OsStr::new("--file"),
+            ])
+            .arg(file)
+            .args(["--interval", interval, "--agent", agent])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| {
+                format!(
+                    "cannot run {}: {}",
+                    self.setsid.display(),
+                    mosaic_hb::why(&e)
+                )
+            })?;
+        if out.status.success() {
+            return Ok(Started::Running);
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        let err = err
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("mosaic-hb: ");
+        if matches!(mosaic_hb::lock::is_held(file), Ok(true)) {
+            return Ok(Started::AlreadyKept);
+        }
+        if let Err((gone, _)) = mosaic_hb::target::Target::attach(pid as i32, false) {
+            return Ok(Started::TargetGone(format!(
+                "pane pid {pid} {}",
+                gone.describe()
+            )));
+        }
+        let why = if err.is_empty() {
+            out.status.to_string()
+        } else {
+            err.to_string()
+        };
+        Err(format!(
+            "cannot start heartbeat sidecar {}: {why}",
+            self.hb.display()
+        ))
+    }
+}
+
+fn beside_us(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let candidate = exe.parent()?.join(name);
+    is_executable(&candidate).then_some(candidate)
+}
+
+/// The first executable `name` in `$PATH`, as the shell would find it.
+pub fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
