@@ -146,9 +146,9 @@ mod tests {
 
     #[test]
     fn attach_to_self_and_to_nobody() {
-        let me = Target::attach(std::process::id() as i32, true)
-            .ok()
-            .expect("we are alive");
+        let Ok(me) = Target::attach(std::process::id() as i32, true) else {
+            panic!("we are alive")
+        };
         assert!(me.check().is_ok());
         assert!(me.started().is_some());
         // pid_max is at most 2^22, so this pid cannot exist.

@@ -1,1 +1,60 @@
-fn main() {}
+/*!
+`cargo xtask <task>`: the project's one entry point for building, testing and showing it.
+
+Every task runs from the workspace root wherever it is called from, spawns processes with
+argument vectors (never a shell string), and uses the `cargo` that invoked it.
+*/
+
+mod bench;
+mod compat;
+mod demo;
+mod test;
+mod util;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Build, test, demo and measure mosaic-fleet"
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Every test: unit tests, then the end-to-end suite against the release binaries and a real tmux.
+    Test(test::Args),
+    /// Start a demo agent, watch its heartbeat say ok, end it, watch it say exited, clean up.
+    Demo,
+    /// Run an external start-agent-session.sh test suite against the built launcher.
+    Compat(compat::Args),
+    /// Measure the launcher and sidecar against the bash baseline; write BENCHMARKS.md.
+    Bench(bench::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let root = util::project_root();
+    if let Err(e) = std::env::set_current_dir(&root) {
+        eprintln!("xtask: cannot enter {}: {e}", root.display());
+        return ExitCode::FAILURE;
+    }
+    let result = match cli.task {
+        Task::Test(args) => test::run(&args),
+        Task::Demo => demo::run(),
+        Task::Compat(args) => compat::run(&args),
+        Task::Bench(args) => bench::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,328 @@
+/*!
+Test support: sandboxes with a private tmux server, commands that explain their failures, and
+polling with deadlines.
+
+Every test gets its own [`Sandbox`]: a temp directory, a unique tmux socket name, `HOME` pointed
+inside it (so no user's `~/.tmux.conf` or `~/.local/bin` leaks in), and a `Drop` that kills the
+tmux server, every process the test registered, and the directory, even when the test panics.
+*/
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub use mosaic_hb::record::{parse, Record, Status};
+
+/// Returns false (after saying so) unless `MOSAIC_E2E=1`; with it, a missing tmux fails.
+#[must_use]
+pub fn e2e_enabled(test: &str) -> bool {
+    if std::env::var_os("MOSAIC_E2E").as_deref() != Some(OsStr::new("1")) {
+        eprintln!(
+            "SKIPPED {test}: end-to-end tests run with MOSAIC_E2E=1 (`cargo xtask test` sets it)"
+        );
+        return false;
+    }
+    let tmux = Command::new("tmux").arg("-V").output();
+    assert!(
+        tmux.is_ok_and(|o| o.status.success()),
+        "MOSAIC_E2E=1 but tmux is not installed"
+    );
+    true
+}
+
+/// Skips the calling test unless the end-to-end suite is enabled.
+#[macro_export]
+macro_rules! e2e {
+    () => {{
+        fn f() {}
+        let name = std::any::type_name_of_val(&f);
+        if !$crate::support::e2e_enabled(name.trim_end_matches("::f")) {
+            return;
+        }
+    }};
+}
+
+/// A release binary built by `cargo xtask test`.
+pub fn bin(name: &str) -> PathBuf {
+    let dir =
+        std::env::var_os("MOSAIC_BIN_DIR").expect("MOSAIC_BIN_DIR names the release binaries");
+    let path = Path::new(&dir).join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo xtask test`",
+        path.display()
+    );
+    path
+}
+
+pub struct Sandbox {
+    pub dir: PathBuf,
+    pub socket: String,
+    children: Mutex<Vec<Child>>,
+    pids: Mutex<Vec<i32>>,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{}-{n}", std::process::id());
+        let dir = std::env::temp_dir().join(format!("mosaic-e2e-{id}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("home")).unwrap();
+        std::fs::create_dir_all(dir.join("work")).unwrap();
+        Sandbox {
+            dir,
+            socket: format!("mosaic-e2e-{id}"),
+            children: Mutex::new(Vec::new()),
+            pids: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    /// The heartbeat directory the launcher is pointed at.
+    pub fn hb_dir(&self) -> PathBuf {
+        self.dir.join("hb")
+    }
+
+    pub fn hb_file(&self, agent: &str) -> PathBuf {
+        self.hb_dir().join(format!("{agent}.hb"))
+    }
+
+    /// `mosaic-launcher AGENT` with this sandbox's socket, workdir, heartbeat dir and HOME, and
+    /// no `MOSAIC_*` or `TMUX` from the outside.
+    pub fn launcher(&self, agent: impl AsRef<OsStr>) -> Command {
+        let mut cmd = Command::new(bin("mosaic-launcher"));
+        cmd.arg(agent);
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("MOSAIC_")
+                || key == "TMUX"
+                || key == "XDG_RUNTIME_DIR"
+            {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env("HOME", self.path("home"))
+            .env("MOSAIC_TMUX_SOCKET", &self.socket)
+            .env("MOSAIC_AGENT_WORKDIR", self.path("work"))
+            .env("MOSAIC_AGENT_COMMAND", "sleep 600")
+            .env("MOSAIC_HEARTBEAT_RUN_DIR", self.hb_dir())
+            .env("MOSAIC_HEARTBEAT_INTERVAL", "0.2")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// `mosaic-hb` with no `MOSAIC_*` from the outside.
+    pub fn hb(&self) -> Command {
+        let mut cmd = Command::new(bin("mosaic-hb"));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("MOSAIC_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    /// `tmux -L <socket> ARGS...` (test-side observation; `-f /dev/null` is not needed: HOME
+    /// is ours).
+    pub fn tmux(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .env("HOME", self.path("home"))
+            .env_remove("TMUX")
+            .output()
+            .expect("tmux runs")
+    }
+
+    /// A long-running process to watch, killed when the sandbox drops.
+    pub fn spawn_target(&self) -> i32 {
+        let child = Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .expect("sleep runs");
+        let pid = child.id() as i32;
+        self.children.lock().unwrap().push(child);
+        pid
+    }
+
+    /// Kills and reaps a target started by [`Sandbox::spawn_target`].
+    pub fn kill_target(&self, pid: i32) {
+        let mut children = self.children.lock().unwrap();
+        if let Some(child) = children.iter_mut().find(|c| c.id() as i32 == pid) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Registers a pid (a sidecar, say) to SIGKILL when the sandbox drops.
+    pub fn track(&self, pid: i32) {
+        self.pids.lock().unwrap().push(pid);
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+        for child in self.children.lock().unwrap().iter_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for &pid in self.pids.lock().unwrap().iter() {
+            // SAFETY: a plain kill(2).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs `cmd`, returning its output; panics only if it cannot be started.
+#[track_caller]
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Describes a finished command for a failure message.
+pub fn explain(cmd: &Command, out: &Output) -> String {
+    format!(
+        "command: {cmd:?}\nstatus: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs `cmd` and asserts it exits with `code`; returns stdout as text.
+#[track_caller]
+pub fn expect_exit(cmd: &mut Command, code: i32) -> (String, String) {
+    let out = run(cmd);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "unexpected exit\n{}",
+        explain(cmd, &out)
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs `cmd` and asserts success; returns stdout.
+#[track_caller]
+pub fn expect_success(cmd: &mut Command) -> String {
+    expect_exit(cmd, 0).0
+}
+
+/// Polls `check` every 10 ms until it returns `Some`; panics after `timeout` with `what` and
+/// the last thing `describe` reported.
+#[track_caller]
+pub fn wait_until<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Option<T>,
+    describe: impl Fn() -> String,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "timed out after {timeout:?} waiting for {what}; last seen: {}",
+                describe()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The heartbeat record at `path`, when it exists and parses.
+pub fn read_record(path: &Path) -> Option<Record> {
+    parse(&std::fs::read(path).ok()?).ok()
+}
+
+/// What is at `path` now, for failure messages.
+pub fn show_file(path: &Path) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => format!("{}: {:?}", path.display(), String::from_utf8_lossy(&bytes)),
+        Err(e) => format!("{}: {e}", path.display()),
+    }
+}
+
+/// Waits until the heartbeat file at `path` says `status`; returns the record.
+#[track_caller]
+pub fn wait_for_status(path: &Path, status: Status, timeout: Duration) -> Record {
+    wait_until(
+        &format!("{} to say status={}", path.display(), status.as_str()),
+        timeout,
+        || read_record(path).filter(|r| r.status == status),
+        || show_file(path),
+    )
+}
+
+/// Whether `pid` is a live process (not a zombie).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with(['Z', 'X']),
+        Err(_) => false,
+    }
+}
+
+/// Writes an executable shell script.
+pub fn write_script(path: &Path, body: &str) {
+    std::fs::write(path, body).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A directory of fakes for the contract's shim cases: a `tmux` that records `new-session`'s
+/// arguments (one per line) to `tmux-args`, says no session exists, and prints `list_panes`
+/// for `list-panes`; and a `setsid` that records its arguments (NUL-separated) to
+/// `setsid-args` and exits 0.
+pub fn fake_bin(dir: &Path, list_panes: &str) -> PathBuf {
+    let bin = dir.join("fake-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let tmux_args = dir.join("tmux-args");
+    let setsid_args = dir.join("setsid-args");
+    write_script(
+        &bin.join("tmux"),
+        &format!(
+            "#!/bin/sh\ncase \"$3\" in\n  has-session) exit 1 ;;\n  new-session) printf '%s\\n' \"$@\" > '{}'; exit 0 ;;\n  list-panes) echo '{list_panes}'; exit 0 ;;\nesac\nexit 0\n",
+            tmux_args.display()
+        ),
+    );
+    write_script(
+        &bin.join("setsid"),
+        &format!(
+            "#!/bin/sh\nprintf '%s\\0' \"$@\" > '{}'\nexit 0\n",
+            setsid_args.display()
+        ),
+    );
+    bin
+}
+
+/// `PATH` with `first` in front of the current one.
+pub fn path_with(first: &[&Path]) -> std::ffi::OsString {
+    let mut parts: Vec<PathBuf> = first.iter().map(|p| p.to_path_buf()).collect();
+    if let Some(path) = std::env::var_os("PATH") {
+        parts.extend(std::env::split_paths(&path));
+    }
+    std::env::join_paths(parts).unwrap()
+}
