@@ -375,7 +375,8 @@ fn bad_input_is_refused_before_anything_starts() {
     let file = sb.path("work/file");
     std::fs::write(&file, "x").unwrap();
     let long = "a".repeat(65);
-    let cases: Vec<(&str, Vec<(&str, String)>, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<Case> = vec![
         ("a.b", vec![], "invalid agent name \"a.b\""),
         ("a:b", vec![], "invalid agent name"),
         ("-x", vec![], ""),
