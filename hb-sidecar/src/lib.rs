@@ -36,6 +36,8 @@ pub mod dirs;
 pub mod hbfile;
 pub mod json;
 pub mod lock;
+#[cfg(test)]
+mod proptests;
 pub mod record;
 pub mod status;
 pub mod sys;

@@ -9,6 +9,8 @@ run created is killed again if its sidecar cannot be started: all or nothing.
 
 mod cli;
 mod pane;
+#[cfg(test)]
+mod proptests;
 mod sidecar;
 mod tmux;
 

@@ -6,5 +6,7 @@ Run it with `cargo xtask test`.
 
 mod support;
 
+mod hostile;
 mod launcher;
 mod sidecar;
+mod status;

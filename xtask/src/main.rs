@@ -8,6 +8,7 @@ argument vectors (never a shell string), and uses the `cargo` that invoked it.
 mod bench;
 mod compat;
 mod demo;
+mod fuzz;
 mod test;
 mod util;
 
@@ -35,6 +36,8 @@ enum Task {
     Compat(compat::Args),
     /// Measure the launcher and sidecar against the bash baseline; write BENCHMARKS.md.
     Bench(bench::Args),
+    /// Long property-based runs over the parser and validators (the suite replays a short one).
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         Task::Demo => demo::run(),
         Task::Compat(args) => compat::run(&args),
         Task::Bench(args) => bench::run(&args),
+        Task::Fuzz(args) => fuzz::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,1 @@
+/*! Property tests over the heartbeat parser and validators (see the hostile-input issue). */

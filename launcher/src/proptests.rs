@@ -1,0 +1,1 @@
+/*! Property tests over the pane command (see the hostile-input issue). */

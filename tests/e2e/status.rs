@@ -1,0 +1,1 @@
+/*! `mosaic-hb status` end to end. */
