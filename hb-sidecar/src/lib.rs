@@ -33,6 +33,7 @@ fleet's state for people and for monitoring.
 */
 
 pub mod dirs;
+pub mod exit;
 pub mod hbfile;
 pub mod json;
 pub mod lock;

@@ -9,19 +9,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use mosaic_hb::exit::Exit;
 use mosaic_hb::hbfile::HbFile;
 use mosaic_hb::lock::{Lock, LockError};
 use mosaic_hb::record::Status;
 use mosaic_hb::target::Target;
 use mosaic_hb::watch::{End, Sidecar, Signals, Writer};
 use mosaic_hb::{dirs, status, sys, validate, why};
-
-/// Exit codes: 0 done, 1 failed at run time, 2 bad input or usage.
-#[derive(Debug, Clone, Copy)]
-enum Exit {
-    Failed = 1,
-    Usage = 2,
-}
 
 struct Fail(Exit, String);
 
@@ -54,13 +48,18 @@ enum Command {
 #[derive(Args)]
 struct WatchArgs {
     /// Process to watch (any PID; a pidfd pins it, its start time identifies it).
-    #[arg(long, value_name = "PID", required = true)]
+    #[arg(long, value_name = "PID", required = true, allow_hyphen_values = true)]
     pid: Option<String>,
     /// Heartbeat file to keep current; its directory is created 0700 if missing.
     #[arg(long, value_name = "PATH", required = true)]
     file: Option<PathBuf>,
     /// Seconds between beats, 0.01 to 86400; fractions allowed.
-    #[arg(long, value_name = "SECS", default_value = "30")]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = "30",
+        allow_hyphen_values = true
+    )]
     interval: String,
     /// Agent name, written as `agent=`.
     #[arg(long, value_name = "NAME")]
@@ -89,7 +88,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(Fail(code, message)) => {
             eprintln!("mosaic-hb: {message}");
-            ExitCode::from(code as u8)
+            ExitCode::from(code)
         }
     }
 }
@@ -105,7 +104,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
         "mosaic-hb: {} (see --help)",
         validate::one_line(&e.render().to_string())
     );
-    ExitCode::from(Exit::Usage as u8)
+    ExitCode::from(Exit::Usage)
 }
 
 fn watch(args: WatchArgs) -> Result<(), Fail> {
@@ -224,7 +223,7 @@ fn daemonize(log: Option<std::fs::File>) -> Result<(), Fail> {
             std::process::exit(if parent.first_child_exit_code == 0 {
                 0
             } else {
-                Exit::Failed as i32
+                i32::from(Exit::Failed.code())
             })
         }
         daemonix::Outcome::Parent(Err(e)) => {
@@ -232,7 +231,7 @@ fn daemonize(log: Option<std::fs::File>) -> Result<(), Fail> {
         }
         daemonix::Outcome::Child(Ok(_)) => Ok(()),
         // The first child's error has nowhere to go but its exit code.
-        daemonix::Outcome::Child(Err(_)) => std::process::exit(Exit::Failed as i32),
+        daemonix::Outcome::Child(Err(_)) => std::process::exit(i32::from(Exit::Failed.code())),
     }
 }
 

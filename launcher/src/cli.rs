@@ -66,7 +66,8 @@ pub struct Cli {
         long,
         env = "MOSAIC_HEARTBEAT_INTERVAL",
         value_name = "SECS",
-        default_value = "30"
+        default_value = "30",
+        allow_hyphen_values = true
     )]
     pub hb_interval: String,
 

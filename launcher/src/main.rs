@@ -19,18 +19,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
+use mosaic_hb::exit::Exit;
 use mosaic_hb::{dirs, json, validate};
 
 use crate::cli::Cli;
 use crate::sidecar::{Sidecar, Started};
 use crate::tmux::{Created, Pane, Tmux};
-
-/// Exit codes: 0 done, 1 failed at run time, 2 bad input or usage.
-#[derive(Debug, Clone, Copy)]
-enum Exit {
-    Failed = 1,
-    Usage = 2,
-}
 
 struct Fail(Exit, String);
 
@@ -79,7 +73,7 @@ fn main() -> ExitCode {
                 "mosaic-launcher: {} (see --help)",
                 validate::one_line(&e.render().to_string())
             );
-            return ExitCode::from(Exit::Usage as u8);
+            return ExitCode::from(Exit::Usage);
         }
     };
     let json = cli.json;
@@ -98,7 +92,7 @@ fn main() -> ExitCode {
         }
         Err(Fail(code, message)) => {
             eprintln!("mosaic-launcher: {message}");
-            ExitCode::from(code as u8)
+            ExitCode::from(code)
         }
     }
 }

@@ -1,1 +1,535 @@
-/*! sidecar tests */
+/*!
+`mosaic-hb` end to end: death seen at once, identity, one writer, signals, safe files, daemon
+hygiene and self-healing. Real processes, real signals, real files.
+*/
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::e2e;
+use crate::support::*;
+
+/// Starts a daemonized sidecar for `pid`; returns the daemon's pid (from the first record).
+fn start_sidecar(sb: &Sandbox, pid: i32, file: &Path, interval: &str) -> i32 {
+    let mut cmd = sb.hb();
+    cmd.args([
+        "--pid",
+        &pid.to_string(),
+        "--interval",
+        interval,
+        "--agent",
+        "t",
+        "--file",
+    ])
+    .arg(file);
+    expect_success(&mut cmd);
+    let rec = wait_for_status(file, Status::Ok, Duration::from_secs(5));
+    let hb = rec.hb_pid.expect("records carry hb_pid") as i32;
+    sb.track(hb);
+    hb
+}
+
+fn signal(pid: i32, sig: i32) {
+    // SAFETY: a plain kill(2).
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
+}
+
+fn wait_gone(pid: i32) {
+    wait_until(
+        &format!("pid {pid} to exit"),
+        Duration::from_secs(5),
+        || (!alive(pid)).then_some(()),
+        || std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default(),
+    );
+}
+
+// At a 30 s interval, the death of the target is written at once (pidfd), not at the next beat.
+#[test]
+fn death_is_seen_at_once() {
+    e2e!();
+    let sb = Sandbox::new();
+    let file = sb.hb_file("d");
+    let target = sb.spawn_target();
+    let hb = start_sidecar(&sb, target, &file, "30");
+    sb.kill_target(target);
+    // Far less than the 30 s interval: only an event-driven sidecar can meet this deadline.
+    let rec = wait_for_status(&file, Status::Exited, Duration::from_secs(3));
+    assert_eq!(rec.pid, target);
+    wait_gone(hb);
+}
+
+// Without a pidfd (kernels before 5.3), the next tick's kill(2) and /proc check still see it.
+#[test]
+fn death_is_seen_without_pidfd() {
+    e2e!();
+    let sb = Sandbox::new();
+    let file = sb.hb_file("np");
+    let target = sb.spawn_target();
+    let mut cmd = sb.hb();
+    cmd.args([
+        "--no-pidfd",
+        "--pid",
+        &target.to_string(),
+        "--interval",
+        "0.05",
+        "--file",
+    ])
+    .arg(&file);
+    expect_success(&mut cmd);
+    let hb = wait_for_status(&file, Status::Ok, Duration::from_secs(5))
+        .hb_pid
+        .unwrap() as i32;
+    sb.track(hb);
+    sb.kill_target(target);
+    wait_for_status(&file, Status::Exited, Duration::from_secs(5));
+    wait_gone(hb);
+}
+
+// SIGTERM, SIGINT and SIGHUP each write status=stopped and end the sidecar promptly, even in
+// the middle of a long interval.
+#[test]
+fn stop_signals_write_stopped() {
+    e2e!();
+    let sb = Sandbox::new();
+    for (n, sig) in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP]
+        .into_iter()
+        .enumerate()
+    {
+        let file = sb.hb_file(&format!("s{n}"));
+        let target = sb.spawn_target();
+        let hb = start_sidecar(&sb, target, &file, "30");
+        signal(hb, sig);
+        let rec = wait_for_status(&file, Status::Stopped, Duration::from_secs(3));
+        assert_eq!(rec.pid, target);
+        wait_gone(hb);
+        assert!(
+            alive(target),
+            "stopping the sidecar must not touch the target"
+        );
+    }
+}
+
+// kill -9 of the sidecar: nothing more is written (ts stops advancing) and the lock is free.
+#[test]
+fn killed_sidecar_goes_stale_and_frees_its_lock() {
+    e2e!();
+    let sb = Sandbox::new();
+    let file = sb.hb_file("k");
+    let target = sb.spawn_target();
+    let hb = start_sidecar(&sb, target, &file, "0.05");
+    signal(hb, libc::SIGKILL);
+    wait_gone(hb);
+    let last = std::fs::read(&file).unwrap();
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < deadline {
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            last,
+            "a dead sidecar's file changed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        parse(&last).unwrap().status,
+        Status::Ok,
+        "kill -9 leaves the last ok record: stale"
+    );
+    // The lock died with its holder: a new sidecar takes over.
+    let mut cmd = sb.hb();
+    cmd.args(["--pid", &target.to_string(), "--interval", "0.05", "--file"])
+        .arg(&file);
+    expect_success(&mut cmd);
+    let rec = wait_until(
+        "the new sidecar's record",
+        Duration::from_secs(5),
+        || read_record(&file).filter(|r| r.hb_pid != Some(hb as u32)),
+        || show_file(&file),
+    );
+    sb.track(rec.hb_pid.unwrap() as i32);
+    assert_eq!(rec.status, Status::Ok);
+}
+
+// One writer per file: a second sidecar is refused with exit 1, naming the holder.
+#[test]
+fn second_sidecar_is_refused() {
+    e2e!();
+    let sb = Sandbox::new();
+    let file = sb.hb_file("one");
+    let target = sb.spawn_target();
+    let hb = start_sidecar(&sb, target, &file, "0.2");
+    let mut cmd = sb.hb();
+    cmd.args(["--pid", &target.to_string(), "--file"])
+        .arg(&file);
+    let (_, err) = expect_exit(&mut cmd, 1);
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "mosaic-hb: heartbeat file {} is already kept by mosaic-hb pid {hb}",
+            file.display()
+        )
+    );
+    // The first one is still the writer.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(read_record(&file).unwrap().hb_pid, Some(hb as u32));
+}
+
+// A target that is not alive at start: a record saying exited, a message, exit 1, no daemon.
+#[test]
+fn dead_target_at_start() {
+    e2e!();
+    let sb = Sandbox::new();
+    let file = sb.hb_file("dead");
+    let target = sb.spawn_target();
+    sb.kill_target(target);
+    let mut cmd = sb.hb();
+    cmd.args(["--pid", &target.to_string(), "--file"])
+        .arg(&file);
+    let (_, err) = expect_exit(&mut cmd, 1);
+    assert_eq!(
+        err.trim_end(),
+        format!("mosaic-hb: pid {target} is not running")
+    );
+    let rec = read_record(&file).expect("a record is left behind");
+    assert_eq!((rec.status, rec.pid), (Status::Exited, target));
+    assert!(crate::launcher::sidecars_watching(target).is_empty());
+}
+
+// Bad arguments: exit 2 with one line, before daemonizing, nothing left running or written.
+#[test]
+fn bad_arguments_are_refused() {
+    e2e!();
+    let sb = Sandbox::new();
+    let target = sb.spawn_target().to_string();
+    let file = sb.hb_file("bad");
+    let file = file.to_str().unwrap();
+    let cases: [(&[&str], &str); 11] = [
+        (&["--pid", "0", "--file", file], "invalid pid \"0\""),
+        (&["--pid", "-4", "--file", file], "invalid pid"),
+        (&["--pid", "x", "--file", file], "invalid pid \"x\""),
+        (
+            &["--pid", &target, "--file", file, "--interval", "0"],
+            "invalid interval",
+        ),
+        (
+            &["--pid", &target, "--file", file, "--interval", "nan"],
+            "invalid interval",
+        ),
+        (
+            &["--pid", &target, "--file", file, "--interval", "0.001"],
+            "invalid interval",
+        ),
+        (
+            &["--pid", &target, "--file", file, "--agent", "a/b"],
+            "invalid agent name",
+        ),
+        (
+            &["--pid", &target, "--file", "/proc/1/nope/x.hb"],
+            "cannot create heartbeat dir /proc/1/nope",
+        ),
+        (
+            &["--pid", &target, "--file", "/proc/x.hb"],
+            "cannot write heartbeat file /proc/x.hb",
+        ),
+        (&["--pid", &target], "required arguments were not provided"),
+        (
+            &["--pid", &target, "--file", file, "--bogus"],
+            "unexpected argument",
+        ),
+    ];
+    for (args, message) in cases {
+        let (out, err) = expect_exit(sb.hb().args(args), 2);
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert!(
+            err.starts_with("mosaic-hb: ") && err.contains(message),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    }
+    assert!(
+        !sb.hb_dir().exists(),
+        "a refused start created the heartbeat dir"
+    );
+    assert!(crate::launcher::sidecars_watching(target.parse().unwrap()).is_empty());
+}
+
+// Symlinks planted at the heartbeat path and at the temp name are replaced, never followed.
+#[test]
+fn planted_symlinks_are_not_followed() {
+    e2e!();
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.hb_dir()).unwrap();
+    let victim = sb.path("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let file = sb.hb_file("sym");
+    std::os::unix::fs::symlink(&victim, &file).unwrap();
+    let target = sb.spawn_target();
+    let hb = start_sidecar(&sb, target, &file, "0.02");
+    // Now plant links at the daemon's own temp name and at a few random-looking ones.
+    let planted: Vec<PathBuf> = std::iter::once(format!(".sym.hb.{hb}.tmp"))
+        .chain((0..4).map(|i| format!(".sym.hb.{hb}.{i:016x}.tmp")))
+        .map(|name| sb.hb_dir().join(name))
+        .collect();
+    for link in &planted {
+        let _ = std::os::unix::fs::symlink(&victim, link);
+    }
+    let seq = read_record(&file).unwrap().seq.unwrap();
+    wait_until(
+        "more beats after planting",
+        Duration::from_secs(5),
+        || read_record(&file).filter(|r| r.seq.unwrap() > seq + 5),
+        || show_file(&file),
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert!(std::fs::symlink_metadata(&file)
+        .unwrap()
+        .file_type()
+        .is_file());
+    for link in &planted {
+        assert!(
+            std::fs::symlink_metadata(link)
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "{}",
+            link.display()
+        );
+    }
+}
+
+// A reader that reads the file thousands of times while it is rewritten every 10 ms never sees
+// a partial record.
+#[test]
+fn readers_never_see_a_partial_file() {
+    e2e!();
+    let sb = Sandbox::new();
+    let file = sb.hb_file("torn");
+    let target = sb.spawn_target();
+    start_sidecar(&sb, target, &file, "0.01");
+    let first = read_record(&file).unwrap().seq.unwrap();
+    let mut reads = 0;
+    let mut seqs = std::collections::BTreeSet::new();
+    while reads < 5000 || seqs.len() < 20 {
+        let bytes = std::fs::read(&file).unwrap();
+        let rec = parse(&bytes)
+            .unwrap_or_else(|e| panic!("read {reads}: {e}: {:?}", String::from_utf8_lossy(&bytes)));
+        assert!(
+            bytes.ends_with(b"\n") && rec.started.is_some(),
+            "truncated: {bytes:?}"
+        );
+        seqs.insert(rec.seq.unwrap());
+        reads += 1;
+        assert!(reads < 5_000_000, "the file stopped changing: {seqs:?}");
+    }
+    assert!(*seqs.iter().next_back().unwrap() > first);
+}
+
+// Fractional intervals down to 0.01 s beat at about that rate.
+#[test]
+fn fractional_intervals() {
+    e2e!();
+    let sb = Sandbox::new();
+    let file = sb.hb_file("frac");
+    let target = sb.spawn_target();
+    start_sidecar(&sb, target, &file, "0.01");
+    let rec = read_record(&file).unwrap();
+    assert_eq!(rec.interval, Some(0.01));
+    wait_until(
+        "seq to pass 30",
+        Duration::from_secs(10),
+        || read_record(&file).filter(|r| r.seq > Some(30)),
+        || show_file(&file),
+    );
+}
+
+// After daemonizing: cwd /, stdio on /dev/null, its own session without a terminal, one
+// thread, no children, and no descriptors beyond its own.
+#[test]
+fn daemon_hygiene() {
+    e2e!();
+    let sb = Sandbox::new();
+    let file = sb.hb_file("hyg");
+    let target = sb.spawn_target();
+    // Leak a descriptor into the sidecar's start: a daemon must not keep it.
+    let leak = std::fs::File::open("/etc/hostname")
+        .or_else(|_| std::fs::File::open("/etc/passwd"))
+        .unwrap();
+    let mut cmd = sb.hb();
+    cmd.args(["--pid", &target.to_string(), "--interval", "0.05", "--file"])
+        .arg(&file);
+    unsafe_inherit(&mut cmd, &leak);
+    expect_success(&mut cmd);
+    let hb = wait_for_status(&file, Status::Ok, Duration::from_secs(5))
+        .hb_pid
+        .unwrap() as i32;
+    sb.track(hb);
+    let proc = |rel: &str| PathBuf::from(format!("/proc/{hb}/{rel}"));
+    assert_eq!(std::fs::read_link(proc("cwd")).unwrap(), Path::new("/"));
+    for fd in 0..3 {
+        assert_eq!(
+            std::fs::read_link(proc(&format!("fd/{fd}"))).unwrap(),
+            Path::new("/dev/null"),
+            "fd {fd}"
+        );
+    }
+    let stat = std::fs::read_to_string(proc("stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    // Fields after the comm: state ppid pgrp session tty_nr ...
+    let (session, tty) = (fields[3].parse::<i32>().unwrap(), fields[4]);
+    // SAFETY: getsid(0) only reads our own session id.
+    let ours = unsafe { libc::getsid(0) };
+    assert_ne!(session, ours, "the daemon shares our session");
+    assert_eq!(tty, "0", "the daemon has a controlling terminal");
+    let status = std::fs::read_to_string(proc("status")).unwrap();
+    assert!(status.lines().any(|l| l == "Threads:\t1"), "{status}");
+    let children =
+        std::fs::read_to_string(proc(&format!("task/{hb}/children"))).unwrap_or_default();
+    assert!(children.trim().is_empty(), "children: {children}");
+    let mut others = Vec::new();
+    for entry in std::fs::read_dir(proc("fd")).unwrap().flatten() {
+        let n: i32 = entry.file_name().to_string_lossy().parse().unwrap();
+        let to = std::fs::read_link(entry.path())
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if n > 2 {
+            others.push(to);
+        }
+    }
+    others.sort();
+    let dir = sb.hb_dir().display().to_string();
+    let lock = sb.hb_dir().join(".hyg.hb.lock").display().to_string();
+    let mut want = [
+        dir.as_str(),
+        lock.as_str(),
+        "anon_inode:[pidfd]",
+        "anon_inode:[signalfd]",
+    ];
+    want.sort();
+    assert_eq!(others, want);
+}
+
+/// Lets `file` survive into the child (clears CLOEXEC in the child before exec).
+fn unsafe_inherit(cmd: &mut Command, file: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl is async-signal-safe and touches only the child's copy of the descriptor.
+    unsafe {
+        cmd.pre_exec(move || {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+            Ok(())
+        });
+    }
+}
+
+// Relaunching a running agent whose sidecar was killed starts a new one; relaunching one whose
+// sidecar lives starts none.
+#[test]
+fn relaunch_heals_a_killed_sidecar() {
+    e2e!();
+    let sb = Sandbox::new();
+    expect_success(&mut sb.launcher("heal"));
+    let file = sb.hb_file("heal");
+    let first = wait_for_status(&file, Status::Ok, Duration::from_secs(5));
+    let hb = first.hb_pid.unwrap() as i32;
+    let out = expect_success(&mut sb.launcher("heal"));
+    assert!(
+        out.contains("already running") && out.contains("(sidecar running)"),
+        "{out}"
+    );
+    signal(hb, libc::SIGKILL);
+    wait_gone(hb);
+    let out = expect_success(&mut sb.launcher("heal"));
+    assert!(
+        out.contains("already running") && out.contains("(sidecar restarted)"),
+        "{out}"
+    );
+    let healed = wait_until(
+        "a new sidecar's record",
+        Duration::from_secs(5),
+        || read_record(&file).filter(|r| r.hb_pid != Some(hb as u32) && r.status == Status::Ok),
+        || show_file(&file),
+    );
+    assert_eq!(healed.pid, first.pid);
+    assert_eq!(crate::launcher::sidecars_watching(first.pid).len(), 1);
+}
+
+// The pane's death (the agent ends) reaches the file at once through the launcher's sidecar.
+#[test]
+fn agent_exit_is_reported() {
+    e2e!();
+    let sb = Sandbox::new();
+    expect_success(sb.launcher("ends").env("MOSAIC_HEARTBEAT_INTERVAL", "30"));
+    let file = sb.hb_file("ends");
+    let rec = wait_for_status(&file, Status::Ok, Duration::from_secs(5));
+    let out = sb.tmux(&["kill-session", "-t", "=ends"]);
+    assert!(out.status.success());
+    wait_for_status(&file, Status::Exited, Duration::from_secs(3));
+    wait_gone(rec.hb_pid.unwrap() as i32);
+}
+
+// PID reuse, forced inside a private PID namespace: the watched pid is killed and handed to a
+// new process (via ns_last_pid); the sidecar, in its kill(2)-only mode where a pidfd cannot
+// help, must notice the changed start time and say exited, never ok for the impostor.
+#[test]
+fn pid_reuse_is_caught() {
+    e2e!();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || Command::new("unshare").arg("--version").output().is_err()
+    {
+        eprintln!(
+            "SKIPPED pid_reuse_is_caught: needs root and unshare(1) for a private PID namespace"
+        );
+        return;
+    }
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.hb_dir()).unwrap();
+    let file = sb.hb_file("reuse");
+    let log = sb.path("reuse.log");
+    let script = r#"
+        set -eu
+        sleep 600 & T=$!
+        "$HB" --foreground --no-pidfd --pid "$T" --file "$F" --interval 1 --log "$LOG" &
+        H=$!
+        seq_of() { sed -n 's/^seq=//p' "$F" 2>/dev/null || true; }
+        until [ -n "$(seq_of)" ]; do sleep 0.01; done
+        # Act right after a beat, far from the next one, so the next tick sees the impostor.
+        s=$(seq_of); until [ "$(seq_of)" != "$s" ]; do sleep 0.002; done
+        kill -9 "$T"; wait "$T" 2>/dev/null || true
+        echo $((T - 1)) > /proc/sys/kernel/ns_last_pid
+        sleep 600 & N=$!
+        echo "target=$T impostor=$N"
+        # Bounded: a sidecar fooled by the impostor would beat ok forever.
+        i=0; while [ $i -lt 500 ] && grep -q '^status=ok' "$F"; do sleep 0.01; i=$((i + 1)); done
+        kill "$H" "$N" 2>/dev/null || true
+        wait "$H" || true
+    "#;
+    let out = run(Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "sh", "-c", script])
+        .env("HB", bin("mosaic-hb"))
+        .env("F", &file)
+        .env("LOG", &log));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (t, n) = stdout
+        .trim()
+        .strip_prefix("target=")
+        .and_then(|s| s.split_once(" impostor="))
+        .unwrap_or_else(|| panic!("unexpected output {stdout:?}"));
+    assert_eq!(t, n, "the namespace did not hand the pid out again");
+    let rec = read_record(&file).unwrap();
+    assert_eq!(rec.status, Status::Exited, "{}", show_file(&file));
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("now names a different process"), "{log}");
+}

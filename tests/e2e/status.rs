@@ -1,1 +1,1463 @@
-/*! `mosaic-hb status` end to end. */
+/*!
+`mosaic-hb status` end to end: a fleet of real sidecars in every state (alive, target killed,
+sidecar killed -9, sidecar stopped) beside hostile files (garbage, empty, binary, huge, a
+planted symlink, a FIFO, a directory), read back as a table, as JSON and as Prometheus text,
+each parsed strictly here: the JSON by a small RFC 8259 parser, the Prometheus text by a parser
+written against the text exposition format 0.0.4.
+
+Every wait polls with a deadline; nothing asserts how long anything took.
+*/
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{CString, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::e2e;
+use crate::support::*;
+
+/// Generous: the machine running the suite may be busy; a deadline only bounds a failure.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------------------------------------
+// Running `mosaic-hb status`
+
+/// One finished `mosaic-hb status`.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// `mosaic-hb status ARGS...`.
+fn status_cmd<I, S>(sb: &Sandbox, args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = sb.hb();
+    cmd.arg("status").args(args);
+    cmd
+}
+
+/// Runs `cmd` to the end, with a deadline: a report that blocks (on a planted FIFO, say) fails
+/// the test instead of hanging it. Output goes to files, so no pipe can fill and stall it.
+#[track_caller]
+fn finish(sb: &Sandbox, cmd: &mut Command) -> Run {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let out_path = sb.path(&format!("status-{n}.out"));
+    let err_path = sb.path(&format!("status-{n}.err"));
+    let out = std::fs::File::create(&out_path).unwrap();
+    let err = std::fs::File::create(&err_path).unwrap();
+    let mut child = cmd
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} still running after {PATIENCE:?}; stdout so far: {:?}",
+                std::fs::read_to_string(&out_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let run = Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8(std::fs::read(&out_path).unwrap()).expect("stdout is UTF-8"),
+        stderr: String::from_utf8_lossy(&std::fs::read(&err_path).unwrap()).into_owned(),
+    };
+    assert!(
+        status.code().is_some(),
+        "{cmd:?} died by a signal: {status}; stderr: {}",
+        run.stderr
+    );
+    run
+}
+
+/// Runs `mosaic-hb status ARGS...` and asserts its exit code.
+#[track_caller]
+fn status<I, S>(sb: &Sandbox, args: I, code: i32) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = status_cmd(sb, args);
+    let run = finish(sb, &mut cmd);
+    assert_eq!(
+        run.code, code,
+        "{cmd:?}: exit {}\nstdout: {}\nstderr: {}",
+        run.code, run.stdout, run.stderr
+    );
+    run
+}
+
+/// Polls `mosaic-hb status ARGS...` until `states` (read from its stdout) equals `want`;
+/// returns that stdout. Polling absorbs a sidecar that is briefly late on a busy machine.
+#[track_caller]
+fn poll_until<I, S>(
+    sb: &Sandbox,
+    args: I,
+    states: fn(&str) -> Vec<(String, String)>,
+    want: &[(&str, &str)],
+) -> String
+where
+    I: IntoIterator<Item = S> + Clone,
+    S: AsRef<OsStr>,
+{
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(a, s)| (a.to_string(), s.to_string()))
+        .collect();
+    let last = std::cell::RefCell::new(String::new());
+    wait_until(
+        &format!("the report to say {want:?}"),
+        PATIENCE,
+        || {
+            let run = finish(sb, &mut status_cmd(sb, args.clone()));
+            *last.borrow_mut() = format!("exit {}: {}{}", run.code, run.stdout, run.stderr);
+            (states(&run.stdout) == want).then_some(run.stdout)
+        },
+        || last.borrow().clone(),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// A fleet
+
+/// Starts a daemonized sidecar for `target` that writes `DIR/NAME.hb`; returns its pid once
+/// its first beat is on disk (it is killed when the sandbox drops).
+fn start_sidecar(sb: &Sandbox, dir: &Path, name: &str, target: i32, interval: &str) -> i32 {
+    let file = dir.join(format!("{name}.hb"));
+    let mut cmd = sb.hb();
+    cmd.arg("--pid")
+        .arg(target.to_string())
+        .arg("--file")
+        .arg(&file)
+        .args(["--interval", interval, "--agent", name]);
+    expect_success(&mut cmd);
+    let record = wait_for_status(&file, Status::Ok, PATIENCE);
+    let hb_pid = record.hb_pid.expect("the sidecar writes hb_pid=") as i32;
+    sb.track(hb_pid);
+    hb_pid
+}
+
+fn signal(pid: i32, sig: i32) {
+    // SAFETY: a plain kill(2).
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
+}
+
+fn mkfifo(path: &Path) {
+    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid C string; the result is checked.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+}
+
+/// The fleet every report test reads, and what each agent's state must become.
+struct Fleet {
+    dir: PathBuf,
+    alive_target: i32,
+    expected: Vec<(&'static str, &'static str)>,
+}
+
+fn fleet(sb: &Sandbox) -> Fleet {
+    let dir = sb.hb_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // A one-second interval gives the live agent a three-second window on a busy machine;
+    // the sidecar that dies beats every 0.2 s, so it turns stale after 0.6 s.
+    let alive_target = sb.spawn_target();
+    start_sidecar(sb, &dir, "alive", alive_target, "1");
+
+    let gone_target = sb.spawn_target();
+    start_sidecar(sb, &dir, "gone", gone_target, "0.2");
+    sb.kill_target(gone_target);
+    wait_for_status(&dir.join("gone.hb"), Status::Exited, PATIENCE);
+
+    let halted_target = sb.spawn_target();
+    let halted = start_sidecar(sb, &dir, "halted", halted_target, "0.2");
+    signal(halted, libc::SIGTERM);
+    wait_for_status(&dir.join("halted.hb"), Status::Stopped, PATIENCE);
+
+    let hung_target = sb.spawn_target();
+    let hung = start_sidecar(sb, &dir, "hung", hung_target, "0.2");
+    signal(hung, libc::SIGKILL);
+
+    std::fs::write(dir.join("empty.hb"), b"").unwrap();
+    std::fs::write(dir.join("garbage.hb"), b"hello world\n").unwrap();
+    std::fs::write(dir.join("binary.hb"), b"\x00\xff\xfe\x80").unwrap();
+    std::fs::write(dir.join("nots.hb"), b"pid=1\nstatus=ok\n").unwrap();
+    std::fs::write(dir.join("huge.hb"), "x=1\n".repeat(32 * 1024)).unwrap();
+    // Followed, it would read as a healthy agent: the live one's record.
+    std::os::unix::fs::symlink(dir.join("alive.hb"), dir.join("link.hb")).unwrap();
+    // Opened for reading without O_NONBLOCK, it would block the report for ever.
+    mkfifo(&dir.join("pipe.hb"));
+    std::fs::create_dir(dir.join("subdir.hb")).unwrap();
+    // Not agents: a stray temp file, and names that do not end in `.hb`.
+    std::fs::write(dir.join(".ghost.hb.999.tmp"), b"garbage").unwrap();
+    std::fs::write(dir.join("notes.txt"), b"garbage").unwrap();
+
+    Fleet {
+        dir,
+        alive_target,
+        expected: vec![
+            ("alive", "ok"),
+            ("binary", "invalid"),
+            ("empty", "invalid"),
+            ("garbage", "invalid"),
+            ("gone", "exited"),
+            ("halted", "stopped"),
+            ("huge", "invalid"),
+            ("hung", "stale"),
+            ("link", "invalid"),
+            ("nots", "invalid"),
+            ("pipe", "invalid"),
+            ("subdir", "invalid"),
+        ],
+    }
+}
+
+/// The reason each invalid file must give (a part of it).
+const REASONS: [(&str, &str); 8] = [
+    ("binary", "not UTF-8"),
+    ("empty", "empty file"),
+    ("garbage", "line without '='"),
+    ("huge", "too large"),
+    ("link", "not a regular file"),
+    ("nots", "missing ts"),
+    ("pipe", "not a regular file"),
+    ("subdir", "not a regular file"),
+];
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+// The table: aligned columns, reasons for invalid rows, the summary in its fixed order.
+#[test]
+fn table_shows_every_state() {
+    e2e!();
+    let sb = Sandbox::new();
+    let fleet = fleet(&sb);
+    let dir = fleet.dir.to_str().unwrap();
+    let out = poll_until(&sb, [dir], table_states, &fleet.expected);
+
+    let lines: Vec<&str> = out.lines().collect();
+    let header = lines[0];
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        ["AGENT", "STATE", "PID", "AGE", "INTERVAL", "REASON"],
+        "{out}"
+    );
+    // Every column starts where its heading does (the reason, last, may hold blanks).
+    let starts: Vec<usize> = words(header).iter().map(|&(at, _)| at).collect();
+    for line in &lines[1..lines.len() - 1] {
+        let cells: Vec<usize> = words(line).iter().map(|&(at, _)| at).collect();
+        let n = cells.len().min(starts.len());
+        assert_eq!(cells[..n], starts[..n], "misaligned: {line:?}\n{out}");
+    }
+    let line_of = |agent: &str| -> &str {
+        lines[1..]
+            .iter()
+            .find(|l| l.split_whitespace().next() == Some(agent))
+            .unwrap_or_else(|| panic!("no row for {agent}: {out}"))
+    };
+    let row = |agent: &str| -> Vec<&str> { line_of(agent).split_whitespace().collect() };
+    let alive = row("alive");
+    assert_eq!(alive[2], fleet.alive_target.to_string(), "{out}");
+    assert_eq!(alive[4], "1s", "{out}");
+    assert!(is_age(alive[3]), "{out}");
+    assert_eq!(row("hung")[4], "0.2s", "{out}");
+    for (agent, reason) in REASONS {
+        let line = line_of(agent);
+        assert!(line.contains(reason), "{agent}: {line}");
+        assert_eq!(&row(agent)[2..5], ["-", "-", "-"], "{out}");
+    }
+    assert_eq!(
+        *lines.last().unwrap(),
+        "12 agents: 1 ok, 1 stale, 1 exited, 1 stopped, 8 invalid"
+    );
+    // Followed, the link would have read as the live agent's healthy record.
+    assert!(line_of("link").contains("symlink, not followed"), "{out}");
+    assert!(
+        read_record(&fleet.dir.join("link.hb")).is_some(),
+        "it does point at one"
+    );
+}
+
+// JSON: an array of objects with the documented fields, each of its type.
+#[test]
+fn json_is_strict_and_typed() {
+    e2e!();
+    let sb = Sandbox::new();
+    let fleet = fleet(&sb);
+    let dir = fleet.dir.to_str().unwrap();
+    let out = poll_until(&sb, ["--json", dir], json_states, &fleet.expected);
+    // --format json is the same report.
+    let same = status(&sb, ["--format", "json", dir], 0);
+    assert_eq!(json_states(&same.stdout), json_states(&out));
+
+    let Json::Arr(items) = parse_json(&out).unwrap() else {
+        panic!("not an array: {out}");
+    };
+    let reasons: HashMap<&str, &str> = REASONS.into_iter().collect();
+    for item in &items {
+        let agent = item
+            .get("agent")
+            .as_str()
+            .expect("agent is a string")
+            .to_string();
+        let state = item.get("state").as_str().expect("state is a string");
+        for key in ["agent", "state", "pid", "ts", "age_s", "interval", "reason"] {
+            assert!(item.has(key), "{agent}: no {key}: {out}");
+        }
+        if state == "invalid" {
+            for key in ["pid", "ts", "age_s", "interval"] {
+                assert_eq!(item.get(key), &Json::Null, "{agent}.{key}: {out}");
+            }
+            let reason = item.get("reason").as_str().expect("reason is a string");
+            assert!(
+                reason.contains(reasons[agent.as_str()]),
+                "{agent}: {reason}"
+            );
+            continue;
+        }
+        assert_eq!(item.get("reason"), &Json::Null, "{agent}: {out}");
+        let pid = item.get("pid").as_num().expect("pid is a number");
+        assert!(pid >= 1.0 && pid.fract() == 0.0, "{agent}: pid {pid}");
+        let ts = item.get("ts").as_str().expect("ts is a string");
+        assert!(is_rfc3339_millis_utc(ts), "{agent}: ts {ts:?}");
+        let age = item.get("age_s").as_num().expect("age_s is a number");
+        assert!(age >= 0.0, "{agent}: age_s {age}");
+        let interval = item.get("interval").as_num().expect("interval is a number");
+        match agent.as_str() {
+            "alive" => {
+                assert_eq!(pid, f64::from(fleet.alive_target));
+                assert_eq!(interval, 1.0);
+                assert!(age <= 3.0, "ok means within 3 intervals: {age}");
+            }
+            "hung" => {
+                assert_eq!(interval, 0.2);
+                assert!(age > 0.6, "stale means older than 3 intervals: {age}");
+            }
+            _ => assert_eq!(interval, 0.2),
+        }
+    }
+}
+
+// Prometheus: valid text format 0.0.4, three gauge families, one series per agent.
+#[test]
+fn prometheus_is_valid_exposition_text() {
+    e2e!();
+    let sb = Sandbox::new();
+    let fleet = fleet(&sb);
+    let dir = fleet.dir.to_str().unwrap();
+    let args = ["--format", "prometheus", dir];
+    let out = poll_until(&sb, args, prometheus_states, &fleet.expected);
+    let families = parse_prometheus(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
+    let names: Vec<&str> = families.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "mosaic_agent_up",
+            "mosaic_agent_heartbeat_age_seconds",
+            "mosaic_agent_state"
+        ]
+    );
+    for family in &families {
+        assert_eq!(family.kind.as_deref(), Some("gauge"), "{}", family.name);
+        assert!(family.help.as_deref().is_some_and(|h| !h.is_empty()));
+        for sample in &family.samples {
+            assert!(
+                sample.timestamp.is_none(),
+                "the textfile collector refuses timestamps"
+            );
+        }
+    }
+    let up = series(&families[0]);
+    let age = series(&families[1]);
+    for (agent, state) in &fleet.expected {
+        let want = if *state == "ok" { 1.0 } else { 0.0 };
+        assert_eq!(
+            up.get(*agent),
+            Some(&want),
+            "mosaic_agent_up for {agent}: {out}"
+        );
+        // Age is known exactly when the file parsed.
+        assert_eq!(
+            age.contains_key(*agent),
+            *state != "invalid",
+            "age of {agent}: {out}"
+        );
+    }
+    assert_eq!(up.len(), fleet.expected.len());
+    assert!(age["hung"] > 0.6, "{out}");
+    assert!((0.0..=3.0).contains(&age["alive"]), "{out}");
+}
+
+// --check: 0 only when every agent is ok (an empty directory too); the report still prints.
+// A missing directory, or a file given as one, is bad input: 2, one line on stderr.
+#[test]
+fn check_and_exit_codes() {
+    e2e!();
+    let sb = Sandbox::new();
+    let hb_dir = sb.hb_dir();
+    std::fs::create_dir_all(&hb_dir).unwrap();
+    let dir = hb_dir.to_str().unwrap();
+
+    let run = status(&sb, ["--check", dir], 0);
+    assert_eq!(run.stdout, "0 agents\n");
+    let run = status(&sb, ["--check", "--json", dir], 0);
+    assert_eq!(parse_json(&run.stdout), Ok(Json::Arr(vec![])));
+
+    let target = sb.spawn_target();
+    start_sidecar(&sb, &hb_dir, "solo", target, "1");
+    let last = std::cell::RefCell::new(String::new());
+    let run = wait_until(
+        "--check to pass",
+        PATIENCE,
+        || {
+            let run = finish(&sb, &mut status_cmd(&sb, ["--check", dir]));
+            *last.borrow_mut() = format!("exit {}: {}{}", run.code, run.stdout, run.stderr);
+            (run.code == 0).then_some(run)
+        },
+        || last.borrow().clone(),
+    );
+    assert_eq!(table_states(&run.stdout), [("solo".into(), "ok".into())]);
+    assert_eq!(run.stdout.lines().last(), Some("1 agent: 1 ok"));
+
+    sb.kill_target(target);
+    wait_for_status(&hb_dir.join("solo.hb"), Status::Exited, PATIENCE);
+    let run = status(&sb, ["--check", dir], 1);
+    assert_eq!(
+        table_states(&run.stdout),
+        [("solo".into(), "exited".into())]
+    );
+    assert_eq!(run.stdout.lines().last(), Some("1 agent: 1 exited"));
+    assert_eq!(run.stderr, "", "a failed check is not an error message");
+    let run = status(&sb, ["--check", "--format", "prometheus", dir], 1);
+    assert!(parse_prometheus(&run.stdout).is_ok(), "{}", run.stdout);
+    // Without --check the same fleet is a report, and a report is success.
+    status(&sb, [dir], 0);
+
+    let missing = sb.path("no-such-dir");
+    let run = status(&sb, [&missing], 2);
+    assert_eq!(run.stdout, "");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "mosaic-hb: cannot read heartbeat dir {}: no such file or directory\n",
+            missing.display()
+        )
+    );
+    let run = status(&sb, ["--check", missing.to_str().unwrap()], 2);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    let file = hb_dir.join("solo.hb");
+    let run = status(&sb, [&file], 2);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "mosaic-hb: cannot read heartbeat dir {}: not a directory\n",
+            file.display()
+        )
+    );
+
+    for bad in [
+        &["--json", "--format", "table"][..],
+        &["--format", "xml"],
+        &["--stale-after", "0"],
+        &["--stale-after", "soon"],
+    ] {
+        let run = status(&sb, bad.iter().chain([&dir]), 2);
+        assert!(
+            run.stderr.starts_with("mosaic-hb: "),
+            "{bad:?}: {}",
+            run.stderr
+        );
+        assert_eq!(run.stderr.lines().count(), 1, "{bad:?}: {}", run.stderr);
+        assert_eq!(run.stdout, "");
+    }
+}
+
+// --stale-after N widens or narrows the window, counted in each file's own interval.
+#[test]
+fn stale_after_counts_intervals() {
+    e2e!();
+    let sb = Sandbox::new();
+    let hb_dir = sb.hb_dir();
+    std::fs::create_dir_all(&hb_dir).unwrap();
+    let dir = hb_dir.to_str().unwrap();
+    // Two records written a minute ago by sidecars long gone: one beat every 15 s (stale
+    // after 45 s by default), one that does not say (30 s assumed: stale after 90 s).
+    let minute_ago = rfc3339(SystemTime::now() - Duration::from_secs(60));
+    let body = format!("ts={minute_ago}\npid=1\nstatus=ok\ninterval=15\n");
+    std::fs::write(hb_dir.join("fifteen.hb"), body).unwrap();
+    let body = format!("ts={minute_ago}\npid=1\nstatus=ok\n");
+    std::fs::write(hb_dir.join("legacy.hb"), body).unwrap();
+    let pair = |a: &str, b: &str| {
+        vec![
+            ("fifteen".to_string(), a.to_string()),
+            ("legacy".to_string(), b.to_string()),
+        ]
+    };
+
+    let run = status(&sb, ["--json", dir], 0);
+    assert_eq!(json_states(&run.stdout), pair("stale", "ok"));
+    let Json::Arr(items) = parse_json(&run.stdout).unwrap() else {
+        panic!("{}", run.stdout)
+    };
+    assert_eq!(items[0].get("interval"), &Json::Num(15.0));
+    assert_eq!(
+        items[1].get("interval"),
+        &Json::Null,
+        "legacy gives no interval"
+    );
+
+    let run = status(&sb, ["--stale-after", "10", dir], 0);
+    assert_eq!(table_states(&run.stdout), pair("ok", "ok"));
+    let run = status(&sb, ["--stale-after", "2.5", dir], 0);
+    assert_eq!(table_states(&run.stdout), pair("stale", "ok"));
+    let run = status(&sb, ["--stale-after=1", dir], 0);
+    assert_eq!(table_states(&run.stdout), pair("stale", "stale"));
+    assert_eq!(run.stdout.lines().last(), Some("2 agents: 2 stale"));
+}
+
+// With no DIR: $MOSAIC_HEARTBEAT_RUN_DIR, else the launcher's default under $XDG_RUNTIME_DIR.
+#[test]
+fn dir_defaults_like_the_launcher() {
+    e2e!();
+    let sb = Sandbox::new();
+    let fresh = format!("ts={}\npid=1\nstatus=ok\n", rfc3339(SystemTime::now()));
+
+    let dir = sb.path("from-env");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("env-agent.hb"), &fresh).unwrap();
+    let mut cmd = status_cmd(&sb, ["--json"]);
+    cmd.env("MOSAIC_HEARTBEAT_RUN_DIR", &dir);
+    let run = finish(&sb, &mut cmd);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        json_states(&run.stdout),
+        [("env-agent".into(), "ok".into())]
+    );
+
+    let xdg = sb.path("xdg");
+    let default = xdg.join("mosaic/heartbeat");
+    std::fs::create_dir_all(&default).unwrap();
+    std::fs::write(default.join("xdg-agent.hb"), &fresh).unwrap();
+    let mut cmd = status_cmd(&sb, ["--json"]);
+    cmd.env("XDG_RUNTIME_DIR", &xdg);
+    let run = finish(&sb, &mut cmd);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        json_states(&run.stdout),
+        [("xdg-agent".into(), "ok".into())]
+    );
+
+    // The default that does not exist yet is a missing directory, named in full.
+    let mut cmd = status_cmd(&sb, ["--check"]);
+    cmd.env("XDG_RUNTIME_DIR", sb.path("nowhere"));
+    let run = finish(&sb, &mut cmd);
+    assert_eq!(run.code, 2);
+    let named = sb.path("nowhere/mosaic/heartbeat");
+    assert!(
+        run.stderr.contains(&named.display().to_string()),
+        "{}",
+        run.stderr
+    );
+}
+
+// File names are bytes: quotes, backslashes, newlines, escape sequences and bytes that are
+// not UTF-8 come out escaped in every format, and each agent stays one row.
+#[test]
+fn hostile_names_are_escaped_everywhere() {
+    e2e!();
+    let sb = Sandbox::new();
+    let dir = sb.hb_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let fresh = format!(
+        "ts={}\npid=1\nstatus=ok\ninterval=60\n",
+        rfc3339(SystemTime::now())
+    );
+    let names: [&[u8]; 7] = [
+        b"quote\"d",
+        b"back\\slash",
+        b"new\nline",
+        b"caf\xe9",
+        b"tab\there",
+        b"esc\x1b[2J",
+        "uni-\u{f1}-\u{2713}".as_bytes(),
+    ];
+    for name in names {
+        let mut file = name.to_vec();
+        file.extend_from_slice(b".hb");
+        std::fs::write(dir.join(OsStr::from_bytes(&file)), &fresh).unwrap();
+    }
+    // The report sorts by the names' bytes.
+    let mut sorted = names.to_vec();
+    sorted.sort();
+    let want: Vec<(String, String)> = sorted
+        .iter()
+        .map(|n| (String::from_utf8_lossy(n).into_owned(), "ok".to_string()))
+        .collect();
+
+    let run = status(&sb, ["--json", dir.to_str().unwrap()], 0);
+    assert_eq!(json_states(&run.stdout), want, "{}", run.stdout);
+
+    let run = status(&sb, ["--format", "prometheus", dir.to_str().unwrap()], 0);
+    let families = parse_prometheus(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{}", run.stdout));
+    assert_eq!(prometheus_states(&run.stdout), want, "{}", run.stdout);
+    assert_eq!(series(&families[0]).len(), names.len());
+
+    let run = status(&sb, [&dir], 0);
+    assert_eq!(
+        run.stdout.lines().count(),
+        names.len() + 2,
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains('\x1b'),
+        "raw escape sequence: {:?}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("new\\nline"), "{}", run.stdout);
+    assert!(run.stdout.contains("esc\\u{1b}[2J"), "{}", run.stdout);
+    assert_eq!(run.stdout.lines().last(), Some("7 agents: 7 ok"));
+}
+
+// A thousand agents (and their thousand lock files) in one report, in every format.
+#[test]
+fn a_thousand_agents() {
+    e2e!();
+    let sb = Sandbox::new();
+    let dir = sb.hb_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let fresh = format!(
+        "ts={}\npid=1\nstatus=ok\ninterval=60\n",
+        rfc3339(SystemTime::now())
+    );
+    // Written in reverse, so a report that did not sort would show it.
+    for i in (0..1000).rev() {
+        std::fs::write(dir.join(format!("agent-{i:04}.hb")), &fresh).unwrap();
+        std::fs::write(dir.join(format!(".agent-{i:04}.hb.lock")), "1\n").unwrap();
+    }
+    let want: Vec<(String, String)> = (0..1000)
+        .map(|i| (format!("agent-{i:04}"), "ok".to_string()))
+        .collect();
+
+    let run = status(&sb, ["--check", "--json", dir.to_str().unwrap()], 0);
+    assert_eq!(json_states(&run.stdout), want);
+    let run = status(&sb, ["--format", "prometheus", dir.to_str().unwrap()], 0);
+    let families = parse_prometheus(&run.stdout).unwrap_or_else(|e| panic!("{e}"));
+    for family in &families {
+        assert_eq!(family.samples.len(), 1000, "{}", family.name);
+    }
+    let run = status(&sb, [&dir], 0);
+    assert_eq!(table_states(&run.stdout), want);
+    assert_eq!(run.stdout.lines().last(), Some("1000 agents: 1000 ok"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading the reports
+
+/// (agent, state) for each table row.
+fn table_states(out: &str) -> Vec<(String, String)> {
+    let lines: Vec<&str> = out.lines().collect();
+    if lines.len() < 3 {
+        return Vec::new();
+    }
+    lines[1..lines.len() - 1]
+        .iter()
+        .map(|line| {
+            let mut cells = line.split_whitespace();
+            let agent = cells.next().unwrap_or_default().to_string();
+            (agent, cells.next().unwrap_or_default().to_string())
+        })
+        .collect()
+}
+
+/// (agent, state) for each JSON object; empty when the text is not the expected JSON.
+fn json_states(out: &str) -> Vec<(String, String)> {
+    let Ok(Json::Arr(items)) = parse_json(out) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .map(|item| {
+            let text = |key| item.get(key).as_str().unwrap_or_default().to_string();
+            (text("agent"), text("state"))
+        })
+        .collect()
+}
+
+/// (agent, state) for each `mosaic_agent_state` sample; empty when the text does not parse.
+fn prometheus_states(out: &str) -> Vec<(String, String)> {
+    let Ok(families) = parse_prometheus(out) else {
+        return Vec::new();
+    };
+    let Some(family) = families.iter().find(|f| f.name == "mosaic_agent_state") else {
+        return Vec::new();
+    };
+    family
+        .samples
+        .iter()
+        .map(|s| (s.label("agent").to_string(), s.label("state").to_string()))
+        .collect()
+}
+
+/// agent → value for a family whose samples have one label, `agent`.
+fn series(family: &Family) -> HashMap<String, f64> {
+    let mut map = HashMap::new();
+    for sample in &family.samples {
+        assert_eq!(
+            sample.labels.len(),
+            1,
+            "{}: {:?}",
+            family.name,
+            sample.labels
+        );
+        let fresh = map.insert(sample.label("agent").to_string(), sample.value);
+        assert!(fresh.is_none(), "{}: a repeated series", family.name);
+    }
+    map
+}
+
+/// The blank-separated words of `line`, each with the byte offset where it starts.
+fn words(line: &str) -> Vec<(usize, &str)> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, c) in line.char_indices().chain([(line.len(), ' ')]) {
+        match (c == ' ', start) {
+            (false, None) => start = Some(i),
+            (true, Some(at)) => {
+                out.push((at, &line[at..i]));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `2s`, `4m`, `3h`, `2d`.
+fn is_age(text: &str) -> bool {
+    let digits = text.trim_end_matches(['s', 'm', 'h', 'd']);
+    text.len() == digits.len() + 1
+        && !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+fn is_rfc3339_millis_utc(ts: &str) -> bool {
+    let shape = "dddd-dd-ddTdd:dd:dd.dddZ";
+    ts.len() == shape.len()
+        && ts.bytes().zip(shape.bytes()).all(|(c, s)| match s {
+            b'd' => c.is_ascii_digit(),
+            s => c == s,
+        })
+}
+
+/// `t` as RFC 3339 in UTC with milliseconds, as the sidecar writes it.
+fn rfc3339(t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap();
+    let secs = since.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days since 1970-01-01 to a proleptic Gregorian date, by 400-year eras counted from
+    // 0000-03-01 (so the leap day ends each year).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+#[test]
+fn rfc3339_agrees_with_the_sidecars_reader() {
+    e2e!();
+    assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+    let leap = UNIX_EPOCH + Duration::from_millis(951_782_400_123);
+    assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.123Z");
+    let later = UNIX_EPOCH + Duration::from_secs(1_795_659_665);
+    assert_eq!(rfc3339(later), "2026-11-26T02:21:05.000Z");
+    let now = SystemTime::now();
+    let record = parse(format!("ts={}\npid=1\nstatus=ok\n", rfc3339(now)).as_bytes()).unwrap();
+    let back = UNIX_EPOCH + Duration::from_millis(record.ts.timestamp_millis() as u64);
+    assert!(now.duration_since(back).unwrap() < Duration::from_millis(1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// A strict JSON parser (RFC 8259): no trailing commas, no comments, no leading zeros, no raw
+// control characters in strings, lone surrogates refused, duplicate keys refused, nothing after
+// the value but whitespace.
+
+#[derive(Clone, Debug, PartialEq)]
+enum Json {
+    Null,
+    Bool(bool),
+    Num(f64),
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    fn has(&self, key: &str) -> bool {
+        matches!(self, Json::Obj(fields) if fields.iter().any(|(k, _)| k == key))
+    }
+
+    /// The member `key` of an object; `Null` when absent (check [`Json::has`] for presence).
+    fn get(&self, key: &str) -> &Json {
+        match self {
+            Json::Obj(fields) => fields
+                .iter()
+                .find(|(k, _)| k == key)
+                .map_or(&Json::Null, |(_, v)| v),
+            _ => &Json::Null,
+        }
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Json::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn as_num(&self) -> Option<f64> {
+        match self {
+            Json::Num(n) => Some(*n),
+            _ => None,
+        }
+    }
+}
+
+fn parse_json(text: &str) -> Result<Json, String> {
+    let mut p = JsonParser {
+        s: text.as_bytes(),
+        i: 0,
+    };
+    p.ws();
+    let value = p.value(0)?;
+    p.ws();
+    if p.i != p.s.len() {
+        return Err(p.err("trailing characters"));
+    }
+    Ok(value)
+}
+
+struct JsonParser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl JsonParser<'_> {
+    fn err(&self, what: &str) -> String {
+        format!("JSON: {what} at byte {}", self.i)
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, b: u8) -> Result<(), String> {
+        if self.peek() == Some(b) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(self.err(&format!("expected {:?}", b as char)))
+        }
+    }
+
+    fn literal(&mut self, word: &str, value: Json) -> Result<Json, String> {
+        if self.s[self.i..].starts_with(word.as_bytes()) {
+            self.i += word.len();
+            Ok(value)
+        } else {
+            Err(self.err("unknown literal"))
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Json, String> {
+        if depth > 64 {
+            return Err(self.err("nested too deep"));
+        }
+        match self.peek() {
+            Some(b'{') => self.object(depth),
+            Some(b'[') => self.array(depth),
+            Some(b'"') => self.string().map(Json::Str),
+            Some(b't') => self.literal("true", Json::Bool(true)),
+            Some(b'f') => self.literal("false", Json::Bool(false)),
+            Some(b'n') => self.literal("null", Json::Null),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => Err(self.err("expected a value")),
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Result<Json, String> {
+        self.eat(b'{')?;
+        let mut fields: Vec<(String, Json)> = Vec::new();
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Ok(Json::Obj(fields));
+        }
+        loop {
+            self.ws();
+            if self.peek() != Some(b'"') {
+                return Err(self.err("expected a key"));
+            }
+            let key = self.string()?;
+            if fields.iter().any(|(k, _)| *k == key) {
+                return Err(self.err(&format!("duplicate key {key:?}")));
+            }
+            self.ws();
+            self.eat(b':')?;
+            self.ws();
+            let value = self.value(depth + 1)?;
+            fields.push((key, value));
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(Json::Obj(fields));
+                }
+                _ => return Err(self.err("expected ',' or '}'")),
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Result<Json, String> {
+        self.eat(b'[')?;
+        let mut items = Vec::new();
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            return Ok(Json::Arr(items));
+        }
+        loop {
+            self.ws();
+            items.push(self.value(depth + 1)?);
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b']') => {
+                    self.i += 1;
+                    return Ok(Json::Arr(items));
+                }
+                _ => return Err(self.err("expected ',' or ']'")),
+            }
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.i;
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.i += 1;
+        }
+        self.i - start
+    }
+
+    fn number(&mut self) -> Result<Json, String> {
+        let start = self.i;
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        match self.peek() {
+            Some(b'0') => {
+                self.i += 1;
+                if self.peek().is_some_and(|b| b.is_ascii_digit()) {
+                    return Err(self.err("leading zero"));
+                }
+            }
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return Err(self.err("expected a digit")),
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            if self.digits() == 0 {
+                return Err(self.err("expected a digit after '.'"));
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.i += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            if self.digits() == 0 {
+                return Err(self.err("expected a digit in the exponent"));
+            }
+        }
+        let text = std::str::from_utf8(&self.s[start..self.i]).unwrap();
+        let n: f64 = text.parse().map_err(|_| self.err("bad number"))?;
+        if !n.is_finite() {
+            return Err(self.err("number out of range"));
+        }
+        Ok(Json::Num(n))
+    }
+
+    fn hex4(&mut self) -> Result<u32, String> {
+        let hex = self
+            .s
+            .get(self.i..self.i + 4)
+            .ok_or_else(|| self.err("short \\u escape"))?;
+        if !hex.iter().all(|b| b.is_ascii_hexdigit()) {
+            return Err(self.err("bad \\u escape"));
+        }
+        self.i += 4;
+        Ok(u32::from_str_radix(std::str::from_utf8(hex).unwrap(), 16).unwrap())
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        self.eat(b'"')?;
+        let mut out = String::new();
+        loop {
+            let rest = std::str::from_utf8(&self.s[self.i..]).map_err(|_| self.err("UTF-8"))?;
+            let c = rest
+                .chars()
+                .next()
+                .ok_or_else(|| self.err("unterminated string"))?;
+            self.i += c.len_utf8();
+            match c {
+                '"' => return Ok(out),
+                '\\' => {
+                    let e = self.peek().ok_or_else(|| self.err("unterminated escape"))?;
+                    self.i += 1;
+                    match e {
+                        b'"' => out.push('"'),
+                        b'\\' => out.push('\\'),
+                        b'/' => out.push('/'),
+                        b'b' => out.push('\u{8}'),
+                        b'f' => out.push('\u{c}'),
+                        b'n' => out.push('\n'),
+                        b'r' => out.push('\r'),
+                        b't' => out.push('\t'),
+                        b'u' => {
+                            let hi = self.hex4()?;
+                            let code = match hi {
+                                0xD800..=0xDBFF => {
+                                    if !self.s[self.i..].starts_with(b"\\u") {
+                                        return Err(self.err("lone high surrogate"));
+                                    }
+                                    self.i += 2;
+                                    let lo = self.hex4()?;
+                                    if !(0xDC00..=0xDFFF).contains(&lo) {
+                                        return Err(self.err("bad low surrogate"));
+                                    }
+                                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                                }
+                                0xDC00..=0xDFFF => return Err(self.err("lone low surrogate")),
+                                code => code,
+                            };
+                            out.push(char::from_u32(code).unwrap());
+                        }
+                        _ => return Err(self.err("unknown escape")),
+                    }
+                }
+                c if (c as u32) < 0x20 => return Err(self.err("raw control character")),
+                c => out.push(c),
+            }
+        }
+    }
+}
+
+#[test]
+fn json_parser_is_strict() {
+    e2e!();
+    let good = r#" [ {"a": -0.5e+2, "b": "\u00e9\ud83d\ude00\n\"", "c": [true, false, null]} ] "#;
+    let Json::Arr(items) = parse_json(good).unwrap() else {
+        panic!()
+    };
+    assert_eq!(items[0].get("a"), &Json::Num(-50.0));
+    assert_eq!(items[0].get("b").as_str(), Some("é😀\n\""));
+    for bad in [
+        "",
+        "[1,]",
+        "{\"a\":1,}",
+        "[01]",
+        "[1.]",
+        "[.5]",
+        "[+1]",
+        "[NaN]",
+        "{\"a\":1,\"a\":2}",
+        "[\"\t\"]",
+        "[\"\\x\"]",
+        "[\"\\ud800\"]",
+        "[\"\\udc00\"]",
+        "[] []",
+        "[tru]",
+        "{a:1}",
+        "['a']",
+        "[1e999]",
+    ] {
+        assert!(parse_json(bad).is_err(), "accepted {bad:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A strict parser for the Prometheus text exposition format 0.0.4 (prometheus.io, "Exposition
+// formats"): line-oriented, `\n` endings and a final `\n`; `# HELP name docstring` (escapes
+// `\\`, `\n`) and `# TYPE name type` at most once per name and before its first sample;
+// samples `name{label="value",...} value [timestamp]` with names `[a-zA-Z_:][a-zA-Z0-9_:]*`,
+// label names `[a-zA-Z_][a-zA-Z0-9_]*` (not `__`-prefixed: reserved), label values escaping
+// `\\`, `\"` and `\n`; values as Go's ParseFloat reads them; timestamps int64; all lines of a
+// family in one uninterrupted group; each series once.
+
+#[derive(Debug, Default)]
+struct Family {
+    name: String,
+    help: Option<String>,
+    kind: Option<String>,
+    samples: Vec<Sample>,
+}
+
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: Vec<(String, String)>,
+    value: f64,
+    timestamp: Option<i64>,
+}
+
+impl Sample {
+    fn label(&self, name: &str) -> &str {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v)
+    }
+}
+
+fn is_blank(c: char) -> bool {
+    c == ' ' || c == '\t'
+}
+
+fn is_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+fn is_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with("__")
+}
+
+/// A float as Go's `strconv.ParseFloat` writes and reads it in decimal: an optional sign,
+/// digits with an optional point, an optional exponent; or NaN and infinities.
+fn parse_float(text: &str) -> Option<f64> {
+    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+    let lower = unsigned.to_ascii_lowercase();
+    if lower == "inf" || lower == "infinity" {
+        return Some(if text.starts_with('-') {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        });
+    }
+    if lower == "nan" {
+        // Go reads only an unsigned NaN.
+        return (unsigned.len() == text.len()).then_some(f64::NAN);
+    }
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => (&unsigned[..at], Some(&unsigned[at + 1..])),
+        None => (unsigned, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if int.len() + frac.len() == 0 || !all_digits(int) || !all_digits(frac) {
+        return None;
+    }
+    if let Some(exp) = exponent {
+        let digits = exp.strip_prefix(['+', '-']).unwrap_or(exp);
+        if digits.is_empty() || !all_digits(digits) {
+            return None;
+        }
+    }
+    text.parse().ok()
+}
+
+fn unescape(text: &str, quote_allowed: bool) -> Result<String, String> {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('\\') => out.push('\\'),
+            Some('n') => out.push('\n'),
+            Some('"') if quote_allowed => out.push('"'),
+            other => return Err(format!("invalid escape \\{other:?} in {text:?}")),
+        }
+    }
+    Ok(out)
+}
+
+fn parse_prometheus(text: &str) -> Result<Vec<Family>, String> {
+    if !text.is_empty() && !text.ends_with('\n') {
+        return Err("the last line does not end with a line feed".into());
+    }
+    let mut families: Vec<Family> = Vec::new();
+    let mut series = HashSet::new();
+    // split_terminator, not lines: lines would hide a `\r` before the `\n`.
+    for (n, raw) in text.split_terminator('\n').enumerate() {
+        let at = |what: String| format!("line {}: {what}: {raw:?}", n + 1);
+        if raw.contains('\r') {
+            return Err(at("carriage return".into()));
+        }
+        let line = raw.trim_matches(is_blank);
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(comment) = line.strip_prefix('#') {
+            let comment = comment.trim_start_matches(is_blank);
+            let (keyword, rest) = comment.split_once(is_blank).unwrap_or((comment, ""));
+            if keyword != "HELP" && keyword != "TYPE" {
+                continue;
+            }
+            let rest = rest.trim_start_matches(is_blank);
+            let (name, tail) = rest.split_once(is_blank).unwrap_or((rest, ""));
+            if !is_metric_name(name) {
+                return Err(at(format!("bad metric name {name:?}")));
+            }
+            let family = enter(&mut families, name).map_err(&at)?;
+            if !family.samples.is_empty() {
+                return Err(at(format!("{keyword} after samples of {name}")));
+            }
+            let tail = tail.trim_start_matches(is_blank);
+            if keyword == "HELP" {
+                if family.help.is_some() {
+                    return Err(at("a second HELP".into()));
+                }
+                family.help = Some(unescape(tail, false).map_err(&at)?);
+            } else {
+                if family.kind.is_some() {
+                    return Err(at("a second TYPE".into()));
+                }
+                if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&tail) {
+                    return Err(at(format!("bad type {tail:?}")));
+                }
+                family.kind = Some(tail.to_string());
+            }
+            continue;
+        }
+        let sample = parse_sample(line).map_err(&at)?;
+        let family_name = family_of(&families, &sample.name);
+        let mut key = vec![sample.name.clone()];
+        let mut labels = sample.labels.clone();
+        labels.sort();
+        key.extend(labels.into_iter().flat_map(|(k, v)| [k, v]));
+        if !series.insert(key) {
+            return Err(at("a repeated series".into()));
+        }
+        enter(&mut families, &family_name)
+            .map_err(&at)?
+            .samples
+            .push(sample);
+    }
+    Ok(families)
+}
+
+/// The family a sample named `name` belongs to: a histogram's or summary's `_sum`, `_count`
+/// and `_bucket` belong to it; any other name is its own family.
+fn family_of(families: &[Family], name: &str) -> String {
+    if let Some(last) = families.last() {
+        let compound = matches!(last.kind.as_deref(), Some("histogram" | "summary"));
+        let suffix = name.strip_prefix(last.name.as_str());
+        if compound && matches!(suffix, Some("_sum" | "_count" | "_bucket")) {
+            return last.name.clone();
+        }
+    }
+    name.to_string()
+}
+
+/// The family `name`, which must be the current one or a new one: families do not interleave.
+fn enter<'a>(families: &'a mut Vec<Family>, name: &str) -> Result<&'a mut Family, String> {
+    let current = families.last().is_some_and(|f| f.name == name);
+    if !current {
+        if families.iter().any(|f| f.name == name) {
+            return Err(format!("family {name} is interleaved with another"));
+        }
+        families.push(Family {
+            name: name.to_string(),
+            ..Family::default()
+        });
+    }
+    Ok(families.last_mut().unwrap())
+}
+
+fn parse_sample(line: &str) -> Result<Sample, String> {
+    let name_end = line
+        .find(|c: char| c == '{' || is_blank(c))
+        .unwrap_or(line.len());
+    let name = &line[..name_end];
+    if !is_metric_name(name) {
+        return Err(format!("bad metric name {name:?}"));
+    }
+    let mut rest = line[name_end..].trim_start_matches(is_blank);
+    let mut labels: Vec<(String, String)> = Vec::new();
+    if let Some(inner) = rest.strip_prefix('{') {
+        rest = inner;
+        loop {
+            rest = rest.trim_start_matches(is_blank);
+            if let Some(after) = rest.strip_prefix('}') {
+                rest = after;
+                break;
+            }
+            let eq = rest.find('=').ok_or("a label without '='")?;
+            let label = rest[..eq].trim_end_matches(is_blank);
+            if !is_label_name(label) {
+                return Err(format!("bad label name {label:?}"));
+            }
+            if labels.iter().any(|(k, _)| k == label) {
+                return Err(format!("repeated label {label}"));
+            }
+            rest = rest[eq + 1..]
+                .trim_start_matches(is_blank)
+                .strip_prefix('"')
+                .ok_or("a label value without '\"'")?;
+            // The value ends at the first quote that no backslash escapes.
+            let mut end = None;
+            let mut escaped = false;
+            for (i, c) in rest.char_indices() {
+                match c {
+                    _ if escaped => escaped = false,
+                    '\\' => escaped = true,
+                    '"' => {
+                        end = Some(i);
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            let end = end.ok_or("an unterminated label value")?;
+            labels.push((label.to_string(), unescape(&rest[..end], true)?));
+            rest = rest[end + 1..].trim_start_matches(is_blank);
+            if let Some(after) = rest.strip_prefix(',') {
+                rest = after;
+            } else if !rest.starts_with('}') {
+                return Err("expected ',' or '}' after a label".into());
+            }
+        }
+        if !rest.starts_with(is_blank) {
+            return Err("no blank before the value".into());
+        }
+    }
+    let mut tokens = rest.split(is_blank).filter(|t| !t.is_empty());
+    let value = tokens.next().ok_or("no value")?;
+    let value = parse_float(value).ok_or_else(|| format!("bad value {value:?}"))?;
+    let timestamp = match tokens.next() {
+        Some(ts) => {
+            let digits = ts.strip_prefix('-').unwrap_or(ts);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!("bad timestamp {ts:?}"));
+            }
+            Some(
+                ts.parse::<i64>()
+                    .map_err(|_| format!("bad timestamp {ts:?}"))?,
+            )
+        }
+        None => None,
+    };
+    if let Some(extra) = tokens.next() {
+        return Err(format!("unexpected {extra:?}"));
+    }
+    Ok(Sample {
+        name: name.to_string(),
+        labels,
+        value,
+        timestamp,
+    })
+}
+
+#[test]
+fn prometheus_parser_is_strict() {
+    e2e!();
+    // The specification's own example first.
+    let spec = concat!(
+        "# HELP http_requests_total The total number of HTTP requests.\n",
+        "# TYPE http_requests_total counter\n",
+        "http_requests_total{method=\"post\",code=\"200\"} 1027 1395066363000\n",
+        "http_requests_total{method=\"post\",code=\"400\"}    3 1395066363000\n",
+        "\n",
+        "# Escaping in label values:\n",
+        "msdos_file_access_time_seconds{path=\"C:\\\\DIR\\\\FILE.TXT\",error=\"Cannot find file:\\n\\\"FILE.TXT\\\"\"} 1.458255915e9\n",
+        "metric_without_timestamp_and_labels 12.47\n",
+        "something_weird{problem=\"division by zero\"} +Inf -3982045\n",
+        "# TYPE http_request_duration_seconds histogram\n",
+        "http_request_duration_seconds_bucket{le=\"0.05\"} 24054\n",
+        "http_request_duration_seconds_bucket{le=\"+Inf\"} 144320\n",
+        "http_request_duration_seconds_sum 53423\n",
+        "http_request_duration_seconds_count 144320\n",
+    );
+    let families = parse_prometheus(spec).unwrap();
+    assert_eq!(families.len(), 5);
+    let msdos = &families[1].samples[0];
+    assert_eq!(msdos.label("path"), "C:\\DIR\\FILE.TXT");
+    assert_eq!(msdos.label("error"), "Cannot find file:\n\"FILE.TXT\"");
+    assert_eq!(families[3].samples[0].value, f64::INFINITY);
+    assert_eq!(families[4].samples.len(), 4);
+
+    for bad in [
+        "a 1",                              // no final line feed
+        "a{b=\"1\"} 1\na{b=\"1\"} 2\n",     // a repeated series
+        "a 1\nb 1\na 2\n",                  // interleaved families
+        "a 1\n# TYPE a gauge\n",            // TYPE after samples
+        "# TYPE a gauge\n# TYPE a gauge\n", // a second TYPE
+        "# HELP a x\n# HELP a y\n",         // a second HELP
+        "# TYPE a meter\n",                 // unknown type
+        "1a 1\n",                           // bad metric name
+        "a{1b=\"x\"} 1\n",                  // bad label name
+        "a{__b=\"x\"} 1\n",                 // reserved label name
+        "a{b=\"x\",b=\"y\"} 1\n",           // repeated label
+        "a{b=\"x\\t\"} 1\n",                // unknown escape
+        "a{b=\"x} 1\n",                     // unterminated value
+        "a{b=x} 1\n",                       // unquoted value
+        "a{b=\"x\"}1\n",                    // value glued to the brace
+        "a one\n",                          // bad value
+        "a 1 2 3\n",                        // extra token
+        "a 1 1.5\n",                        // bad timestamp
+        "a 1\r\n",                          // carriage return
+        "# HELP a back\\slash\n",           // bad HELP escape
+    ] {
+        assert!(parse_prometheus(bad).is_err(), "accepted {bad:?}");
+    }
+}
