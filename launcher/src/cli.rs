@@ -4,7 +4,6 @@ The launcher's command line. Every option also reads the bash script's `MOSAIC_*
 */
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 
 use clap::Parser;
 
@@ -23,6 +22,7 @@ use clap::Parser;
         MOSAIC_HB_BIN    path of mosaic-hb (default: next to this executable, else on PATH)\n  \
         PATH             where `tmux` and `setsid` are found"
 )]
+// Paths are `OsString`s: clap refuses an empty path, and an empty variable must count as unset.
 pub struct Cli {
     /// Agent name: the tmux session and heartbeat file name; 1 to 64 of A-Z a-z 0-9 _ -,
     /// starting with a letter or digit.
@@ -40,7 +40,7 @@ pub struct Cli {
 
     /// Directory the agent starts in [default: the current directory].
     #[arg(long, env = "MOSAIC_AGENT_WORKDIR", value_name = "DIR")]
-    pub workdir: Option<PathBuf>,
+    pub workdir: Option<OsString>,
 
     /// Agent runtime: pi, claude or codex; the default command is `mosaic yolo RUNTIME`.
     #[arg(long, env = "MOSAIC_AGENT_RUNTIME", value_name = "RUNTIME")]
@@ -54,12 +54,12 @@ pub struct Cli {
     /// Directory put first on the pane's PATH (with ~/.npm-global/bin and ~/.local/bin,
     /// those that exist).
     #[arg(long, env = "MOSAIC_RUNTIME_BIN", value_name = "DIR")]
-    pub runtime_bin: Option<PathBuf>,
+    pub runtime_bin: Option<OsString>,
 
     /// Heartbeat directory, created 0700
     /// [default: $XDG_RUNTIME_DIR/mosaic/heartbeat, else /tmp/mosaic-UID/heartbeat].
     #[arg(long, env = "MOSAIC_HEARTBEAT_RUN_DIR", value_name = "DIR")]
-    pub hb_dir: Option<PathBuf>,
+    pub hb_dir: Option<OsString>,
 
     /// Seconds between heartbeats, 0.01 to 86400; fractions allowed.
     #[arg(
@@ -81,5 +81,5 @@ pub struct Cli {
 
     /// Path of the mosaic-hb binary.
     #[arg(long, env = "MOSAIC_HB_BIN", value_name = "PATH", hide = true)]
-    pub hb_bin: Option<PathBuf>,
+    pub hb_bin: Option<OsString>,
 }

@@ -100,7 +100,10 @@ fn main() -> ExitCode {
 /// Checks every input; touches nothing.
 fn plan(cli: Cli) -> Result<Plan, Fail> {
     let agent = validate::agent(&cli.agent).map_err(usage)?.to_string();
-    let socket = validate::socket(&cli.socket).map_err(usage)?.to_string();
+    // An empty variable counts as unset, as `${VAR:-default}` did in the bash original.
+    let socket = validate::socket(or_default(&cli.socket, "mosaic"))
+        .map_err(usage)?
+        .to_string();
     let runtime = match cli.runtime.as_deref().filter(|r| !r.is_empty()) {
         Some(r) => Some(validate::runtime(r).map_err(usage)?),
         None => None,
@@ -114,7 +117,7 @@ fn plan(cli: Cli) -> Result<Plan, Fail> {
             ))
         }
     };
-    let workdir = match cli.workdir.filter(|w| !w.as_os_str().is_empty()) {
+    let workdir = match cli.workdir.filter(|w| !w.is_empty()) {
         Some(dir) => absolute(&dir)?,
         None => std::env::current_dir().map_err(|e| {
             failed(format!(
@@ -129,7 +132,7 @@ fn plan(cli: Cli) -> Result<Plan, Fail> {
             workdir.display()
         )));
     }
-    let runtime_bin = match cli.runtime_bin.filter(|d| !d.as_os_str().is_empty()) {
+    let runtime_bin = match cli.runtime_bin.filter(|d| !d.is_empty()).map(PathBuf::from) {
         Some(dir) if dir.as_os_str().as_encoded_bytes().contains(&b':') => {
             return Err(usage(format!(
                 "invalid runtime-bin {}: a PATH entry cannot contain ':'",
@@ -143,11 +146,11 @@ fn plan(cli: Cli) -> Result<Plan, Fail> {
     let prefix =
         pane::runtime_bin_prefix(&pane::candidates(runtime_bin.as_deref(), home.as_deref()));
     let pane_command = pane::command(&prefix, &command);
-    let interval = validate::interval(&cli.hb_interval).map_err(usage)?;
+    let interval = validate::interval(or_default(&cli.hb_interval, "30")).map_err(usage)?;
     let heartbeat = if cli.no_heartbeat {
         None
     } else {
-        let dir = match cli.hb_dir.filter(|d| !d.as_os_str().is_empty()) {
+        let dir = match cli.hb_dir.filter(|d| !d.is_empty()) {
             Some(dir) => absolute(&dir)?,
             None => dirs::default_dir(),
         };
@@ -155,7 +158,7 @@ fn plan(cli: Cli) -> Result<Plan, Fail> {
             file: dir.join(format!("{agent}.hb")),
             dir,
             interval: validate::format_interval(interval),
-            hb_bin: cli.hb_bin.filter(|b| !b.as_os_str().is_empty()),
+            hb_bin: cli.hb_bin.filter(|b| !b.is_empty()).map(PathBuf::from),
         })
     };
     Ok(Plan {
@@ -167,7 +170,16 @@ fn plan(cli: Cli) -> Result<Plan, Fail> {
     })
 }
 
-fn absolute(path: &Path) -> Result<PathBuf, Fail> {
+fn or_default<'a>(value: &'a str, default: &'a str) -> &'a str {
+    if value.is_empty() {
+        default
+    } else {
+        value
+    }
+}
+
+fn absolute(path: impl AsRef<Path>) -> Result<PathBuf, Fail> {
+    let path = path.as_ref();
     std::path::absolute(path).map_err(|e| {
         usage(format!(
             "invalid path {}: {}",
