@@ -41,28 +41,29 @@ fn tmp_root() -> PathBuf {
 /// refuses it unless `/tmp/mosaic-<uid>` and `dir` are real directories owned by us and not
 /// writable by group or others.
 pub fn prepare(dir: &Path) -> Result<(), String> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| {
-            format!(
-                "cannot create heartbeat dir {}: {}",
-                dir.display(),
-                crate::why(&e)
-            )
-        })?;
     let root = tmp_root();
     if dir == root.join("heartbeat") {
-        check_private(&root)?;
-        check_private(dir)?;
-    } else if !dir.is_dir() {
-        return Err(format!(
-            "heartbeat dir {} is not a directory",
-            dir.display()
-        ));
+        // Level by level, checking each before creating anything inside it.
+        for level in [root.as_path(), dir] {
+            create(level, false)?;
+            check_private(level)?;
+        }
+        return Ok(());
+    }
+    create(dir, true)?;
+    if !dir.is_dir() {
+        return Err(format!("heartbeat dir {} is not a directory", dir.display()));
     }
     Ok(())
+}
+
+fn create(dir: &Path, parents: bool) -> Result<(), String> {
+    match DirBuilder::new().recursive(parents).mode(0o700).create(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists || parents => {
+            Err(format!("cannot create heartbeat dir {}: {}", dir.display(), crate::why(&e)))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn check_private(dir: &Path) -> Result<(), String> {
@@ -107,6 +108,38 @@ mod tests {
         prepare(&dir).unwrap();
         let mode = std::fs::metadata(&dir).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o700);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn private_dirs_must_be_ours_closed_and_real() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::temp_dir().join(format!("mosaic-dirs-private-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        DirBuilder::new().mode(0o700).create(&base).unwrap();
+        assert!(check_private(&base).is_ok());
+
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o770)).unwrap();
+        let err = check_private(&base).unwrap_err();
+        assert!(err.contains("writable by group or others (mode 770)"), "{err}");
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+        let link = base.with_extension("link");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&base, &link).unwrap();
+        let err = check_private(&link).unwrap_err();
+        assert!(err.contains("not a real directory"), "{err}");
+        std::fs::remove_file(&link).unwrap();
+
+        // Only root can hand a directory to another user; elsewhere this part proves nothing.
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(&base, Some(65534), None).unwrap();
+            let err = check_private(&base).unwrap_err();
+            assert!(err.contains("owned by uid 65534, not 0"), "{err}");
+        } else {
+            eprintln!("SKIPPED the other-owner case: needs root to chown");
+        }
         std::fs::remove_dir_all(&base).unwrap();
     }
 
