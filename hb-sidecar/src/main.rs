@@ -183,18 +183,13 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
         )
     })?;
     let mut sidecar = Sidecar::new(target, file, args.agent.as_deref(), interval);
-    let end = sidecar.run(&signals);
-    let what = match end {
-        End::Exited(gone) => format!(
-            "pid {pid} {}: wrote status={}",
-            gone.describe(),
-            Status::Exited.as_str()
-        ),
-        End::Stopped(sig) => format!(
-            "stopped by signal {sig}: wrote status={}",
-            Status::Stopped.as_str()
-        ),
+    let (end, status, written) = sidecar.run(&signals);
+    let why = match end {
+        End::Exited(gone) => format!("pid {pid} {}", gone.describe()),
+        End::Stopped(sig) => format!("stopped by signal {sig}"),
     };
+    let wrote = if written { "wrote" } else { "could not write" };
+    let what = format!("{why}: {wrote} status={}", status.as_str());
     mosaic_hb::log(format_args!("{what}"));
     drop(lock);
     Ok(())

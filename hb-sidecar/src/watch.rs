@@ -123,13 +123,14 @@ impl<'a> Sidecar<'a> {
     }
 
     /// Beats until the target is gone or a stop signal arrives, then writes the final record.
-    pub fn run(&mut self, signals: &Signals) -> End {
+    /// Returns how it ended, the final status, and whether that record was written.
+    pub fn run(&mut self, signals: &Signals) -> (End, Status, bool) {
         let end = self.beat_until_end(signals);
-        self.writer.write(match end {
+        let status = match end {
             End::Exited(_) => Status::Exited,
             End::Stopped(_) => Status::Stopped,
-        });
-        end
+        };
+        (end, status, self.writer.write(status))
     }
 
     fn beat_until_end(&mut self, signals: &Signals) -> End {

@@ -9,6 +9,7 @@ tmux server, every process the test registered, and the directory, even when the
 #![allow(dead_code)]
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -174,6 +175,12 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         let _ = self.tmux(&["kill-server"]);
+        // Sidecars write their final record as their panes die: let them finish before the
+        // directory goes, or a late record recreates nothing but leaves a half-removed tree.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline && !sidecars_writing_under(&self.dir).is_empty() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         for child in self.children.lock().unwrap().iter_mut() {
             let _ = child.kill();
             let _ = child.wait();
@@ -184,6 +191,28 @@ impl Drop for Sandbox {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Live `mosaic-hb` processes whose `--file` lies under `dir`.
+pub fn sidecars_writing_under(dir: &Path) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        let under = args.windows(2).any(|w| {
+            w[0] == b"--file" && Path::new(std::ffi::OsStr::from_bytes(w[1])).starts_with(dir)
+        });
+        if under && alive(pid) && args.first().is_some_and(|a| a.ends_with(b"mosaic-hb")) {
+            found.push(pid);
+        }
+    }
+    found
 }
 
 /// Runs `cmd`, returning its output; panics only if it cannot be started.
