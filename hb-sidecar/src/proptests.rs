@@ -342,7 +342,7 @@ proptest! {
         if let Ok(rec) = parse(&bytes) {
             // What it accepts obeys the contract's types.
             prop_assert!(rec.pid > 0);
-            prop_assert!(rec.interval.map_or(true, |i| i.is_finite() && i > 0.0));
+            prop_assert!(rec.interval.is_none_or(|i| i.is_finite() && i > 0.0));
         }
     }
 
