@@ -52,16 +52,21 @@ pub fn prepare(dir: &Path) -> Result<(), String> {
     }
     create(dir, true)?;
     if !dir.is_dir() {
-        return Err(format!("heartbeat dir {} is not a directory", dir.display()));
+        return Err(format!(
+            "heartbeat dir {} is not a directory",
+            dir.display()
+        ));
     }
     Ok(())
 }
 
 fn create(dir: &Path, parents: bool) -> Result<(), String> {
     match DirBuilder::new().recursive(parents).mode(0o700).create(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists || parents => {
-            Err(format!("cannot create heartbeat dir {}: {}", dir.display(), crate::why(&e)))
-        }
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists || parents => Err(format!(
+            "cannot create heartbeat dir {}: {}",
+            dir.display(),
+            crate::why(&e)
+        )),
         _ => Ok(()),
     }
 }
@@ -121,7 +126,10 @@ mod tests {
 
         std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o770)).unwrap();
         let err = check_private(&base).unwrap_err();
-        assert!(err.contains("writable by group or others (mode 770)"), "{err}");
+        assert!(
+            err.contains("writable by group or others (mode 770)"),
+            "{err}"
+        );
         std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700)).unwrap();
 
         let link = base.with_extension("link");

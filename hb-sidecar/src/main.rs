@@ -76,10 +76,7 @@ struct WatchArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => return usage_error(e),
-    };
+    let cli: Cli = mosaic_hb::exit::parse_args("mosaic-hb");
     let result = match cli.command {
         Some(Command::Status(args)) => return ExitCode::from(status::run(&args)),
         None => watch(cli.watch),
@@ -91,20 +88,6 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
-}
-
-/// clap's errors, as one line; help and version print as clap renders them.
-fn usage_error(e: clap::Error) -> ExitCode {
-    use clap::error::ErrorKind;
-    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-        let _ = e.print();
-        return ExitCode::SUCCESS;
-    }
-    eprintln!(
-        "mosaic-hb: {} (see --help)",
-        validate::one_line(&e.render().to_string())
-    );
-    ExitCode::from(Exit::Usage)
 }
 
 fn watch(args: WatchArgs) -> Result<(), Fail> {

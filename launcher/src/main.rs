@@ -18,7 +18,6 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Parser;
 use mosaic_hb::exit::Exit;
 use mosaic_hb::{dirs, json, validate};
 
@@ -61,21 +60,7 @@ struct Report {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-                let _ = e.print();
-                return ExitCode::SUCCESS;
-            }
-            eprintln!(
-                "mosaic-launcher: {} (see --help)",
-                validate::one_line(&e.render().to_string())
-            );
-            return ExitCode::from(Exit::Usage);
-        }
-    };
+    let cli: Cli = mosaic_hb::exit::parse_args("mosaic-launcher");
     let json = cli.json;
     let result = plan(cli).and_then(|plan| launch(&plan).map(|report| (plan, report)));
     match result {

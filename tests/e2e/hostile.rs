@@ -17,7 +17,6 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::e2e;
-use crate::launcher::sidecars_watching;
 use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -161,29 +160,7 @@ fn strangers(dir: &Path, agent: &[u8]) -> Vec<OsString> {
 
 /// Live `mosaic-hb` processes whose command line says `--file FILE`.
 fn sidecars_for_file(file: &Path) -> Vec<i32> {
-    sidecars_where(|f| f == file.as_os_str().as_bytes())
-}
-
-/// Live `mosaic-hb` processes whose `--file` argument passes `keep`.
-fn sidecars_where(keep: impl Fn(&[u8]) -> bool) -> Vec<i32> {
-    let hb = bin("mosaic-hb");
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(p) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if std::fs::read_link(format!("/proc/{p}/exe")).ok().as_deref() != Some(hb.as_path())
-            || !alive(p)
-        {
-            continue;
-        }
-        let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
-        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        if args.windows(2).any(|w| w[0] == b"--file" && keep(w[1])) {
-            found.push(p);
-        }
-    }
-    found
+    sidecars_with("--file", |f| f == file.as_os_str().as_bytes())
 }
 
 /// Ends the sandbox's agents and waits for their sidecars to write `exited` and leave, so that
@@ -191,7 +168,9 @@ fn sidecars_where(keep: impl Fn(&[u8]) -> bool) -> Vec<i32> {
 fn end_agents(sb: &Sandbox) {
     let _ = sb.tmux(&["kill-server"]);
     let root = sb.dir.as_os_str().as_bytes();
-    wait_no_sidecars("the sandbox", || sidecars_where(|f| f.starts_with(root)));
+    wait_no_sidecars("the sandbox", || {
+        sidecars_with("--file", |f| f.starts_with(root))
+    });
 }
 
 #[track_caller]
@@ -824,11 +803,10 @@ fn a_target_named_like_a_zombie_is_alive() {
 #[test]
 fn planted_tmp_fallback_dir_is_refused_untouched() {
     e2e!();
-    if !is_root() || Command::new("unshare").arg("--version").output().is_err() {
-        eprintln!(
-            "SKIPPED planted_tmp_fallback_dir_is_refused_untouched: needs root and unshare(1) \
-             for a private /tmp"
-        );
+    if !root_with_unshare(
+        "planted_tmp_fallback_dir_is_refused_untouched",
+        "for a private /tmp",
+    ) {
         return;
     }
     let sb = Sandbox::new();

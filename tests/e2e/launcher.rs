@@ -304,31 +304,6 @@ fn racing_launchers_make_one_session_and_one_sidecar() {
     assert_eq!(sidecars_watching(rec.pid), vec![hb_pid]);
 }
 
-/// Live `mosaic-hb` processes whose command line says `--pid PID`.
-pub fn sidecars_watching(pid: i32) -> Vec<i32> {
-    let hb = bin("mosaic-hb");
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(p) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if std::fs::read_link(format!("/proc/{p}/exe")).ok().as_deref() != Some(hb.as_path())
-            || !alive(p)
-        {
-            continue;
-        }
-        let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
-        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        if args
-            .windows(2)
-            .any(|w| w[0] == b"--pid" && w[1] == pid.to_string().as_bytes())
-        {
-            found.push(p);
-        }
-    }
-    found
-}
-
 // Many launchers for different agents at once: every session, every heartbeat file.
 #[test]
 fn many_agents_at_once() {
@@ -379,12 +354,8 @@ fn command_that_exits_at_once_is_reported() {
                 wait_until(
                     "the sidecar to exit",
                     Duration::from_secs(3),
-                    || {
-                        crate::launcher::sidecars_watching(rec.pid)
-                            .is_empty()
-                            .then_some(())
-                    },
-                    || format!("{:?}", crate::launcher::sidecars_watching(rec.pid)),
+                    || sidecars_watching(rec.pid).is_empty().then_some(()),
+                    || format!("{:?}", sidecars_watching(rec.pid)),
                 );
             }
             _ => panic!("{}", explain(&cmd, &out)),

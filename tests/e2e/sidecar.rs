@@ -192,7 +192,7 @@ fn dead_target_at_start() {
     );
     let rec = read_record(&file).expect("a record is left behind");
     assert_eq!((rec.status, rec.pid), (Status::Exited, target));
-    assert!(crate::launcher::sidecars_watching(target).is_empty());
+    assert!(sidecars_watching(target).is_empty());
 }
 
 // Bad arguments: exit 2 with one line, before daemonizing, nothing left running or written.
@@ -250,7 +250,7 @@ fn bad_arguments_are_refused() {
         !sb.hb_dir().exists(),
         "a refused start created the heartbeat dir"
     );
-    assert!(crate::launcher::sidecars_watching(target.parse().unwrap()).is_empty());
+    assert!(sidecars_watching(target.parse().unwrap()).is_empty());
 }
 
 // Symlinks planted at the heartbeat path and at the temp name are replaced, never followed.
@@ -458,7 +458,7 @@ fn relaunch_heals_a_killed_sidecar() {
         || show_file(&file),
     );
     assert_eq!(healed.pid, first.pid);
-    assert_eq!(crate::launcher::sidecars_watching(first.pid).len(), 1);
+    assert_eq!(sidecars_watching(first.pid).len(), 1);
 }
 
 // The pane's death (the agent ends) reaches the file at once through the launcher's sidecar.
@@ -481,12 +481,7 @@ fn agent_exit_is_reported() {
 #[test]
 fn pid_reuse_is_caught() {
     e2e!();
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 || Command::new("unshare").arg("--version").output().is_err()
-    {
-        eprintln!(
-            "SKIPPED pid_reuse_is_caught: needs root and unshare(1) for a private PID namespace"
-        );
+    if !root_with_unshare("pid_reuse_is_caught", "for a private PID namespace") {
         return;
     }
     let sb = Sandbox::new();
@@ -540,12 +535,7 @@ fn pid_reuse_is_caught() {
 #[test]
 fn unsafe_tmp_fallback_is_refused() {
     e2e!();
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 || Command::new("unshare").arg("--version").output().is_err()
-    {
-        eprintln!(
-            "SKIPPED unsafe_tmp_fallback_is_refused: needs root and unshare(1) for a private /tmp"
-        );
+    if !root_with_unshare("unsafe_tmp_fallback_is_refused", "for a private /tmp") {
         return;
     }
     let script = r#"

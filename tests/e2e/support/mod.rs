@@ -193,8 +193,9 @@ impl Drop for Sandbox {
     }
 }
 
-/// Live `mosaic-hb` processes whose `--file` lies under `dir`.
-pub fn sidecars_writing_under(dir: &Path) -> Vec<i32> {
+/// Live `mosaic-hb` processes (by executable, or by argv[0] for a copy elsewhere) whose command
+/// line has `flag` followed by a value that passes `keep`.
+pub fn sidecars_with(flag: &str, keep: impl Fn(&[u8]) -> bool) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -205,14 +206,44 @@ pub fn sidecars_writing_under(dir: &Path) -> Vec<i32> {
         };
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        let under = args.windows(2).any(|w| {
-            w[0] == b"--file" && Path::new(std::ffi::OsStr::from_bytes(w[1])).starts_with(dir)
-        });
-        if under && alive(pid) && args.first().is_some_and(|a| a.ends_with(b"mosaic-hb")) {
+        let is_hb = args.first().is_some_and(|a| a.ends_with(b"mosaic-hb"));
+        if is_hb
+            && args
+                .windows(2)
+                .any(|w| w[0] == flag.as_bytes() && keep(w[1]))
+            && alive(pid)
+        {
             found.push(pid);
         }
     }
     found
+}
+
+/// Live `mosaic-hb` processes watching `pid`.
+pub fn sidecars_watching(pid: i32) -> Vec<i32> {
+    let pid = pid.to_string();
+    sidecars_with("--pid", |v| v == pid.as_bytes())
+}
+
+/// Live `mosaic-hb` processes whose heartbeat file lies under `dir`.
+pub fn sidecars_writing_under(dir: &Path) -> Vec<i32> {
+    sidecars_with("--file", |v| {
+        Path::new(OsStr::from_bytes(v)).starts_with(dir)
+    })
+}
+
+/// Whether this test may use root-only tools (mount, namespaces); says so when it may not.
+pub fn root_with_unshare(test: &str, why: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let unshare = Command::new("unshare")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !(root && unshare) {
+        eprintln!("SKIPPED {test}: needs root and unshare(1) {why}");
+    }
+    root && unshare
 }
 
 /// Runs `cmd`, returning its output; panics only if it cannot be started.
