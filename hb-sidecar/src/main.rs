@@ -61,6 +61,10 @@ struct WatchArgs {
         allow_hyphen_values = true
     )]
     interval: String,
+    /// Start time the target must have (clock ticks since boot, /proc/PID/stat field 22);
+    /// another process with this PID is refused as a stranger that reused it.
+    #[arg(long, value_name = "TICKS")]
+    started: Option<String>,
     /// Agent name, written as `agent=`.
     #[arg(long, value_name = "NAME")]
     agent: Option<String>,
@@ -98,6 +102,10 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
     }
     let pid = validate::pid(args.pid.as_deref().unwrap_or_default()).map_err(usage)?;
     let interval = validate::interval(&args.interval).map_err(usage)?;
+    let started = match &args.started {
+        Some(text) => Some(validate::start_time(text).map_err(usage)?),
+        None => None,
+    };
     if let Some(agent) = &args.agent {
         validate::agent(agent).map_err(usage)?;
     }
@@ -144,7 +152,7 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
         ),
         None => None,
     };
-    let target = match Target::attach(pid, !args.no_pidfd) {
+    let target = match Target::attach(pid, !args.no_pidfd, started) {
         Ok(target) => target,
         Err((gone, started)) => {
             // Leave a true record behind: whoever reads the file learns the agent is gone.

@@ -41,15 +41,24 @@ impl Gone {
 
 impl Target {
     /// Starts watching `pid`. `use_pidfd = false` forces the `kill(2)`-only fallback.
-    pub fn attach(pid: i32, use_pidfd: bool) -> Result<Target, (Gone, Option<u64>)> {
-        let stat_path = CString::new(format!("/proc/{pid}/stat")).expect("digits have no NUL");
-        let before = read_stat(&stat_path);
+    /// `expected` is the start time the caller saw (the launcher reads it as soon as tmux names
+    /// the pane): a process with another start time is a stranger that reused the PID.
+    pub fn attach(
+        pid: i32,
+        use_pidfd: bool,
+        expected: Option<u64>,
+    ) -> Result<Target, (Gone, Option<u64>)> {
+        let stat_path = stat_path(pid);
+        let before = read_stat(&stat_path).map(|(_, started)| started);
         let mut target = Target {
             pid,
             pidfd: None,
-            started: before.map(|(_, started)| started),
+            started: expected.or(before),
             stat_path,
         };
+        if matches!((expected, before), (Some(want), Some(have)) if want != have) {
+            return Err((Gone::Reused, expected));
+        }
         if use_pidfd {
             match pidfd_open(pid) {
                 Ok(fd) => target.pidfd = Some(fd),
@@ -66,6 +75,11 @@ impl Target {
             Ok(()) => Ok(target),
             Err(gone) => Err((gone, target.started)),
         }
+    }
+
+    /// The start time of `pid` now (clock ticks since boot), when `/proc` shows it.
+    pub fn start_time(pid: i32) -> Option<u64> {
+        read_stat(&stat_path(pid)).map(|(_, started)| started)
     }
 
     pub fn pid(&self) -> i32 {
@@ -99,6 +113,10 @@ impl Target {
             (Some(_), _) => Ok(()),
         }
     }
+}
+
+fn stat_path(pid: i32) -> CString {
+    CString::new(format!("/proc/{pid}/stat")).expect("digits have no NUL")
 }
 
 /// Reads the state (field 3) and start time (field 22) of `/proc/PID/stat`, without
@@ -146,14 +164,21 @@ mod tests {
 
     #[test]
     fn attach_to_self_and_to_nobody() {
-        let Ok(me) = Target::attach(std::process::id() as i32, true) else {
+        let Ok(me) = Target::attach(std::process::id() as i32, true, None) else {
             panic!("we are alive")
         };
         assert!(me.check().is_ok());
-        assert!(me.started().is_some());
+        let started = me.started().expect("/proc shows us");
+        assert_eq!(Target::start_time(std::process::id() as i32), Some(started));
+        let me = std::process::id() as i32;
+        assert!(Target::attach(me, true, Some(started)).is_ok());
+        assert!(matches!(
+            Target::attach(me, true, Some(started + 1)),
+            Err((Gone::Reused, _))
+        ));
         // pid_max is at most 2^22, so this pid cannot exist.
         assert!(matches!(
-            Target::attach(i32::MAX - 1, true),
+            Target::attach(i32::MAX - 1, true, None),
             Err((Gone::NoProcess, _))
         ));
     }
@@ -172,7 +197,10 @@ mod tests {
             );
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        assert!(matches!(Target::attach(pid, true), Err((Gone::Zombie, _))));
+        assert!(matches!(
+            Target::attach(pid, true, None),
+            Err((Gone::Zombie, _))
+        ));
         child.wait().unwrap();
     }
 }

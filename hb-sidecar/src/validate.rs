@@ -61,6 +61,13 @@ pub fn pid(text: &str) -> Result<i32, String> {
     }
 }
 
+/// A process start time, as `/proc/PID/stat` field 22 gives it: a whole number of clock ticks.
+pub fn start_time(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("invalid start time {text:?}: must be a whole number of clock ticks"))
+}
+
 /// A tmux socket name (`tmux -L NAME`): a file name in tmux's socket directory.
 pub fn socket(name: &str) -> Result<&str, String> {
     let ok = !name.is_empty()

@@ -13,6 +13,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use mosaic_hb::target::Target;
+
 /// How a sidecar start ended.
 pub enum Started {
     Running,
@@ -49,6 +51,8 @@ impl Sidecar {
         Ok(Sidecar { setsid, hb })
     }
 
+    /// Starts a sidecar for pane `pid`. The pane's start time, read here at once, goes along
+    /// so the sidecar refuses a stranger that took the PID in the meantime.
     pub fn start(
         &self,
         pid: u32,
@@ -56,6 +60,7 @@ impl Sidecar {
         interval: &str,
         agent: &str,
     ) -> Result<Started, String> {
+        let started = Target::start_time(pid as i32).map(|t| t.to_string());
         let out = Command::new(&self.setsid)
             .arg(&self.hb)
             .args([
@@ -65,6 +70,7 @@ impl Sidecar {
             ])
             .arg(file)
             .args(["--interval", interval, "--agent", agent])
+            .args(started.iter().flat_map(|t| ["--started", t.as_str()]))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -88,7 +94,7 @@ impl Sidecar {
         if matches!(mosaic_hb::lock::is_held(file), Ok(true)) {
             return Ok(Started::AlreadyKept);
         }
-        if let Err((gone, _)) = mosaic_hb::target::Target::attach(pid as i32, false) {
+        if let Err((gone, _)) = Target::attach(pid as i32, false, None) {
             return Ok(Started::TargetGone(format!(
                 "pane pid {pid} {}",
                 gone.describe()

@@ -195,6 +195,64 @@ fn dead_target_at_start() {
     assert!(sidecars_watching(target).is_empty());
 }
 
+// The launcher hands over the pane's start time; a process with another one under that PID is
+// a stranger: refused (exit 1) with an exited record, never watched as ok.
+#[test]
+fn a_stranger_under_the_pid_is_refused() {
+    e2e!();
+    let sb = Sandbox::new();
+    let file = sb.hb_file("stranger");
+    let target = sb.spawn_target();
+    let stat = std::fs::read_to_string(format!("/proc/{target}/stat")).unwrap();
+    let started: u64 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut cmd = sb.hb();
+    cmd.args([
+        "--pid",
+        &target.to_string(),
+        "--started",
+        &(started + 7).to_string(),
+        "--file",
+    ])
+    .arg(&file);
+    let (_, err) = expect_exit(&mut cmd, 1);
+    assert_eq!(
+        err.trim_end(),
+        format!("mosaic-hb: pid {target} now names a different process (start time changed)")
+    );
+    let rec = read_record(&file).unwrap();
+    assert_eq!(
+        (rec.status, rec.started),
+        (Status::Exited, Some(started + 7))
+    );
+    // The right start time is accepted.
+    let mut cmd = sb.hb();
+    cmd.args([
+        "--pid",
+        &target.to_string(),
+        "--started",
+        &started.to_string(),
+        "--file",
+    ])
+    .arg(&file);
+    expect_success(&mut cmd);
+    let rec = wait_until(
+        "an ok record",
+        Duration::from_secs(5),
+        || read_record(&file).filter(|r| r.status == Status::Ok),
+        || show_file(&file),
+    );
+    sb.track(rec.hb_pid.unwrap() as i32);
+    assert_eq!(rec.started, Some(started));
+}
+
 // Bad arguments: exit 2 with one line, before daemonizing, nothing left running or written.
 #[test]
 fn bad_arguments_are_refused() {
@@ -203,7 +261,7 @@ fn bad_arguments_are_refused() {
     let target = sb.spawn_target().to_string();
     let file = sb.hb_file("bad");
     let file = file.to_str().unwrap();
-    let cases: [(&[&str], &str); 11] = [
+    let cases: [(&[&str], &str); 12] = [
         (&["--pid", "0", "--file", file], "invalid pid \"0\""),
         (&["--pid", "-4", "--file", file], "invalid pid"),
         (&["--pid", "x", "--file", file], "invalid pid \"x\""),
@@ -235,6 +293,10 @@ fn bad_arguments_are_refused() {
         (
             &["--pid", &target, "--file", file, "--bogus"],
             "unexpected argument",
+        ),
+        (
+            &["--pid", &target, "--file", file, "--started", "soon"],
+            "invalid start time",
         ),
     ];
     for (args, message) in cases {
