@@ -1,15 +1,625 @@
-/*! `cargo xtask bench`: not built yet (see the benchmark issue). */
+/*!
+`cargo xtask bench`: `mosaic-launcher` and `mosaic-hb` against the bash original they replace,
+measured side by side in one run, reported in `BENCHMARKS.md` at the workspace root.
 
-use crate::util::Result;
+The yardstick is `bench/baseline/start-agent-session.sh`, a bash launcher and heartbeat loop in
+the original's style. Both implementations run on one private tmux server ([`fleet`]) and take
+turns: every iteration runs both, and which goes first alternates, so whatever else the machine
+is doing (two cores shared with builds) falls on both alike. In the order they run:
+
+1. launch latency on a warm server (only a keeper session running);
+2. sidecar CPU per beat at a 10 ms interval, once per filesystem (tmpfs, and the temp dir's):
+   a beat is mostly filesystem work, and ext4 charges far more for it than tmpfs;
+3. death-to-status latency at a 30 s interval;
+4. PSS of many sidecars of each kind (they stay running, for 5);
+5. launch latency with about 200 agents running;
+6. `mosaic-hb status --json` over 1,000 heartbeat files (ours only: bash had no such report).
+
+Heartbeat files live on tmpfs when there is one, as in production (the launcher's default is
+`$XDG_RUNTIME_DIR/mosaic/heartbeat`).
+
+The bench reports; it never asserts a timing. A missed target is a finding, listed under
+"Targets", not a failure. It fails only when a measurement cannot run at all (a launcher fails,
+a heartbeat never appears); a `mosaic-hb status` that cannot report is shown as unavailable.
+
+Only a full run of the project's own build writes `BENCHMARKS.md`, so the committed report
+always holds full-size figures. `--quick` is CI's smoke test: every measurement at a small size,
+in about fifteen seconds, printed and written to `target/bench/BENCHMARKS-quick.md`.
+`--bin-dir DIR` measures another build (to try a fix out) and writes
+`target/bench/BENCHMARKS-bin-dir.md`.
+*/
+
+mod fleet;
+mod procfs;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use self::fleet::{Beat, Fleet, Kind};
+use self::report::{Machine, Report, Row, Target, Values};
+use crate::util::{self, Result, TempDir};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A short run for CI: checks that every measurement works, asserts no timing.
+    /// A short run for CI: checks that every measurement works, asserts no timing, and writes
+    /// target/bench/BENCHMARKS-quick.md instead of BENCHMARKS.md.
     #[arg(long)]
     quick: bool,
+    /// Measure the mosaic-launcher and mosaic-hb in DIR instead of building target/release, to
+    /// try a change out; writes target/bench/BENCHMARKS-bin-dir.md instead of BENCHMARKS.md.
+    #[arg(long, value_name = "DIR")]
+    bin_dir: Option<PathBuf>,
+}
+
+/// How much of each measurement to run.
+struct Sizes {
+    /// Timed launches of each kind, per launch measurement.
+    launches: usize,
+    /// Agents running during the second launch measurement.
+    scale: usize,
+    cpu_windows: usize,
+    cpu_window: Duration,
+    /// Sidecars of each kind whose memory is summed.
+    pss: usize,
+    death_trials: usize,
+    death_give_up: Duration,
+    status_files: usize,
+    status_runs: usize,
+}
+
+const FULL: Sizes = Sizes {
+    launches: 30,
+    scale: 200,
+    cpu_windows: 5,
+    cpu_window: Duration::from_secs(1),
+    pss: 50,
+    death_trials: 3,
+    death_give_up: Duration::from_secs(5),
+    status_files: 1000,
+    status_runs: 15,
+};
+
+const QUICK: Sizes = Sizes {
+    launches: 5,
+    scale: 20,
+    cpu_windows: 1,
+    cpu_window: Duration::from_secs(1),
+    pss: 5,
+    death_trials: 1,
+    death_give_up: Duration::from_secs(2),
+    status_files: 100,
+    status_runs: 3,
+};
+
+/// Samples of PSS taken per kind; memory barely moves, a few show that it does not.
+const PSS_SAMPLES: usize = 3;
+
+/// Every measurement, indexed by `Kind as usize` where there are two.
+struct Results {
+    warm: [Vec<f64>; 2],
+    scaled: [Vec<f64>; 2],
+    /// Per storage: the filesystem's name, and the figures with heartbeat files on it.
+    cpu: Vec<(String, [Vec<f64>; 2])>,
+    /// The filesystem of the heartbeat files of every other measurement.
+    fs: String,
+    death: [Vec<f64>; 2],
+    pss: [Vec<f64>; 2],
+    status: Values,
 }
 
 pub fn run(args: &Args) -> Result {
-    let _ = args.quick;
-    Err("bench is not implemented yet".into())
+    let sizes = if args.quick { &QUICK } else { &FULL };
+    let mut command = String::from("cargo xtask bench");
+    if args.quick {
+        command += " --quick";
+    }
+    let bin = match &args.bin_dir {
+        Some(dir) => {
+            command += &format!(" --bin-dir {}", dir.display());
+            std::path::absolute(dir)
+                .map_err(|e| format!("invalid --bin-dir {}: {e}", dir.display()))?
+        }
+        None => {
+            eprintln!("xtask: building release binaries");
+            util::build_release()?;
+            util::release_dir()
+        }
+    };
+    if Command::new("tmux").arg("-V").output().is_err() {
+        return Err(
+            "tmux is not installed: run `apt-get install tmux` (or `.ci/run`), then retry".into(),
+        );
+    }
+    let machine = Machine::probe();
+    let cpu = procfs::Cpu::probe()?;
+    let clock = Instant::now();
+    let results = measure(&bin, sizes, &cpu)?;
+    let report = Report {
+        command: &command,
+        bin: &bin,
+        machine,
+        rows: rows(&results, sizes),
+        targets: targets(&results, sizes),
+        method: method(&results, sizes, &cpu),
+    };
+    let text = report.markdown();
+    print!("{text}");
+    let out = match (args.quick, &args.bin_dir) {
+        (true, _) => util::target_dir().join("bench/BENCHMARKS-quick.md"),
+        (false, Some(_)) => util::target_dir().join("bench/BENCHMARKS-bin-dir.md"),
+        (false, None) => util::project_root().join("BENCHMARKS.md"),
+    };
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    std::fs::write(&out, text).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    eprintln!(
+        "xtask: bench done in {:.0} s; report written to {}",
+        clock.elapsed().as_secs_f64(),
+        out.display()
+    );
+    Ok(())
+}
+
+fn measure(bin: &Path, sizes: &Sizes, cpu: &procfs::Cpu) -> Result<Results> {
+    let mut fleet = Fleet::start(bin)?;
+    let n = sizes.launches;
+    step(&format!(
+        "launch on a warm server, {n} each (tmux socket {})",
+        fleet.socket
+    ));
+    let warm = launches(&mut fleet, "warm", n)?;
+    let mut cpu_on = Vec::new();
+    for storage in 0..fleet.storages.len() {
+        let fs = fleet.storages[storage].fs.clone();
+        step(&format!(
+            "sidecar CPU per beat at a 10 ms interval, heartbeat files on {fs}"
+        ));
+        cpu_on.push((fs, cpu_per_beat(&mut fleet, storage, cpu, sizes)?));
+    }
+    step("death to status at a 30 s interval");
+    let death = death(&mut fleet, sizes)?;
+    step(&format!("PSS of {} sidecars of each kind", sizes.pss));
+    let pss = pss(&mut fleet, sizes)?;
+    step(&format!(
+        "launch with {} agents running, {n} each",
+        sizes.scale
+    ));
+    fill(&mut fleet, sizes.scale)?;
+    let scaled = launches(&mut fleet, "scaled", n)?;
+    let fs = fleet.storages[0].fs.clone();
+    drop(fleet);
+    step(&format!(
+        "mosaic-hb status --json over {} files",
+        sizes.status_files
+    ));
+    let status = status(bin, sizes)?;
+    Ok(Results {
+        warm,
+        scaled,
+        cpu: cpu_on,
+        fs,
+        death,
+        pss,
+        status,
+    })
+}
+
+fn step(what: &str) {
+    eprintln!("xtask: bench: {what}");
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Times `n` launches of each kind (after one uncounted round that warms the page cache).
+/// Each agent is ended once its sidecar has written, so the server's load stays as it was.
+fn launches(fleet: &mut Fleet, phase: &str, n: usize) -> Result<[Vec<f64>; 2]> {
+    let mut ms = [Vec::new(), Vec::new()];
+    for i in 0..=n {
+        for kind in Kind::alternate(i) {
+            let name = format!("{phase}-{}-{i}", kind.tag());
+            let (agent, took) = fleet.launch(kind, name, "30")?;
+            // Also proves the launch worked, and the loop is past its fork before it is ended.
+            agent.first_beat()?;
+            fleet.discard(&agent);
+            if i > 0 {
+                ms[kind as usize].push(millis(took));
+            }
+        }
+    }
+    Ok(ms)
+}
+
+/// Microseconds of CPU per beat for one sidecar of each kind, running at the same time, with
+/// their heartbeat files on `fleet.storages[storage]`.
+fn cpu_per_beat(
+    fleet: &mut Fleet,
+    storage: usize,
+    cpu: &procfs::Cpu,
+    sizes: &Sizes,
+) -> Result<[Vec<f64>; 2]> {
+    let mut agents = Vec::new();
+    for kind in Kind::BOTH {
+        let name = format!("cpu-{}-{storage}", kind.tag());
+        agents.push(fleet.launch_on(storage, kind, name, "0.01")?.0);
+    }
+    let pids = fleet::sidecars(&agents)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let sample = |i: usize| -> Result<(u64, u64)> {
+        let agent = &agents[i];
+        let used = cpu
+            .used_ns(pids[i])
+            .ok_or_else(|| format!("the sidecar of {} (pid {}) is gone", agent.name, pids[i]))?;
+        let seq = Beat::read(&agent.file)
+            .and_then(|b| b.seq)
+            .ok_or_else(|| format!("no seq= in {}", agent.file.display()))?;
+        Ok((used, seq))
+    };
+    let mut per_beat = [Vec::new(), Vec::new()];
+    for _ in 0..sizes.cpu_windows {
+        let before = [sample(0)?, sample(1)?];
+        std::thread::sleep(sizes.cpu_window);
+        let after = [sample(0)?, sample(1)?];
+        for (i, values) in per_beat.iter_mut().enumerate() {
+            let beats = after[i].1.saturating_sub(before[i].1);
+            if beats == 0 {
+                return Err(format!("{} wrote no beat in a window", agents[i].name));
+            }
+            values.push((after[i].0 - before[i].0) as f64 / beats as f64 / 1e3);
+        }
+    }
+    for agent in &agents {
+        fleet.discard(agent);
+    }
+    Ok(per_beat)
+}
+
+/// Milliseconds from killing each agent's process to its file no longer saying `status=ok`;
+/// infinity when that is not seen within the give-up time.
+fn death(fleet: &mut Fleet, sizes: &Sizes) -> Result<[Vec<f64>; 2]> {
+    let mut seen_ms = [Vec::new(), Vec::new()];
+    for trial in 0..sizes.death_trials {
+        let mut agents = Vec::new();
+        for kind in Kind::BOTH {
+            let name = format!("death-{}-{trial}", kind.tag());
+            agents.push(fleet.launch(kind, name, "30")?.0);
+        }
+        let mut targets = Vec::new();
+        for agent in &agents {
+            let pid = agent.first_beat()?.pid;
+            targets.push(pid.ok_or_else(|| format!("no pid= in {}", agent.file.display()))?);
+        }
+        let start = Instant::now();
+        procfs::kill("KILL", &targets);
+        let mut seen: [Option<Duration>; 2] = [None, None];
+        while seen.iter().any(Option::is_none) && start.elapsed() < sizes.death_give_up {
+            for (when, agent) in seen.iter_mut().zip(&agents) {
+                if when.is_none() && Beat::read(&agent.file).is_some_and(|b| !b.ok) {
+                    *when = Some(start.elapsed());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for (values, when) in seen_ms.iter_mut().zip(seen) {
+            values.push(when.map_or(f64::INFINITY, millis));
+        }
+        for agent in &agents {
+            fleet.discard(agent);
+        }
+    }
+    Ok(seen_ms)
+}
+
+/// MiB of PSS summed over `sizes.pss` sidecars of each kind, and their descendants. The agents
+/// stay running: they count towards the fleet of the scaled launch measurement.
+fn pss(fleet: &mut Fleet, sizes: &Sizes) -> Result<[Vec<f64>; 2]> {
+    let mut agents = Vec::new();
+    for i in 0..sizes.pss {
+        for kind in Kind::alternate(i) {
+            let name = format!("pss-{}-{i}", kind.tag());
+            agents.push(fleet.launch(kind, name, "30")?.0);
+        }
+    }
+    let pids = fleet::sidecars(&agents)?;
+    // The loops fork for their first beat; let every one get back into its `sleep`.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut mib = [Vec::new(), Vec::new()];
+    for sample in 0..PSS_SAMPLES {
+        if sample > 0 {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        for kind in Kind::BOTH {
+            let roots: Vec<u32> = agents
+                .iter()
+                .zip(&pids)
+                .filter(|(agent, _)| agent.kind == kind)
+                .map(|(_, &pid)| pid)
+                .collect();
+            if let Some(gone) = roots.iter().find(|&&p| procfs::pss_kib(p).is_none()) {
+                return Err(format!(
+                    "sidecar pid {gone} ended during the PSS measurement"
+                ));
+            }
+            let kib: u64 = procfs::with_descendants(&roots)
+                .into_iter()
+                .filter_map(procfs::pss_kib)
+                .sum();
+            mib[kind as usize].push(kib as f64 / 1024.0);
+        }
+    }
+    Ok(mib)
+}
+
+/// Starts agents, the two kinds in turn, until `count` are running.
+fn fill(fleet: &mut Fleet, count: usize) -> Result {
+    let mut i = 0;
+    while fleet.running() < count {
+        let kind = Kind::alternate(i)[0];
+        fleet.launch(kind, format!("fill-{}-{i}", kind.tag()), "30")?;
+        i += 1;
+    }
+    // Let the last sidecars' first beats finish before anything is timed.
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(())
+}
+
+/// Milliseconds per `mosaic-hb status --json` over synthetic files, or why it cannot run.
+fn status(bin: &Path, sizes: &Sizes) -> Result<Values> {
+    let tmp = TempDir::new("bench-status")?;
+    write_status_files(tmp.path(), sizes.status_files)?;
+    let mut cmd = Command::new(bin.join("mosaic-hb"));
+    cmd.args(["status", "--json"])
+        .arg(tmp.path())
+        .stdin(Stdio::null());
+    let mut ms = Vec::new();
+    // Run 0 warms the page cache and is not counted.
+    for run in 0..=sizes.status_runs {
+        let start = Instant::now();
+        let out = cmd
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", util::show(&cmd)))?;
+        let took = start.elapsed();
+        // A report with a non-zero exit is a fleet with problems, not a missing command.
+        if out.stdout.is_empty() && !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            return Ok(Values::Unavailable(format!(
+                "{}: {}",
+                out.status,
+                err.lines().next().unwrap_or_default().trim()
+            )));
+        }
+        if run > 0 {
+            ms.push(millis(took));
+        }
+    }
+    Ok(Values::Samples(ms))
+}
+
+/// `count` heartbeat files in our format: 90% fresh `ok`, the rest exited, stopped or stale.
+/// They name this process, which is alive, as both target and sidecar.
+fn write_status_files(dir: &Path, count: usize) -> Result {
+    let me = std::process::id();
+    let started = procfs::stat(me).map_or(0, |s| s.start);
+    let now = SystemTime::now();
+    for i in 0..count {
+        let (status, age) = match i % 50 {
+            0..=44 => ("ok", 0),
+            45 | 46 => ("exited", 60),
+            47 => ("stopped", 60),
+            _ => ("ok", 3600),
+        };
+        let ts = report::utc(now - Duration::from_secs(age));
+        let agent = format!("agent-{i:04}");
+        let file = dir.join(format!("{agent}.hb"));
+        let text = format!(
+            "ts={ts}\npid={me}\nstatus={status}\nagent={agent}\ninterval=30\nseq={}\nhb_pid={me}\nstarted={started}\n",
+            i + 1
+        );
+        std::fs::write(&file, text).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    }
+    Ok(())
+}
+
+fn both(what: String, v: &[Vec<f64>; 2]) -> Row {
+    Row {
+        what,
+        ours: Values::Samples(v[0].clone()),
+        baseline: Values::Samples(v[1].clone()),
+        compare: true,
+    }
+}
+
+/// The scaled launch's median over the warm one's, for `kind`.
+fn scaling(r: &Results, kind: Kind) -> Option<f64> {
+    let i = kind as usize;
+    let scaled = Values::Samples(r.scaled[i].clone()).median()?;
+    Some(scaled / Values::Samples(r.warm[i].clone()).median()?)
+}
+
+fn cpu_row(fs: &str, v: &[Vec<f64>; 2]) -> Row {
+    both(
+        format!("Sidecar CPU per beat, 10 ms interval, heartbeat on {fs} (µs)"),
+        v,
+    )
+}
+
+fn death_row(r: &Results, s: &Sizes) -> Row {
+    both(
+        format!(
+            "Death to status, 30 s interval (ms; gives up at {} s)",
+            s.death_give_up.as_secs()
+        ),
+        &r.death,
+    )
+}
+
+fn rows(r: &Results, s: &Sizes) -> Vec<Row> {
+    let ratio = |kind| scaling(r, kind).map_or(Values::Absent, |x| Values::Samples(vec![x]));
+    let mut rows = vec![
+        both("Launch, warm server (ms)".into(), &r.warm),
+        both(
+            format!("Launch, {} agents running (ms)", s.scale),
+            &r.scaled,
+        ),
+        Row {
+            what: format!("Launch with {} running ÷ warm (ratio)", s.scale),
+            ours: ratio(Kind::Ours),
+            baseline: ratio(Kind::Baseline),
+            compare: false,
+        },
+    ];
+    rows.extend(r.cpu.iter().map(|(fs, v)| cpu_row(fs, v)));
+    rows.push(both(format!("PSS of {} sidecars (MiB)", s.pss), &r.pss));
+    rows.push(death_row(r, s));
+    rows.push(Row {
+        what: format!("`mosaic-hb status --json`, {} files (ms)", s.status_files),
+        ours: r.status.clone(),
+        baseline: Values::Absent,
+        compare: false,
+    });
+    rows
+}
+
+fn targets(r: &Results, s: &Sizes) -> Vec<Target> {
+    let ratio = |goal: String, row: Row, limit: f64| {
+        let ratio = row.ratio();
+        Target {
+            goal,
+            measured: ratio.map(report::times),
+            met: ratio.map(|x| x <= limit),
+        }
+    };
+    let ms = |v: Option<f64>| v.map(|ms| format!("{} ms", report::number(ms)));
+    let scaling = scaling(r, Kind::Ours);
+    let death = death_row(r, s).ours.max();
+    let status = r.status.median();
+    let mut targets = vec![
+        ratio(
+            "Launch ≤ 0.5× baseline".into(),
+            both(String::new(), &r.warm),
+            0.5,
+        ),
+        Target {
+            goal: format!(
+                "Launch with {} running ≤ 1.5× launch on a warm server (ours)",
+                s.scale
+            ),
+            measured: scaling.map(report::times),
+            met: scaling.map(|x| x <= 1.5),
+        },
+    ];
+    for (fs, v) in &r.cpu {
+        targets.push(ratio(
+            format!("Sidecar CPU per beat ≤ 0.03× baseline (heartbeat on {fs})"),
+            cpu_row(fs, v),
+            0.03,
+        ));
+    }
+    targets.extend([
+        ratio(
+            format!("PSS of {} sidecars ≤ 0.30× baseline", s.pss),
+            both(String::new(), &r.pss),
+            0.30,
+        ),
+        Target {
+            goal: format!(
+                "Death seen ≤ 100 ms at a 30 s interval (ours, slowest of {} trials)",
+                s.death_trials
+            ),
+            measured: ms(death),
+            met: death.map(|ms| ms <= 100.0),
+        },
+        Target {
+            goal: format!(
+                "`mosaic-hb status --json` over {} files ≤ 50 ms (median)",
+                s.status_files
+            ),
+            measured: match &r.status {
+                Values::Unavailable(why) => Some(format!("unavailable ({why})")),
+                _ => ms(status),
+            },
+            met: status.map(|ms| ms <= 50.0),
+        },
+    ]);
+    targets
+}
+
+fn method(r: &Results, s: &Sizes, cpu: &procfs::Cpu) -> Vec<String> {
+    let own = match cpu.schedstat {
+        true => "its own time from `/proc/PID/schedstat` (ns)",
+        false => "its own `utime+stime` from `/proc/PID/stat`",
+    };
+    vec![
+        format!(
+            "Ours is `mosaic-launcher` (which starts `mosaic-hb` through `setsid`), from the \
+             directory named above; \
+             the baseline is `bash bench/baseline/start-agent-session.sh`. Both get the same clean \
+             environment (HOME in a temp dir, a runtime-bin dir, pane command `{}`) on one private \
+             tmux server (`tmux -L mosaic-bench-<pid> -f /dev/null`) that keeps a keeper session \
+             alive throughout. Heartbeat files are on {} (on tmpfs when there is one, as in \
+             production: `$XDG_RUNTIME_DIR`, the launcher's default, else `/dev/shm`).",
+            fleet::PANE_COMMAND,
+            r.fs
+        ),
+        format!(
+            "Launch: wall-clock time of one launcher process from spawn to exit, starting a new \
+             agent with a 30 s heartbeat. {} launches of each kind, alternating, and which kind \
+             goes first alternates too; one uncounted round first. Each agent is ended (session \
+             and sidecar) after its first beat, outside the timing, so only the keeper (or the \
+             {} agents of the scaled run) stays.",
+            s.launches, s.scale
+        ),
+        format!(
+            "Launch with {} running: the same, after the server has been filled with {} agents \
+             (half of each kind, each with its sidecar).",
+            s.scale, s.scale
+        ),
+        format!(
+            "CPU per beat: one agent of each kind with a 10 ms heartbeat, running at the same \
+             time; the sidecar's CPU is {own} plus its reaped children's `cutime+cstime` (CLK_TCK \
+             {}), over {} window(s) of {} s, divided by the beats written in the window (`seq=`). \
+             The bash loop's `date`, `mv` and `sleep` are its children, so they count. Measured \
+             with the heartbeat files on each of: {}.",
+            cpu.ticks_per_sec,
+            s.cpu_windows,
+            s.cpu_window.as_secs_f64(),
+            r.cpu
+                .iter()
+                .map(|(fs, _)| fs.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        format!(
+            "PSS: `Pss:` of `/proc/PID/smaps_rollup` summed over {} sidecars of each kind (30 s \
+             heartbeat) and their descendants: the bash loop spends its life waiting on a `sleep` \
+             child; ours has none. Ours are found by the `hb_pid=` they write, the bash loops by \
+             their argv. {PSS_SAMPLES} samples. PSS splits shared pages among every process \
+             mapping them, so other bash and sleep processes on the machine lower the baseline's \
+             figure.",
+            s.pss
+        ),
+        format!(
+            "Death to status: one agent of each kind with a 30 s heartbeat; after its first beat \
+             both panes' processes get SIGKILL from one `kill` command, timed from just before it \
+             is spawned, and both heartbeat files are read every 1 ms until they no longer say \
+             `status=ok`, giving up (\"never\") after {} s. {} trial(s).",
+            s.death_give_up.as_secs(),
+            s.death_trials
+        ),
+        format!(
+            "`mosaic-hb status --json DIR` over {} synthetic heartbeat files in our format (90% \
+             fresh `ok`, the rest exited, stopped or an hour stale), spawn to exit, {} runs after \
+             one uncounted. The bash original has no such report.",
+            s.status_files, s.status_runs
+        ),
+        "Noise: the machine's cores may be shared with other work (see the load average above); \
+         alternating spreads it over both kinds but does not remove it. Medians are the figures \
+         to compare; the bench asserts nothing."
+            .into(),
+    ]
 }
