@@ -41,6 +41,8 @@ pub struct Writer<'a> {
     agent: Option<&'a str>,
     interval: Duration,
     seq: u64,
+    /// Our own pid, read once: create the writer after daemonizing.
+    hb_pid: u32,
     buf: Vec<u8>,
     failing: bool,
 }
@@ -60,6 +62,7 @@ impl<'a> Writer<'a> {
             agent,
             interval,
             seq: 0,
+            hb_pid: std::process::id(),
             buf: Vec::with_capacity(256),
             failing: false,
         }
@@ -75,7 +78,7 @@ impl<'a> Writer<'a> {
             agent: self.agent,
             interval: self.interval,
             seq: self.seq,
-            hb_pid: std::process::id(),
+            hb_pid: self.hb_pid,
             started: self.started,
         };
         render(&mut self.buf, Utc::now(), &beat);
@@ -136,7 +139,7 @@ impl<'a> Sidecar<'a> {
     fn beat_until_end(&mut self, signals: &Signals) -> End {
         let mut next = Instant::now();
         loop {
-            if let Err(gone) = self.target.check() {
+            if let Err(gone) = self.target.check_beat() {
                 return End::Exited(gone);
             }
             self.writer.write(Status::Ok);
@@ -157,7 +160,7 @@ impl<'a> Sidecar<'a> {
                     Event::Signal => {
                         if let Some(sig) = signals.take() {
                             // A stop that races the target's death reports the death.
-                            return match self.target.check() {
+                            return match self.target.check_beat() {
                                 Ok(()) => End::Stopped(sig),
                                 Err(gone) => End::Exited(gone),
                             };
