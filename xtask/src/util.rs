@@ -126,10 +126,21 @@ pub struct TmuxServer(pub String);
 
 impl Drop for TmuxServer {
     fn drop(&mut self) {
+        // kill-server leaves the socket file behind: ask for its path first.
+        let socket = output(Command::new("tmux").args([
+            "-L",
+            &self.0,
+            "display-message",
+            "-p",
+            "#{socket_path}",
+        ]));
         let _ = Command::new("tmux")
             .args(["-L", &self.0, "kill-server"])
             .stderr(std::process::Stdio::null())
             .status();
+        if let Ok(path) = socket {
+            let _ = std::fs::remove_file(path.trim_end());
+        }
     }
 }
 

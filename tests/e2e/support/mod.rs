@@ -175,6 +175,15 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         let _ = self.tmux(&["kill-server"]);
+        // tmux leaves its socket file behind; hundreds of tests would litter /tmp/tmux-UID.
+        let tmpdir = std::env::var_os("TMUX_TMPDIR").unwrap_or_else(|| "/tmp".into());
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        let _ = std::fs::remove_file(
+            Path::new(&tmpdir)
+                .join(format!("tmux-{uid}"))
+                .join(&self.socket),
+        );
         // Sidecars write their final record as their panes die: let them finish before the
         // directory goes, or a late record recreates nothing but leaves a half-removed tree.
         let deadline = Instant::now() + Duration::from_secs(3);
