@@ -126,22 +126,22 @@ pub struct TmuxServer(pub String);
 
 impl Drop for TmuxServer {
     fn drop(&mut self) {
-        // kill-server leaves the socket file behind: ask for its path first.
-        let socket = output(Command::new("tmux").args([
-            "-L",
-            &self.0,
-            "display-message",
-            "-p",
-            "#{socket_path}",
-        ]));
         let _ = Command::new("tmux")
             .args(["-L", &self.0, "kill-server"])
             .stderr(std::process::Stdio::null())
             .status();
-        if let Ok(path) = socket {
-            let _ = std::fs::remove_file(path.trim_end());
-        }
+        // tmux leaves its socket file behind (also when the server exits by itself).
+        let _ = std::fs::remove_file(tmux_socket_path(&self.0));
     }
+}
+
+/// Where `tmux -L NAME` keeps its socket: `${TMUX_TMPDIR:-/tmp}/tmux-UID/NAME`.
+pub fn tmux_socket_path(name: &str) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::env::var_os("TMUX_TMPDIR").unwrap_or_else(|| "/tmp".into());
+    // /proc/self belongs to our effective uid; xtask does without libc.
+    let uid = std::fs::metadata("/proc/self").map_or(0, |m| m.uid());
+    Path::new(&dir).join(format!("tmux-{uid}")).join(name)
 }
 
 /// Polls `check` every 20 ms until it returns `Some` or `timeout` passes.
