@@ -47,7 +47,9 @@ enum Command {
 
 #[derive(Args)]
 struct WatchArgs {
-    /// Process to watch (any PID; a pidfd pins it, its start time identifies it).
+    /// Process to watch (any PID; a pidfd pins it, its start time identifies it). `-` reads
+    /// one line `PID [STARTED]` from stdin once the file is prepared (the launcher's way of
+    /// starting the sidecar while tmux is still creating the pane); EOF means "never mind".
     #[arg(long, value_name = "PID", required = true, allow_hyphen_values = true)]
     pid: Option<String>,
     /// Heartbeat file to keep current; its directory is created 0700 if missing.
@@ -100,7 +102,13 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
         // Before we open anything: a daemon keeps no descriptor its caller leaked to it.
         sys::close_inherited_fds();
     }
-    let pid = validate::pid(args.pid.as_deref().unwrap_or_default()).map_err(usage)?;
+    let pid_arg = args.pid.as_deref().unwrap_or_default();
+    let from_stdin = pid_arg == "-";
+    let pid = if from_stdin {
+        0
+    } else {
+        validate::pid(pid_arg).map_err(usage)?
+    };
     let interval = validate::interval(&args.interval).map_err(usage)?;
     let started = match &args.started {
         Some(text) => Some(validate::start_time(text).map_err(usage)?),
@@ -116,6 +124,10 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
     let (dir, _) = mosaic_hb::hbfile::split(&path).map_err(usage)?;
     dirs::prepare(&dir).map_err(usage)?;
     let mut file = HbFile::open(&path).map_err(usage)?;
+    let (pid, started) = match from_stdin {
+        true => target_from_stdin().map(|(pid, given)| (pid, given.or(started)))?,
+        false => (pid, started),
+    };
     let lock = match Lock::acquire(file.dir(), file.name()) {
         Ok(lock) => lock,
         Err(LockError::Held(holder)) => {
@@ -188,6 +200,31 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
     mosaic_hb::log(format_args!("{what}"));
     drop(lock);
     Ok(())
+}
+
+/// Reads `PID [STARTED]` from stdin. EOF (the launcher needs no sidecar after all) is a usage
+/// error that nobody reads: nothing has been written, no lock taken.
+fn target_from_stdin() -> Result<(i32, Option<u64>), Fail> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| {
+        Fail(
+            Exit::Usage,
+            format!("cannot read a pid from stdin: {}", why(&e)),
+        )
+    })?;
+    let mut words = line.split_whitespace();
+    let Some(pid) = words.next() else {
+        return Err(Fail(
+            Exit::Usage,
+            "no pid on stdin: nothing to watch".into(),
+        ));
+    };
+    let pid = validate::pid(pid).map_err(|m| Fail(Exit::Usage, m))?;
+    let started = match words.next() {
+        Some(text) => Some(validate::start_time(text).map_err(|m| Fail(Exit::Usage, m))?),
+        None => None,
+    };
+    Ok((pid, started))
 }
 
 fn absolute(path: PathBuf) -> Result<PathBuf, Fail> {

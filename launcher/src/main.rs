@@ -175,10 +175,16 @@ fn absolute(path: impl AsRef<Path>) -> Result<PathBuf, Fail> {
 }
 
 fn launch(plan: &Plan) -> Result<Report, Fail> {
-    let sidecar = match &plan.heartbeat {
+    // The sidecar starts first and waits for its pane (see `sidecar`); dropping it cancels it.
+    let pending = match &plan.heartbeat {
         Some(hb) => {
             dirs::prepare(&hb.dir).map_err(failed)?;
-            Some(Sidecar::locate(hb.hb_bin.as_deref()).map_err(failed)?)
+            let sidecar = Sidecar::locate(hb.hb_bin.as_deref()).map_err(failed)?;
+            Some(
+                sidecar
+                    .spawn(&hb.file, &hb.interval, &plan.agent)
+                    .map_err(failed)?,
+            )
         }
         None => None,
     };
@@ -190,24 +196,19 @@ fn launch(plan: &Plan) -> Result<Report, Fail> {
         Created::New(pid) => (false, pid),
         Created::AlreadyRunning => (true, None),
     };
-    let (Some(hb), Some(sidecar)) = (&plan.heartbeat, sidecar) else {
-        return Ok(Report {
-            already_running,
-            pane_pid: printed_pid,
-            sidecar: "none",
-        });
+    let report = |pane_pid, sidecar| Report {
+        already_running,
+        pane_pid,
+        sidecar,
+    };
+    let (Some(hb), Some(pending)) = (&plan.heartbeat, pending) else {
+        return Ok(report(printed_pid, "none"));
     };
     let pane_pid = match printed_pid {
         Some(pid) => pid,
         None => match tmux.pane_pid(&plan.agent).map_err(failed)? {
             Pane::Pid(pid) => pid,
-            Pane::Unknown => {
-                return Ok(Report {
-                    already_running,
-                    pane_pid: None,
-                    sidecar: "none",
-                })
-            }
+            Pane::Unknown => return Ok(report(None, "none")),
             Pane::Gone(why) => {
                 return Err(failed(format!(
                     "agent {} exited at once: its session is gone ({why})",
@@ -218,34 +219,22 @@ fn launch(plan: &Plan) -> Result<Report, Fail> {
     };
     // A running agent whose sidecar holds the lock is complete; one whose sidecar died is healed.
     if already_running && matches!(mosaic_hb::lock::is_held(&hb.file), Ok(true)) {
-        return Ok(Report {
-            already_running,
-            pane_pid: Some(pane_pid),
-            sidecar: "running",
-        });
+        return Ok(report(Some(pane_pid), "running"));
     }
-    let outcome = sidecar.start(pane_pid, &hb.file, &hb.interval, &plan.agent);
-    let sidecar = match outcome {
-        Ok(Started::Running) => "started",
-        Ok(Started::AlreadyKept) => "running",
-        Ok(Started::TargetGone(why)) => {
-            return Err(failed(format!(
-                "agent {} exited at once: {why}",
-                plan.agent
-            )));
-        }
+    match pending.start(pane_pid, &hb.file) {
+        Ok(Started::Running) => Ok(report(Some(pane_pid), "started")),
+        Ok(Started::AlreadyKept) => Ok(report(Some(pane_pid), "running")),
+        Ok(Started::TargetGone(why)) => Err(failed(format!(
+            "agent {} exited at once: {why}",
+            plan.agent
+        ))),
         Err(why) => {
             if !already_running {
                 tmux.kill_session(&plan.agent);
             }
-            return Err(failed(why));
+            Err(failed(why))
         }
-    };
-    Ok(Report {
-        already_running,
-        pane_pid: Some(pane_pid),
-        sidecar,
-    })
+    }
 }
 
 fn render_text(plan: &Plan, report: &Report) -> String {

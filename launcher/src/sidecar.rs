@@ -1,17 +1,21 @@
 /*!
-Starting the heartbeat sidecar: `setsid <mosaic-hb> --pid PANE --file HB --interval N --agent A`.
+Starting the heartbeat sidecar: `setsid <mosaic-hb> --pid - --file HB --interval N --agent A`.
 
 `setsid` (from PATH) puts the sidecar in a session of its own, so it outlives a terminal that
-hangs up. We wait for the `setsid`/`mosaic-hb` process itself: `mosaic-hb` validates, takes its
-lock and attaches to the pane *before* it daemonizes, so its exit status says whether a sidecar
-is now running. Its stdin and stdout are /dev/null; its stderr is a pipe that reaches EOF once
-the daemon has moved its own stderr to /dev/null, so `$(mosaic-launcher a)` returns at once.
+hangs up. It is spawned *before* tmux is asked for the session and reads the pane's pid (and
+start time) from a pipe on its stdin once tmux has answered, so its start-up overlaps tmux's
+work instead of following it; a launch that needs no sidecar closes the pipe and the sidecar
+leaves without writing anything. We then wait for the `setsid`/`mosaic-hb` process itself:
+`mosaic-hb` takes its lock and attaches to the pane *before* it daemonizes, so its exit status
+says whether a sidecar is now running. Its stdout is /dev/null; its stderr is a pipe that
+reaches EOF once the daemon has moved its own stderr to /dev/null, so `$(mosaic-launcher a)`
+returns at once.
 */
 
-use std::ffi::OsStr;
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use mosaic_hb::target::Target;
 
@@ -51,30 +55,19 @@ impl Sidecar {
         Ok(Sidecar { setsid, hb })
     }
 
-    /// Starts a sidecar for pane `pid`. The pane's start time, read here at once, goes along
-    /// so the sidecar refuses a stranger that took the PID in the meantime.
-    pub fn start(
-        &self,
-        pid: u32,
-        file: &Path,
-        interval: &str,
-        agent: &str,
-    ) -> Result<Started, String> {
-        let started = Target::start_time(pid as i32).map(|t| t.to_string());
-        let out = Command::new(&self.setsid)
+    /// Starts `setsid mosaic-hb --pid - ...` now, while tmux creates the session: the sidecar
+    /// validates its arguments and prepares its file in parallel, then waits on its stdin for
+    /// the pane's pid. That takes its start-up off the launch's critical path.
+    pub fn spawn(&self, file: &Path, interval: &str, agent: &str) -> Result<Pending, String> {
+        let child = Command::new(&self.setsid)
             .arg(&self.hb)
-            .args([
-                OsStr::new("--pid"),
-                OsStr::new(&pid.to_string()),
-                OsStr::new("--file"),
-            ])
+            .args(["--pid", "-", "--file"])
             .arg(file)
             .args(["--interval", interval, "--agent", agent])
-            .args(started.iter().flat_map(|t| ["--started", t.as_str()]))
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .output()
+            .spawn()
             .map_err(|e| {
                 format!(
                     "cannot run {}: {}",
@@ -82,6 +75,37 @@ impl Sidecar {
                     mosaic_hb::why(&e)
                 )
             })?;
+        Ok(Pending {
+            child: Some(child),
+            hb: self.hb.clone(),
+        })
+    }
+}
+
+/// A sidecar that is starting and waits for its target. Dropping it without [`Pending::start`]
+/// cancels it: its stdin closes, and it exits having written nothing.
+pub struct Pending {
+    child: Option<Child>,
+    hb: PathBuf,
+}
+
+impl Pending {
+    /// Hands the sidecar pane `pid`, with the pane's start time read here at once (so the
+    /// sidecar refuses a stranger that took the PID in the meantime), and waits until it has
+    /// daemonized or failed.
+    pub fn start(mut self, pid: u32, file: &Path) -> Result<Started, String> {
+        let mut child = self.child.take().expect("a pending sidecar starts once");
+        let line = match Target::start_time(pid as i32) {
+            Some(started) => format!("{pid} {started}\n"),
+            None => format!("{pid}\n"),
+        };
+        if let Some(mut stdin) = child.stdin.take() {
+            // A sidecar that already failed has closed its end: its exit status says why.
+            let _ = stdin.write_all(line.as_bytes());
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("cannot wait for mosaic-hb: {}", mosaic_hb::why(&e)))?;
         if out.status.success() {
             return Ok(Started::Running);
         }
@@ -109,6 +133,15 @@ impl Sidecar {
             "cannot start heartbeat sidecar {}: {why}",
             self.hb.display()
         ))
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            drop(child.stdin.take());
+            let _ = child.wait();
+        }
     }
 }
 

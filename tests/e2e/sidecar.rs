@@ -253,6 +253,51 @@ fn a_stranger_under_the_pid_is_refused() {
     assert_eq!(rec.started, Some(started));
 }
 
+// `--pid -` takes the target from stdin once the file is prepared; EOF cancels, writing nothing.
+#[test]
+fn pid_from_stdin() {
+    e2e!();
+    let sb = Sandbox::new();
+    let target = sb.spawn_target();
+    let file = sb.hb_file("stdin");
+    let mut cmd = sb.hb();
+    cmd.args(["--pid", "-", "--interval", "0.05", "--file"])
+        .arg(&file)
+        .stdin(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{target}\n").as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let rec = wait_for_status(&file, Status::Ok, Duration::from_secs(5));
+    sb.track(rec.hb_pid.unwrap() as i32);
+    assert_eq!(rec.pid, target);
+    assert!(rec.started.is_some());
+
+    let cancelled = sb.hb_file("cancelled");
+    let mut cmd = sb.hb();
+    cmd.args(["--pid", "-", "--file"]).arg(&cancelled);
+    let (_, err) = expect_exit(&mut cmd, 2);
+    assert_eq!(
+        err.trim_end(),
+        "mosaic-hb: no pid on stdin: nothing to watch"
+    );
+    let names: Vec<_> = std::fs::read_dir(sb.hb_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.to_string_lossy().contains("cancelled")),
+        "{names:?}"
+    );
+}
+
 // Bad arguments: exit 2 with one line, before daemonizing, nothing left running or written.
 #[test]
 fn bad_arguments_are_refused() {

@@ -184,12 +184,8 @@ impl Drop for Sandbox {
                 .join(format!("tmux-{uid}"))
                 .join(&self.socket),
         );
-        // Sidecars write their final record as their panes die: let them finish before the
-        // directory goes, or a late record recreates nothing but leaves a half-removed tree.
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline && !sidecars_writing_under(&self.dir).is_empty() {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        // Targets and tracked sidecars go next; then the sidecars of dead targets are given
+        // time to write their final record and leave before the directory goes.
         for child in self.children.lock().unwrap().iter_mut() {
             let _ = child.kill();
             let _ = child.wait();
@@ -197,6 +193,10 @@ impl Drop for Sandbox {
         for &pid in self.pids.lock().unwrap().iter() {
             // SAFETY: a plain kill(2).
             unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline && !sidecars_writing_under(&self.dir).is_empty() {
+            std::thread::sleep(Duration::from_millis(10));
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -228,10 +228,34 @@ pub fn sidecars_with(flag: &str, keep: impl Fn(&[u8]) -> bool) -> Vec<i32> {
     found
 }
 
-/// Live `mosaic-hb` processes watching `pid`.
+/// Live `mosaic-hb` processes watching `pid`: named on their command line (`--pid PID`), or
+/// holding a pidfd for it (the launcher hands the pid over stdin, `--pid -`).
 pub fn sidecars_watching(pid: i32) -> Vec<i32> {
-    let pid = pid.to_string();
-    sidecars_with("--pid", |v| v == pid.as_bytes())
+    let text = pid.to_string();
+    let mut found = sidecars_with("--pid", |v| v == text.as_bytes());
+    for hb in sidecars_with("--pid", |v| v == b"-") {
+        if holds_pidfd_for(hb, pid) && !found.contains(&hb) {
+            found.push(hb);
+        }
+    }
+    found
+}
+
+/// Whether process `holder` has a pidfd open for `pid` (its fdinfo says `Pid:\tPID`).
+fn holds_pidfd_for(holder: i32, pid: i32) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{holder}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        let is_pidfd =
+            std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == "anon_inode:[pidfd]");
+        is_pidfd
+            && std::fs::read_to_string(format!(
+                "/proc/{holder}/fdinfo/{}",
+                fd.file_name().to_string_lossy()
+            ))
+            .is_ok_and(|info| info.lines().any(|l| l == format!("Pid:\t{pid}")))
+    })
 }
 
 /// Live `mosaic-hb` processes whose heartbeat file lies under `dir`.
