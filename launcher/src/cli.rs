@@ -22,12 +22,13 @@ use clap::Parser;
         MOSAIC_HB_BIN    path of mosaic-hb (default: next to this executable, else on PATH)\n  \
         PATH             where `tmux` and `setsid` are found"
 )]
-// Paths are `OsString`s: clap refuses an empty path, and an empty variable must count as unset.
+// Values are `OsString`s: clap refuses an empty path (an empty variable must count as unset)
+// and names no variable when text is not UTF-8; `plan` checks both with a clear message.
 pub struct Cli {
     /// Agent name: the tmux session and heartbeat file name; 1 to 64 of A-Z a-z 0-9 _ -,
     /// starting with a letter or digit.
     #[arg(value_name = "AGENT")]
-    pub agent: String,
+    pub agent: OsString,
 
     /// tmux socket name, as in `tmux -L SOCKET`.
     #[arg(
@@ -36,7 +37,7 @@ pub struct Cli {
         value_name = "SOCKET",
         default_value = "mosaic"
     )]
-    pub socket: String,
+    pub socket: OsString,
 
     /// Directory the agent starts in [default: the current directory].
     #[arg(long, env = "MOSAIC_AGENT_WORKDIR", value_name = "DIR")]
@@ -44,7 +45,7 @@ pub struct Cli {
 
     /// Agent runtime: pi, claude or codex; the default command is `mosaic yolo RUNTIME`.
     #[arg(long, env = "MOSAIC_AGENT_RUNTIME", value_name = "RUNTIME")]
-    pub runtime: Option<String>,
+    pub runtime: Option<OsString>,
 
     /// Shell command the pane runs (after `exec`), forwarded byte for byte
     /// [default: `mosaic yolo RUNTIME`].
@@ -69,7 +70,7 @@ pub struct Cli {
         default_value = "30",
         allow_hyphen_values = true
     )]
-    pub hb_interval: String,
+    pub hb_interval: OsString,
 
     /// Start no heartbeat sidecar.
     #[arg(long)]

@@ -84,12 +84,22 @@ fn main() -> ExitCode {
 
 /// Checks every input; touches nothing.
 fn plan(cli: Cli) -> Result<Plan, Fail> {
-    let agent = validate::agent(&cli.agent).map_err(usage)?.to_string();
-    // An empty variable counts as unset, as `${VAR:-default}` did in the bash original.
-    let socket = validate::socket(or_default(&cli.socket, "mosaic"))
+    let agent = validate::agent(text(&cli.agent, "agent name")?)
         .map_err(usage)?
         .to_string();
-    let runtime = match cli.runtime.as_deref().filter(|r| !r.is_empty()) {
+    // An empty variable counts as unset, as `${VAR:-default}` did in the bash original.
+    let socket = text(
+        &cli.socket,
+        "tmux socket name (--socket, MOSAIC_TMUX_SOCKET)",
+    )?;
+    let socket = validate::socket(or_default(socket, "mosaic"))
+        .map_err(usage)?
+        .to_string();
+    let runtime = match &cli.runtime {
+        Some(r) => Some(text(r, "runtime (--runtime, MOSAIC_AGENT_RUNTIME)")?),
+        None => None,
+    };
+    let runtime = match runtime.filter(|r| !r.is_empty()) {
         Some(r) => Some(validate::runtime(r).map_err(usage)?),
         None => None,
     };
@@ -131,7 +141,11 @@ fn plan(cli: Cli) -> Result<Plan, Fail> {
     let prefix =
         pane::runtime_bin_prefix(&pane::candidates(runtime_bin.as_deref(), home.as_deref()));
     let pane_command = pane::command(&prefix, &command);
-    let interval = validate::interval(or_default(&cli.hb_interval, "30")).map_err(usage)?;
+    let interval = text(
+        &cli.hb_interval,
+        "interval (--hb-interval, MOSAIC_HEARTBEAT_INTERVAL)",
+    )?;
+    let interval = validate::interval(or_default(interval, "30")).map_err(usage)?;
     let heartbeat = if cli.no_heartbeat {
         None
     } else {
@@ -153,6 +167,13 @@ fn plan(cli: Cli) -> Result<Plan, Fail> {
         pane_command,
         heartbeat,
     })
+}
+
+/// A value that must be text: names, sockets, runtimes and intervals are never raw bytes.
+fn text<'a>(value: &'a std::ffi::OsStr, what: &str) -> Result<&'a str, Fail> {
+    value
+        .to_str()
+        .ok_or_else(|| usage(format!("invalid {what} {value:?}: not UTF-8 text")))
 }
 
 fn or_default<'a>(value: &'a str, default: &'a str) -> &'a str {

@@ -335,7 +335,11 @@ fn non_utf8_text_values_are_refused() {
         cmd.current_dir(&work);
         cmd
     };
-    refused(&mut launcher(&os(b"ag\xffent")), 2, "mosaic-launcher");
+    let err = refused(&mut launcher(&os(b"ag\xffent")), 2, "mosaic-launcher");
+    assert!(
+        err.contains("invalid agent name") && err.contains("not UTF-8 text"),
+        "{err}"
+    );
     refused(&mut launcher(&os(b"\xc3\x28")), 2, "mosaic-launcher");
     for (var, value) in [
         ("MOSAIC_TMUX_SOCKET", &b"sock\xff"[..]),
@@ -347,7 +351,11 @@ fn non_utf8_text_values_are_refused() {
             2,
             "mosaic-launcher",
         );
-        assert!(err.contains("UTF-8"), "{var}: {err}");
+        // The message names the variable, not just "invalid UTF-8 somewhere".
+        assert!(
+            err.contains("not UTF-8 text") && err.contains(var),
+            "{var}: {err}"
+        );
     }
     let target = sb.spawn_target().to_string();
     let file = sb.hb_file("u");
