@@ -14,11 +14,16 @@ terminal with a non-zero exit and nothing is left running:
 
 1. validate the arguments ([`validate`]); prepare the directory ([`dirs`]);
 2. open the directory and prove a file can be created there ([`hbfile`]);
+   with `--pid -`, only now read the target from stdin: the launcher starts the sidecar while
+   tmux is still creating the pane, and closes the pipe instead if no sidecar is wanted;
 3. take the one-writer lock ([`lock`]);
-4. attach to the target: record its start time, open its pidfd ([`target`]);
+4. attach to the target: record its start time (or check the one given), open its pidfd
+   ([`target`]);
 5. daemonize (double fork through `daemonix`), block the stop signals into a signalfd,
    then run the event loop ([`watch`]), a single `ppoll` on the pidfd and the signalfd with the
-   time to the next beat as its timeout.
+   time to the next beat as its timeout. A beat is seven system calls and no allocation:
+   `ppoll`, `kill(pid, 0)`, a zero-timeout `poll` of the pidfd, then `openat`, `write`, `close`
+   and `renameat` of the record.
 
 `mosaic-hb status` ([`status`]) reads a directory of heartbeat files ([`record`]) and reports the
 fleet's state for people and for monitoring.
