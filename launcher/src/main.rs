@@ -1,10 +1,11 @@
 /*!
 `mosaic-launcher AGENT`: a drop-in for `start-agent-session.sh`.
 
-One run: validate everything (exit 2, nothing started or written), prepare the heartbeat
-directory and find `setsid` and `mosaic-hb` (exit 1, nothing started), create the tmux session
-(or learn that it exists), then make sure one sidecar keeps its heartbeat file. A session this
-run created is killed again if its sidecar cannot be started: all or nothing.
+One run: validate everything (exit 2, nothing started or written); prepare the heartbeat
+directory, find `setsid` and `mosaic-hb` and start the sidecar waiting for its pane (exit 1,
+nothing started); create the tmux session (or learn that it exists); then hand the sidecar its
+pane, or cancel it when one already keeps the file. A session this run created is killed again
+if its sidecar cannot be started: all or nothing.
 */
 
 mod cli;
@@ -95,11 +96,9 @@ fn plan(cli: Cli) -> Result<Plan, Fail> {
     let socket = validate::socket(or_default(socket, "mosaic"))
         .map_err(usage)?
         .to_string();
-    let runtime = match &cli.runtime {
-        Some(r) => Some(text(r, "runtime (--runtime, MOSAIC_AGENT_RUNTIME)")?),
-        None => None,
-    };
-    let runtime = match runtime.filter(|r| !r.is_empty()) {
+    let runtime = cli.runtime.as_deref();
+    let runtime = runtime.map(|r| text(r, "runtime (--runtime, MOSAIC_AGENT_RUNTIME)"));
+    let runtime = match runtime.transpose()?.filter(|r| !r.is_empty()) {
         Some(r) => Some(validate::runtime(r).map_err(usage)?),
         None => None,
     };
