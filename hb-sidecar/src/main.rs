@@ -102,12 +102,10 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
         // Before we open anything: a daemon keeps no descriptor its caller leaked to it.
         sys::close_inherited_fds();
     }
-    let pid_arg = args.pid.as_deref().unwrap_or_default();
-    let from_stdin = pid_arg == "-";
-    let pid = if from_stdin {
-        0
-    } else {
-        validate::pid(pid_arg).map_err(usage)?
+    // `--pid -`: the target arrives on stdin once the file is prepared.
+    let given_pid = match args.pid.as_deref().unwrap_or_default() {
+        "-" => None,
+        text => Some(validate::pid(text).map_err(usage)?),
     };
     let interval = validate::interval(&args.interval).map_err(usage)?;
     let started = match &args.started {
@@ -124,9 +122,9 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
     let (dir, _) = mosaic_hb::hbfile::split(&path).map_err(usage)?;
     dirs::prepare(&dir).map_err(usage)?;
     let mut file = HbFile::open(&path).map_err(usage)?;
-    let (pid, started) = match from_stdin {
-        true => target_from_stdin().map(|(pid, given)| (pid, given.or(started)))?,
-        false => (pid, started),
+    let (pid, started) = match given_pid {
+        Some(pid) => (pid, started),
+        None => target_from_stdin().map(|(pid, given)| (pid, given.or(started)))?,
     };
     let lock = match Lock::acquire(file.dir(), file.name()) {
         Ok(lock) => lock,
