@@ -63,47 +63,6 @@ fn succeeds(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn session_count(sb: &Sandbox) -> usize {
-    let out = sb.tmux(&["list-sessions", "-F", "#{session_name}"]);
-    String::from_utf8_lossy(&out.stdout).lines().count()
-}
-
-fn has_session(sb: &Sandbox, agent: &str) -> bool {
-    sb.tmux(&["has-session", "-t", &format!("={agent}")])
-        .status
-        .success()
-}
-
-fn pane_pid(sb: &Sandbox, agent: &str) -> i32 {
-    let out = sb.tmux(&[
-        "list-panes",
-        "-t",
-        &format!("={agent}:0.0"),
-        "-F",
-        "#{pane_pid}",
-    ]);
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("no pane pid for {agent}: {out:?}"))
-}
-
-/// The pane's current path as tmux reports it, raw bytes, without the final newline.
-fn pane_path(sb: &Sandbox, agent: &str) -> Vec<u8> {
-    let target = format!("={agent}:0.0");
-    let mut out = sb
-        .tmux(&[
-            "display-message",
-            "-p",
-            "-t",
-            &target,
-            "#{pane_current_path}",
-        ])
-        .stdout;
-    assert_eq!(out.pop(), Some(b'\n'));
-    out
-}
-
 /// Every path under `dir` (not following symlinks).
 fn tree(dir: &Path) -> BTreeSet<PathBuf> {
     let mut all = BTreeSet::new();
@@ -180,16 +139,6 @@ fn wait_no_sidecars(what: &str, find: impl Fn() -> Vec<i32>) {
         WAIT,
         || find().is_empty().then_some(()),
         || format!("{:?}", find()),
-    );
-}
-
-#[track_caller]
-fn wait_gone(pid: i32) {
-    wait_until(
-        &format!("pid {pid} to be gone"),
-        WAIT,
-        || (!alive(pid)).then_some(()),
-        || std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default(),
     );
 }
 
@@ -391,7 +340,7 @@ fn non_utf8_text_values_are_refused() {
         let err = refused(sb.hb().args(&args), 2, "mosaic-hb");
         assert!(err.contains("UTF-8"), "{args:?}: {err}");
     }
-    assert_eq!(session_count(&sb), 0, "a refused launch started tmux");
+    assert_eq!(sb.session_count(), 0, "a refused launch started tmux");
     assert!(
         !sb.hb_dir().exists(),
         "a refused start wrote the heartbeat dir"
@@ -520,7 +469,7 @@ fn non_utf8_runtime_bin_and_command_reach_the_pane() {
     );
     assert_eq!(read("arg.out"), arg);
     let rec = wait_for_status(&sb.hb_file("nx"), Status::Ok, WAIT);
-    assert_eq!(rec.pid, pane_pid(&sb, "nx"));
+    assert_eq!(rec.pid, sb.pane_pid("nx"));
     assert!(canaries(&sb.dir).is_empty(), "{:?}", canaries(&sb.dir));
     end_agents(&sb);
 }
@@ -614,7 +563,7 @@ fn hostile_agent_names_are_refused() {
     }
     // `--` leaves no agent at all.
     refused(sb.launcher("--").current_dir(&work), 2, "mosaic-launcher");
-    assert_eq!(session_count(&sb), 0, "a refused name started tmux");
+    assert_eq!(sb.session_count(), 0, "a refused name started tmux");
     assert!(
         !sb.hb_dir().exists(),
         "a refused name wrote the heartbeat dir"
@@ -633,12 +582,12 @@ fn edge_of_the_rule_names_work() {
     for name in [longest.as_str(), "0", "a-", "A_"] {
         let out = succeeds(&mut sb.launcher(name));
         assert!(out.starts_with(&format!("started agent {name} ")), "{out}");
-        assert!(has_session(&sb, name));
+        assert!(sb.has_session(name));
         let rec = wait_for_status(&sb.hb_file(name), Status::Ok, WAIT);
         assert_eq!(rec.agent.as_deref(), Some(name));
-        assert_eq!(rec.pid, pane_pid(&sb, name));
+        assert_eq!(rec.pid, sb.pane_pid(name));
     }
-    assert_eq!(session_count(&sb), 4);
+    assert_eq!(sb.session_count(), 4);
     assert_eq!(
         names(&sb.hb_dir())
             .iter()
@@ -665,10 +614,10 @@ fn hostile_workdir_reaches_the_pane_exactly() {
             .env("MOSAIC_AGENT_WORKDIR", &workdir)
             .current_dir(sb.path("work")),
     );
-    let pid = pane_pid(&sb, "wd");
+    let pid = sb.pane_pid("wd");
     let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
     assert_eq!(cwd.as_os_str().as_bytes(), workdir.as_os_str().as_bytes());
-    assert_eq!(pane_path(&sb, "wd"), workdir.as_os_str().as_bytes());
+    assert_eq!(sb.pane_path("wd"), workdir.as_os_str().as_bytes());
     wait_for_status(&sb.hb_file("wd"), Status::Ok, WAIT);
     let new: Vec<PathBuf> = tree(&sb.dir)
         .difference(&before)
@@ -705,7 +654,7 @@ fn hostile_heartbeat_dir_is_used_exactly_and_only() {
     assert!(out.starts_with("started agent hd"), "{out}");
     let file = hb_dir.join("hd.hb");
     let rec = wait_for_status(&file, Status::Ok, WAIT);
-    assert_eq!(rec.pid, pane_pid(&sb, "hd"));
+    assert_eq!(rec.pid, sb.pane_pid("hd"));
     assert_eq!(sidecars_for_file(&file).len(), 1);
     assert_eq!(
         std::fs::metadata(&hb_dir).unwrap().permissions().mode() & 0o777,
@@ -759,7 +708,7 @@ fn planted_lock_symlink_is_not_followed() {
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(!has_session(&sb, "lk"));
+    assert!(!sb.has_session("lk"));
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
     wait_no_sidecars("lk.hb", || sidecars_for_file(&file));
 }
@@ -820,6 +769,8 @@ fn planted_tmp_fallback_dir_is_refused_untouched() {
     let sb = Sandbox::new();
     let script = r#"
         set -u
+        # The checkout (our cwd, the launcher's default workdir) may live under /tmp too.
+        cd /
         # The binaries may live under /tmp: bind them somewhere the new /tmp cannot hide.
         for at in /mnt /srv /media /opt; do [ -d "$at" ] && break; done
         mount --bind "$BIN_DIR" "$at" || exit 77
@@ -827,10 +778,11 @@ fn planted_tmp_fallback_dir_is_refused_untouched() {
         mount -t tmpfs -o mode=1777 tmpfs /tmp || exit 77
         root="/tmp/mosaic-$(id -u)"
         mkdir /tmp/elsewhere
-        for plant in symlink foreign; do
+        for plant in symlink foreign writable; do
             case $plant in
                 symlink) ln -s /tmp/elsewhere "$root" ;;
                 foreign) rm "$root"; mkdir -m 0755 "$root"; chown 65534 "$root" ;;
+                writable) rmdir "$root"; mkdir "$root"; chmod 0777 "$root" ;;
             esac
             "$HB" --pid $$ --file "$root/heartbeat/a.hb" 2>/tmp/err
             echo "$plant hb $? $(cat /tmp/err)"
@@ -863,15 +815,22 @@ fn planted_tmp_fallback_dir_is_refused_untouched() {
             .unwrap_or_else(|| panic!("no {plant} {what} in {text}"))
             .to_string()
     };
-    for plant in ["symlink", "foreign"] {
+    let reasons = [
+        ("symlink", "it is not a real directory"),
+        ("foreign", "it is owned by uid 65534"),
+        ("writable", "it is writable by group or others (mode 777)"),
+    ];
+    for (plant, reason) in reasons {
         let hb = line(plant, "hb");
+        assert!(hb.contains(reason), "{plant}: {hb}");
         assert!(
             hb.starts_with("2 mosaic-hb: refusing heartbeat dir /tmp/mosaic-"),
             "{plant}: {hb}"
         );
         let launcher = line(plant, "launcher");
         assert!(
-            launcher.starts_with("1 mosaic-launcher: refusing heartbeat dir /tmp/mosaic-"),
+            launcher.starts_with("1 mosaic-launcher: refusing heartbeat dir /tmp/mosaic-")
+                && launcher.contains(reason),
             "{plant}: {launcher}"
         );
         assert!(!hb.contains("panicked") && !launcher.contains("panicked"));
@@ -932,8 +891,8 @@ fn twelve_launchers_one_agent_then_twelve_healers() {
         );
     }
     assert_eq!(created, 1, "exactly one launcher creates the session");
-    assert_eq!(session_count(&sb), 1);
-    let pane = pane_pid(&sb, "herd");
+    assert_eq!(sb.session_count(), 1);
+    let pane = sb.pane_pid("herd");
     let rec = wait_for_status(&file, Status::Ok, WAIT);
     let first = rec.hb_pid.unwrap() as i32;
     assert_eq!(sidecars_watching(pane), vec![first]);
@@ -976,7 +935,7 @@ fn twelve_launchers_one_agent_then_twelve_healers() {
     );
     assert_eq!(healed.pid, pane);
     assert_eq!(sidecars_watching(pane), vec![healed.hb_pid.unwrap() as i32]);
-    assert_eq!(session_count(&sb), 1);
+    assert_eq!(sb.session_count(), 1);
     end_agents(&sb);
 }
 
@@ -996,12 +955,12 @@ fn a_fleet_launched_at_once() {
         assert_no_panic(&cmd, &out);
         assert!(out.status.success(), "{}", explain(&cmd, &out));
     }
-    assert_eq!(session_count(&sb), agents.len());
+    assert_eq!(sb.session_count(), agents.len());
     let mut hb_pids = BTreeSet::new();
     let mut panes = Vec::new();
     for a in &agents {
         let rec = wait_for_status(&sb.hb_file(a), Status::Ok, WAIT);
-        let pane = pane_pid(&sb, a);
+        let pane = sb.pane_pid(a);
         assert_eq!((rec.pid, rec.agent.as_deref()), (pane, Some(a.as_str())));
         let watching = sidecars_watching(pane);
         assert_eq!(watching, vec![rec.hb_pid.unwrap() as i32], "{a}");
@@ -1164,7 +1123,7 @@ fn targets_that_exit_before_or_while_the_launcher_looks() {
         wait_until(
             &format!("{command}: session {agent} gone"),
             WAIT,
-            || (!has_session(&sb, &agent)).then_some(()),
+            || (!sb.has_session(&agent)).then_some(()),
             || String::from_utf8_lossy(&sb.tmux(&["ls"]).stdout).into_owned(),
         );
         wait_no_sidecars(command, || sidecars_for_file(&file));
@@ -1211,7 +1170,7 @@ fn tmux_server_killed_mid_run() {
         || read_record(&sb.hb_file("k0")).filter(|r| r.status == Status::Ok),
         || show_file(&sb.hb_file("k0")),
     );
-    assert_eq!(rec.pid, pane_pid(&sb, "k0"));
+    assert_eq!(rec.pid, sb.pane_pid("k0"));
     end_agents(&sb);
 }
 
@@ -1414,7 +1373,7 @@ fn read_only_heartbeat_dir() {
         "mosaic-launcher",
     );
     assert!(err.contains("cannot start heartbeat sidecar"), "{err}");
-    assert!(!has_session(&sb, "ro"));
+    assert!(!sb.has_session("ro"));
     wait_no_sidecars("ro.hb", || sidecars_for_file(&dir.join("ro.hb")));
 
     how.set(&dir, false, &mut undo);

@@ -5,28 +5,6 @@ use std::time::Duration;
 use crate::e2e;
 use crate::support::*;
 
-fn pane_path(sb: &Sandbox, agent: &str) -> String {
-    let out = sb.tmux(&[
-        "display-message",
-        "-p",
-        "-t",
-        &format!("={agent}:0.0"),
-        "#{pane_current_path}",
-    ]);
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn has_session(sb: &Sandbox, agent: &str) -> bool {
-    sb.tmux(&["has-session", "-t", &format!("={agent}")])
-        .status
-        .success()
-}
-
-fn session_count(sb: &Sandbox) -> usize {
-    let out = sb.tmux(&["list-sessions", "-F", "#{session_name}"]);
-    String::from_utf8_lossy(&out.stdout).lines().count()
-}
-
 // Contract case 1: a real session, its pane in the workdir.
 #[test]
 fn creates_a_session_in_the_workdir() {
@@ -34,9 +12,9 @@ fn creates_a_session_in_the_workdir() {
     let sb = Sandbox::new();
     let out = expect_success(sb.launcher("alpha").arg("--no-heartbeat"));
     assert!(out.starts_with("started agent alpha"), "{out}");
-    assert!(has_session(&sb, "alpha"));
+    assert!(sb.has_session("alpha"));
     let work = sb.path("work");
-    assert_eq!(pane_path(&sb, "alpha"), work.to_str().unwrap());
+    assert_eq!(sb.pane_path("alpha"), work.as_os_str().as_encoded_bytes());
 }
 
 // Contract case 2: a second start says "already running" and succeeds.
@@ -47,7 +25,7 @@ fn second_start_is_already_running() {
     expect_success(&mut sb.launcher("alpha"));
     let out = expect_success(&mut sb.launcher("alpha"));
     assert!(out.contains("already running"), "{out}");
-    assert_eq!(session_count(&sb), 1);
+    assert_eq!(sb.session_count(), 1);
 }
 
 fn captured_tmux_args(
@@ -167,14 +145,7 @@ fn heartbeat_file_appears_for_a_real_pane() {
         "{out}"
     );
     let rec = wait_for_status(&file, Status::Ok, Duration::from_secs(5));
-    let pane_pid: i32 = String::from_utf8_lossy(
-        &sb.tmux(&["list-panes", "-t", "=beta:0.0", "-F", "#{pane_pid}"])
-            .stdout,
-    )
-    .trim()
-    .parse()
-    .unwrap();
-    assert_eq!(rec.pid, pane_pid);
+    assert_eq!(rec.pid, sb.pane_pid("beta"));
     assert_eq!(rec.agent.as_deref(), Some("beta"));
     let text = std::fs::read_to_string(&file).unwrap();
     let first: Vec<&str> = text.lines().take(3).collect();
@@ -295,7 +266,7 @@ fn racing_launchers_make_one_session_and_one_sidecar() {
         }
     }
     assert_eq!(started, 1, "exactly one launcher creates the session");
-    assert_eq!(session_count(&sb), 1);
+    assert_eq!(sb.session_count(), 1);
     let rec = wait_for_status(&sb.hb_file("racer"), Status::Ok, Duration::from_secs(5));
     let hb_pid = rec.hb_pid.unwrap() as i32;
     // One writer: later records keep the same hb_pid, and only one mosaic-hb watches the pane.
@@ -323,7 +294,7 @@ fn many_agents_at_once() {
     for mut child in children {
         assert!(child.wait().unwrap().success());
     }
-    assert_eq!(session_count(&sb), names.len());
+    assert_eq!(sb.session_count(), names.len());
     for n in &names {
         wait_for_status(&sb.hb_file(n), Status::Ok, Duration::from_secs(5));
     }
@@ -364,7 +335,7 @@ fn command_that_exits_at_once_is_reported() {
         wait_until(
             "the session to go",
             Duration::from_secs(3),
-            || (!has_session(&sb, "quick")).then_some(()),
+            || (!sb.has_session("quick")).then_some(()),
             String::new,
         );
     }
@@ -455,7 +426,7 @@ fn bad_input_is_refused_before_anything_starts() {
     // Neither a command nor a runtime.
     let (_, err) = expect_exit(sb.launcher("ok").env_remove("MOSAIC_AGENT_COMMAND"), 2);
     assert!(err.contains("no agent command"), "{err}");
-    assert_eq!(session_count(&sb), 0, "a refused launch started tmux");
+    assert_eq!(sb.session_count(), 0, "a refused launch started tmux");
     assert!(
         !sb.hb_dir().exists(),
         "a refused launch wrote the heartbeat dir"
@@ -534,7 +505,7 @@ fn workdir_with_format_characters() {
             .env("MOSAIC_AGENT_WORKDIR", &weird)
             .arg("--no-heartbeat"),
     );
-    assert_eq!(pane_path(&sb, "w"), weird.to_str().unwrap());
+    assert_eq!(sb.pane_path("w"), weird.as_os_str().as_encoded_bytes());
 }
 
 // --help lists every environment variable.

@@ -146,6 +146,52 @@ impl Sandbox {
             .expect("tmux runs")
     }
 
+    /// Whether session `agent` exists (exact match).
+    pub fn has_session(&self, agent: &str) -> bool {
+        self.tmux(&["has-session", "-t", &format!("={agent}")])
+            .status
+            .success()
+    }
+
+    /// How many sessions the sandbox's tmux server has.
+    pub fn session_count(&self) -> usize {
+        let out = self.tmux(&["list-sessions", "-F", "#{session_name}"]);
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    }
+
+    /// The pid of `agent`'s first pane, as tmux reports it.
+    #[track_caller]
+    pub fn pane_pid(&self, agent: &str) -> i32 {
+        let out = self.tmux(&[
+            "list-panes",
+            "-t",
+            &format!("={agent}:0.0"),
+            "-F",
+            "#{pane_pid}",
+        ]);
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("no pane pid for {agent}: {out:?}"))
+    }
+
+    /// `agent`'s pane's current path as tmux reports it, raw bytes, without the final newline.
+    #[track_caller]
+    pub fn pane_path(&self, agent: &str) -> Vec<u8> {
+        let target = format!("={agent}:0.0");
+        let mut out = self
+            .tmux(&[
+                "display-message",
+                "-p",
+                "-t",
+                &target,
+                "#{pane_current_path}",
+            ])
+            .stdout;
+        assert_eq!(out.pop(), Some(b'\n'), "no pane path for {agent}");
+        out
+    }
+
     /// A long-running process to watch, killed when the sandbox drops.
     pub fn spawn_target(&self) -> i32 {
         let child = Command::new("sleep")
@@ -340,6 +386,17 @@ pub fn wait_until<T>(
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Waits until `pid` is gone (a zombie counts as gone).
+#[track_caller]
+pub fn wait_gone(pid: i32) {
+    wait_until(
+        &format!("pid {pid} to be gone"),
+        Duration::from_secs(5),
+        || (!alive(pid)).then_some(()),
+        || std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default(),
+    );
 }
 
 /// The heartbeat record at `path`, when it exists and parses.
