@@ -486,3 +486,23 @@ fn decode_json_string(lit: &str) -> Option<String> {
     }
     Some(out)
 }
+
+/// Replays `corpus/record/`: inputs that once mattered (found by hand or by `cargo xtask
+/// fuzz`). `ok-*` must parse, `bad-*` must be refused with a reason; none may panic.
+#[test]
+fn record_corpus_replays() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/record");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("the corpus is checked in") {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let parsed = parse(&std::fs::read(&path).unwrap());
+        match (name.split('-').next(), parsed) {
+            (Some("ok"), Ok(_)) => {}
+            (Some("bad"), Err(reason)) => assert!(!reason.is_empty(), "{name}"),
+            (_, outcome) => panic!("{name}: unexpected {outcome:?}"),
+        }
+        seen += 1;
+    }
+    assert!(seen >= 10, "the corpus at {} lost files", dir.display());
+}

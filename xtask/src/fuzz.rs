@@ -8,7 +8,8 @@ release mode with many more. See SECURITY.md.
 
 The shell properties spawn `/bin/sh` per case, so they get their own, smaller count
 (`MOSAIC_SHELL_CASES`). A failure prints the shrunk input; `--seed` fixes proptest's random
-seed, so a run can be repeated exactly.
+seed, so a run can be repeated exactly. Inputs worth keeping go to `hb-sidecar/corpus/record/`,
+the corpus that every `cargo xtask test` replays.
 */
 
 use crate::util::{self, Result};
@@ -48,6 +49,6 @@ pub fn run(args: &Args) -> Result {
         cmd.env("PROPTEST_RNG_SEED", seed.to_string());
     }
     util::run(&mut cmd).map_err(|e| {
-        format!("{e}: the shrunk failing input is printed above; add it to the unit tests of the module that failed")
+        format!("{e}: the shrunk failing input is printed above; save it under hb-sidecar/corpus/record/ (ok-* or bad-*), which every test run replays, or add it to the unit tests of the module that failed")
     })
 }
