@@ -195,23 +195,32 @@ fn absolute(path: impl AsRef<Path>) -> Result<PathBuf, Fail> {
 }
 
 fn launch(plan: &Plan) -> Result<Report, Fail> {
-    // The sidecar starts first and waits for its pane (see `sidecar`); dropping it cancels it.
-    let pending = match &plan.heartbeat {
+    let sidecar = match &plan.heartbeat {
         Some(hb) => {
             dirs::prepare(&hb.dir).map_err(failed)?;
-            let sidecar = Sidecar::locate(hb.hb_bin.as_deref()).map_err(failed)?;
-            Some(
-                sidecar
-                    .spawn(&hb.file, &hb.interval, &plan.agent)
-                    .map_err(failed)?,
-            )
+            Some((hb, Sidecar::locate(hb.hb_bin.as_deref()).map_err(failed)?))
         }
         None => None,
     };
     let tmux = Tmux::new(&plan.socket);
-    let created = tmux
-        .new_session(&plan.agent, &plan.workdir, &plan.pane_command)
+    let session = tmux
+        .start_new_session(&plan.agent, &plan.workdir, &plan.pane_command)
         .map_err(failed)?;
+    // While tmux works, the sidecar starts and waits for its pane (see `sidecar`); dropping
+    // `pending` cancels it.
+    let pending = match sidecar {
+        Some((hb, sidecar)) => match sidecar.spawn(&hb.file, &hb.interval, &plan.agent) {
+            Ok(pending) => Some(pending),
+            Err(why) => {
+                if let Ok(Created::New(_)) = session.finish() {
+                    tmux.kill_session(&plan.agent);
+                }
+                return Err(failed(why));
+            }
+        },
+        None => None,
+    };
+    let created = session.finish().map_err(failed)?;
     let (already_running, printed_pid) = match created {
         Created::New(pid) => (false, pid),
         Created::AlreadyRunning => (true, None),

@@ -7,7 +7,7 @@ call has the shape `tmux -L <socket> <subcommand> ...` (the contract's fake tmux
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 pub struct Tmux<'a> {
     socket: &'a str,
@@ -35,36 +35,34 @@ impl<'a> Tmux<'a> {
         Tmux { socket }
     }
 
-    /// `new-session -d -s AGENT -c WORKDIR -e MOSAIC_AGENT_NAME=AGENT -P -F '#{pane_pid}' CMD`.
-    /// tmux's `duplicate session` means another launcher won: already running.
-    pub fn new_session(
+    /// Starts `new-session -d -s AGENT -c WORKDIR -e MOSAIC_AGENT_NAME=AGENT -P -F
+    /// '#{pane_pid}' CMD` and returns while tmux works; [`NewSession::finish`] waits for it.
+    pub fn start_new_session(
         &self,
         agent: &str,
         workdir: &Path,
         pane_command: &OsStr,
-    ) -> Result<Created, String> {
-        let out = self.run(&[
-            OsStr::new("new-session"),
-            OsStr::new("-d"),
-            OsStr::new("-s"),
-            OsStr::new(agent),
-            OsStr::new("-c"),
-            &escape_format(workdir.as_os_str()),
-            OsStr::new("-e"),
-            OsStr::new(&format!("MOSAIC_AGENT_NAME={agent}")),
-            OsStr::new("-P"),
-            OsStr::new("-F"),
-            OsStr::new("#{pane_pid}"),
-            pane_command,
-        ])?;
-        if out.status.success() {
-            return Ok(Created::New(parse_pid(&out.stdout)));
-        }
-        let err = String::from_utf8_lossy(&out.stderr);
-        if err.contains("duplicate session") {
-            return Ok(Created::AlreadyRunning);
-        }
-        Err(self.failure("new-session", &out))
+    ) -> Result<NewSession<'_>, String> {
+        let child = self
+            .command(&[
+                OsStr::new("new-session"),
+                OsStr::new("-d"),
+                OsStr::new("-s"),
+                OsStr::new(agent),
+                OsStr::new("-c"),
+                &escape_format(workdir.as_os_str()),
+                OsStr::new("-e"),
+                OsStr::new(&format!("MOSAIC_AGENT_NAME={agent}")),
+                OsStr::new("-P"),
+                OsStr::new("-F"),
+                OsStr::new("#{pane_pid}"),
+                pane_command,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(cannot_run)?;
+        Ok(NewSession { tmux: self, child })
     }
 
     /// The pid of the agent's first pane.
@@ -101,16 +99,16 @@ impl<'a> Tmux<'a> {
     }
 
     fn run(&self, args: &[&OsStr]) -> Result<Output, String> {
-        Command::new("tmux")
-            .arg("-L")
+        self.command(args).output().map_err(cannot_run)
+    }
+
+    fn command(&self, args: &[&OsStr]) -> Command {
+        let mut cmd = Command::new("tmux");
+        cmd.arg("-L")
             .arg(self.socket)
             .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => "cannot run tmux: not found on PATH".to_string(),
-                _ => format!("cannot run tmux: {}", mosaic_hb::why(&e)),
-            })
+            .stdin(Stdio::null());
+        cmd
     }
 
     fn failure(&self, subcommand: &str, out: &Output) -> String {
@@ -121,6 +119,34 @@ impl<'a> Tmux<'a> {
             err
         };
         format!("tmux {subcommand} on socket {} failed: {why}", self.socket)
+    }
+}
+
+/// A `new-session` under way.
+pub struct NewSession<'a> {
+    tmux: &'a Tmux<'a>,
+    child: Child,
+}
+
+impl NewSession<'_> {
+    /// Waits for tmux. Its `duplicate session` means another launcher won: already running.
+    pub fn finish(self) -> Result<Created, String> {
+        let out = self.child.wait_with_output().map_err(cannot_run)?;
+        if out.status.success() {
+            return Ok(Created::New(parse_pid(&out.stdout)));
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("duplicate session") {
+            return Ok(Created::AlreadyRunning);
+        }
+        Err(self.tmux.failure("new-session", &out))
+    }
+}
+
+fn cannot_run(e: std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "cannot run tmux: not found on PATH".to_string(),
+        _ => format!("cannot run tmux: {}", mosaic_hb::why(&e)),
     }
 }
 
