@@ -2,9 +2,9 @@
 `mosaic-launcher AGENT`: a drop-in for `start-agent-session.sh`.
 
 One run: validate everything (exit 2, nothing started or written); prepare the heartbeat
-directory, find `setsid` and `mosaic-hb` and start the sidecar waiting for its pane (exit 1,
-nothing started); create the tmux session (or learn that it exists); then hand the sidecar its
-pane, or cancel it when one already keeps the file. A session this run created is killed again
+directory and find `setsid` and `mosaic-hb` (exit 1, nothing started); ask tmux for the session
+and, while it works, start the sidecar waiting for its pane; then hand the sidecar its pane, or
+cancel it when the agent needs none (one already keeps the file, or tmux named no pane). A session this run created is killed again
 if its sidecar cannot be started: all or nothing.
 */
 

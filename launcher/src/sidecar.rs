@@ -2,9 +2,9 @@
 Starting the heartbeat sidecar: `setsid <mosaic-hb> --pid - --file HB --interval N --agent A`.
 
 `setsid` (from PATH) puts the sidecar in a session of its own, so it outlives a terminal that
-hangs up. It is spawned *before* tmux is asked for the session and reads the pane's pid (and
-start time) from a pipe on its stdin once tmux has answered, so its start-up overlaps tmux's
-work instead of following it; a launch that needs no sidecar closes the pipe and the sidecar
+hangs up. It is spawned right after tmux is asked for the session and reads the pane's pid
+(and start time) from a pipe on its stdin once tmux has answered, so its start-up overlaps
+tmux's work instead of following it; a launch that needs no sidecar closes the pipe and the sidecar
 leaves without writing anything. We then wait for the `setsid`/`mosaic-hb` process itself:
 `mosaic-hb` takes its lock and attaches to the pane *before* it daemonizes, so its exit status
 says whether a sidecar is now running. Its stdout is /dev/null; its stderr is a pipe that
@@ -55,7 +55,7 @@ impl Sidecar {
         Ok(Sidecar { setsid, hb })
     }
 
-    /// Starts `setsid mosaic-hb --pid - ...` now, while tmux creates the session: the sidecar
+    /// Starts `setsid mosaic-hb --pid - ...` while tmux creates the session: the sidecar
     /// validates its arguments and prepares its file in parallel, then waits on its stdin for
     /// the pane's pid. That takes its start-up off the launch's critical path.
     pub fn spawn(&self, file: &Path, interval: &str, agent: &str) -> Result<Pending, String> {
