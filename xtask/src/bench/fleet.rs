@@ -103,10 +103,8 @@ pub struct Fleet {
     pub storages: Vec<Storage>,
     /// Names of the agents started and not yet discarded.
     running: Vec<String>,
-    /// Taken by `Drop::drop` once the sidecars are ended, so the server goes before its socket.
+    /// Taken by `Drop::drop` once the sidecars are ended; it also removes the socket file.
     server: Option<TmuxServer>,
-    /// tmux leaves its socket file behind.
-    socket_file: Option<PathBuf>,
     // Removed on drop, after `Drop::drop`: the tmpfs storage, then the temp dir.
     _tmpfs: Option<TempDir>,
     _tmp: TempDir,
@@ -146,7 +144,7 @@ impl Fleet {
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
         let socket = format!("mosaic-bench-{}", std::process::id());
-        let mut fleet = Fleet {
+        let fleet = Fleet {
             server: Some(TmuxServer(socket.clone())),
             socket,
             launcher,
@@ -156,7 +154,6 @@ impl Fleet {
             workdir,
             storages,
             running: Vec::new(),
-            socket_file: None,
             _tmpfs: tmpfs,
             _tmp: tmp,
         };
@@ -172,24 +169,21 @@ impl Fleet {
             "sleep 3600",
         ]);
         util::output(&mut keeper)?;
-        let path = util::output(
-            fleet
-                .tmux()
-                .args(["display-message", "-p", "#{socket_path}"]),
-        )?;
-        fleet.socket_file = Some(PathBuf::from(path.trim_end()));
         Ok(fleet)
     }
 
     /// A command with the fleet's clean environment.
     fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new(program);
-        cmd.env_clear()
-            .env(
-                "PATH",
-                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
-            )
-            .env("HOME", &self.home)
+        cmd.env_clear().env(
+            "PATH",
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+        );
+        // The same socket directory as `TmuxServer`, which kills the server with our own env.
+        if let Some(dir) = std::env::var_os("TMUX_TMPDIR") {
+            cmd.env("TMUX_TMPDIR", dir);
+        }
+        cmd.env("HOME", &self.home)
             .env("MOSAIC_TMUX_SOCKET", &self.socket)
             .env("MOSAIC_AGENT_WORKDIR", &self.workdir)
             .env("MOSAIC_AGENT_COMMAND", PANE_COMMAND)
@@ -339,9 +333,6 @@ impl Drop for Fleet {
             .collect();
         procfs::end(|p| p.args.iter().any(|a| roots.iter().any(|r| a.contains(r))));
         drop(self.server.take());
-        if let Some(path) = &self.socket_file {
-            let _ = std::fs::remove_file(path);
-        }
     }
 }
 
