@@ -165,27 +165,9 @@ fn wait_beats(pid: i32, n: u64) {
     );
 }
 
-/// Starts a daemonized sidecar on `target` at 0.05 s with `--log LOG`; waits for its first ok
-/// record; returns the daemon's pid.
-fn start_sidecar(sb: &Sandbox, target: i32, file: &Path, log: &Path) -> i32 {
-    let mut cmd = sb.hb();
-    cmd.args([
-        "--pid",
-        &target.to_string(),
-        "--interval",
-        "0.05",
-        "--agent",
-        "f",
-    ])
-    .arg("--file")
-    .arg(file)
-    .arg("--log")
-    .arg(log);
-    succeeds(&mut cmd);
-    let rec = wait_for_status(file, Status::Ok, WAIT);
-    let hb = rec.hb_pid.expect("records carry hb_pid") as i32;
-    sb.track(hb);
-    hb
+/// The arguments that send a sidecar's diagnostics to `log`.
+fn logged(log: &Path) -> [&OsStr; 2] {
+    [OsStr::new("--log"), log.as_os_str()]
 }
 
 /// Removes `dir` and everything in it while a sidecar may be creating temp files there.
@@ -483,7 +465,7 @@ fn non_utf8_sidecar_paths() {
     let file = dir.join(os(b"caf\xe9.hb"));
     let log = sb.path("work").join(os(b"log \xfe.log"));
     let target = sb.spawn_target();
-    let hb = start_sidecar(&sb, target, &file, &log);
+    let hb = sb.start_sidecar(target, &file, "0.05", logged(&log));
     assert_eq!(
         std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
         0o700
@@ -740,7 +722,7 @@ fn a_target_named_like_a_zombie_is_alive() {
         || format!("comm {:?}", comm()),
     );
     let file = sb.hb_file("zz");
-    let hb = start_sidecar(&sb, target, &file, &sb.path("zz.log"));
+    let hb = sb.start_sidecar(target, &file, "0.05", logged(&sb.path("zz.log")));
     wait_beats(hb, 5);
     let rec = read_record(&file).unwrap();
     assert_eq!(rec.status, Status::Ok, "{}", show_file(&file));
@@ -1187,7 +1169,7 @@ fn heartbeat_dir_removed_under_a_running_sidecar() {
     let file = dir.join("g.hb");
     let log = sb.path("g.log");
     let target = sb.spawn_target();
-    let hb = start_sidecar(&sb, target, &file, &log);
+    let hb = sb.start_sidecar(target, &file, "0.05", logged(&log));
     remove_dir_racing(&dir);
     wait_log(&log, "cannot write heartbeat file");
     wait_beats(hb, 5);
@@ -1236,7 +1218,7 @@ fn an_unwritten_final_record_is_not_reported_as_written() {
     let file = dir.join("u.hb");
     let log = sb.path("u.log");
     let target = sb.spawn_target();
-    let hb = start_sidecar(&sb, target, &file, &log);
+    let hb = sb.start_sidecar(target, &file, "0.05", logged(&log));
     remove_dir_racing(&dir);
     wait_log(&log, "cannot write heartbeat file");
     sb.kill_target(target);
@@ -1350,7 +1332,7 @@ fn read_only_heartbeat_dir() {
         return;
     };
     let target = sb.spawn_target();
-    let hb = start_sidecar(&sb, target, &file, &log);
+    let hb = sb.start_sidecar(target, &file, "0.05", logged(&log));
     undo.pids.push(hb);
     how.set(&dir, true, &mut undo);
     wait_log(&log, "cannot write heartbeat file");
@@ -1422,7 +1404,7 @@ fn full_disk() {
     let file = dir.join("d.hb");
     let log = sb.path("d.log");
     let target = sb.spawn_target();
-    let hb = start_sidecar(&sb, target, &file, &log);
+    let hb = sb.start_sidecar(target, &file, "0.05", logged(&log));
     undo.pids.push(hb);
     let filler = dir.join("filler");
     {

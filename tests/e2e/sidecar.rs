@@ -10,31 +10,6 @@ use std::time::{Duration, Instant};
 use crate::e2e;
 use crate::support::*;
 
-/// Starts a daemonized sidecar for `pid`; returns the daemon's pid (from the first record).
-fn start_sidecar(sb: &Sandbox, pid: i32, file: &Path, interval: &str) -> i32 {
-    let mut cmd = sb.hb();
-    cmd.args([
-        "--pid",
-        &pid.to_string(),
-        "--interval",
-        interval,
-        "--agent",
-        "t",
-        "--file",
-    ])
-    .arg(file);
-    expect_success(&mut cmd);
-    let rec = wait_for_status(file, Status::Ok, Duration::from_secs(5));
-    let hb = rec.hb_pid.expect("records carry hb_pid") as i32;
-    sb.track(hb);
-    hb
-}
-
-fn signal(pid: i32, sig: i32) {
-    // SAFETY: a plain kill(2).
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
-}
-
 // At a 30 s interval, the death of the target is written at once (pidfd), not at the next beat.
 #[test]
 fn death_is_seen_at_once() {
@@ -42,7 +17,7 @@ fn death_is_seen_at_once() {
     let sb = Sandbox::new();
     let file = sb.hb_file("d");
     let target = sb.spawn_target();
-    let hb = start_sidecar(&sb, target, &file, "30");
+    let hb = sb.start_sidecar(target, &file, "30", ["--agent", "t"]);
     sb.kill_target(target);
     // Far less than the 30 s interval: only an event-driven sidecar can meet this deadline.
     let rec = wait_for_status(&file, Status::Exited, Duration::from_secs(3));
@@ -89,7 +64,7 @@ fn stop_signals_write_stopped() {
     {
         let file = sb.hb_file(&format!("s{n}"));
         let target = sb.spawn_target();
-        let hb = start_sidecar(&sb, target, &file, "30");
+        let hb = sb.start_sidecar(target, &file, "30", ["--agent", "t"]);
         signal(hb, sig);
         let rec = wait_for_status(&file, Status::Stopped, Duration::from_secs(3));
         assert_eq!(rec.pid, target);
@@ -108,7 +83,7 @@ fn killed_sidecar_goes_stale_and_frees_its_lock() {
     let sb = Sandbox::new();
     let file = sb.hb_file("k");
     let target = sb.spawn_target();
-    let hb = start_sidecar(&sb, target, &file, "0.05");
+    let hb = sb.start_sidecar(target, &file, "0.05", ["--agent", "t"]);
     signal(hb, libc::SIGKILL);
     wait_gone(hb);
     let last = std::fs::read(&file).unwrap();
@@ -148,7 +123,7 @@ fn second_sidecar_is_refused() {
     let sb = Sandbox::new();
     let file = sb.hb_file("one");
     let target = sb.spawn_target();
-    let hb = start_sidecar(&sb, target, &file, "0.2");
+    let hb = sb.start_sidecar(target, &file, "0.2", ["--agent", "t"]);
     let mut cmd = sb.hb();
     cmd.args(["--pid", &target.to_string(), "--file"])
         .arg(&file);
@@ -362,7 +337,7 @@ fn planted_symlinks_are_not_followed() {
     let file = sb.hb_file("sym");
     std::os::unix::fs::symlink(&victim, &file).unwrap();
     let target = sb.spawn_target();
-    let hb = start_sidecar(&sb, target, &file, "0.02");
+    let hb = sb.start_sidecar(target, &file, "0.02", ["--agent", "t"]);
     // Now plant links at the daemon's own temp name and at a few random-looking ones.
     let planted: Vec<PathBuf> = std::iter::once(format!(".sym.hb.{hb}.tmp"))
         .chain((0..4).map(|i| format!(".sym.hb.{hb}.{i:016x}.tmp")))
@@ -403,7 +378,7 @@ fn readers_never_see_a_partial_file() {
     let sb = Sandbox::new();
     let file = sb.hb_file("torn");
     let target = sb.spawn_target();
-    start_sidecar(&sb, target, &file, "0.01");
+    sb.start_sidecar(target, &file, "0.01", ["--agent", "t"]);
     let first = read_record(&file).unwrap().seq.unwrap();
     let mut reads = 0;
     let mut seqs = std::collections::BTreeSet::new();
@@ -429,7 +404,7 @@ fn fractional_intervals() {
     let sb = Sandbox::new();
     let file = sb.hb_file("frac");
     let target = sb.spawn_target();
-    start_sidecar(&sb, target, &file, "0.01");
+    sb.start_sidecar(target, &file, "0.01", ["--agent", "t"]);
     let rec = read_record(&file).unwrap();
     assert_eq!(rec.interval, Some(0.01));
     wait_until(

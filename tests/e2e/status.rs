@@ -139,23 +139,12 @@ where
 /// Starts a daemonized sidecar for `target` that writes `DIR/NAME.hb`; returns its pid once
 /// its first beat is on disk (it is killed when the sandbox drops).
 fn start_sidecar(sb: &Sandbox, dir: &Path, name: &str, target: i32, interval: &str) -> i32 {
-    let file = dir.join(format!("{name}.hb"));
-    let mut cmd = sb.hb();
-    cmd.arg("--pid")
-        .arg(target.to_string())
-        .arg("--file")
-        .arg(&file)
-        .args(["--interval", interval, "--agent", name]);
-    expect_success(&mut cmd);
-    let record = wait_for_status(&file, Status::Ok, PATIENCE);
-    let hb_pid = record.hb_pid.expect("the sidecar writes hb_pid=") as i32;
-    sb.track(hb_pid);
-    hb_pid
-}
-
-fn signal(pid: i32, sig: i32) {
-    // SAFETY: a plain kill(2).
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
+    sb.start_sidecar(
+        target,
+        &dir.join(format!("{name}.hb")),
+        interval,
+        ["--agent", name],
+    )
 }
 
 fn mkfifo(path: &Path) {

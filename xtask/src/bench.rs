@@ -30,7 +30,6 @@ in about fifteen seconds, printed and written to `target/bench/BENCHMARKS-quick.
 */
 
 mod fleet;
-mod procfs;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +38,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use self::fleet::{Beat, Fleet, Kind};
 use self::report::{Machine, Report, Row, Target, Values};
+use crate::procfs;
 use crate::util::{self, Result, TempDir};
 
 #[derive(clap::Args)]

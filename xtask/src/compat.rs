@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::procfs;
 use crate::util::{self, Result, TempDir};
 
 #[derive(clap::Args)]
@@ -25,7 +26,7 @@ pub fn run(args: &Args) -> Result {
     util::build_release()?;
     let launcher = util::release_dir().join("mosaic-launcher");
     let hb = util::release_dir().join("mosaic-hb");
-    let before = util::processes_of(&hb);
+    let before = procfs::processes_of(&hb);
 
     let tmp = TempDir::new("compat")?;
     let (bin, scratch) = (tmp.path().join("suite"), tmp.path().join("tmp"));
@@ -72,14 +73,14 @@ pub fn run(args: &Args) -> Result {
     }
 
     let leaked = util::wait_for(Duration::from_secs(5), || {
-        let now: Vec<u32> = util::processes_of(&hb)
+        let now: Vec<u32> = procfs::processes_of(&hb)
             .into_iter()
             .filter(|p| !before.contains(p))
             .collect();
         now.is_empty().then_some(())
     });
     if leaked.is_none() {
-        let left: Vec<u32> = util::processes_of(&hb)
+        let left: Vec<u32> = procfs::processes_of(&hb)
             .into_iter()
             .filter(|p| !before.contains(p))
             .collect();

@@ -9,6 +9,7 @@ mod bench;
 mod compat;
 mod demo;
 mod fuzz;
+mod procfs;
 mod test;
 mod util;
 

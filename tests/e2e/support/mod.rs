@@ -192,6 +192,31 @@ impl Sandbox {
         out
     }
 
+    /// Starts a daemonized `mosaic-hb --pid TARGET --file FILE --interval SECS EXTRA...`, waits
+    /// for its first ok record and returns the daemon's pid (killed when the sandbox drops).
+    #[track_caller]
+    pub fn start_sidecar<I, A>(&self, target: i32, file: &Path, interval: &str, extra: I) -> i32
+    where
+        I: IntoIterator<Item = A>,
+        A: AsRef<OsStr>,
+    {
+        let mut cmd = self.hb();
+        cmd.args([
+            "--pid",
+            &target.to_string(),
+            "--interval",
+            interval,
+            "--file",
+        ])
+        .arg(file)
+        .args(extra);
+        expect_success(&mut cmd);
+        let rec = wait_for_status(file, Status::Ok, Duration::from_secs(10));
+        let hb = rec.hb_pid.expect("records carry hb_pid") as i32;
+        self.track(hb);
+        hb
+    }
+
     /// A long-running process to watch, killed when the sandbox drops.
     pub fn spawn_target(&self) -> i32 {
         let child = Command::new("sleep")
@@ -386,6 +411,13 @@ pub fn wait_until<T>(
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Sends `sig` to `pid`, which must exist.
+#[track_caller]
+pub fn signal(pid: i32, sig: i32) {
+    // SAFETY: a plain kill(2).
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
 }
 
 /// Waits until `pid` is gone (a zombie counts as gone).

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::procfs;
+use crate::procfs;
 use crate::util::{self, Result, TempDir, TmuxServer};
 
 /// Which implementation.

@@ -1,6 +1,6 @@
 /*!
-What the bench reads from `/proc` (CPU time, memory, argv, parentage), and how it ends the
-processes it started: by pid, with `kill`, never by name.
+What xtask reads from `/proc` (CPU time, memory, argv, parentage, executables), and how the
+bench ends the processes it started: by pid, with `kill`, never by name.
 */
 
 use std::process::{Command, Stdio};
@@ -140,6 +140,18 @@ pub fn with_descendants(roots: &[u32]) -> Vec<u32> {
         i += 1;
     }
     all
+}
+
+/// Pids of live (not zombie) processes whose executable is `exe`.
+pub fn processes_of(exe: &std::path::Path) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| p == exe))
+        .filter(|&pid| alive(pid))
+        .collect()
 }
 
 fn alive(pid: u32) -> bool {
