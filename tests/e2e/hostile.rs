@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::e2e;
 use crate::support::*;
+use crate::{e2e, test_name};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -257,6 +257,7 @@ impl Drop for Undo {
 // Values that must be text are refused with exit 2 and one line: nothing starts, nothing is
 // written.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn non_utf8_text_values_are_refused() {
     e2e!();
     let sb = Sandbox::new();
@@ -333,6 +334,7 @@ fn non_utf8_text_values_are_refused() {
 // A non-UTF-8 command, workdir and runtime bin reach tmux byte for byte (the fake tmux records
 // its argv), with `#` doubled in the workdir only (tmux expands formats in `-c`).
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn non_utf8_values_reach_tmux_byte_for_byte() {
     e2e!();
     let sb = Sandbox::new();
@@ -412,6 +414,7 @@ fn non_utf8_values_reach_tmux_byte_for_byte() {
 // Through a real tmux and a real pane shell: a non-UTF-8 runtime bin is first on the pane's
 // PATH exactly, and a non-UTF-8 argument in the command arrives exactly.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn non_utf8_runtime_bin_and_command_reach_the_pane() {
     e2e!();
     let sb = Sandbox::new();
@@ -458,6 +461,7 @@ fn non_utf8_runtime_bin_and_command_reach_the_pane() {
 
 // The sidecar takes non-UTF-8 --file and --log paths and uses them exactly.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn non_utf8_sidecar_paths() {
     e2e!();
     let sb = Sandbox::new();
@@ -488,6 +492,7 @@ fn non_utf8_sidecar_paths() {
 // Agent names that would leave the heartbeat dir, be rewritten by tmux, or smuggle shell code
 // are refused by both binaries before anything starts.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn hostile_agent_names_are_refused() {
     e2e!();
     let sb = Sandbox::new();
@@ -556,6 +561,7 @@ fn hostile_agent_names_are_refused() {
 
 // The longest allowed name, and names at the edges of the alphabet, work end to end.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn edge_of_the_rule_names_work() {
     e2e!();
     let sb = Sandbox::new();
@@ -583,6 +589,7 @@ fn edge_of_the_rule_names_work() {
 // A workdir made of shell and tmux metacharacters, a newline and bad UTF-8 is the pane's
 // directory exactly (per the kernel and per tmux), and nothing in it ran.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn hostile_workdir_reaches_the_pane_exactly() {
     e2e!();
     let sb = Sandbox::new();
@@ -621,6 +628,7 @@ fn hostile_workdir_reaches_the_pane_exactly() {
 
 // A heartbeat dir full of metacharacters works, and everything the launch writes is inside it.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn hostile_heartbeat_dir_is_used_exactly_and_only() {
     e2e!();
     let sb = Sandbox::new();
@@ -660,6 +668,7 @@ fn hostile_heartbeat_dir_is_used_exactly_and_only() {
 // A symlink planted at the lock file's name is not followed: the sidecar refuses to start, and
 // the file it points at is untouched.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn planted_lock_symlink_is_not_followed() {
     e2e!();
     let sb = Sandbox::new();
@@ -698,6 +707,7 @@ fn planted_lock_symlink_is_not_followed() {
 // A target that names itself like a zombie's /proc line (`x) Z 1 ...`) is still alive to the
 // sidecar: the state is read after the kernel's last `)`, not the process's.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn a_target_named_like_a_zombie_is_alive() {
     e2e!();
     let sb = Sandbox::new();
@@ -740,13 +750,11 @@ fn a_target_named_like_a_zombie_is_alive() {
 // private mount namespace with its own `/tmp`, so the machine's real `/tmp/mosaic-UID` is never
 // touched.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn planted_tmp_fallback_dir_is_refused_untouched() {
     e2e!();
-    if !root_with_unshare(
-        "planted_tmp_fallback_dir_is_refused_untouched",
-        "for a private /tmp",
-    ) {
-        return;
+    if let Err(why) = root_with_unshare("for a private /tmp") {
+        return skip(test_name!(), why);
     }
     let sb = Sandbox::new();
     let script = r#"
@@ -783,11 +791,11 @@ fn planted_tmp_fallback_dir_is_refused_untouched() {
         .env_remove("TMUX");
     let out = run(&mut cmd);
     if out.status.code() == Some(77) {
-        eprintln!(
-            "SKIPPED planted_tmp_fallback_dir_is_refused_untouched: cannot mount here: {}",
+        let why = format!(
+            "cannot mount here: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
-        return;
+        return skip(test_name!(), why);
     }
     assert!(out.status.success(), "{}", explain(&cmd, &out));
     let text = String::from_utf8_lossy(&out.stdout);
@@ -851,6 +859,7 @@ fn spawn_all(cmds: Vec<Command>) -> Vec<(Command, Output)> {
 // Twelve launchers for one agent: one session, one sidecar, all exit 0. Then its sidecar is
 // killed and twelve more race to heal it: still one sidecar, exactly one restarted it.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn twelve_launchers_one_agent_then_twelve_healers() {
     e2e!();
     let sb = Sandbox::new();
@@ -924,6 +933,7 @@ fn twelve_launchers_one_agent_then_twelve_healers() {
 // Sixteen agents, two launchers each, all at once: every session, one sidecar per pane, no lost
 // or shared heartbeat file. Then the server goes, and so does every sidecar.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn a_fleet_launched_at_once() {
     e2e!();
     let sb = Sandbox::new();
@@ -968,6 +978,7 @@ fn a_fleet_launched_at_once() {
 // Twelve sidecars started at once on one file: one wins, eleven are refused naming the
 // holder, one process watches.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn twelve_sidecars_race_for_one_file() {
     e2e!();
     let sb = Sandbox::new();
@@ -1013,6 +1024,7 @@ fn twelve_sidecars_race_for_one_file() {
 // tmux missing, killed by a signal, or naming a pane pid that does not exist: exit 1 with one
 // line, and no sidecar left behind.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn tmux_missing_dying_or_lying() {
     e2e!();
     let sb = Sandbox::new();
@@ -1070,6 +1082,7 @@ fn tmux_missing_dying_or_lying() {
 // Commands that end at once or very soon: the launcher either reports it (exit 1, one line)
 // or starts a sidecar that sees the end; either way nothing is left running.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn targets_that_exit_before_or_while_the_launcher_looks() {
     e2e!();
     let sb = Sandbox::new();
@@ -1121,6 +1134,7 @@ fn targets_that_exit_before_or_while_the_launcher_looks() {
 // The tmux server is SIGKILLed under four running agents: every sidecar sees its pane die,
 // writes exited and leaves. A new launch then starts a new server.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn tmux_server_killed_mid_run() {
     e2e!();
     let sb = Sandbox::new();
@@ -1162,6 +1176,7 @@ fn tmux_server_killed_mid_run() {
 // under a sidecar is never followed). A new sidecar for the same file can start there, and
 // both leave when the target ends.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn heartbeat_dir_removed_under_a_running_sidecar() {
     e2e!();
     let sb = Sandbox::new();
@@ -1211,6 +1226,7 @@ fn heartbeat_dir_removed_under_a_running_sidecar() {
 // When the target ends while the directory is gone, the last record cannot be written; the
 // log must not claim that it was.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn an_unwritten_final_record_is_not_reported_as_written() {
     e2e!();
     let sb = Sandbox::new();
@@ -1313,14 +1329,12 @@ fn mount_tmpfs(dir: &Path, size: &str, undo: &mut Undo) -> Option<()> {
 // error is logged once, the sidecar keeps watching, and it recovers when the dir is writable
 // again. A launch into a read-only dir fails cleanly and removes the session it made.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn read_only_heartbeat_dir() {
     e2e!();
     if !is_root() {
-        eprintln!(
-            "SKIPPED read_only_heartbeat_dir: needs root for chattr +i or mount (uid {})",
-            euid()
-        );
-        return;
+        let why = format!("needs root for chattr +i or mount (uid {})", euid());
+        return skip(test_name!(), why);
     }
     let sb = Sandbox::new();
     let mut undo = Undo::default();
@@ -1328,8 +1342,7 @@ fn read_only_heartbeat_dir() {
     let file = dir.join("r.hb");
     let log = sb.path("r.log");
     let Some(how) = ReadOnly::prepare(&dir, &mut undo) else {
-        eprintln!("SKIPPED read_only_heartbeat_dir: neither chattr +i nor mount works here");
-        return;
+        return skip(test_name!(), "neither chattr +i nor mount works here");
     };
     let target = sb.spawn_target();
     let hb = sb.start_sidecar(target, &file, "0.05", logged(&log));
@@ -1385,21 +1398,18 @@ fn read_only_heartbeat_dir() {
 // A full file system (a 16 KiB tmpfs, filled): the last good file stays, the error is logged
 // once, the sidecar keeps watching, and a new record appears once space is freed.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn full_disk() {
     e2e!();
     if !is_root() {
-        eprintln!(
-            "SKIPPED full_disk: needs root to mount a small tmpfs (uid {})",
-            euid()
-        );
-        return;
+        let why = format!("needs root to mount a small tmpfs (uid {})", euid());
+        return skip(test_name!(), why);
     }
     let sb = Sandbox::new();
     let mut undo = Undo::default();
     let dir = sb.path("full");
     if mount_tmpfs(&dir, "16k", &mut undo).is_none() {
-        eprintln!("SKIPPED full_disk: cannot mount a tmpfs here");
-        return;
+        return skip(test_name!(), "cannot mount a tmpfs here");
     }
     let file = dir.join("d.hb");
     let log = sb.path("d.log");

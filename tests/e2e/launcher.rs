@@ -7,6 +7,7 @@ use crate::support::*;
 
 // Contract case 1: a real session, its pane in the workdir.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn creates_a_session_in_the_workdir() {
     e2e!();
     let sb = Sandbox::new();
@@ -19,6 +20,7 @@ fn creates_a_session_in_the_workdir() {
 
 // Contract case 2: a second start says "already running" and succeeds.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn second_start_is_already_running() {
     e2e!();
     let sb = Sandbox::new();
@@ -55,6 +57,7 @@ fn captured_tmux_args(
 
 // Contract case 3: the pane command exports the runtime bin on PATH and execs the command intact.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn pane_command_bakes_in_the_runtime_bin() {
     e2e!();
     let sb = Sandbox::new();
@@ -85,6 +88,7 @@ fn pane_command_bakes_in_the_runtime_bin() {
 
 // Contract case 4: no candidate directory exists: plain `exec <command>`.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn pane_command_without_runtime_bins_still_execs() {
     e2e!();
     let sb = Sandbox::new();
@@ -97,6 +101,7 @@ fn pane_command_without_runtime_bins_still_execs() {
 
 // Contract case 5: a candidate already on the launcher's PATH is still baked in.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn runtime_bin_on_launcher_path_is_still_baked_in() {
     e2e!();
     let sb = Sandbox::new();
@@ -113,6 +118,7 @@ fn runtime_bin_on_launcher_path_is_still_baked_in() {
 
 // Home candidates come after the runtime bin, in order, once each.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn home_bins_follow_the_runtime_bin() {
     e2e!();
     let sb = Sandbox::new();
@@ -135,6 +141,7 @@ fn home_bins_follow_the_runtime_bin() {
 // Contract case 6: with a real pane, the heartbeat file appears with ts=, pid=, status=ok,
 // and the launcher finds mosaic-hb next to itself (PATH unchanged).
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn heartbeat_file_appears_for_a_real_pane() {
     e2e!();
     let sb = Sandbox::new();
@@ -158,6 +165,7 @@ fn heartbeat_file_appears_for_a_real_pane() {
 // Contract case 7: the sidecar is started through the setsid found on PATH, with the .hb
 // path and the configured interval.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn sidecar_is_started_through_setsid_on_path() {
     e2e!();
     let sb = Sandbox::new();
@@ -191,6 +199,7 @@ fn sidecar_is_started_through_setsid_on_path() {
 
 // --json reports the same facts as one object.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn json_report() {
     e2e!();
     let sb = Sandbox::new();
@@ -217,6 +226,7 @@ fn json_report() {
 
 // The output can be captured: `$(mosaic-launcher a)` returns while the sidecar runs on.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn captured_output_returns_at_once() {
     e2e!();
     let sb = Sandbox::new();
@@ -238,6 +248,7 @@ fn captured_output_returns_at_once() {
 
 // Many launchers racing for one name: one session, one sidecar, all exit 0.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn racing_launchers_make_one_session_and_one_sidecar() {
     e2e!();
     let sb = Sandbox::new();
@@ -270,14 +281,19 @@ fn racing_launchers_make_one_session_and_one_sidecar() {
     let rec = wait_for_status(&sb.hb_file("racer"), Status::Ok, Duration::from_secs(5));
     let hb_pid = rec.hb_pid.unwrap() as i32;
     // One writer: later records keep the same hb_pid, and only one mosaic-hb watches the pane.
-    std::thread::sleep(Duration::from_millis(600));
-    let later = read_record(&sb.hb_file("racer")).unwrap();
+    let later = wait_until(
+        "three more beats",
+        Duration::from_secs(5),
+        || read_record(&sb.hb_file("racer")).filter(|r| r.seq.unwrap_or(0) > rec.seq.unwrap() + 2),
+        || show_file(&sb.hb_file("racer")),
+    );
     assert_eq!(later.hb_pid, Some(hb_pid as u32));
     assert_eq!(sidecars_watching(rec.pid), vec![hb_pid]);
 }
 
 // Many launchers for different agents at once: every session, every heartbeat file.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn many_agents_at_once() {
     e2e!();
     let sb = Sandbox::new();
@@ -304,6 +320,7 @@ fn many_agents_at_once() {
 // (exit 1, "exited at once"), or the sidecar attaches first and writes `status=exited` when it
 // dies; both are true reports. Either way nothing is left running.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn command_that_exits_at_once_is_reported() {
     e2e!();
     let sb = Sandbox::new();
@@ -343,6 +360,7 @@ fn command_that_exits_at_once_is_reported() {
 
 // Bad input: exit 2, one line on stderr naming the value, nothing started or written.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn bad_input_is_refused_before_anything_starts() {
     e2e!();
     let sb = Sandbox::new();
@@ -435,6 +453,7 @@ fn bad_input_is_refused_before_anything_starts() {
 
 // The runtime alone gives the default command `mosaic yolo RUNTIME`.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn runtime_gives_the_default_command() {
     e2e!();
     let sb = Sandbox::new();
@@ -450,6 +469,7 @@ fn runtime_gives_the_default_command() {
 
 // Flags override the variables they stand for.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn flags_override_variables() {
     e2e!();
     let sb = Sandbox::new();
@@ -470,6 +490,7 @@ fn flags_override_variables() {
 
 // tmux missing, and tmux failing: exit 1, a message that names tmux.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn tmux_missing_or_failing_is_a_runtime_failure() {
     e2e!();
     let sb = Sandbox::new();
@@ -495,6 +516,7 @@ fn tmux_missing_or_failing_is_a_runtime_failure() {
 
 // `#` in a workdir reaches tmux literally (tmux expands formats in -c).
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn workdir_with_format_characters() {
     e2e!();
     let sb = Sandbox::new();
@@ -510,6 +532,7 @@ fn workdir_with_format_characters() {
 
 // --help lists every environment variable.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn help_lists_every_variable() {
     e2e!();
     let out = expect_success(std::process::Command::new(bin("mosaic-launcher")).arg("--help"));
@@ -529,6 +552,7 @@ fn help_lists_every_variable() {
 
 // An empty variable counts as unset, as `${VAR:-default}` did in the bash original.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn empty_variables_count_as_unset() {
     e2e!();
     let sb = Sandbox::new();

@@ -2,6 +2,10 @@
 The end-to-end suite: the release binaries against a real tmux on a private socket per test,
 real processes, real signals and real files. One test binary; one module per concern.
 Run it with `cargo xtask test`.
+
+Every end-to-end test is `#[ignore]`d with [`support::IGNORED`] as its reason, so a plain
+`cargo test --workspace` lists each one as not run (they need tmux and the release binaries);
+`cargo xtask test` builds the binaries and runs them with `--include-ignored`.
 */
 
 mod support;
@@ -10,3 +14,36 @@ mod hostile;
 mod launcher;
 mod sidecar;
 mod status;
+
+/// Every `#[test]` in the suite's modules (but this one) carries the `#[ignore]` that keeps it from passing
+/// unrun under a plain `cargo test`: a test added without it fails here.
+#[test]
+fn every_end_to_end_test_is_ignored_outside_xtask() {
+    let ignore = format!("#[ignore = {:?}]", support::IGNORED);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e");
+    let mut sources = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("main.rs") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            sources.push((
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                text,
+            ));
+        }
+    }
+    assert!(!sources.is_empty(), "no modules found in {}", dir.display());
+    let mut missing = Vec::new();
+    for (file, text) in &sources {
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        for (at, pair) in lines.windows(2).enumerate() {
+            if pair[0] == "#[test]" && pair[1] != ignore {
+                missing.push(format!("{file}:{}", at + 1));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "add `{ignore}` under `#[test]` at {missing:?}"
+    );
+}

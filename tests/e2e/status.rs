@@ -234,6 +234,7 @@ const REASONS: [(&str, &str); 8] = [
 
 // The table: aligned columns, reasons for invalid rows, the summary in its fixed order.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn table_shows_every_state() {
     e2e!();
     let sb = Sandbox::new();
@@ -286,6 +287,7 @@ fn table_shows_every_state() {
 
 // JSON: an array of objects with the documented fields, each of its type.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn json_is_strict_and_typed() {
     e2e!();
     let sb = Sandbox::new();
@@ -346,6 +348,7 @@ fn json_is_strict_and_typed() {
 
 // Prometheus: valid text format 0.0.4, three gauge families, one series per agent.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn prometheus_is_valid_exposition_text() {
     e2e!();
     let sb = Sandbox::new();
@@ -397,6 +400,7 @@ fn prometheus_is_valid_exposition_text() {
 // --check: 0 only when every agent is ok (an empty directory too); the report still prints.
 // A missing directory, or a file given as one, is bad input: 2, one line on stderr.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn check_and_exit_codes() {
     e2e!();
     let sb = Sandbox::new();
@@ -480,6 +484,7 @@ fn check_and_exit_codes() {
 
 // --stale-after N widens or narrows the window, counted in each file's own interval.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn stale_after_counts_intervals() {
     e2e!();
     let sb = Sandbox::new();
@@ -523,6 +528,7 @@ fn stale_after_counts_intervals() {
 
 // With no DIR: $MOSAIC_HEARTBEAT_RUN_DIR, else the launcher's default under $XDG_RUNTIME_DIR.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn dir_defaults_like_the_launcher() {
     e2e!();
     let sb = Sandbox::new();
@@ -569,6 +575,7 @@ fn dir_defaults_like_the_launcher() {
 // File names are bytes: quotes, backslashes, newlines, escape sequences and bytes that are
 // not UTF-8 come out escaped in every format, and each agent stays one row.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn hostile_names_are_escaped_everywhere() {
     e2e!();
     let sb = Sandbox::new();
@@ -627,6 +634,7 @@ fn hostile_names_are_escaped_everywhere() {
 
 // A thousand agents (and their thousand lock files) in one report, in every format.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn a_thousand_agents() {
     e2e!();
     let sb = Sandbox::new();
@@ -1047,6 +1055,7 @@ impl JsonParser<'_> {
 }
 
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn json_parser_is_strict() {
     e2e!();
     let good = r#" [ {"a": -0.5e+2, "b": "\u00e9\ud83d\ude00\n\"", "c": [true, false, null]} ] "#;
@@ -1364,6 +1373,7 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
 }
 
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn prometheus_parser_is_strict() {
     e2e!();
     // The specification's own example first.

@@ -10,7 +10,6 @@ tmux server, every process the test registered, and the directory, even when the
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -19,33 +18,65 @@ use std::time::{Duration, Instant};
 
 pub use mosaic_hb::record::{parse, Record, Status};
 
-/// Returns false (after saying so) unless `MOSAIC_E2E=1`; with it, a missing tmux fails.
-#[must_use]
-pub fn e2e_enabled(test: &str) -> bool {
-    if std::env::var_os("MOSAIC_E2E").as_deref() != Some(OsStr::new("1")) {
-        eprintln!(
-            "SKIPPED {test}: end-to-end tests run with MOSAIC_E2E=1 (`cargo xtask test` sets it)"
-        );
-        return false;
-    }
+/// The reason every end-to-end test carries as `#[ignore = ...]`, so that a plain `cargo test`
+/// lists each one as not run instead of passing it in 0.00 s; `cargo xtask test` runs them with
+/// `--include-ignored`. A test in `main.rs` checks that no test lacks it.
+pub const IGNORED: &str = "end-to-end: run `cargo xtask test`";
+
+/// Panics unless `MOSAIC_E2E=1` (set by `cargo xtask test`, which also builds the binaries)
+/// and tmux runs: an end-to-end test that cannot run fails, it never passes unrun.
+#[track_caller]
+pub fn require_e2e(test: &str) {
+    assert!(
+        std::env::var_os("MOSAIC_E2E").as_deref() == Some(OsStr::new("1")),
+        "{test} is an end-to-end test: run it with `cargo xtask test` (MOSAIC_E2E=1)"
+    );
     let tmux = Command::new("tmux").arg("-V").output();
     assert!(
         tmux.is_ok_and(|o| o.status.success()),
-        "MOSAIC_E2E=1 but tmux is not installed"
+        "{test}: MOSAIC_E2E=1 but tmux is not installed"
     );
-    true
 }
 
-/// Skips the calling test unless the end-to-end suite is enabled.
+/// The calling test's name, without the crate prefix (`hostile::full_disk`).
 #[macro_export]
-macro_rules! e2e {
+macro_rules! test_name {
     () => {{
         fn f() {}
         let name = std::any::type_name_of_val(&f);
-        if !$crate::support::e2e_enabled(name.trim_end_matches("::f")) {
-            return;
-        }
+        let name = name.trim_end_matches("::f");
+        name.split_once("::").map_or(name, |(_, rest)| rest)
     }};
+}
+
+/// Fails the calling test unless the end-to-end suite is enabled and tmux runs.
+#[macro_export]
+macro_rules! e2e {
+    () => {
+        $crate::support::require_e2e($crate::test_name!())
+    };
+}
+
+/// Gives up on a test that cannot run on this machine (no root, no mount): a failure, unless
+/// `MOSAIC_ALLOW_SKIP=1` asks for skips, and then the skip is appended to `MOSAIC_SKIP_LOG`,
+/// which `cargo xtask test` lists at the end. Call it as `return skip(test_name!(), why);`.
+#[track_caller]
+pub fn skip(test: &str, why: impl std::fmt::Display) {
+    if std::env::var_os("MOSAIC_ALLOW_SKIP").as_deref() != Some(OsStr::new("1")) {
+        panic!("{test} cannot run here: {why} (MOSAIC_ALLOW_SKIP=1 skips it, and says so)");
+    }
+    let line = format!("{test}: {why}\n");
+    eprint!("SKIPPED {line}");
+    if let Some(log) = std::env::var_os("MOSAIC_SKIP_LOG") {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap_or_else(|e| panic!("cannot open skip log {}: {e}", Path::new(&log).display()));
+        // One write per line: appends from parallel tests do not interleave.
+        file.write_all(line.as_bytes()).unwrap();
+    }
 }
 
 /// A release binary built by `cargo xtask test`.
@@ -336,18 +367,19 @@ pub fn sidecars_writing_under(dir: &Path) -> Vec<i32> {
     })
 }
 
-/// Whether this test may use root-only tools (mount, namespaces); says so when it may not.
-pub fn root_with_unshare(test: &str, why: &str) -> bool {
+/// Root-only tools (mount, namespaces) usable here, or why not.
+pub fn root_with_unshare(why: &str) -> Result<(), String> {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     let unshare = Command::new("unshare")
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !(root && unshare) {
-        eprintln!("SKIPPED {test}: needs root and unshare(1) {why}");
+    if root && unshare {
+        Ok(())
+    } else {
+        Err(format!("needs root and unshare(1) {why}"))
     }
-    root && unshare
 }
 
 /// Runs `cmd`, returning its output; panics only if it cannot be started.
@@ -469,9 +501,27 @@ pub fn alive(pid: i32) -> bool {
 }
 
 /// Writes an executable shell script.
+///
+/// A child process writes it, not this one. This process runs tests on many threads, and any of
+/// them may fork at any moment: a child forked while this process holds the script open for
+/// writing inherits that descriptor until it execs (CLOEXEC), and for that instant executing
+/// the script fails with `ETXTBSY` ("text file busy"). Closing before exec does not help, the
+/// forked copy still holds it; renaming does not either, it is the same inode. A descriptor
+/// that exists only in `sh` (which forks nothing while it holds it) cannot leak into our forks.
+#[track_caller]
 pub fn write_script(path: &Path, body: &str) {
-    std::fs::write(path, body).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    use std::io::Write;
+    let mut child = Command::new("sh")
+        .args(["-c", "cat > \"$1\" && chmod 0755 \"$1\"", "sh"])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("sh runs");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(body.as_bytes()).unwrap();
+    drop(stdin);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "cannot write script {}", path.display());
 }
 
 /// A directory of fakes for the contract's shim cases: a `tmux` that records `new-session`'s
