@@ -207,20 +207,29 @@ impl Sandbox {
     }
 
     /// `agent`'s pane's current path as tmux reports it, raw bytes, without the final newline.
+    /// Polled: tmux reports an empty path until the pane's process has started (seen under
+    /// load right after `new-session`).
     #[track_caller]
     pub fn pane_path(&self, agent: &str) -> Vec<u8> {
         let target = format!("={agent}:0.0");
-        let mut out = self
-            .tmux(&[
+        let query = || {
+            self.tmux(&[
                 "display-message",
                 "-p",
                 "-t",
                 &target,
                 "#{pane_current_path}",
             ])
-            .stdout;
-        assert_eq!(out.pop(), Some(b'\n'), "no pane path for {agent}");
-        out
+        };
+        wait_until(
+            &format!("a pane path for {agent}"),
+            Duration::from_secs(5),
+            || {
+                let mut out = query().stdout;
+                (out.pop() == Some(b'\n') && !out.is_empty()).then_some(out)
+            },
+            || format!("{:?}", query()),
+        )
     }
 
     /// Starts a daemonized `mosaic-hb --pid TARGET --file FILE --interval SECS EXTRA...`, waits
