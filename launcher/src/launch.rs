@@ -289,26 +289,24 @@ fn render_text(plan: &Plan, report: &Report) -> String {
 }
 
 fn render_json(plan: &Plan, report: &Report) -> String {
-    let mut out = String::from("{\"agent\":");
-    json::string(&mut out, &plan.agent);
-    out += ",\"socket\":";
-    json::string(&mut out, &plan.socket);
-    out += if report.already_running {
-        ",\"status\":\"already running\""
-    } else {
-        ",\"status\":\"started\""
+    let heartbeat = match (&plan.heartbeat, report.sidecar) {
+        (Some(hb), "started" | "running") => Some(hb.file.to_string_lossy()),
+        _ => None,
     };
-    out += ",\"pane_pid\":";
-    out += &report.pane_pid.map_or("null".into(), |p| p.to_string());
-    out += ",\"heartbeat\":";
-    match (&plan.heartbeat, report.sidecar) {
-        (Some(hb), "started" | "running") => json::string(&mut out, &hb.file.to_string_lossy()),
-        _ => out += "null",
-    }
-    out += ",\"sidecar\":";
-    json::string(&mut out, report.sidecar);
-    out += ",\"workdir\":";
-    json::string(&mut out, &plan.workdir.to_string_lossy());
-    out.push('}');
+    let status = if report.already_running {
+        "already running"
+    } else {
+        "started"
+    };
+    let mut out = String::new();
+    let mut obj = json::Object::new(&mut out);
+    obj.string("agent", plan.agent.as_str())
+        .string("socket", plan.socket.as_str())
+        .string("status", status)
+        .number("pane_pid", report.pane_pid)
+        .string("heartbeat", heartbeat.as_deref())
+        .string("sidecar", report.sidecar)
+        .string("workdir", &*plan.workdir.to_string_lossy());
+    obj.end();
     out
 }

@@ -1,0 +1,266 @@
+/*!
+`mosaic-hb status`: the fleet view, one row per heartbeat file in a directory.
+
+```text
+mosaic-hb status [DIR] [--format table|json|prometheus] [--json] [--check] [--stale-after N]
+```
+
+Every `NAME.hb` in DIR is one agent, `NAME`, in exactly one [`State`]. The work is split by
+job, and the first two are a library for any other reader of a fleet (`mosaic-fleet ls`):
+
+- [`scan`]: the directory scanner, safe on a shared directory (no symlink followed, no FIFO
+  blocks it, no file read past a limit);
+- [`classify`]: a record read at one instant becomes a [`Row`] with a [`State`];
+- [`render`]: table, JSON and Prometheus text;
+- this module: [`report`] (scan, then classify at one clock reading), the arguments, and the
+  exit code.
+
+# Exit codes
+
+0: the report was printed (and, with `--check`, every agent is `ok`; an empty directory is
+`ok`: nothing in it is failing, and a fleet between runs is empty). 1: with `--check`, some
+agent is not `ok`; or a read or write failed at run time. 2: DIR is missing or not a directory.
+*/
+
+pub mod classify;
+pub mod render;
+pub mod scan;
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+
+pub use classify::{classify, Row, State, DEFAULT_INTERVAL};
+pub use scan::{Reading, READ_LIMIT};
+
+use crate::exit::Exit;
+use crate::why;
+
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    /// Heartbeat directory [default: $MOSAIC_HEARTBEAT_RUN_DIR, else the launcher's default]
+    pub dir: Option<PathBuf>,
+    /// Report format: an aligned table for people, JSON for scripts, Prometheus text for
+    /// node_exporter's textfile collector.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = Format::Table)]
+    pub format: Format,
+    /// Same as --format json.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+    /// Exit 1 unless every agent is ok (an empty directory is ok); the report is still printed.
+    #[arg(long)]
+    pub check: bool,
+    /// An agent whose last `status=ok` beat is more than N of its intervals old is stale.
+    #[arg(long, value_name = "N", default_value = "3", value_parser = stale_after)]
+    pub stale_after: f64,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Prometheus,
+}
+
+fn stale_after(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 => Ok(n),
+        _ => Err("must be a positive number of intervals".into()),
+    }
+}
+
+/// Why the report could not be made, and the exit code that says so.
+#[derive(Debug)]
+pub struct Fail {
+    pub code: u8,
+    pub message: String,
+}
+
+/// Reads every heartbeat file in `dir` and classifies it; rows sorted by agent name (bytes).
+pub fn report(dir: &Path, stale_after: f64) -> Result<Vec<Row>, Fail> {
+    let files = scan::scan(dir).map_err(|e| Fail {
+        code: match e.raw_os_error() {
+            Some(libc::ENOENT | libc::ENOTDIR) => Exit::Usage.code(),
+            _ => Exit::Failed.code(),
+        },
+        message: format!("cannot read heartbeat dir {}: {}", dir.display(), why(&e)),
+    })?;
+    // Once, and after the reads: every `ts` we saw was written before this instant, so a live
+    // sidecar on this host never shows a negative age, and every row is judged by one clock.
+    let now = Utc::now();
+    let mut rows: Vec<Row> = files
+        .into_iter()
+        .map(|found| Row::new(found.name, found.reading, now, stale_after))
+        .collect();
+    rows.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    // A directory that changes while it is listed may list a name twice (tmpfs gives the entry
+    // a sidecar renames into place a new position); both reads are of one agent.
+    rows.dedup_by(|a, b| a.name == b.name);
+    Ok(rows)
+}
+
+/// Runs the report; returns the process exit code.
+pub fn run(args: &StatusArgs) -> u8 {
+    let dir = args.dir.clone().unwrap_or_else(crate::dirs::dir_from_env);
+    let rows = match report(&dir, args.stale_after) {
+        Ok(rows) => rows,
+        Err(Fail { code, message }) => {
+            eprintln!("mosaic-hb: {message}");
+            return code;
+        }
+    };
+    let format = if args.json { Format::Json } else { args.format };
+    let text = match format {
+        Format::Table => render::table(&rows),
+        Format::Json => render::json(&rows),
+        Format::Prometheus => render::prometheus(&rows),
+    };
+    let mut stdout = io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        // A reader that closed the pipe (`| head`) has what it wanted; say nothing, but the
+        // report was not delivered whole, which is not success.
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            eprintln!("mosaic-hb: cannot write report to stdout: {}", why(&e));
+        }
+        return Exit::Failed.code();
+    }
+    exit_code(&rows, args.check)
+}
+
+/// 0, or with `check`, 1 unless every agent is ok.
+pub fn exit_code(rows: &[Row], check: bool) -> u8 {
+    if check && rows.iter().any(|row| row.state != State::Ok) {
+        Exit::Failed.code()
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::classify::tests::{record, row};
+    use super::*;
+    use crate::record::Status;
+    use chrono::SecondsFormat;
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn stale_after_must_be_positive() {
+        assert_eq!(stale_after("3"), Ok(3.0));
+        assert_eq!(stale_after("1.5"), Ok(1.5));
+        for bad in ["0", "-1", "nan", "inf", "three", ""] {
+            assert!(stale_after(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn check_fails_unless_every_agent_is_ok() {
+        let ok = row(b"a", Ok(record(Status::Ok, 0, None)));
+        let stopped = row(b"b", Ok(record(Status::Stopped, 0, None)));
+        assert_eq!(exit_code(&[], true), 0, "an empty fleet is ok");
+        assert_eq!(exit_code(std::slice::from_ref(&ok), true), 0);
+        let both = [ok, stopped];
+        assert_eq!(exit_code(&both, true), 1);
+        assert_eq!(exit_code(&both, false), 0);
+    }
+
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mosaic-status-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn fresh(status: &str) -> String {
+        let ts = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+        format!("ts={ts}\npid=7\nstatus={status}\ninterval=30\n")
+    }
+
+    #[test]
+    fn report_reads_a_directory_sorted_and_safely() {
+        use std::ffi::OsStr;
+        let dir = scratch("report");
+        let write = |name: &[u8], body: &[u8]| {
+            std::fs::write(dir.join(OsStr::from_bytes(name)), body).unwrap()
+        };
+        write(b"b.hb", fresh("ok").as_bytes());
+        write(b"a.hb", fresh("stopped").as_bytes());
+        write(b"C.hb", fresh("exited").as_bytes());
+        write(b"\xff.hb", fresh("ok").as_bytes());
+        write(b"big.hb", &vec![b'x'; READ_LIMIT + 1]);
+        let mut at_limit = fresh("ok").into_bytes();
+        at_limit.resize(READ_LIMIT, b'\n');
+        write(b"limit.hb", &at_limit);
+        // Not agents: the sidecars' lock and temp files, and other names.
+        write(b".b.hb.lock", b"1\n");
+        write(b".b.hb.123.tmp", b"garbage");
+        write(b".hb", b"garbage");
+        write(b"notes.txt", b"garbage");
+        write(b"b.hb.old", b"garbage");
+        let outside = dir.join("outside");
+        std::fs::write(&outside, fresh("ok")).unwrap();
+        symlink(&outside, dir.join("link.hb")).unwrap();
+        std::fs::create_dir(dir.join("sub.hb")).unwrap();
+        let fifo = CString::new(dir.join("pipe.hb").as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid C string; the result is checked.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+
+        let rows = report(&dir, 3.0).unwrap();
+        let got: Vec<(&str, State, Option<&str>)> = rows
+            .iter()
+            .map(|r| (r.agent.as_str(), r.state, r.reason.as_deref()))
+            .collect();
+        let link = Some("not a regular file (a symlink, not followed)");
+        assert_eq!(
+            got,
+            [
+                ("C", State::Exited, None),
+                ("a", State::Stopped, None),
+                ("b", State::Ok, None),
+                ("big", State::Invalid, Some("too large (over 64 KiB)")),
+                ("limit", State::Ok, None),
+                ("link", State::Invalid, link),
+                ("pipe", State::Invalid, Some("not a regular file (a FIFO)")),
+                (
+                    "sub",
+                    State::Invalid,
+                    Some("not a regular file (a directory)")
+                ),
+                ("\u{fffd}", State::Ok, None),
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_dir_is_bad_input_and_names_the_path() {
+        let dir = scratch("missing");
+        let missing = dir.join("nope");
+        let err = report(&missing, 3.0).unwrap_err();
+        assert_eq!(err.code, Exit::Usage.code());
+        assert_eq!(
+            err.message,
+            format!(
+                "cannot read heartbeat dir {}: no such file or directory",
+                missing.display()
+            )
+        );
+        let file = dir.join("file");
+        std::fs::write(&file, b"").unwrap();
+        let err = report(&file, 3.0).unwrap_err();
+        assert_eq!(err.code, Exit::Usage.code());
+        assert!(
+            err.message.ends_with(": not a directory"),
+            "{}",
+            err.message
+        );
+        assert!(report(&dir, 3.0).unwrap().is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
