@@ -37,6 +37,9 @@ fleet's state for people and for monitoring.
 - `status=ok` is written only after a check that the target is still the process we attached to.
 */
 
+// Only the binary daemonizes; the library declares it because they share one dependency list.
+use daemonix as _;
+
 pub mod dirs;
 pub mod exit;
 pub mod hbfile;
