@@ -49,6 +49,7 @@ pub mod lock;
 mod proptests;
 pub mod record;
 pub mod status;
+pub mod supervise;
 pub mod sys;
 pub mod target;
 pub mod validate;

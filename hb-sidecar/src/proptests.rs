@@ -113,7 +113,9 @@ fn status() -> impl Strategy<Value = Status> {
     prop_oneof![
         Just(Status::Ok),
         Just(Status::Exited),
-        Just(Status::Stopped)
+        Just(Status::Stopped),
+        Just(Status::Restarting),
+        Just(Status::Failed)
     ]
 }
 
@@ -142,6 +144,7 @@ fn rendered(now: DateTime<Utc>, parts: &BeatParts) -> Vec<u8> {
         seq: *seq,
         hb_pid: *hb_pid,
         started: *started,
+        lifecycle: Default::default(),
     };
     let mut buf = Vec::new();
     render(&mut buf, now, &beat);
@@ -166,6 +169,7 @@ fn expected(now: DateTime<Utc>, parts: &BeatParts) -> Record {
         seq: Some(seq),
         hb_pid: Some(hb_pid),
         started,
+        lifecycle: Default::default(),
     }
 }
 

@@ -4,13 +4,20 @@ The heartbeat file format: how a beat is rendered and how a file is read back.
 ```text
 ts=2026-11-26T02:21:05.123Z   UTC, RFC 3339 with milliseconds, when this record was written
 pid=4242                      the watched process
-status=ok                     ok | exited | stopped
+status=ok                     ok | exited | stopped | restarting | failed
 agent=builder-1               the agent's name (when given)
 interval=30                   seconds between beats
 seq=17                        records written so far by this sidecar
 hb_pid=4243                   the sidecar's own pid
 started=123456                the target's start time (clock ticks since boot; /proc/PID/stat)
+restarts=2                    restarts so far (only under a restart policy)
+exit_status=1                 how the agent's last process ended, when known: its exit status
+exit_signal=9                 ... or the signal that killed it
+restart_at=2026-11-26T02:21:09.123Z  when the next restart is due (status=restarting)
 ```
+
+`restarting` and `failed` come from supervision ([`crate::supervise`]): the agent died and a
+restart is due at `restart_at`, or it died too often and was given up.
 
 The first three lines are the bash original's contract and keep their order; readers must
 ignore keys they do not know. Rendering reuses one buffer and never allocates once it is warm.
@@ -30,6 +37,10 @@ pub enum Status {
     Exited,
     /// The sidecar was told to stop (SIGTERM, SIGINT or SIGHUP) while the target lived.
     Stopped,
+    /// The target died and its restart policy starts it again at `restart_at`.
+    Restarting,
+    /// The target died too often in too short a time: supervision gave up.
+    Failed,
 }
 
 impl Status {
@@ -38,6 +49,8 @@ impl Status {
             Status::Ok => "ok",
             Status::Exited => "exited",
             Status::Stopped => "stopped",
+            Status::Restarting => "restarting",
+            Status::Failed => "failed",
         }
     }
 
@@ -46,9 +59,24 @@ impl Status {
             "ok" => Some(Status::Ok),
             "exited" => Some(Status::Exited),
             "stopped" => Some(Status::Stopped),
+            "restarting" => Some(Status::Restarting),
+            "failed" => Some(Status::Failed),
             _ => None,
         }
     }
+}
+
+/// The keys a restart policy and a known death add; all absent by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// `restarts=`: how many times the agent was restarted by its sidecar.
+    pub restarts: Option<u32>,
+    /// `exit_status=`: the last process's exit status, when it exited and tmux said so.
+    pub exit_status: Option<i32>,
+    /// `exit_signal=`: the signal that killed the last process.
+    pub exit_signal: Option<i32>,
+    /// `restart_at=`: when the pending restart is due.
+    pub restart_at: Option<DateTime<Utc>>,
 }
 
 /// The fields of one record, as the sidecar knows them.
@@ -61,27 +89,16 @@ pub struct Beat<'a> {
     pub seq: u64,
     pub hb_pid: u32,
     pub started: Option<u64>,
+    pub lifecycle: Lifecycle,
 }
 
 /// Renders `beat`, stamped `now`, into `buf` (cleared first).
 pub fn render(buf: &mut Vec<u8>, now: DateTime<Utc>, beat: &Beat) {
     buf.clear();
-    // The leap-second representation can push nanoseconds past 1e9; clamp to .999.
-    let millis = (now.nanosecond() / 1_000_000).min(999);
+    buf.extend_from_slice(b"ts=");
+    rfc3339_millis(buf, now);
     // Writing to a Vec cannot fail.
-    let _ = write!(
-        buf,
-        "ts={:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z\npid={}\nstatus={}\n",
-        now.year(),
-        now.month(),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second(),
-        millis,
-        beat.pid,
-        beat.status.as_str(),
-    );
+    let _ = write!(buf, "\npid={}\nstatus={}\n", beat.pid, beat.status.as_str(),);
     if let Some(agent) = beat.agent {
         let _ = writeln!(buf, "agent={agent}");
     }
@@ -95,6 +112,38 @@ pub fn render(buf: &mut Vec<u8>, now: DateTime<Utc>, beat: &Beat) {
     if let Some(started) = beat.started {
         let _ = writeln!(buf, "started={started}");
     }
+    let life = &beat.lifecycle;
+    if let Some(restarts) = life.restarts {
+        let _ = writeln!(buf, "restarts={restarts}");
+    }
+    if let Some(code) = life.exit_status {
+        let _ = writeln!(buf, "exit_status={code}");
+    }
+    if let Some(sig) = life.exit_signal {
+        let _ = writeln!(buf, "exit_signal={sig}");
+    }
+    if let Some(at) = life.restart_at {
+        buf.extend_from_slice(b"restart_at=");
+        rfc3339_millis(buf, at);
+        buf.push(b'\n');
+    }
+}
+
+/// `2026-11-26T02:21:05.123Z`, written without allocating.
+fn rfc3339_millis(buf: &mut Vec<u8>, at: DateTime<Utc>) {
+    // The leap-second representation can push nanoseconds past 1e9; clamp to .999.
+    let millis = (at.nanosecond() / 1_000_000).min(999);
+    let _ = write!(
+        buf,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        at.year(),
+        at.month(),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        millis,
+    );
 }
 
 /// A heartbeat file as read back by a reader.
@@ -109,6 +158,7 @@ pub struct Record {
     pub seq: Option<u64>,
     pub hb_pid: Option<u32>,
     pub started: Option<u64>,
+    pub lifecycle: Lifecycle,
 }
 
 /// Parses a heartbeat file. Unknown keys are ignored; a missing or malformed `ts`, `pid` or
@@ -121,6 +171,7 @@ pub fn parse(bytes: &[u8]) -> Result<Record, String> {
     let (mut ts, mut pid, mut status) = (None, None, None);
     let (mut agent, mut interval, mut seq, mut hb_pid, mut started) =
         (None, None, None, None, None);
+    let mut lifecycle = Lifecycle::default();
     for line in text.lines() {
         let Some((key, value)) = line.split_once('=') else {
             if line.trim().is_empty() {
@@ -152,6 +203,18 @@ pub fn parse(bytes: &[u8]) -> Result<Record, String> {
             "seq" => seq = Some(value.parse().map_err(|_| bad("not a count"))?),
             "hb_pid" => hb_pid = Some(value.parse().map_err(|_| bad("not a pid"))?),
             "started" => started = Some(value.parse().map_err(|_| bad("not a number"))?),
+            "restarts" => lifecycle.restarts = Some(value.parse().map_err(|_| bad("not a count"))?),
+            "exit_status" => {
+                lifecycle.exit_status = Some(value.parse().map_err(|_| bad("not a number"))?)
+            }
+            "exit_signal" => {
+                lifecycle.exit_signal = Some(value.parse().map_err(|_| bad("not a number"))?)
+            }
+            "restart_at" => {
+                let parsed =
+                    DateTime::parse_from_rfc3339(value).map_err(|_| bad("not RFC 3339"))?;
+                lifecycle.restart_at = Some(parsed.with_timezone(&Utc));
+            }
             _ => {}
         }
     }
@@ -164,6 +227,7 @@ pub fn parse(bytes: &[u8]) -> Result<Record, String> {
         seq,
         hb_pid,
         started,
+        lifecycle,
     })
 }
 
@@ -188,6 +252,7 @@ mod tests {
             seq: 7,
             hb_pid: 43,
             started: Some(99),
+            lifecycle: Lifecycle::default(),
         }
     }
 
@@ -206,7 +271,13 @@ mod tests {
     #[test]
     fn parse_reads_what_render_writes() {
         let mut buf = Vec::new();
-        for status in [Status::Ok, Status::Exited, Status::Stopped] {
+        for status in [
+            Status::Ok,
+            Status::Exited,
+            Status::Stopped,
+            Status::Restarting,
+            Status::Failed,
+        ] {
             let now = Utc::now();
             render(&mut buf, now, &beat(status));
             let rec = parse(&buf).unwrap();
@@ -217,6 +288,31 @@ mod tests {
             assert_eq!(rec.agent.as_deref(), Some("a-1"));
             assert_eq!(rec.ts.timestamp_millis(), now.timestamp_millis());
         }
+    }
+
+    #[test]
+    fn lifecycle_keys_round_trip() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 26, 2, 21, 9).unwrap()
+            + chrono::Duration::milliseconds(7);
+        let mut b = beat(Status::Restarting);
+        b.lifecycle = Lifecycle {
+            restarts: Some(3),
+            exit_status: None,
+            exit_signal: Some(9),
+            restart_at: Some(at),
+        };
+        let mut buf = Vec::new();
+        render(&mut buf, at, &b);
+        let text = String::from_utf8(buf.clone()).unwrap();
+        assert!(
+            text.ends_with(
+                "started=99\nrestarts=3\nexit_signal=9\nrestart_at=2026-11-26T02:21:09.007Z\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(parse(&buf).unwrap().lifecycle, b.lifecycle);
+        let bad = b"ts=2026-11-26T02:21:05Z\npid=1\nstatus=failed\nrestarts=-1\n";
+        assert!(parse(bad).unwrap_err().contains("malformed restarts"));
     }
 
     #[test]

@@ -80,6 +80,7 @@ impl<'a> Writer<'a> {
             seq: self.seq,
             hb_pid: self.hb_pid,
             started: self.started,
+            lifecycle: Default::default(),
         };
         render(&mut self.buf, Utc::now(), &beat);
         match self.file.replace(&self.buf) {

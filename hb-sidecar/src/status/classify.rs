@@ -5,7 +5,10 @@ Classification: what a heartbeat file says about its agent, as one [`State`] per
 |-----------|-----------------|------------------------------------------------------------|
 | `ok`      | `status=ok`     | `ts` is within N intervals of now (N = `--stale-after`)    |
 | `stale`   | `status=ok`     | it is not: the sidecar is gone or stuck                    |
+|           | `status=restarting` | likewise: the sidecar beats while a restart is due     |
+| `restarting` | `status=restarting` | fresh: dead, its restart policy restarts it at `restart_at` |
 | `exited`  | `status=exited` |                                                            |
+| `failed`  | `status=failed` | dead too often: supervision gave up (see `supervise`)      |
 | `stopped` | `status=stopped`|                                                            |
 | `invalid` | anything else   | with the reason: unreadable, too large, does not parse     |
 
@@ -26,16 +29,22 @@ pub const DEFAULT_INTERVAL: f64 = 30.0;
 pub enum State {
     Ok,
     Stale,
+    /// Dead, and its restart policy starts it again soon (the sidecar still beats).
+    Restarting,
     Exited,
+    /// Dead too often: supervision gave up until someone restarts it.
+    Failed,
     Stopped,
     Invalid,
 }
 
 impl State {
-    pub const ALL: [State; 5] = [
+    pub const ALL: [State; 7] = [
         State::Ok,
         State::Stale,
+        State::Restarting,
         State::Exited,
+        State::Failed,
         State::Stopped,
         State::Invalid,
     ];
@@ -46,6 +55,8 @@ impl State {
             State::Stale => "stale",
             State::Exited => "exited",
             State::Stopped => "stopped",
+            State::Restarting => "restarting",
+            State::Failed => "failed",
             State::Invalid => "invalid",
         }
     }
@@ -102,15 +113,19 @@ pub fn classify(record: &Record, now: DateTime<Utc>, stale_after: f64) -> State 
     match record.status {
         Status::Exited => State::Exited,
         Status::Stopped => State::Stopped,
-        Status::Ok => {
+        Status::Failed => State::Failed,
+        // Both are kept fresh by a live sidecar: an old one means the sidecar is gone.
+        Status::Ok | Status::Restarting => {
             let window = stale_after * record.interval.unwrap_or(DEFAULT_INTERVAL);
             // A beat from further in the future than the window cannot be vouched for either:
             // a live sidecar (its timer is monotonic) would have replaced it within one
             // interval, so the clock was stepped back or no sidecar wrote it.
-            if age(record.ts, now).abs() <= window {
-                State::Ok
-            } else {
+            if age(record.ts, now).abs() > window {
                 State::Stale
+            } else if record.status == Status::Restarting {
+                State::Restarting
+            } else {
+                State::Ok
             }
         }
     }
@@ -135,6 +150,7 @@ pub(super) mod tests {
             seq: None,
             hb_pid: None,
             started: None,
+            lifecycle: Default::default(),
         }
     }
 
@@ -178,6 +194,15 @@ pub(super) mod tests {
             assert_eq!(classify(&rec, now(), 3.0), State::Exited);
             let rec = record(Status::Stopped, age_ms, Some(1.0));
             assert_eq!(classify(&rec, now(), 3.0), State::Stopped);
+            let rec = record(Status::Failed, age_ms, Some(1.0));
+            assert_eq!(classify(&rec, now(), 3.0), State::Failed);
         }
+    }
+
+    #[test]
+    fn restarting_is_kept_fresh_like_ok() {
+        let state = |age_ms| classify(&record(Status::Restarting, age_ms, Some(1.0)), now(), 3.0);
+        assert_eq!(state(3000), State::Restarting);
+        assert_eq!(state(3001), State::Stale, "its sidecar is gone");
     }
 }

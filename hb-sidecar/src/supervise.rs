@@ -1,0 +1,643 @@
+/*!
+Supervision: whether, when and how often a dead agent is started again.
+
+An opt-in policy in the manner of systemd's `Restart=` and s6's run scripts, with the limits
+that keep a crashing agent from becoming a respawn storm:
+
+| policy       | exit 0 | non-zero exit | killed by a signal | death not known | deliberate stop |
+|--------------|--------|---------------|--------------------|-----------------|-----------------|
+| `no`         | -      | -             | -                  | -               | -               |
+| `on-failure` | -      | restart       | restart            | restart         | -               |
+| `always`     | restart| restart       | restart            | restart         | -               |
+
+A death whose status cannot be learnt (the pane was already gone) counts as a failure: nothing
+proves it was clean. A deliberate stop is the sidecar being told to stop (`mosaic-fleet stop`
+signals it): a stopped sidecar has ended, so nothing is left that could restart the agent.
+
+- **Backoff.** The delay before a restart grows geometrically (×2) from a floor (1 s) to a cap
+  (5 min) with each consecutive *unstable* death, one that ends a run shorter than the
+  stability period (10 min). A death after a stable run restarts after the floor and clears
+  the count.
+- **Give-up.** The burst-th unstable death within the window (5 in 15 min) is not restarted:
+  the agent is `failed` until someone restarts it by hand.
+- **Fleet-wide guard.** At most one restart per guard period (10 s) among all the agents of one
+  heartbeat directory, so an outage that kills every agent brings them back one by one. The
+  guard is the file `.restart-guard` in the heartbeat directory (agent names never start with
+  `.`), holding the time of the last restart; each sidecar takes a non-blocking `flock` on it
+  just long enough to read and replace that time.
+
+The arithmetic ([`Backoff`], [`guard_wait`]) is pure, on times given by the caller, so it is
+tested without clocks.
+*/
+
+use std::collections::VecDeque;
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use crate::sys::cvt;
+
+/// When a dead agent is started again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Restart {
+    /// Never (today's behaviour, and the default).
+    #[default]
+    No,
+    /// After a non-zero exit status, a signal, or a death whose status is unknown.
+    OnFailure,
+    /// After any death, exit 0 included.
+    Always,
+}
+
+impl Restart {
+    pub const NAMES: [&'static str; 3] = ["no", "on-failure", "always"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Restart::No => "no",
+            Restart::OnFailure => "on-failure",
+            Restart::Always => "always",
+        }
+    }
+
+    /// Parses `no`, `on-failure` or `always` (the spelling of systemd's `Restart=`).
+    pub fn parse(text: &str) -> Result<Restart, String> {
+        match text {
+            "no" => Ok(Restart::No),
+            "on-failure" => Ok(Restart::OnFailure),
+            "always" => Ok(Restart::Always),
+            _ => Err(format!(
+                "invalid restart policy {text:?}: one of no, on-failure, always"
+            )),
+        }
+    }
+
+    /// Whether this policy restarts after `end`. A deliberate stop never restarts.
+    pub fn restarts_after(self, end: End) -> bool {
+        match (self, end) {
+            (_, End::Stopped) | (Restart::No, _) => false,
+            (Restart::Always, End::Died(_)) => true,
+            (Restart::OnFailure, End::Died(death)) => death.is_failure(),
+        }
+    }
+}
+
+/// How the agent's process ended, as far as it can be known (the sidecar is not its parent;
+/// tmux, which is, keeps the status of a dead pane).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Death {
+    /// It exited with this status.
+    Status(i32),
+    /// A signal killed it.
+    Signal(i32),
+    /// It is gone and nothing says how (no dead pane to ask).
+    Unknown,
+}
+
+impl Death {
+    /// The death as tmux reports a dead pane: `#{pane_dead_status}` and `#{pane_dead_signal}`
+    /// (empty when not applicable).
+    pub fn from_pane(status: Option<i32>, signal: Option<i32>) -> Death {
+        match (signal, status) {
+            (Some(sig), _) if sig > 0 => Death::Signal(sig),
+            (_, Some(code)) => Death::Status(code),
+            _ => Death::Unknown,
+        }
+    }
+
+    /// Anything but exit status 0.
+    pub fn is_failure(self) -> bool {
+        self != Death::Status(0)
+    }
+
+    /// `exit_status=` and `exit_signal=` of the record.
+    pub fn keys(self) -> (Option<i32>, Option<i32>) {
+        match self {
+            Death::Status(code) => (Some(code), None),
+            Death::Signal(sig) => (None, Some(sig)),
+            Death::Unknown => (None, None),
+        }
+    }
+
+    /// For people: `exit 3`, `signal 9 (KILL)`, `unknown`.
+    pub fn describe(self) -> String {
+        match self {
+            Death::Status(code) => format!("exit {code}"),
+            Death::Signal(sig) => match signal_name(sig) {
+                Some(name) => format!("signal {sig} ({name})"),
+                None => format!("signal {sig}"),
+            },
+            Death::Unknown => "unknown".into(),
+        }
+    }
+}
+
+/// The usual name of a signal, without `SIG`.
+pub fn signal_name(sig: i32) -> Option<&'static str> {
+    Some(match sig {
+        libc::SIGHUP => "HUP",
+        libc::SIGINT => "INT",
+        libc::SIGQUIT => "QUIT",
+        libc::SIGILL => "ILL",
+        libc::SIGTRAP => "TRAP",
+        libc::SIGABRT => "ABRT",
+        libc::SIGBUS => "BUS",
+        libc::SIGFPE => "FPE",
+        libc::SIGKILL => "KILL",
+        libc::SIGUSR1 => "USR1",
+        libc::SIGSEGV => "SEGV",
+        libc::SIGUSR2 => "USR2",
+        libc::SIGPIPE => "PIPE",
+        libc::SIGALRM => "ALRM",
+        libc::SIGTERM => "TERM",
+        libc::SIGXCPU => "XCPU",
+        libc::SIGXFSZ => "XFSZ",
+        libc::SIGSYS => "SYS",
+        _ => return None,
+    })
+}
+
+/// How a watch ended, for the policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// The agent died on its own.
+    Died(Death),
+    /// The sidecar was told to stop.
+    Stopped,
+}
+
+/// The backoff and give-up limits, and the fleet-wide guard period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The first delay, and the delay after a stable run.
+    pub floor: Duration,
+    /// The longest delay.
+    pub cap: Duration,
+    /// A run at least this long was stable: its death resets the backoff.
+    pub stable: Duration,
+    /// This many unstable deaths within `window` give up.
+    pub burst: u32,
+    pub window: Duration,
+    /// At most one restart per this period in one heartbeat directory.
+    pub guard: Duration,
+}
+
+impl Limits {
+    pub const DEFAULT: Limits = Limits {
+        floor: Duration::from_secs(1),
+        cap: Duration::from_secs(300),
+        stable: Duration::from_secs(600),
+        burst: 5,
+        window: Duration::from_secs(900),
+        guard: Duration::from_secs(10),
+    };
+
+    /// Checks the limits fit together: a floor no longer than the cap, a burst of at least 1.
+    pub fn check(&self) -> Result<(), String> {
+        if self.floor > self.cap {
+            return Err(format!(
+                "invalid restart delays: floor {}s is longer than cap {}s",
+                self.floor.as_secs_f64(),
+                self.cap.as_secs_f64()
+            ));
+        }
+        if self.burst == 0 {
+            return Err("invalid restart burst 0: at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::DEFAULT
+    }
+}
+
+/// What to do about a death.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The policy does not restart after this end: record it and leave.
+    Leave,
+    /// Restart after this delay (then also wait for the fleet-wide guard).
+    Restart(Duration),
+    /// Too many unstable deaths: record `status=failed` and leave.
+    GiveUp,
+}
+
+/// The backoff state of one agent. Times are the caller's monotonic clock, as durations since
+/// any fixed origin.
+#[derive(Clone, Debug)]
+pub struct Backoff {
+    policy: Restart,
+    limits: Limits,
+    /// Consecutive unstable deaths.
+    streak: u32,
+    /// When the unstable deaths still inside the window happened, oldest first.
+    recent: VecDeque<Duration>,
+}
+
+impl Backoff {
+    pub fn new(policy: Restart, limits: Limits) -> Backoff {
+        Backoff {
+            policy,
+            limits,
+            streak: 0,
+            recent: VecDeque::with_capacity(limits.burst.min(64) as usize),
+        }
+    }
+
+    pub fn policy(&self) -> Restart {
+        self.policy
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Decides about a watch that ended at `now` (`end`) after a run of `ran`.
+    pub fn on_end(&mut self, end: End, ran: Duration, now: Duration) -> Verdict {
+        if !self.policy.restarts_after(end) {
+            return Verdict::Leave;
+        }
+        if ran >= self.limits.stable {
+            self.streak = 0;
+            self.recent.clear();
+            return Verdict::Restart(self.limits.floor);
+        }
+        self.streak = self.streak.saturating_add(1);
+        let horizon = now.saturating_sub(self.limits.window);
+        while self.recent.front().is_some_and(|&t| t < horizon) {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(now);
+        if self.recent.len() >= self.limits.burst as usize {
+            return Verdict::GiveUp;
+        }
+        // Bounded like the window itself: older deaths are gone, so the deque never outgrows
+        // `burst`.
+        Verdict::Restart(delay(&self.limits, self.streak))
+    }
+}
+
+/// The delay before the restart that follows the `streak`-th consecutive unstable death
+/// (1 = the first): `floor × 2^(streak-1)`, at most `cap`.
+pub fn delay(limits: &Limits, streak: u32) -> Duration {
+    let doublings = streak.saturating_sub(1);
+    let mut delay = limits.floor;
+    for _ in 0..doublings {
+        if delay >= limits.cap {
+            break;
+        }
+        delay = delay.saturating_mul(2);
+    }
+    delay.min(limits.cap)
+}
+
+/// The fleet-wide guard's rule: with the last restart in this directory at `last`, a restart
+/// at `now` may go ahead (`None`) or must wait this long. A `last` in the future (a reboot
+/// reset the clock, or a bad file) does not hold anyone back.
+pub fn guard_wait(last: Option<Duration>, now: Duration, period: Duration) -> Option<Duration> {
+    let last = last?;
+    if last > now {
+        return None;
+    }
+    let free = last.saturating_add(period);
+    (free > now).then(|| free - now)
+}
+
+/// The guard file's name in the heartbeat directory.
+pub const GUARD_NAME: &CStr = c".restart-guard";
+
+/// The outcome of one try at the fleet-wide guard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// This restart may go ahead; the guard now holds its time.
+    Taken,
+    /// Another restart was too recent: try again after this long.
+    Wait(Duration),
+    /// Another sidecar is reading the guard this instant: try again very soon.
+    Busy,
+}
+
+/// Tries to take the fleet-wide restart slot of the heartbeat directory `dir` at `now` (the
+/// boot-time clock, [`boot_clock`], the same for every process on the machine).
+pub fn take_slot(dir: BorrowedFd, now: Duration, period: Duration) -> io::Result<Slot> {
+    let flags = libc::O_RDWR | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: GUARD_NAME is a valid C string relative to a live directory descriptor.
+    let fd = cvt(unsafe { libc::openat(dir.as_raw_fd(), GUARD_NAME.as_ptr(), flags, 0o644) })?;
+    // SAFETY: fd was just opened and is owned by nobody else; closing it drops the flock.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: flock on our own descriptor.
+    if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let err = io::Error::last_os_error();
+        return match err.raw_os_error() {
+            Some(libc::EWOULDBLOCK) | Some(libc::EINTR) => Ok(Slot::Busy),
+            _ => Err(err),
+        };
+    }
+    let mut buf = [0u8; 32];
+    // SAFETY: reads into a live stack buffer of the given length.
+    let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    let last = usize::try_from(n)
+        .ok()
+        .and_then(|n| std::str::from_utf8(&buf[..n]).ok())
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .map(Duration::from_millis);
+    if let Some(wait) = guard_wait(last, now, period) {
+        return Ok(Slot::Wait(wait));
+    }
+    let text = format!("{}\n", now.as_millis());
+    // SAFETY: our own locked descriptor; the buffer outlives the calls.
+    let written = unsafe {
+        libc::ftruncate(fd.as_raw_fd(), 0);
+        libc::pwrite(fd.as_raw_fd(), text.as_ptr().cast(), text.len(), 0)
+    };
+    if written != text.len() as isize {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(Slot::Taken)
+}
+
+/// `CLOCK_BOOTTIME`: monotonic, shared by every process on the machine, and it keeps counting
+/// while the machine is suspended (a restart an hour ago stays an hour ago).
+pub fn boot_clock() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: fills a live timespec; CLOCK_BOOTTIME exists since Linux 2.6.39.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    #[test]
+    fn the_policy_table() {
+        use Death::*;
+        let ends = [
+            End::Died(Status(0)),
+            End::Died(Status(1)),
+            End::Died(Signal(9)),
+            End::Died(Unknown),
+            End::Stopped,
+        ];
+        let table = [
+            (Restart::No, [false, false, false, false, false]),
+            (Restart::OnFailure, [false, true, true, true, false]),
+            (Restart::Always, [true, true, true, true, false]),
+        ];
+        for (policy, want) in table {
+            for (end, want) in ends.iter().zip(want) {
+                assert_eq!(
+                    policy.restarts_after(*end),
+                    want,
+                    "{policy:?} after {end:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn policies_parse_and_print() {
+        for name in Restart::NAMES {
+            assert_eq!(Restart::parse(name).unwrap().as_str(), name);
+        }
+        for bad in ["", "yes", "On-Failure", "on_failure", " no"] {
+            assert!(Restart::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(Restart::default(), Restart::No);
+    }
+
+    #[test]
+    fn deaths_from_tmux() {
+        assert_eq!(Death::from_pane(Some(3), None), Death::Status(3));
+        assert_eq!(Death::from_pane(Some(0), Some(9)), Death::Signal(9));
+        assert_eq!(Death::from_pane(None, Some(15)), Death::Signal(15));
+        assert_eq!(Death::from_pane(None, None), Death::Unknown);
+        assert_eq!(Death::Signal(9).describe(), "signal 9 (KILL)");
+        assert_eq!(Death::Status(0).keys(), (Some(0), None));
+    }
+
+    #[test]
+    fn delays_double_from_the_floor_to_the_cap() {
+        let limits = Limits::DEFAULT;
+        let delays: Vec<u64> = (1..=11).map(|n| delay(&limits, n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        assert_eq!(delay(&limits, 0), S(1));
+        assert_eq!(delay(&limits, u32::MAX), S(300));
+    }
+
+    #[test]
+    fn a_crash_loop_backs_off_then_gives_up() {
+        let mut b = Backoff::new(Restart::OnFailure, Limits::DEFAULT);
+        let mut now = S(100);
+        let mut verdicts = Vec::new();
+        for _ in 0..5 {
+            let v = b.on_end(End::Died(Death::Status(1)), Duration::ZERO, now);
+            verdicts.push(v);
+            if let Verdict::Restart(d) = v {
+                now += d;
+            }
+        }
+        let restart = |secs| Verdict::Restart(S(secs));
+        let want = [
+            restart(1),
+            restart(2),
+            restart(4),
+            restart(8),
+            Verdict::GiveUp,
+        ];
+        assert_eq!(verdicts, want);
+    }
+
+    #[test]
+    fn a_stable_run_resets_the_backoff() {
+        let mut b = Backoff::new(Restart::Always, Limits::DEFAULT);
+        let crash = End::Died(Death::Signal(11));
+        assert_eq!(b.on_end(crash, S(1), S(10)), Verdict::Restart(S(1)));
+        assert_eq!(b.on_end(crash, S(1), S(20)), Verdict::Restart(S(2)));
+        assert_eq!(b.on_end(crash, S(600), S(700)), Verdict::Restart(S(1)));
+        assert_eq!(b.on_end(crash, S(1), S(710)), Verdict::Restart(S(1)));
+        assert_eq!(
+            b.on_end(End::Died(Death::Status(0)), S(1), S(720)),
+            Verdict::Restart(S(2))
+        );
+        assert_eq!(b.on_end(End::Stopped, S(1), S(730)), Verdict::Leave);
+    }
+
+    #[test]
+    fn deaths_outside_the_window_do_not_count() {
+        let limits = Limits {
+            burst: 2,
+            window: S(60),
+            ..Limits::DEFAULT
+        };
+        let mut b = Backoff::new(Restart::OnFailure, limits);
+        let crash = End::Died(Death::Status(2));
+        assert!(matches!(b.on_end(crash, S(1), S(0)), Verdict::Restart(_)));
+        assert!(matches!(b.on_end(crash, S(1), S(61)), Verdict::Restart(_)));
+        assert_eq!(b.on_end(crash, S(1), S(62)), Verdict::GiveUp);
+    }
+
+    #[test]
+    fn the_guard_spaces_restarts() {
+        assert_eq!(guard_wait(None, S(5), S(10)), None);
+        assert_eq!(guard_wait(Some(S(5)), S(5), S(10)), Some(S(10)));
+        assert_eq!(guard_wait(Some(S(5)), S(12), S(10)), Some(S(3)));
+        assert_eq!(guard_wait(Some(S(5)), S(15), S(10)), None);
+        assert_eq!(guard_wait(Some(S(50)), S(15), S(10)), None, "future");
+    }
+
+    #[test]
+    fn the_guard_file_admits_one_restart_per_period() {
+        let dir = std::env::temp_dir().join(format!("mosaic-guard-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fd = std::fs::File::open(&dir).unwrap();
+        use std::os::fd::AsFd;
+        let period = S(10);
+        assert_eq!(take_slot(fd.as_fd(), S(100), period).unwrap(), Slot::Taken);
+        assert_eq!(
+            take_slot(fd.as_fd(), S(104), period).unwrap(),
+            Slot::Wait(S(6))
+        );
+        assert_eq!(take_slot(fd.as_fd(), S(110), period).unwrap(), Slot::Taken);
+        assert_eq!(
+            std::fs::read_to_string(dir.join(".restart-guard")).unwrap(),
+            "110000\n"
+        );
+        // A planted symlink is not followed.
+        std::fs::remove_file(dir.join(".restart-guard")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.join(".restart-guard")).unwrap();
+        assert!(take_slot(fd.as_fd(), S(200), period).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn limits() -> impl Strategy<Value = Limits> {
+        (
+            1u64..5_000,
+            0u64..400_000,
+            1u64..1_000_000,
+            1u32..8,
+            1u64..2_000_000,
+        )
+            .prop_map(|(floor, extra, stable, burst, window)| Limits {
+                floor: ms(floor),
+                cap: ms(floor + extra),
+                stable: ms(stable),
+                burst,
+                window: ms(window),
+                guard: ms(10_000),
+            })
+    }
+
+    fn end() -> impl Strategy<Value = End> {
+        prop_oneof![
+            (-1i32..256).prop_map(|c| End::Died(Death::Status(c))),
+            (1i32..65).prop_map(|s| End::Died(Death::Signal(s))),
+            Just(End::Died(Death::Unknown)),
+            Just(End::Stopped),
+        ]
+    }
+
+    fn policy() -> impl Strategy<Value = Restart> {
+        prop_oneof![
+            Just(Restart::No),
+            Just(Restart::OnFailure),
+            Just(Restart::Always)
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn delays_grow_by_doubling_within_floor_and_cap(limits in limits(), n in 1u32..80) {
+            let d = delay(&limits, n);
+            prop_assert!(limits.floor <= d && d <= limits.cap);
+            let next = delay(&limits, n + 1);
+            prop_assert_eq!(next, (d * 2).min(limits.cap));
+            prop_assert_eq!(delay(&limits, 1), limits.floor);
+        }
+
+        /// Against an oracle that keeps every death: restart unless the policy says no, give up
+        /// exactly when `burst` unstable deaths since the last stable run fall in one window,
+        /// and wait floor × 2^(unstable deaths in a row - 1), capped.
+        #[test]
+        fn backoff_matches_a_full_history(
+            policy in policy(),
+            limits in limits(),
+            deaths in proptest::collection::vec((end(), 0u64..2_000_000, 0u64..600_000), 1..40),
+        ) {
+            let mut backoff = Backoff::new(policy, limits);
+            let mut now = ms(1_000);
+            let mut unstable: Vec<Duration> = Vec::new();
+            let mut streak = 0u32;
+            for (end, ran, gap) in deaths {
+                now += ms(gap);
+                let ran = ms(ran);
+                let verdict = backoff.on_end(end, ran, now);
+                if !policy.restarts_after(end) {
+                    prop_assert_eq!(verdict, Verdict::Leave);
+                    prop_assert!(policy == Restart::No || end == End::Stopped
+                        || end == End::Died(Death::Status(0)));
+                    continue;
+                }
+                if ran >= limits.stable {
+                    unstable.clear();
+                    streak = 0;
+                    prop_assert_eq!(verdict, Verdict::Restart(limits.floor));
+                    continue;
+                }
+                unstable.push(now);
+                streak += 1;
+                let in_window = unstable
+                    .iter()
+                    .filter(|&&t| t >= now.saturating_sub(limits.window))
+                    .count();
+                if in_window >= limits.burst as usize {
+                    prop_assert_eq!(verdict, Verdict::GiveUp);
+                    // The sidecar leaves on a give-up; nothing follows it.
+                    break;
+                }
+                let mut want = limits.floor;
+                for _ in 1..streak {
+                    want = (want * 2).min(limits.cap);
+                }
+                prop_assert_eq!(verdict, Verdict::Restart(want));
+            }
+        }
+
+        #[test]
+        fn the_guard_waits_exactly_until_the_period_is_over(
+            last in proptest::option::of(0u64..1_000_000),
+            now in 0u64..1_000_000,
+            period in 0u64..100_000,
+        ) {
+            let wait = guard_wait(last.map(ms), ms(now), ms(period));
+            match (last, wait) {
+                (None, w) => prop_assert_eq!(w, None),
+                (Some(last), None) => prop_assert!(last > now || last + period <= now),
+                (Some(last), Some(w)) => {
+                    prop_assert!(last <= now && !w.is_zero() && w <= ms(period));
+                    prop_assert_eq!(ms(now) + w, ms(last + period));
+                }
+            }
+        }
+    }
+}
