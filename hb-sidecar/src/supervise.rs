@@ -32,11 +32,15 @@ tested without clocks.
 
 use std::collections::VecDeque;
 use std::ffi::CStr;
+use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::BorrowedFd;
+use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
-use crate::sys::cvt;
+use nix::errno::Errno;
+use nix::fcntl::{openat, Flock, FlockArg, OFlag};
+use nix::sys::stat::Mode;
 
 /// When a dead agent is started again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -324,39 +328,26 @@ pub enum Slot {
 /// Tries to take the fleet-wide restart slot of the heartbeat directory `dir` at `now` (the
 /// boot-time clock, [`boot_clock`], the same for every process on the machine).
 pub fn take_slot(dir: BorrowedFd, now: Duration, period: Duration) -> io::Result<Slot> {
-    let flags = libc::O_RDWR | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    // SAFETY: GUARD_NAME is a valid C string relative to a live directory descriptor.
-    let fd = cvt(unsafe { libc::openat(dir.as_raw_fd(), GUARD_NAME.as_ptr(), flags, 0o644) })?;
-    // SAFETY: fd was just opened and is owned by nobody else; closing it drops the flock.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: flock on our own descriptor.
-    if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let err = io::Error::last_os_error();
-        return match err.raw_os_error() {
-            Some(libc::EWOULDBLOCK) | Some(libc::EINTR) => Ok(Slot::Busy),
-            _ => Err(err),
-        };
-    }
+    let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = openat(dir, GUARD_NAME, flags, Mode::from_bits_truncate(0o644))?;
+    // Closing the file drops the lock: it is held only for this read and write.
+    let file = match Flock::lock(File::from(fd), FlockArg::LockExclusiveNonblock) {
+        Ok(file) => file,
+        Err((_, Errno::EWOULDBLOCK | Errno::EINTR)) => return Ok(Slot::Busy),
+        Err((_, e)) => return Err(e.into()),
+    };
     let mut buf = [0u8; 32];
-    // SAFETY: reads into a live stack buffer of the given length.
-    let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-    let last = usize::try_from(n)
+    let n = file.read_at(&mut buf, 0)?;
+    let last = std::str::from_utf8(&buf[..n])
         .ok()
-        .and_then(|n| std::str::from_utf8(&buf[..n]).ok())
         .and_then(|text| text.trim().parse::<u64>().ok())
         .map(Duration::from_millis);
     if let Some(wait) = guard_wait(last, now, period) {
         return Ok(Slot::Wait(wait));
     }
     let text = format!("{}\n", now.as_millis());
-    // SAFETY: our own locked descriptor; the buffer outlives the calls.
-    let written = unsafe {
-        libc::ftruncate(fd.as_raw_fd(), 0);
-        libc::pwrite(fd.as_raw_fd(), text.as_ptr().cast(), text.len(), 0)
-    };
-    if written != text.len() as isize {
-        return Err(io::Error::last_os_error());
-    }
+    file.set_len(0)?;
+    file.write_all_at(text.as_bytes(), 0)?;
     Ok(Slot::Taken)
 }
 
