@@ -32,8 +32,7 @@ pub fn dir_from_env() -> PathBuf {
 }
 
 fn tmp_root() -> PathBuf {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::geteuid() };
+    let uid = nix::unistd::geteuid();
     PathBuf::from(format!("/tmp/mosaic-{uid}"))
 }
 
@@ -85,8 +84,7 @@ fn check_private(dir: &Path) -> Result<(), String> {
             crate::why(&e)
         )
     })?;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
+    let me = nix::unistd::geteuid().as_raw();
     if !meta.file_type().is_dir() {
         return refuse("it is not a real directory".into());
     }
@@ -140,8 +138,7 @@ mod tests {
         std::fs::remove_file(&link).unwrap();
 
         // Only root can hand a directory to another user; elsewhere this part proves nothing.
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
+        if nix::unistd::geteuid().is_root() {
             std::os::unix::fs::chown(&base, Some(65534), None).unwrap();
             let err = check_private(&base).unwrap_err();
             assert!(err.contains("owned by uid 65534, not 0"), "{err}");

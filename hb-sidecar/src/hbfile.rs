@@ -12,11 +12,16 @@ consistency, not durability, and the directory is usually tmpfs.
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::sys::{cvt, random_u64};
+use nix::errno::Errno;
+use nix::fcntl::{open, openat, renameat, OFlag};
+use nix::sys::stat::Mode;
+use nix::unistd::{unlinkat, UnlinkatFlags};
+
+use crate::sys::random_u64;
 
 /// How many taken temp names we step over before giving up on a beat.
 const TEMP_ATTEMPTS: usize = 16;
@@ -33,24 +38,14 @@ impl HbFile {
     /// in it, without touching `path` itself.
     pub fn open(path: &Path) -> Result<HbFile, String> {
         let (dir_path, name) = split(path)?;
-        let c_dir = CString::new(dir_path.as_os_str().as_bytes())
-            .map_err(|_| format!("invalid heartbeat file {}: contains NUL", path.display()))?;
-        // SAFETY: c_dir is a valid C string; the result is checked.
-        let fd = cvt(unsafe {
-            libc::open(
-                c_dir.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        })
-        .map_err(|e| {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let dir = open(dir_path.as_path(), flags, Mode::empty()).map_err(|e| {
             format!(
                 "cannot open heartbeat dir {}: {}",
                 dir_path.display(),
-                crate::why(&e)
+                crate::why(&e.into())
             )
         })?;
-        // SAFETY: fd was just opened and is owned by nobody else.
-        let dir = unsafe { OwnedFd::from_raw_fd(fd) };
         let mut file = HbFile {
             dir,
             path: path.to_path_buf(),
@@ -93,20 +88,18 @@ impl HbFile {
         let written = write_all(&fd, bytes);
         drop(fd);
         let renamed = written.and_then(|()| {
-            // SAFETY: both names are valid C strings relative to our directory descriptor.
-            cvt(unsafe {
-                libc::renameat(
-                    self.dir.as_raw_fd(),
-                    self.tmp.as_ptr(),
-                    self.dir.as_raw_fd(),
-                    self.name.as_ptr(),
-                )
-            })
+            renameat(
+                &self.dir,
+                self.tmp.as_c_str(),
+                &self.dir,
+                self.name.as_c_str(),
+            )
+            .map_err(io::Error::from)
         });
         if renamed.is_err() {
             self.unlink_temp();
         }
-        renamed.map(drop)
+        renamed
     }
 
     fn probe(&mut self) -> io::Result<()> {
@@ -117,27 +110,22 @@ impl HbFile {
 
     fn create_temp(&mut self) -> io::Result<OwnedFd> {
         let flags =
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let mode = Mode::from_bits_truncate(0o644);
         for _ in 0..TEMP_ATTEMPTS {
-            // SAFETY: tmp is a valid C string relative to our directory descriptor.
-            match cvt(unsafe {
-                libc::openat(self.dir.as_raw_fd(), self.tmp.as_ptr(), flags, 0o644)
-            }) {
-                // SAFETY: fd was just opened and is owned by nobody else.
-                Ok(fd) => return Ok(unsafe { OwnedFd::from_raw_fd(fd) }),
+            match openat(&self.dir, self.tmp.as_c_str(), flags, mode) {
+                Ok(fd) => return Ok(fd),
                 // Someone else holds this name (maybe a planted symlink): step aside.
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                    self.tmp = temp_name(&self.name, Some(random_u64()));
-                }
-                Err(e) => return Err(e),
+                Err(Errno::EEXIST) => self.tmp = temp_name(&self.name, Some(random_u64())),
+                Err(e) => return Err(e.into()),
             }
         }
-        Err(io::Error::from_raw_os_error(libc::EEXIST))
+        Err(Errno::EEXIST.into())
     }
 
     fn unlink_temp(&self) {
-        // SAFETY: tmp is a valid C string relative to our directory descriptor.
-        unsafe { libc::unlinkat(self.dir.as_raw_fd(), self.tmp.as_ptr(), 0) };
+        // Best effort: a temp file we cannot remove is the smaller harm than a failed beat.
+        let _ = unlinkat(&self.dir, self.tmp.as_c_str(), UnlinkatFlags::NoRemoveDir);
     }
 }
 
@@ -169,17 +157,11 @@ fn temp_name(name: &CStr, salt: Option<u64>) -> CString {
 
 fn write_all(fd: &OwnedFd, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
-        // SAFETY: the pointer and length describe a live slice.
-        let n = unsafe { libc::write(fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
-        match n {
-            n if n > 0 => bytes = &bytes[n as usize..],
-            0 => return Err(io::Error::from(io::ErrorKind::WriteZero)),
-            _ => {
-                let err = io::Error::last_os_error();
-                if err.kind() != io::ErrorKind::Interrupted {
-                    return Err(err);
-                }
-            }
+        match nix::unistd::write(fd, bytes) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())
@@ -239,12 +221,14 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// The process's umask, read from `/proc` rather than by setting it: tests run in
+    /// parallel threads, and the umask is process-wide.
     fn umask() -> u32 {
-        // SAFETY: umask cannot fail; we put the old value straight back.
-        unsafe {
-            let old = libc::umask(0o022);
-            libc::umask(old);
-            old
-        }
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .unwrap();
+        u32::from_str_radix(line.trim(), 8).unwrap()
     }
 }

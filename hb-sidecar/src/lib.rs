@@ -23,7 +23,8 @@ terminal with a non-zero exit and nothing is left running:
    then run the event loop ([`watch`]), a single `ppoll` on the pidfd and the signalfd with the
    time to the next beat as its timeout. A beat is seven system calls and no allocation:
    `ppoll`, `kill(pid, 0)`, a zero-timeout `poll` of the pidfd, then `openat`, `write`, `close`
-   and `renameat` of the record.
+   and `renameat` of the record. A `ppoll` error other than `EINTR` ends the loop with a
+   logged error (the record then goes stale) rather than spin on it.
 
 `mosaic-hb status` ([`status`]) reads a directory of heartbeat files ([`record`]) and reports the
 fleet's state for people and for monitoring.

@@ -9,17 +9,20 @@ writes its pid into the file so that a refused sidecar can name it.
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::sys::cvt;
+use nix::errno::Errno;
+use nix::fcntl::{openat, Flock, FlockArg, OFlag};
+use nix::sys::stat::Mode;
+use nix::sys::uio::{pread, pwrite};
 
 /// How long a sidecar waits for a lock that is briefly held by a launcher's probe.
 const PATIENCE: Duration = Duration::from_millis(300);
 
 pub struct Lock {
-    fd: OwnedFd,
+    fd: Flock<OwnedFd>,
 }
 
 pub enum LockError {
@@ -40,16 +43,17 @@ impl Lock {
     /// Takes the lock for heartbeat file `name` in directory `dir`, waiting briefly for a
     /// probe to let go.
     pub fn acquire(dir: BorrowedFd, name: &CStr) -> Result<Lock, LockError> {
-        let fd = open(dir, name).map_err(LockError::Io)?;
+        let mut fd = open(dir, name).map_err(LockError::Io)?;
         let deadline = std::time::Instant::now() + PATIENCE;
         loop {
-            match try_flock(&fd) {
-                Ok(true) => return Ok(Lock { fd }),
-                Ok(false) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10))
+            fd = match try_flock(fd) {
+                Ok(fd) => return Ok(Lock { fd }),
+                Err((fd, None)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    fd
                 }
-                Ok(false) => return Err(LockError::Held(read_pid(&fd))),
-                Err(e) => return Err(LockError::Io(e)),
+                Err((fd, None)) => return Err(LockError::Held(read_pid(&fd))),
+                Err((_, Some(e))) => return Err(LockError::Io(e)),
             }
         }
     }
@@ -57,12 +61,9 @@ impl Lock {
     /// Records the holder's pid (call again after daemonizing: the pid changes).
     pub fn record_pid(&self) {
         let text = format!("{}\n", std::process::id());
-        // SAFETY: our own descriptor; the buffer outlives the calls. A failure only loses the
-        // pid in a refusal message.
-        unsafe {
-            libc::ftruncate(self.fd.as_raw_fd(), 0);
-            libc::pwrite(self.fd.as_raw_fd(), text.as_ptr().cast(), text.len(), 0);
-        }
+        // A failure only loses the pid in a refusal message.
+        let _ = nix::unistd::ftruncate(&*self.fd, 0);
+        let _ = pwrite(&*self.fd, text.as_bytes(), 0);
     }
 }
 
@@ -73,37 +74,40 @@ pub fn is_held(path: &Path) -> io::Result<bool> {
     use std::os::fd::AsFd;
     let fd = open(dir.as_fd(), &name)?;
     // Taking and dropping the lock is the probe; a sidecar starting in this instant waits.
-    try_flock(&fd).map(|got| !got)
+    match try_flock(fd) {
+        Ok(_) => Ok(false),
+        Err((_, None)) => Ok(true),
+        Err((_, Some(e))) => Err(e),
+    }
 }
 
 fn open(dir: BorrowedFd, name: &CStr) -> io::Result<OwnedFd> {
     let lock = lock_name(name);
-    let flags = libc::O_RDWR | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    // SAFETY: lock is a valid C string relative to a live directory descriptor.
-    let fd = cvt(unsafe { libc::openat(dir.as_raw_fd(), lock.as_ptr(), flags, 0o644) })?;
-    // SAFETY: fd was just opened and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    Ok(openat(
+        dir,
+        lock.as_c_str(),
+        flags,
+        Mode::from_bits_truncate(0o644),
+    )?)
 }
 
-fn try_flock(fd: &OwnedFd) -> io::Result<bool> {
+/// Takes the lock without waiting; gives the descriptor back when it cannot, with the error
+/// unless the reason is only that another process holds it.
+fn try_flock(mut fd: OwnedFd) -> Result<Flock<OwnedFd>, (OwnedFd, Option<io::Error>)> {
     loop {
-        // SAFETY: flock on our own descriptor.
-        if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            return Ok(true);
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EWOULDBLOCK) => return Ok(false),
-            Some(libc::EINTR) => continue,
-            _ => return Err(err),
+        fd = match Flock::lock(fd, FlockArg::LockExclusiveNonblock) {
+            Ok(locked) => return Ok(locked),
+            Err((fd, Errno::EINTR)) => fd,
+            Err((fd, Errno::EWOULDBLOCK)) => return Err((fd, None)),
+            Err((fd, e)) => return Err((fd, Some(e.into()))),
         }
     }
 }
 
 fn read_pid(fd: &OwnedFd) -> Option<u32> {
     let mut buf = [0u8; 16];
-    // SAFETY: reads into a live stack buffer of the given length.
-    let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-    let text = std::str::from_utf8(buf.get(..usize::try_from(n).ok()?)?).ok()?;
+    let n = pread(fd, &mut buf, 0).ok()?;
+    let text = std::str::from_utf8(&buf[..n]).ok()?;
     text.trim().parse().ok()
 }

@@ -121,8 +121,7 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
     }
     let path = absolute(args.file.expect("clap requires --file"))?;
     // Heartbeat files are 0644 whatever umask we inherited; directories we create stay 0700.
-    // SAFETY: umask cannot fail.
-    unsafe { libc::umask(0o022) };
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let (dir, _) = mosaic_hb::hbfile::split(&path).map_err(usage)?;
     dirs::prepare(&dir).map_err(usage)?;
     let mut file = HbFile::open(&path).map_err(usage)?;
@@ -190,18 +189,25 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
     let mut sidecar = Sidecar::new(target, file, args.agent.as_deref(), interval);
     // Start-up (argument parsing above all) leaves freed heap behind; a fleet runs one sidecar
     // per agent for days, so hand those pages back. The loop itself allocates nothing.
-    // SAFETY: malloc_trim only releases free memory; nothing is borrowed from the heap across it.
-    unsafe { libc::malloc_trim(0) };
-    let (end, status, written) = sidecar.run(&signals);
+    sys::release_free_memory();
+    let (end, last) = sidecar.run(&signals);
     let why = match end {
         End::Exited(gone) => format!("pid {pid} {}", gone.describe()),
         End::Stopped(sig) => format!("stopped by signal {sig}"),
+        End::Failed(e) => format!("cannot wait for events: {}", why(&e.into())),
     };
-    let wrote = if written { "wrote" } else { "could not write" };
-    let what = format!("{why}: {wrote} status={}", status.as_str());
-    mosaic_hb::log(format_args!("{what}"));
+    match last {
+        Some((status, written)) => {
+            let wrote = if written { "wrote" } else { "could not write" };
+            mosaic_hb::log(format_args!("{why}: {wrote} status={}", status.as_str()));
+        }
+        None => mosaic_hb::log(format_args!("{why}: giving up, the last record goes stale")),
+    }
     drop(lock);
-    Ok(())
+    match end {
+        End::Failed(_) => std::process::exit(i32::from(Exit::Failed.code())),
+        _ => Ok(()),
+    }
 }
 
 /// Reads `PID [STARTED]` from stdin. EOF (the launcher needs no sidecar after all) is a usage
@@ -265,7 +271,6 @@ fn daemonize(log: Option<std::fs::File>) -> Result<(), Fail> {
 }
 
 fn redirect_stderr(log: &std::fs::File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: dup2 onto stderr of a descriptor we own.
-    unsafe { libc::dup2(log.as_raw_fd(), libc::STDERR_FILENO) };
+    // Best effort, as a daemon's stderr: without it diagnostics go where they went before.
+    let _ = nix::unistd::dup2_stderr(log);
 }

@@ -1,16 +1,13 @@
-/*! Thin, checked wrappers over the few system calls `std` does not offer. */
+/*!
+The only raw `libc` calls of the sidecar: the few system calls neither `std` nor `nix` wraps.
+
+Everything else (`openat`, `renameat`, `unlinkat`, `flock`, signalfd, `ppoll`, `umask`, `dup2`,
+directory reading) goes through `nix`, whose wrappers check results and hand out owned
+descriptors; keeping the rest here keeps every raw call and its `SAFETY` argument in one place.
+*/
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
-
-/// Turns a libc-style return value (`-1` and `errno` on failure) into a `Result`.
-pub fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
 
 /// `pidfd_open(2)` (Linux 5.3+; `nix` has no wrapper). `ENOSYS` on older kernels.
 pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
@@ -19,8 +16,9 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     if ret < 0 {
         return Err(io::Error::last_os_error());
     }
+    let fd = libc::c_int::try_from(ret).map_err(|_| io::Error::other("pidfd out of range"))?;
     // SAFETY: the kernel just gave us this descriptor (it is O_CLOEXEC by default).
-    Ok(unsafe { OwnedFd::from_raw_fd(ret as libc::c_int) })
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// A random number for names that must not be guessable: from the kernel, else the clock.
@@ -53,7 +51,14 @@ pub fn close_inherited_fds() {
         Err(_) => return,
     };
     for fd in fds {
-        // SAFETY: closing a descriptor nobody in this process owns yet.
-        unsafe { libc::close(fd) };
+        // SAFETY: the descriptor was inherited and nobody in this process owns it yet, so
+        // taking ownership to close it cannot close anything still in use.
+        drop(unsafe { OwnedFd::from_raw_fd(fd) });
     }
+}
+
+/// Hands freed heap pages back to the kernel (`malloc_trim(3)`, glibc; `nix` has no wrapper).
+pub fn release_free_memory() {
+    // SAFETY: malloc_trim only releases free memory; nothing is borrowed from the heap across it.
+    unsafe { libc::malloc_trim(0) };
 }

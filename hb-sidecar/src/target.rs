@@ -9,8 +9,14 @@ The watched process, and the three ways we tell that it is gone.
    other than the one recorded when watching began: the number now names another process.
 */
 
-use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
 
 use crate::sys::pidfd_open;
 
@@ -18,7 +24,7 @@ pub struct Target {
     pid: i32,
     pidfd: Option<OwnedFd>,
     started: Option<u64>,
-    stat_path: CString,
+    stat_path: PathBuf,
 }
 
 /// Why a target counts as gone.
@@ -62,7 +68,7 @@ impl Target {
         if use_pidfd {
             match pidfd_open(pid) {
                 Ok(fd) => target.pidfd = Some(fd),
-                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+                Err(e) if e.raw_os_error() == Some(Errno::ESRCH as i32) => {
                     return Err((Gone::NoProcess, target.started))
                 }
                 // ENOSYS (old kernel) or a seccomp filter: fall back to kill(2) and /proc.
@@ -103,14 +109,9 @@ impl Target {
             return self.check();
         };
         kill_check(self.pid)?;
-        let mut fds = [libc::pollfd {
-            fd: pidfd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        // SAFETY: one live pollfd, no timeout.
-        match unsafe { libc::poll(fds.as_mut_ptr(), 1, 0) } {
-            1 => Err(Gone::NoProcess),
+        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(1) => Err(Gone::NoProcess),
             _ => Ok(()),
         }
     }
@@ -133,35 +134,23 @@ impl Target {
 
 /// `kill(pid, 0)`: `ESRCH` is gone; success or `EPERM` (alive, not ours) is alive.
 fn kill_check(pid: i32) -> Result<(), Gone> {
-    // SAFETY: kill with signal 0 only checks for existence and permission.
-    if unsafe { libc::kill(pid, 0) } == -1
-        && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
-    {
-        return Err(Gone::NoProcess);
+    match kill(Pid::from_raw(pid), None) {
+        Err(Errno::ESRCH) => Err(Gone::NoProcess),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
-fn stat_path(pid: i32) -> CString {
-    CString::new(format!("/proc/{pid}/stat")).expect("digits have no NUL")
+fn stat_path(pid: i32) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/stat"))
 }
 
 /// Reads the state (field 3) and start time (field 22) of `/proc/PID/stat`, without
 /// allocating. Fields are counted after the last `)`: the command name may hold anything.
-fn read_stat(path: &CString) -> Option<(u8, u64)> {
+/// (`std` opens a short path through a stack buffer, so a beat still allocates nothing.)
+fn read_stat(path: &std::path::Path) -> Option<(u8, u64)> {
     let mut buf = [0u8; 2048];
-    // SAFETY: path is a valid C string; the descriptor is closed below on every path.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: reads into a live stack buffer of the given length, then closes our descriptor.
-    let n = unsafe {
-        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
-        libc::close(fd);
-        n
-    };
-    parse_stat(buf.get(..usize::try_from(n).ok()?)?)
+    let n = std::fs::File::open(path).ok()?.read(&mut buf).ok()?;
+    parse_stat(&buf[..n])
 }
 
 /// Parses the bytes of `/proc/PID/stat`: (state, starttime).
@@ -216,7 +205,7 @@ mod tests {
         let pid = child.id() as i32;
         // Not reaped yet: wait until the kernel shows it as a zombie.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let stat = CString::new(format!("/proc/{pid}/stat")).unwrap();
+        let stat = stat_path(pid);
         while read_stat(&stat).map(|s| s.0) != Some(b'Z') {
             assert!(
                 std::time::Instant::now() < deadline,

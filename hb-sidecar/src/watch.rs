@@ -16,14 +16,18 @@ the error is logged once, and the next beat tries again.
 */
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use nix::errno::Errno;
+use nix::poll::{ppoll, PollFd, PollFlags};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::time::TimeSpec;
 
 use crate::hbfile::HbFile;
 use crate::record::{render, Beat, Status};
-use crate::sys::cvt;
 use crate::target::{Gone, Target};
 
 /// How the loop ended.
@@ -31,6 +35,9 @@ use crate::target::{Gone, Target};
 pub enum End {
     Exited(Gone),
     Stopped(i32),
+    /// `ppoll` itself failed (not an interruption): the sidecar cannot wait any more, and
+    /// says so rather than spin. No final record: the last one goes stale, the lock is freed.
+    Failed(Errno),
 }
 
 /// Keeps the heartbeat file: renders and replaces one record per call.
@@ -127,14 +134,16 @@ impl<'a> Sidecar<'a> {
     }
 
     /// Beats until the target is gone or a stop signal arrives, then writes the final record.
-    /// Returns how it ended, the final status, and whether that record was written.
-    pub fn run(&mut self, signals: &Signals) -> (End, Status, bool) {
+    /// Returns how it ended, and the final status with whether that record was written (none
+    /// when waiting itself failed).
+    pub fn run(&mut self, signals: &Signals) -> (End, Option<(Status, bool)>) {
         let end = self.beat_until_end(signals);
         let status = match end {
             End::Exited(_) => Status::Exited,
             End::Stopped(_) => Status::Stopped,
+            End::Failed(_) => return (end, None),
         };
-        (end, status, self.writer.write(status))
+        (end, Some((status, self.writer.write(status))))
     }
 
     fn beat_until_end(&mut self, signals: &Signals) -> End {
@@ -157,6 +166,7 @@ impl<'a> Sidecar<'a> {
                 match wait(self.target.pidfd(), signals.fd(), left) {
                     Event::Timeout => break,
                     Event::Interrupted => continue,
+                    Event::Failed(e) => return End::Failed(e),
                     Event::TargetExited => return End::Exited(Gone::NoProcess),
                     Event::Signal => {
                         if let Some(sig) = signals.take() {
@@ -176,42 +186,27 @@ impl<'a> Sidecar<'a> {
 enum Event {
     Timeout,
     Interrupted,
+    Failed(Errno),
     TargetExited,
     Signal,
 }
 
 fn wait(pidfd: Option<BorrowedFd>, signals: BorrowedFd, timeout: Duration) -> Event {
-    let mut fds = [
-        libc::pollfd {
-            fd: signals.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: pidfd.map_or(-1, |fd| fd.as_raw_fd()),
-            events: libc::POLLIN,
-            revents: 0,
-        },
+    // Without a pidfd (old kernels) only the signals are polled, and the beat checks the rest.
+    let mut both = [
+        PollFd::new(signals, PollFlags::POLLIN),
+        PollFd::new(pidfd.unwrap_or(signals), PollFlags::POLLIN),
     ];
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: fds and ts are live for the call; a negative fd is ignored by the kernel.
-    let n = unsafe {
-        libc::ppoll(
-            fds.as_mut_ptr(),
-            fds.len() as libc::nfds_t,
-            &ts,
-            std::ptr::null(),
-        )
-    };
-    if n < 0 {
-        return Event::Interrupted;
+    let fds = &mut both[..if pidfd.is_some() { 2 } else { 1 }];
+    match ppoll(fds, Some(TimeSpec::from(timeout)), None) {
+        Ok(_) => {}
+        Err(Errno::EINTR) => return Event::Interrupted,
+        Err(e) => return Event::Failed(e),
     }
-    if fds[1].revents != 0 {
+    let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+    if fds.get(1).is_some_and(ready) {
         Event::TargetExited
-    } else if fds[0].revents != 0 {
+    } else if ready(&fds[0]) {
         Event::Signal
     } else {
         Event::Timeout
@@ -221,33 +216,19 @@ fn wait(pidfd: Option<BorrowedFd>, signals: BorrowedFd, timeout: Duration) -> Ev
 /// SIGTERM, SIGINT and SIGHUP, blocked and delivered through a signalfd, so that a stop is
 /// seen by the one `ppoll` and never interrupts a write half-way.
 pub struct Signals {
-    fd: OwnedFd,
+    fd: SignalFd,
 }
 
 impl Signals {
     pub fn install() -> io::Result<Signals> {
-        // SAFETY: sigset_t is plain data, initialised by sigemptyset before use; the calls
-        // only block signals for this (single) thread and open a descriptor we own.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-                libc::sigaddset(&mut set, sig);
-            }
-            cvt(libc::sigprocmask(
-                libc::SIG_BLOCK,
-                &set,
-                std::ptr::null_mut(),
-            ))?;
-            let fd = cvt(libc::signalfd(
-                -1,
-                &set,
-                libc::SFD_CLOEXEC | libc::SFD_NONBLOCK,
-            ))?;
-            Ok(Signals {
-                fd: OwnedFd::from_raw_fd(fd),
-            })
+        let mut set = SigSet::empty();
+        for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+            set.add(sig);
         }
+        // Blocked for this (single) thread, so they arrive only through the descriptor.
+        set.thread_block()?;
+        let fd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
+        Ok(Signals { fd })
     }
 
     fn fd(&self) -> BorrowedFd<'_> {
@@ -256,16 +237,7 @@ impl Signals {
 
     /// The next pending stop signal, if any.
     fn take(&self) -> Option<i32> {
-        // SAFETY: signalfd_siginfo is plain data; read fills at most its size.
-        unsafe {
-            let mut info: libc::signalfd_siginfo = std::mem::zeroed();
-            let size = std::mem::size_of::<libc::signalfd_siginfo>();
-            let n = libc::read(
-                self.fd.as_raw_fd(),
-                (&mut info as *mut libc::signalfd_siginfo).cast(),
-                size,
-            );
-            (n == size as isize).then_some(info.ssi_signo as i32)
-        }
+        let info = self.fd.read_signal().ok()??;
+        i32::try_from(info.ssi_signo).ok()
     }
 }

@@ -1021,6 +1021,32 @@ fn twelve_sidecars_race_for_one_file() {
 // ---------------------------------------------------------------------------------------------
 // Faults
 
+// A `ppoll` that fails for good ends the sidecar with one logged error; it never spins on it.
+// The failure is real: RLIMIT_NOFILE lowered to 1 under the running sidecar makes its ppoll of
+// two descriptors fail with EINVAL at the next wait.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn a_failing_ppoll_ends_the_sidecar_with_a_logged_error() {
+    e2e!();
+    let sb = Sandbox::new();
+    let file = sb.hb_file("p");
+    let log = sb.path("p.log");
+    let target = sb.spawn_target();
+    let hb = sb.start_sidecar(target, &file, "0.05", logged(&log));
+    expect_success(
+        Command::new("prlimit")
+            .arg(format!("--pid={hb}"))
+            .arg("--nofile=1:1"),
+    );
+    wait_log(
+        &log,
+        "cannot wait for events: invalid argument: giving up, the last record goes stale",
+    );
+    wait_gone(hb);
+    let text = read_log(&log);
+    assert_eq!(text.matches("cannot wait for events").count(), 1, "{text}");
+}
+
 // tmux missing, killed by a signal, or naming a pane pid that does not exist: exit 1 with one
 // line, and no sidecar left behind.
 #[test]

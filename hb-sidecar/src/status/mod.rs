@@ -80,8 +80,8 @@ pub struct Fail {
 /// Reads every heartbeat file in `dir` and classifies it; rows sorted by agent name (bytes).
 pub fn report(dir: &Path, stale_after: f64) -> Result<Vec<Row>, Fail> {
     let files = scan::scan(dir).map_err(|e| Fail {
-        code: match e.raw_os_error() {
-            Some(libc::ENOENT | libc::ENOTDIR) => Exit::Usage.code(),
+        code: match e.raw_os_error().map(nix::errno::Errno::from_raw) {
+            Some(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => Exit::Usage.code(),
             _ => Exit::Failed.code(),
         },
         message: format!("cannot read heartbeat dir {}: {}", dir.display(), why(&e)),
@@ -146,7 +146,6 @@ mod tests {
     use super::*;
     use crate::record::Status;
     use chrono::SecondsFormat;
-    use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::symlink;
 
@@ -207,9 +206,8 @@ mod tests {
         std::fs::write(&outside, fresh("ok")).unwrap();
         symlink(&outside, dir.join("link.hb")).unwrap();
         std::fs::create_dir(dir.join("sub.hb")).unwrap();
-        let fifo = CString::new(dir.join("pipe.hb").as_os_str().as_bytes()).unwrap();
-        // SAFETY: a valid C string; the result is checked.
-        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let fifo = dir.join("pipe.hb");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
 
         let rows = report(&dir, 3.0).unwrap();
         let got: Vec<(&str, State, Option<&str>)> = rows

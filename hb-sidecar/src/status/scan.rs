@@ -9,16 +9,19 @@ followed, and a planted FIFO cannot block the report. A file is read once, up to
 Dotfiles (the sidecars' `.NAME.hb.lock` and `.NAME.hb.PID.tmp`) are not heartbeat files.
 */
 
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
+use nix::dir::Dir;
+use nix::errno::Errno;
+use nix::fcntl::{open, openat, OFlag};
+use nix::sys::stat::Mode;
+
 use crate::record::{self, Record};
-use crate::sys::cvt;
 use crate::why;
 
 /// The largest heartbeat file we read: a real record is under 300 bytes, and a bigger file in
@@ -39,12 +42,21 @@ pub struct Found {
 /// The heartbeat files in `dir`, in directory order. An error only when the directory itself
 /// cannot be opened or listed.
 pub fn scan(dir: &Path) -> io::Result<Vec<Found>> {
-    let fd = open_dir(dir)?;
-    let mut listing = Listing::new(&fd)?;
+    let fd = open(
+        dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    // The listing reads a duplicate of the descriptor the files are opened through: the names
+    // we list and the files we open are in the same directory even if its path is renamed or
+    // replaced meanwhile.
+    let mut listing = Dir::from_fd(fd.try_clone()?)?;
     let mut files = Vec::new();
     // One buffer for every file: a fleet of small files costs no allocation per file.
     let mut buf = Vec::with_capacity(1024);
-    while let Some(name) = listing.next()? {
+    for entry in listing.iter() {
+        let entry = entry?;
+        let name = entry.file_name();
         let bytes = name.to_bytes();
         let Some(stem) = bytes.strip_suffix(b".hb") else {
             continue;
@@ -62,37 +74,24 @@ pub fn scan(dir: &Path) -> io::Result<Vec<Found>> {
     Ok(files)
 }
 
-fn open_dir(dir: &Path) -> io::Result<OwnedFd> {
-    let path = CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: path is a valid C string; the result is checked.
-    let fd = cvt(unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    })?;
-    // SAFETY: fd was just opened and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 /// Reads heartbeat file `name` in directory `dir` into `buf`. `None` when it is gone.
 fn read_file(dir: &OwnedFd, name: &CStr, buf: &mut Vec<u8>) -> Option<Reading> {
-    let flags =
-        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
-    // SAFETY: name is a valid C string relative to a live directory descriptor.
-    let file = match cvt(unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags) }) {
-        // SAFETY: fd was just opened and is owned by nobody else.
-        Ok(fd) => unsafe { File::from_raw_fd(fd) },
+    let flags = OFlag::O_RDONLY
+        | OFlag::O_NOFOLLOW
+        | OFlag::O_NONBLOCK
+        | OFlag::O_NOCTTY
+        | OFlag::O_CLOEXEC;
+    let file = match openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => File::from(fd),
         // Skipped, not reported: a sidecar replaces its file by rename, which never leaves the
         // name missing, so a file that vanished since the listing was removed on purpose (its
         // agent left the fleet). A listing taken a moment later would not show it either, and
         // reporting it would fail `--check` for an agent that no longer exists.
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return None,
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+        Err(Errno::ENOENT) => return None,
+        Err(Errno::ELOOP) => {
             return Some(Err("not a regular file (a symlink, not followed)".into()))
         }
-        Err(e) => return Some(Err(format!("cannot open: {}", why(&e)))),
+        Err(e) => return Some(Err(format!("cannot open: {}", why(&e.into())))),
     };
     match file.metadata() {
         Ok(meta) if meta.is_file() => {}
@@ -128,57 +127,11 @@ fn kind(file_type: std::fs::FileType) -> &'static str {
     }
 }
 
-/// A directory's names, listed through a descriptor we hold: the names we list and the files
-/// we open are in the same directory even if its path is renamed or replaced meanwhile.
-struct Listing {
-    stream: *mut libc::DIR,
-}
-
-impl Listing {
-    fn new(dir: &OwnedFd) -> io::Result<Listing> {
-        // fdopendir owns the descriptor it is given; hand it a duplicate so `dir` stays ours.
-        // SAFETY: duplicating a live descriptor; the result is checked.
-        let dup = cvt(unsafe { libc::fcntl(dir.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) })?;
-        // SAFETY: dup is a directory descriptor nobody else owns.
-        let stream = unsafe { libc::fdopendir(dup) };
-        if stream.is_null() {
-            let err = io::Error::last_os_error();
-            // SAFETY: fdopendir failed, so dup is still ours to close.
-            unsafe { libc::close(dup) };
-            return Err(err);
-        }
-        Ok(Listing { stream })
-    }
-
-    /// The next name, or `None` at the end; the name lives until the next call.
-    fn next(&mut self) -> io::Result<Option<&CStr>> {
-        // readdir reports its end and its errors alike with NULL; only errno tells them apart.
-        nix::errno::Errno::clear();
-        // SAFETY: the stream is open until drop.
-        let entry = unsafe { libc::readdir(self.stream) };
-        if entry.is_null() {
-            return match nix::errno::Errno::last_raw() {
-                0 => Ok(None),
-                errno => Err(io::Error::from_raw_os_error(errno)),
-            };
-        }
-        // SAFETY: a non-NULL entry is valid, and its name NUL-terminated, until the next
-        // readdir on this stream, which the borrow of self prevents.
-        Ok(Some(unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) }))
-    }
-}
-
-impl Drop for Listing {
-    fn drop(&mut self) {
-        // SAFETY: the stream is open and closed only here.
-        unsafe { libc::closedir(self.stream) };
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::symlink;
     use std::path::PathBuf;
 

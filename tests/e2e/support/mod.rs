@@ -16,6 +16,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
 pub use mosaic_hb::record::{parse, Record, Status};
 
 /// The reason every end-to-end test carries as `#[ignore = ...]`, so that a plain `cargo test`
@@ -288,8 +291,7 @@ impl Drop for Sandbox {
         let _ = self.tmux(&["kill-server"]);
         // tmux leaves its socket file behind; hundreds of tests would litter /tmp/tmux-UID.
         let tmpdir = std::env::var_os("TMUX_TMPDIR").unwrap_or_else(|| "/tmp".into());
-        // SAFETY: geteuid has no preconditions.
-        let uid = unsafe { libc::geteuid() };
+        let uid = nix::unistd::geteuid();
         let _ = std::fs::remove_file(
             Path::new(&tmpdir)
                 .join(format!("tmux-{uid}"))
@@ -302,8 +304,7 @@ impl Drop for Sandbox {
             let _ = child.wait();
         }
         for &pid in self.pids.lock().unwrap().iter() {
-            // SAFETY: a plain kill(2).
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline && !sidecars_writing_under(&self.dir).is_empty() {
@@ -378,8 +379,7 @@ pub fn sidecars_writing_under(dir: &Path) -> Vec<i32> {
 
 /// Root-only tools (mount, namespaces) usable here, or why not.
 pub fn root_with_unshare(why: &str) -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = nix::unistd::geteuid().is_root();
     let unshare = Command::new("unshare")
         .arg("--version")
         .output()
@@ -457,8 +457,8 @@ pub fn wait_until<T>(
 /// Sends `sig` to `pid`, which must exist.
 #[track_caller]
 pub fn signal(pid: i32, sig: i32) {
-    // SAFETY: a plain kill(2).
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
+    let sig = Signal::try_from(sig).unwrap_or_else(|e| panic!("signal {sig}: {e}"));
+    kill(Pid::from_raw(pid), sig).unwrap_or_else(|e| panic!("kill({pid}, {sig}): {e}"));
 }
 
 /// Waits until `pid` is gone (a zombie counts as gone).
