@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 
 pub use classify::{classify, Row, State, DEFAULT_INTERVAL};
-pub use scan::{Reading, READ_LIMIT};
+pub use scan::{Keeper, Reading, READ_LIMIT};
 
 use crate::exit::Exit;
 use crate::why;
@@ -91,7 +91,7 @@ pub fn report(dir: &Path, stale_after: f64) -> Result<Vec<Row>, Fail> {
     let now = Utc::now();
     let mut rows: Vec<Row> = files
         .into_iter()
-        .map(|found| Row::new(found.name, found.reading, now, stale_after))
+        .map(|found| Row::new(found.name, found.reading, found.keeper, now, stale_after))
         .collect();
     rows.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     // A directory that changes while it is listed may list a name twice (tmpfs gives the entry
@@ -189,6 +189,14 @@ mod tests {
             std::fs::write(dir.join(OsStr::from_bytes(name)), body).unwrap()
         };
         write(b"b.hb", fresh("ok").as_bytes());
+        // b's sidecar is there (we hold its lock); d's lock is free: d's sidecar is gone.
+        write(b".b.hb.lock", b"1\n");
+        let held = std::fs::File::open(dir.join(".b.hb.lock")).unwrap();
+        let _held = nix::fcntl::Flock::lock(held, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| e)
+            .unwrap();
+        write(b"d.hb", fresh("ok").as_bytes());
+        write(b".d.hb.lock", b"1\n");
         write(b"a.hb", fresh("stopped").as_bytes());
         write(b"C.hb", fresh("exited").as_bytes());
         write(b"\xff.hb", fresh("ok").as_bytes());
@@ -197,7 +205,6 @@ mod tests {
         at_limit.resize(READ_LIMIT, b'\n');
         write(b"limit.hb", &at_limit);
         // Not agents: the sidecars' lock and temp files, and other names.
-        write(b".b.hb.lock", b"1\n");
         write(b".b.hb.123.tmp", b"garbage");
         write(b".hb", b"garbage");
         write(b"notes.txt", b"garbage");
@@ -222,6 +229,7 @@ mod tests {
                 ("a", State::Stopped, None),
                 ("b", State::Ok, None),
                 ("big", State::Invalid, Some("too large (over 64 KiB)")),
+                ("d", State::Stale, Some("sidecar gone (its lock is free)")),
                 ("limit", State::Ok, None),
                 ("link", State::Invalid, link),
                 ("pipe", State::Invalid, Some("not a regular file (a FIFO)")),

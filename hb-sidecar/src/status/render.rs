@@ -285,7 +285,7 @@ mosaic_agent_state{agent=\"d\",state=\"invalid\"} 1
         let text = table(&rows);
         let expected = "\
 AGENT       STATE    PID  AGE  INTERVAL  REASON
-alpha       stale    42   2s   0.2s
+alpha       stale    42   2s   0.2s      no beat for 2.5s (over 3 × 0.2s): sidecar gone or stuck
 b           invalid  -    -    -         empty file
 gamma-long  exited   42   5m   -
 3 agents: 1 stale, 1 exited, 1 invalid

@@ -7,6 +7,24 @@ followed, and a planted FIFO cannot block the report. A file is read once, up to
 [`READ_LIMIT`]; a bad file becomes a [`Reading`] error and never stops the listing.
 
 Dotfiles (the sidecars' `.NAME.hb.lock` and `.NAME.hb.PID.tmp`) are not heartbeat files.
+
+# Is the sidecar still there? The lock says
+
+A sidecar holds an exclusive `flock` on `.NAME.hb.lock` for its whole life, and the kernel
+drops it the instant the sidecar is gone, however it died. So a reader that can open the lock
+file learns at once whether a keeper is there ([`Keeper`]), whatever the interval. The probe
+asks for a *shared* lock without waiting: refused means the sidecar holds it; granted (and
+released at once) means nobody does. A shared probe never blocks another reader's probe, and
+a sidecar that starts in that instant waits for it (it retries its lock for a moment).
+
+The lock is probed *before* the file is read: a sidecar writes its last record before it lets
+go of the lock, so a reader that found the lock free reads that last record, and never calls
+stale an agent whose sidecar just recorded it `exited`.
+
+Without a lock file (a record written by something other than our sidecar, or a lock file
+removed by hand) the record's `hb_pid` is asked instead: `kill(hb_pid, 0)` failing with
+`ESRCH` means that writer is gone. A lock file is the better witness: it works across PID
+namespaces and for a reader of another user, where a pid may name nothing or someone else.
 */
 
 use std::ffi::CStr;
@@ -18,7 +36,7 @@ use std::path::Path;
 
 use nix::dir::Dir;
 use nix::errno::Errno;
-use nix::fcntl::{open, openat, OFlag};
+use nix::fcntl::{open, openat, Flock, FlockArg, OFlag};
 use nix::sys::stat::Mode;
 
 use crate::record::{self, Record};
@@ -37,6 +55,21 @@ pub struct Found {
     /// The file name without `.hb`, as the directory holds it.
     pub name: Vec<u8>,
     pub reading: Reading,
+    /// Whether the file's sidecar is still there, as far as this host can tell.
+    pub keeper: Keeper,
+}
+
+/// What a reader on this host can tell about the sidecar that keeps a heartbeat file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keeper {
+    /// The lock is held: a sidecar is there (though it may be stopped or hung; see its beats).
+    Held,
+    /// The lock is free: no sidecar keeps the file.
+    LockFree,
+    /// No lock file, and the record's `hb_pid` names no process.
+    PidGone(u32),
+    /// Neither the lock nor `hb_pid` could tell: judge by the record's age alone.
+    Unknown,
 }
 
 /// The heartbeat files in `dir`, in directory order. An error only when the directory itself
@@ -64,10 +97,24 @@ pub fn scan(dir: &Path) -> io::Result<Vec<Found>> {
         if stem.is_empty() || stem.starts_with(b".") {
             continue;
         }
+        // First the lock, then the file: see the module doc.
+        let lock = probe_lock(&fd, bytes);
         if let Some(reading) = read_file(&fd, name, &mut buf) {
+            let keeper = match (lock, &reading) {
+                (Some(true), _) => Keeper::Held,
+                (Some(false), _) => Keeper::LockFree,
+                (
+                    None,
+                    Ok(Record {
+                        hb_pid: Some(pid), ..
+                    }),
+                ) => probe_pid(*pid),
+                (None, _) => Keeper::Unknown,
+            };
             files.push(Found {
                 name: stem.to_vec(),
                 reading,
+                keeper,
             });
         }
     }
@@ -111,6 +158,47 @@ fn read_file(dir: &OwnedFd, name: &CStr, buf: &mut Vec<u8>) -> Option<Reading> {
         return Some(Err(format!("too large (over {} KiB)", READ_LIMIT / 1024)));
     }
     Some(record::parse(buf))
+}
+
+/// Whether the lock of heartbeat file `name` (`.NAME.lock`) is held right now; `None` when
+/// there is no lock file to ask, or it is not a regular file.
+fn probe_lock(dir: &OwnedFd, name: &[u8]) -> Option<bool> {
+    let mut lock = Vec::with_capacity(name.len() + 6);
+    lock.push(b'.');
+    lock.extend_from_slice(name);
+    lock.extend_from_slice(b".lock");
+    // Read-only and never created: a reader leaves the directory as it found it.
+    let flags = OFlag::O_RDONLY
+        | OFlag::O_NOFOLLOW
+        | OFlag::O_NONBLOCK
+        | OFlag::O_NOCTTY
+        | OFlag::O_CLOEXEC;
+    let fd = openat(dir, lock.as_slice(), flags, Mode::empty()).ok()?;
+    let file = File::from(fd);
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    match Flock::lock(file, FlockArg::LockSharedNonblock) {
+        // Dropping the guard lets go at once.
+        Ok(_probe) => Some(false),
+        Err((_, Errno::EWOULDBLOCK)) => Some(true),
+        Err(_) => None,
+    }
+}
+
+/// Whether the process `hb_pid` still exists: only `ESRCH` says it does not (`EPERM` means it
+/// runs as another user).
+fn probe_pid(hb_pid: u32) -> Keeper {
+    let Ok(pid) = i32::try_from(hb_pid) else {
+        return Keeper::Unknown;
+    };
+    if pid <= 0 {
+        return Keeper::Unknown;
+    }
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Err(Errno::ESRCH) => Keeper::PidGone(hb_pid),
+        _ => Keeper::Unknown,
+    }
 }
 
 fn kind(file_type: std::fs::FileType) -> &'static str {
