@@ -139,6 +139,12 @@ impl NewSession<'_> {
         if err.contains("duplicate session") {
             return Ok(Created::AlreadyRunning);
         }
+        // The new session's command ended at once and took the server (its only session) down
+        // before tmux answered (tmux 3.3a, about one time in four for `exit 3`): a session was
+        // made and is gone, which the pane lookup then reports as such.
+        if err.contains("server exited unexpectedly") {
+            return Ok(Created::New(None));
+        }
         Err(self.tmux.failure("new-session", &out))
     }
 }
