@@ -24,14 +24,23 @@ impl From<Exit> for std::process::ExitCode {
 /// Parses the command line. Help and version print as clap renders them (exit 0); any other
 /// error prints one line, `PROGRAM: message (see --help)`, and exits 2.
 pub fn parse_args<P: clap::Parser>(program: &str) -> P {
-    P::try_parse().unwrap_or_else(|e| {
-        use clap::error::ErrorKind;
-        if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-            let _ = e.print();
-            std::process::exit(0);
-        }
-        let message = crate::validate::one_line(&e.render().to_string());
-        eprintln!("{program}: {message} (see --help)");
-        std::process::exit(i32::from(Exit::Usage.code()));
-    })
+    parse_command(program, P::command())
+}
+
+/// [`parse_args`] for a command adjusted at run time (a help text that names this user's
+/// default directory, say).
+pub fn parse_command<P: clap::FromArgMatches>(program: &str, command: clap::Command) -> P {
+    command
+        .try_get_matches()
+        .and_then(|matches| P::from_arg_matches(&matches))
+        .unwrap_or_else(|e| {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                std::process::exit(0);
+            }
+            let message = crate::validate::one_line(&e.render().to_string());
+            eprintln!("{program}: {message} (see --help)");
+            std::process::exit(i32::from(Exit::Usage.code()));
+        })
 }

@@ -12,7 +12,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use mosaic_hb::exit::Exit;
 use mosaic_hb::hbfile::HbFile;
 use mosaic_hb::lock::{Lock, LockError};
@@ -22,6 +22,17 @@ use mosaic_hb::watch::{End, Sidecar, Signals, Writer};
 use mosaic_hb::{dirs, status, sys, validate, why};
 
 struct Fail(Exit, String);
+
+const SIDECAR_HELP: &str = "\
+Environment:
+  The sidecar reads no variable: --file names its heartbeat file.
+  `status` reads MOSAIC_HEARTBEAT_RUN_DIR and XDG_RUNTIME_DIR (see `mosaic-hb status --help`).
+
+Exit codes:
+  0  the sidecar is watching (its daemon runs on), or, with --foreground, it ended as it should
+  1  failed at run time: the target is not running (a status=exited record is still written),
+     or another sidecar already keeps the file (the message names its pid)
+  2  bad input: an argument, or a heartbeat directory that cannot be used";
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +44,7 @@ struct Fail(Exit, String);
         `status=ok` and more; when the process is gone it says `status=exited`, on SIGTERM, \
         SIGINT or SIGHUP `status=stopped`. Runs as a daemon unless --foreground.\n\n\
         `mosaic-hb status` reports a directory of heartbeat files.",
+    after_help = SIDECAR_HELP,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]
@@ -86,7 +98,14 @@ struct WatchArgs {
 }
 
 fn main() -> ExitCode {
-    let cli: Cli = mosaic_hb::exit::parse_args("mosaic-hb");
+    // `status --help` names this user's default directory, resolved, not only its rule.
+    let here = format!(
+        "{}\n\nHere the default directory is {}.",
+        status::HELP,
+        dirs::dir_from_env().display()
+    );
+    let command = Cli::command().mut_subcommand("status", |sub| sub.after_help(here));
+    let cli: Cli = mosaic_hb::exit::parse_command("mosaic-hb", command);
     let result = match cli.command {
         Some(Command::Status(args)) => return ExitCode::from(status::run(&args)),
         None => watch(cli.watch),

@@ -660,6 +660,58 @@ fn records_out_of_range_are_invalid_and_a_dead_hb_pid_is_stale() {
     }
 }
 
+// A deliberate stop is not a failure (issue 10): --check passes for a stopped agent and fails
+// for an exited one; both helps list the exit codes, and status names the default directory.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn check_passes_a_stopped_agent_and_help_says_why() {
+    e2e!();
+    let sb = Sandbox::new();
+    let hb_dir = sb.hb_dir();
+    std::fs::create_dir_all(&hb_dir).unwrap();
+    let dir = hb_dir.to_str().unwrap();
+    let halted = start_sidecar(&sb, &hb_dir, "halted", sb.spawn_target(), "0.2");
+    signal(halted, libc::SIGTERM);
+    wait_for_status(&hb_dir.join("halted.hb"), Status::Stopped, PATIENCE);
+    let run = status(&sb, ["--check", dir], 0);
+    assert_eq!(run.stdout.lines().last(), Some("1 agent: 1 stopped"));
+
+    let target = sb.spawn_target();
+    start_sidecar(&sb, &hb_dir, "crashed", target, "0.2");
+    sb.kill_target(target);
+    wait_for_status(&hb_dir.join("crashed.hb"), Status::Exited, PATIENCE);
+    let run = status(&sb, ["--check", dir], 1);
+    assert_eq!(
+        run.stdout.lines().last(),
+        Some("2 agents: 1 exited, 1 stopped")
+    );
+
+    let help = expect_success(
+        sb.hb()
+            .args(["status", "--help"])
+            .env("MOSAIC_HEARTBEAT_RUN_DIR", dir),
+    );
+    for want in [
+        "Exit codes:",
+        "  0  ",
+        "  1  ",
+        "  2  ",
+        "MOSAIC_HEARTBEAT_RUN_DIR",
+        "XDG_RUNTIME_DIR",
+    ] {
+        assert!(help.contains(want), "no {want:?} in: {help}");
+    }
+    assert!(
+        help.contains(&format!("Here the default directory is {dir}.")),
+        "{help}"
+    );
+    assert!(!help.contains("the launcher's default]"), "{help}");
+    let help = expect_success(sb.hb().arg("--help"));
+    for want in ["Exit codes:", "  0  ", "  1  ", "  2  "] {
+        assert!(help.contains(want), "no {want:?} in: {help}");
+    }
+}
+
 // With no DIR: $MOSAIC_HEARTBEAT_RUN_DIR, else the launcher's default under $XDG_RUNTIME_DIR.
 #[test]
 #[ignore = "end-to-end: run `cargo xtask test`"]

@@ -64,6 +64,16 @@ impl State {
         State::Invalid,
     ];
 
+    /// Whether `--check` fails for an agent in this state, and an alert should fire: it is
+    /// `stale`, `exited`, `failed` or `invalid`, something nobody asked for. A `stopped` agent
+    /// was stopped on purpose; a `restarting` one is in its restart policy's hands.
+    pub fn is_failing(self) -> bool {
+        match self {
+            State::Ok | State::Restarting | State::Stopped => false,
+            State::Stale | State::Exited | State::Failed | State::Invalid => true,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             State::Ok => "ok",

@@ -15,11 +15,17 @@ job, and the first two are a library for any other reader of a fleet (`mosaic-fl
 - this module: [`report`] (scan, then classify at one clock reading), the arguments, and the
   exit code.
 
-# Exit codes
+# Exit codes, and what `--check` calls failing
 
-0: the report was printed (and, with `--check`, every agent is `ok`; an empty directory is
-`ok`: nothing in it is failing, and a fleet between runs is empty). 1: with `--check`, some
-agent is not `ok`; or a read or write failed at run time. 2: DIR is missing or not a directory.
+0: the report was printed (and, with `--check`, no agent is failing; an empty directory is
+not failing: a fleet between runs is empty). 1: with `--check`, some agent is failing; or a
+read or write failed at run time. 2: DIR is missing or not a directory, or bad arguments.
+
+An agent is failing when it is `stale`, `exited`, `failed` or `invalid`: something happened
+to it that nobody asked for. `ok` is not, nor `stopped` (someone stopped it on purpose:
+`mosaic-fleet stop`, or SIGTERM to its sidecar), nor `restarting` (its restart policy is
+already on it; if it gives up, the agent is `failed`). The Prometheus metrics and the alert
+rules in `contrib/prometheus` follow the same rule ([`State::is_failing`]).
 */
 
 pub mod classify;
@@ -37,9 +43,26 @@ pub use scan::{Keeper, Reading, READ_LIMIT};
 use crate::exit::Exit;
 use crate::why;
 
+/// The end of `mosaic-hb status --help`: where the directory comes from, and the exit codes.
+pub const HELP: &str = "\
+Environment:
+  MOSAIC_HEARTBEAT_RUN_DIR  the heartbeat directory when DIR is not given (empty = unset)
+  XDG_RUNTIME_DIR           else the directory is $XDG_RUNTIME_DIR/mosaic/heartbeat,
+                            and without it /tmp/mosaic-<uid>/heartbeat (the launcher's rule)
+
+States: ok, stale, restarting, exited, failed, stopped, invalid. Failing (for --check) are
+stale, exited, failed and invalid; a stopped agent was stopped on purpose and is not failing.
+
+Exit codes:
+  0  the report was printed (with --check: no agent is failing; an empty directory is fine)
+  1  with --check, some agent is failing; or the directory could not be read, or the
+     report not written
+  2  bad input: DIR is missing or not a directory, or a bad argument";
+
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
-    /// Heartbeat directory [default: $MOSAIC_HEARTBEAT_RUN_DIR, else the launcher's default]
+    /// Heartbeat directory [default: $MOSAIC_HEARTBEAT_RUN_DIR, else
+    /// $XDG_RUNTIME_DIR/mosaic/heartbeat, else /tmp/mosaic-<uid>/heartbeat]
     pub dir: Option<PathBuf>,
     /// Report format: an aligned table for people, JSON for scripts, Prometheus text for
     /// node_exporter's textfile collector.
@@ -48,7 +71,8 @@ pub struct StatusArgs {
     /// Same as --format json.
     #[arg(long, conflicts_with = "format")]
     pub json: bool,
-    /// Exit 1 unless every agent is ok (an empty directory is ok); the report is still printed.
+    /// Exit 1 when some agent is failing (stale, exited, failed or invalid; a stopped agent
+    /// is not); the report is still printed.
     #[arg(long)]
     pub check: bool,
     /// An agent whose last `status=ok` beat is more than N of its intervals old is stale.
@@ -131,9 +155,9 @@ pub fn run(args: &StatusArgs) -> u8 {
     exit_code(&rows, args.check)
 }
 
-/// 0, or with `check`, 1 unless every agent is ok.
+/// 0, or with `check`, 1 when some agent is failing.
 pub fn exit_code(rows: &[Row], check: bool) -> u8 {
-    if check && rows.iter().any(|row| row.state != State::Ok) {
+    if check && rows.iter().any(|row| row.state.is_failing()) {
         Exit::Failed.code()
     } else {
         0
@@ -159,14 +183,23 @@ mod tests {
     }
 
     #[test]
-    fn check_fails_unless_every_agent_is_ok() {
+    fn check_fails_on_a_failing_agent_and_a_stop_is_not_one() {
         let ok = row(b"a", Ok(record(Status::Ok, 0, None)));
         let stopped = row(b"b", Ok(record(Status::Stopped, 0, None)));
-        assert_eq!(exit_code(&[], true), 0, "an empty fleet is ok");
-        assert_eq!(exit_code(std::slice::from_ref(&ok), true), 0);
-        let both = [ok, stopped];
-        assert_eq!(exit_code(&both, true), 1);
-        assert_eq!(exit_code(&both, false), 0);
+        let restarting = row(b"c", Ok(record(Status::Restarting, 0, None)));
+        assert_eq!(exit_code(&[], true), 0, "an empty fleet is fine");
+        let calm = [ok.clone(), stopped.clone(), restarting];
+        assert_eq!(exit_code(&calm, true), 0, "stopped on purpose, restarting");
+        for status in [Status::Exited, Status::Failed] {
+            let dead = row(b"d", Ok(record(status, 0, None)));
+            let fleet = [ok.clone(), stopped.clone(), dead];
+            assert_eq!(exit_code(&fleet, true), 1, "{status:?}");
+            assert_eq!(exit_code(&fleet, false), 0);
+        }
+        let stale = row(b"e", Ok(record(Status::Ok, 3_600_000, Some(1.0))));
+        assert_eq!(exit_code(&[stale], true), 1);
+        let invalid = row(b"f", Err("empty file".into()));
+        assert_eq!(exit_code(&[invalid], true), 1);
     }
 
     fn scratch(tag: &str) -> PathBuf {
