@@ -26,6 +26,11 @@ terminal with a non-zero exit and nothing is left running:
    and `renameat` of the record. A `ppoll` error other than `EINTR` ends the loop with a
    logged error (the record then goes stale) rather than spin on it.
 
+A target with a terminal also gets an activity watch ([`activity`]), set up before daemonizing
+with the rest: an inotify descriptor on the terminal and on a bell mark, the `ppoll`'s third
+descriptor. It adds nothing to a beat; it wakes the loop at most about once a second, and a
+change of activity (busy, idle, waiting) is written as an extra record at once.
+
 `mosaic-hb status` ([`status`]) reads a directory of heartbeat files ([`record`]) and reports the
 fleet's state for people and for monitoring.
 
@@ -41,6 +46,7 @@ fleet's state for people and for monitoring.
 // Only the binary daemonizes; the library declares it because they share one dependency list.
 use daemonix as _;
 
+pub mod activity;
 pub mod dirs;
 pub mod exit;
 pub mod hbfile;

@@ -19,7 +19,7 @@ use mosaic_hb::lock::{Lock, LockError};
 use mosaic_hb::record::Status;
 use mosaic_hb::target::Target;
 use mosaic_hb::watch::{End, Sidecar, Signals, Writer};
-use mosaic_hb::{dirs, status, sys, validate, why};
+use mosaic_hb::{activity, dirs, status, sys, validate, why};
 
 struct Fail(Exit, String);
 
@@ -83,6 +83,15 @@ struct WatchArgs {
     /// another process with this PID is refused as a stranger that reused it.
     #[arg(long, value_name = "TICKS")]
     started: Option<String>,
+    /// Seconds without output after which a target with a terminal counts as idle
+    /// (`activity=idle`), 1 to 86400; fractions allowed.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = "60",
+        allow_hyphen_values = true
+    )]
+    idle_after: String,
     /// Agent name, written as `agent=`.
     #[arg(long, value_name = "NAME")]
     agent: Option<String>,
@@ -131,6 +140,7 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
         text => Some(validate::pid(text).map_err(usage)?),
     };
     let interval = validate::interval(&args.interval).map_err(usage)?;
+    let idle_after = validate::idle_after(&args.idle_after).map_err(usage)?;
     let started = match &args.started {
         Some(text) => Some(validate::start_time(text).map_err(usage)?),
         None => None,
@@ -192,6 +202,17 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
             return Err(Fail(Exit::Failed, format!("pid {pid} {}", gone.describe())));
         }
     };
+    // Before daemonizing, like the target itself: the pane's terminal is the one it has now.
+    let activity = match activity::Watch::attach(pid, file.dir(), file.name(), idle_after) {
+        Ok(watch) => watch,
+        Err(e) => {
+            mosaic_hb::log(format_args!(
+                "cannot watch the activity of pid {pid}: {} (no activity= reported)",
+                why(&e)
+            ));
+            None
+        }
+    };
     if !args.foreground {
         daemonize(log)?;
         file.renew_temp_name();
@@ -205,7 +226,8 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
             format!("cannot install signal handling: {}", why(&e)),
         )
     })?;
-    let mut sidecar = Sidecar::new(target, file, args.agent.as_deref(), interval);
+    let mut sidecar =
+        Sidecar::new(target, file, args.agent.as_deref(), interval).with_activity(activity);
     // Start-up (argument parsing above all) leaves freed heap behind; a fleet runs one sidecar
     // per agent for days, so hand those pages back. The loop itself allocates nothing.
     sys::release_free_memory();

@@ -15,6 +15,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
+use crate::activity::Activity;
 use crate::record::{parse, render, Beat, Record, Status};
 use crate::{hbfile, json, target, validate};
 
@@ -120,7 +121,23 @@ fn status() -> impl Strategy<Value = Status> {
 }
 
 /// The fields of a beat, owned (a `Beat` borrows its agent name).
-type BeatParts = (i32, Status, Option<String>, Duration, u64, u32, Option<u64>);
+type BeatParts = (
+    i32,
+    Status,
+    Option<String>,
+    Duration,
+    u64,
+    u32,
+    Option<u64>,
+    Option<(Activity, DateTime<Utc>)>,
+);
+
+fn activity() -> impl Strategy<Value = (Activity, DateTime<Utc>)> {
+    (0..Activity::ALL.len(), 0..4_102_444_800_000i64).prop_map(|(i, ms)| {
+        let since = Utc.timestamp_millis_opt(ms).single().expect("in range");
+        (Activity::ALL[i], since)
+    })
+}
 
 fn beat_parts() -> impl Strategy<Value = BeatParts> {
     (
@@ -131,11 +148,12 @@ fn beat_parts() -> impl Strategy<Value = BeatParts> {
         any::<u64>(),
         any::<u32>(),
         proptest::option::of(any::<u64>()),
+        proptest::option::of(activity()),
     )
 }
 
 fn rendered(now: DateTime<Utc>, parts: &BeatParts) -> Vec<u8> {
-    let (pid, status, agent, interval, seq, hb_pid, started) = parts;
+    let (pid, status, agent, interval, seq, hb_pid, started, activity) = parts;
     let beat = Beat {
         pid: *pid,
         status: *status,
@@ -145,6 +163,7 @@ fn rendered(now: DateTime<Utc>, parts: &BeatParts) -> Vec<u8> {
         hb_pid: *hb_pid,
         started: *started,
         lifecycle: Default::default(),
+        activity: *activity,
     };
     let mut buf = Vec::new();
     render(&mut buf, now, &beat);
@@ -154,7 +173,7 @@ fn rendered(now: DateTime<Utc>, parts: &BeatParts) -> Vec<u8> {
 /// What a reader must get back from a rendered beat: every field, and `ts` cut to the
 /// millisecond (a leap second's extra second reads back as :59.999).
 fn expected(now: DateTime<Utc>, parts: &BeatParts) -> Record {
-    let (pid, status, agent, interval, seq, hb_pid, started) = parts.clone();
+    let (pid, status, agent, interval, seq, hb_pid, started, activity) = parts.clone();
     let millis = (now.timestamp_subsec_millis()).min(999);
     let ts = Utc
         .timestamp_opt(now.timestamp(), millis * 1_000_000)
@@ -170,6 +189,8 @@ fn expected(now: DateTime<Utc>, parts: &BeatParts) -> Record {
         hb_pid: Some(hb_pid),
         started,
         lifecycle: Default::default(),
+        activity: activity.map(|(a, _)| a),
+        activity_since: activity.map(|(_, since)| since),
     }
 }
 
@@ -180,7 +201,14 @@ fn unknown_line() -> impl Strategy<Value = String> {
         .prop_filter("not a known key", |(k, _)| {
             !matches!(
                 k.as_str(),
-                "ts" | "pid" | "status" | "agent" | "interval" | "seq" | "hb_pid" | "started"
+                "ts" | "pid"
+                    | "status"
+                    | "agent"
+                    | "interval"
+                    | "seq"
+                    | "hb_pid"
+                    | "started"
+                    | "activity"
             )
         })
         .prop_map(|(k, v)| format!("{k}={v}"))

@@ -14,6 +14,8 @@ restarts=2                    restarts so far (only under a restart policy)
 exit_status=1                 how the agent's last process ended, when known: its exit status
 exit_signal=9                 ... or the signal that killed it
 restart_at=2026-11-26T02:21:09.123Z  when the next restart is due (status=restarting)
+activity=busy                 busy | idle | waiting, with status=ok when the target has a terminal
+activity_since=2026-11-26T02:20:51.000Z   when that activity began (see `activity`)
 ```
 
 `restarting` and `failed` come from supervision ([`crate::supervise`]): the agent died and a
@@ -27,6 +29,8 @@ use std::io::Write;
 use std::time::Duration;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
+
+use crate::activity::Activity;
 
 /// What a record says about its target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +94,8 @@ pub struct Beat<'a> {
     pub hb_pid: u32,
     pub started: Option<u64>,
     pub lifecycle: Lifecycle,
+    /// The activity and when it began: only for a target with a terminal.
+    pub activity: Option<(Activity, DateTime<Utc>)>,
 }
 
 /// Renders `beat`, stamped `now`, into `buf` (cleared first).
@@ -127,6 +133,11 @@ pub fn render(buf: &mut Vec<u8>, now: DateTime<Utc>, beat: &Beat) {
         rfc3339_millis(buf, at);
         buf.push(b'\n');
     }
+    if let Some((activity, since)) = beat.activity {
+        let _ = write!(buf, "activity={}\nactivity_since=", activity.as_str());
+        rfc3339_millis(buf, since);
+        buf.push(b'\n');
+    }
 }
 
 /// `2026-11-26T02:21:05.123Z`, written without allocating.
@@ -159,6 +170,9 @@ pub struct Record {
     pub hb_pid: Option<u32>,
     pub started: Option<u64>,
     pub lifecycle: Lifecycle,
+    /// `activity=`; a value this reader does not know counts as absent.
+    pub activity: Option<Activity>,
+    pub activity_since: Option<DateTime<Utc>>,
 }
 
 /// Parses a heartbeat file. Unknown keys are ignored; a missing or malformed `ts`, `pid` or
@@ -172,6 +186,7 @@ pub fn parse(bytes: &[u8]) -> Result<Record, String> {
     let (mut agent, mut interval, mut seq, mut hb_pid, mut started) =
         (None, None, None, None, None);
     let mut lifecycle = Lifecycle::default();
+    let (mut activity, mut activity_since) = (None, None);
     for line in text.lines() {
         let Some((key, value)) = line.split_once('=') else {
             if line.trim().is_empty() {
@@ -215,6 +230,12 @@ pub fn parse(bytes: &[u8]) -> Result<Record, String> {
                     DateTime::parse_from_rfc3339(value).map_err(|_| bad("not RFC 3339"))?;
                 lifecycle.restart_at = Some(parsed.with_timezone(&Utc));
             }
+            "activity" => activity = Activity::parse(value),
+            "activity_since" => {
+                let parsed =
+                    DateTime::parse_from_rfc3339(value).map_err(|_| bad("not RFC 3339"))?;
+                activity_since = Some(parsed.with_timezone(&Utc));
+            }
             _ => {}
         }
     }
@@ -228,6 +249,8 @@ pub fn parse(bytes: &[u8]) -> Result<Record, String> {
         hb_pid,
         started,
         lifecycle,
+        activity,
+        activity_since,
     })
 }
 
@@ -253,6 +276,7 @@ mod tests {
             hb_pid: 43,
             started: Some(99),
             lifecycle: Lifecycle::default(),
+            activity: None,
         }
     }
 

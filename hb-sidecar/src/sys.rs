@@ -62,3 +62,30 @@ pub fn release_free_memory() {
     // SAFETY: malloc_trim only releases free memory; nothing is borrowed from the heap across it.
     unsafe { libc::malloc_trim(0) };
 }
+
+/// `inotify_init1(IN_NONBLOCK | IN_CLOEXEC)`. `nix` wraps inotify, but its reads allocate and
+/// its watch descriptors are opaque; the activity watch reads into a fixed buffer instead.
+pub fn inotify_init() -> io::Result<OwnedFd> {
+    // SAFETY: a plain system call with integer arguments; the result is checked.
+    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `inotify_add_watch(2)`: the watch descriptor for `path` (followed if it is a symlink).
+pub fn inotify_add_watch(
+    inotify: std::os::fd::BorrowedFd,
+    path: &std::ffi::CStr,
+    mask: u32,
+) -> io::Result<i32> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a live descriptor and a valid C string; the result is checked.
+    let wd = unsafe { libc::inotify_add_watch(inotify.as_raw_fd(), path.as_ptr(), mask) };
+    if wd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(wd)
+}

@@ -51,6 +51,20 @@ pub fn interval(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// An idle threshold in seconds (`--idle-after`, `MOSAIC_IDLE_AFTER`): from 1 (activity is
+/// only seen to about a second) to 86400; fractions allowed.
+pub fn idle_after(text: &str) -> Result<Duration, String> {
+    let bad = |why: &str| format!("invalid idle threshold {text:?}: {why}");
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| bad("not a number of seconds"))?;
+    if !(1.0..=INTERVAL_MAX).contains(&secs) {
+        return Err(bad("must be from 1 to 86400 seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
 /// A process ID to watch: a decimal number from 1 to the kernel's maximum.
 pub fn pid(text: &str) -> Result<i32, String> {
     match text.trim().parse::<i32>() {
@@ -123,6 +137,15 @@ pub fn format_interval(interval: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_thresholds() {
+        assert_eq!(idle_after("60"), Ok(Duration::from_secs(60)));
+        assert_eq!(idle_after("1.5"), Ok(Duration::from_millis(1500)));
+        for bad in ["0.5", "0", "-1", "86401", "NaN", "inf", "", "1m"] {
+            assert!(idle_after(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 
     #[test]
     fn agent_names() {

@@ -7,7 +7,12 @@ The sidecar's event loop: one thread, one `ppoll`, no child processes.
   ppoll(pidfd, signalfd; until next beat) ------ pidfd readable ----------> write exited, end
             |
             +-------- signalfd readable (TERM, INT, HUP) --> write stopped, end
+            |
+            +-------- inotify readable, or its deadline -----> activity changed? write ok
 ```
+
+The third descriptor is the agent's terminal and bell mark ([`crate::activity`]), present only
+when the target has a terminal; while it rests (a second after each wake-up) it is left out.
 
 Beats are scheduled on a fixed grid (`next += interval`), so the rate does not drift with the
 cost of a write; after a stall (a suspended machine) the grid restarts from now rather than
@@ -26,6 +31,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::time::TimeSpec;
 
+use crate::activity::{self, Activity};
 use crate::hbfile::HbFile;
 use crate::record::{render, Beat, Status};
 use crate::target::{Gone, Target};
@@ -52,6 +58,8 @@ pub struct Writer<'a> {
     hb_pid: u32,
     buf: Vec<u8>,
     failing: bool,
+    /// Written with `status=ok` only.
+    activity: Option<(Activity, chrono::DateTime<Utc>)>,
 }
 
 impl<'a> Writer<'a> {
@@ -72,6 +80,7 @@ impl<'a> Writer<'a> {
             hb_pid: std::process::id(),
             buf: Vec::with_capacity(256),
             failing: false,
+            activity: None,
         }
     }
 
@@ -88,6 +97,7 @@ impl<'a> Writer<'a> {
             hb_pid: self.hb_pid,
             started: self.started,
             lifecycle: Default::default(),
+            activity: self.activity.filter(|_| status == Status::Ok),
         };
         render(&mut self.buf, Utc::now(), &beat);
         match self.file.replace(&self.buf) {
@@ -121,6 +131,7 @@ pub struct Sidecar<'a> {
     target: Target,
     writer: Writer<'a>,
     interval: Duration,
+    activity: Option<activity::Watch>,
 }
 
 impl<'a> Sidecar<'a> {
@@ -130,7 +141,14 @@ impl<'a> Sidecar<'a> {
             target,
             writer,
             interval,
+            activity: None,
         }
+    }
+
+    /// Also reports the target's activity (`activity=`), from `watch`.
+    pub fn with_activity(mut self, watch: Option<activity::Watch>) -> Self {
+        self.activity = watch;
+        self
     }
 
     /// Beats until the target is gone or a stop signal arrives, then writes the final record.
@@ -152,6 +170,7 @@ impl<'a> Sidecar<'a> {
             if let Err(gone) = self.target.check_beat() {
                 return End::Exited(gone);
             }
+            self.writer.activity = self.activity.as_ref().map(activity::Watch::current);
             self.writer.write(Status::Ok);
             next += self.interval;
             let now = Instant::now();
@@ -163,8 +182,18 @@ impl<'a> Sidecar<'a> {
                 if left.is_zero() {
                     break;
                 }
-                match wait(self.target.pidfd(), signals.fd(), left) {
-                    Event::Timeout => break,
+                let watch = self.activity.as_ref();
+                let left = match watch.and_then(activity::Watch::deadline) {
+                    Some(at) => left.min(at.saturating_duration_since(Instant::now())),
+                    None => left,
+                };
+                let watch_fd = watch.and_then(activity::Watch::fd);
+                match wait(self.target.pidfd(), signals.fd(), watch_fd, left) {
+                    event @ (Event::Timeout | Event::Activity) => {
+                        if let Err(gone) = self.update_activity(event == Event::Activity) {
+                            return End::Exited(gone);
+                        }
+                    }
                     Event::Interrupted => continue,
                     Event::Failed(e) => return End::Failed(e),
                     Event::TargetExited => return End::Exited(Gone::NoProcess),
@@ -181,33 +210,63 @@ impl<'a> Sidecar<'a> {
             }
         }
     }
+
+    /// Lets the activity watch take in what happened; a change is written at once (after the
+    /// same check as a beat), so it does not wait for the next beat.
+    fn update_activity(&mut self, readable: bool) -> Result<(), Gone> {
+        let Some(watch) = &mut self.activity else {
+            return Ok(());
+        };
+        if watch.update(Instant::now(), readable) {
+            self.target.check_beat()?;
+            self.writer.activity = Some(watch.current());
+            self.writer.write(Status::Ok);
+        }
+        Ok(())
+    }
 }
 
+#[derive(PartialEq, Eq)]
 enum Event {
     Timeout,
     Interrupted,
     Failed(Errno),
     TargetExited,
     Signal,
+    Activity,
 }
 
-fn wait(pidfd: Option<BorrowedFd>, signals: BorrowedFd, timeout: Duration) -> Event {
-    // Without a pidfd (old kernels) only the signals are polled, and the beat checks the rest.
-    let mut both = [
-        PollFd::new(signals, PollFlags::POLLIN),
-        PollFd::new(pidfd.unwrap_or(signals), PollFlags::POLLIN),
-    ];
-    let fds = &mut both[..if pidfd.is_some() { 2 } else { 1 }];
+fn wait(
+    pidfd: Option<BorrowedFd>,
+    signals: BorrowedFd,
+    activity: Option<BorrowedFd>,
+    timeout: Duration,
+) -> Event {
+    // Only the descriptors there are: without a pidfd (old kernels) the beat checks the target;
+    // without a terminal, or while the activity watch rests, it is left out.
+    let mut fds: [PollFd; 3] = std::array::from_fn(|_| PollFd::new(signals, PollFlags::POLLIN));
+    let (mut n, mut target_at, mut activity_at) = (1, None, None);
+    for (fd, at) in [(pidfd, &mut target_at), (activity, &mut activity_at)] {
+        if let Some(fd) = fd {
+            fds[n] = PollFd::new(fd, PollFlags::POLLIN);
+            *at = Some(n);
+            n += 1;
+        }
+    }
+    let fds = &mut fds[..n];
     match ppoll(fds, Some(TimeSpec::from(timeout)), None) {
         Ok(_) => {}
         Err(Errno::EINTR) => return Event::Interrupted,
         Err(e) => return Event::Failed(e),
     }
-    let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
-    if fds.get(1).is_some_and(ready) {
+    let ready =
+        |at: Option<usize>| at.is_some_and(|i| fds[i].revents().is_some_and(|r| !r.is_empty()));
+    if ready(target_at) {
         Event::TargetExited
-    } else if ready(&fds[0]) {
+    } else if ready(Some(0)) {
         Event::Signal
+    } else if ready(activity_at) {
+        Event::Activity
     } else {
         Event::Timeout
     }

@@ -72,6 +72,17 @@ pub struct Cli {
     )]
     pub hb_interval: OsString,
 
+    /// Seconds without output after which the agent counts as idle (`activity=idle` in its
+    /// heartbeat), 1 to 86400; fractions allowed.
+    #[arg(
+        long,
+        env = "MOSAIC_IDLE_AFTER",
+        value_name = "SECS",
+        default_value = "60",
+        allow_hyphen_values = true
+    )]
+    pub idle_after: OsString,
+
     /// Start no heartbeat sidecar.
     #[arg(long)]
     pub no_heartbeat: bool,

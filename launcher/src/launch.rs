@@ -43,6 +43,7 @@ struct Heartbeat {
     dir: PathBuf,
     file: PathBuf,
     interval: String,
+    idle_after: String,
     hb_bin: Option<PathBuf>,
 }
 
@@ -139,6 +140,11 @@ fn plan(cli: Cli) -> Result<Plan, Fail> {
         "interval (--hb-interval, MOSAIC_HEARTBEAT_INTERVAL)",
     )?;
     let interval = validate::interval(or_default(interval, "30")).map_err(usage)?;
+    let idle_after = text(
+        &cli.idle_after,
+        "idle threshold (--idle-after, MOSAIC_IDLE_AFTER)",
+    )?;
+    let idle_after = validate::idle_after(or_default(idle_after, "60")).map_err(usage)?;
     let heartbeat = if cli.no_heartbeat {
         None
     } else {
@@ -150,6 +156,7 @@ fn plan(cli: Cli) -> Result<Plan, Fail> {
             file: dir.join(format!("{agent}.hb")),
             dir,
             interval: validate::format_interval(interval),
+            idle_after: validate::format_interval(idle_after),
             hb_bin: cli.hb_bin.filter(|b| !b.is_empty()).map(PathBuf::from),
         })
     };
@@ -197,21 +204,34 @@ fn launch(plan: &Plan) -> Result<Report, Fail> {
         None => None,
     };
     let tmux = Tmux::new(&plan.socket);
+    // A bell in the pane marks the sidecar's bell file (see `mosaic_hb::activity`).
+    let bell_hook = plan
+        .heartbeat
+        .as_ref()
+        .and_then(|hb| mosaic_hb::activity::bell_path(&hb.file))
+        .map(|bell| pane::bell_hook(&bell));
     let session = tmux
-        .start_new_session(&plan.agent, &plan.workdir, &plan.pane_command)
+        .start_new_session(
+            &plan.agent,
+            &plan.workdir,
+            &plan.pane_command,
+            bell_hook.as_deref(),
+        )
         .map_err(failed)?;
     // While tmux works, the sidecar starts and waits for its pane (see `sidecar`); dropping
     // `pending` cancels it.
     let pending = match sidecar {
-        Some((hb, sidecar)) => match sidecar.spawn(&hb.file, &hb.interval, &plan.agent) {
-            Ok(pending) => Some(pending),
-            Err(why) => {
-                if let Ok(Created::New(_)) = session.finish() {
-                    tmux.kill_session(&plan.agent);
+        Some((hb, sidecar)) => {
+            match sidecar.spawn(&hb.file, &hb.interval, &hb.idle_after, &plan.agent) {
+                Ok(pending) => Some(pending),
+                Err(why) => {
+                    if let Ok(Created::New(_)) = session.finish() {
+                        tmux.kill_session(&plan.agent);
+                    }
+                    return Err(failed(why));
                 }
-                return Err(failed(why));
             }
-        },
+        }
         None => None,
     };
     let created = session.finish().map_err(failed)?;

@@ -68,6 +68,37 @@ pub fn quote(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'\'');
 }
 
+/// The tmux command for the session's `alert-bell` hook: `run-shell -b ': >> BELL'`, which
+/// opens the sidecar's bell mark for appending (its close is what the sidecar watches; no byte
+/// is written, and `>>` never truncates whatever a planted name might point at).
+///
+/// The path crosses three parsers: tmux's command parser (set-hook parses its command), tmux's
+/// format expansion (run-shell expands `#`), and `/bin/sh`. So the result holds no `'` and no
+/// `#`: a path of plain bytes (`A-Z a-z 0-9 / . _ -`) is used as it is, anything else is spelt
+/// in octal for `printf` (`: >> "$(printf "/tmp/a\040b")"`), and the whole is single-quoted
+/// for tmux, which takes single-quoted text literally.
+pub fn bell_hook(bell: &Path) -> OsString {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-');
+    let bytes = bell.as_os_str().as_bytes();
+    let mut out = b"run-shell -b ': >> ".to_vec();
+    if bytes.iter().all(|&b| plain(b)) {
+        out.extend_from_slice(bytes);
+    } else {
+        // `$(...)` drops trailing newlines; a bell mark's name ends in `.bell`, never in one.
+        out.extend_from_slice(b"\"$(printf \"");
+        for &b in bytes {
+            if plain(b) {
+                out.push(b);
+            } else {
+                out.extend_from_slice(format!("\\{b:03o}").as_bytes());
+            }
+        }
+        out.extend_from_slice(b"\")\"");
+    }
+    out.push(b'\'');
+    OsString::from_vec(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +146,42 @@ mod tests {
         assert_eq!(sh_path(&prefix), want);
         let raw = PathBuf::from(OsString::from_vec(b"/tmp/\xff\xfe".to_vec()));
         assert_eq!(sh_path(&[raw]), b"/tmp/\xff\xfe:/usr/bin:/bin");
+    }
+
+    #[test]
+    fn bell_hooks_are_plain_or_octal() {
+        assert_eq!(
+            bell_hook(Path::new("/run/user/1/hb/.a-1.hb.bell")),
+            "run-shell -b ': >> /run/user/1/hb/.a-1.hb.bell'"
+        );
+        let hook = bell_hook(Path::new("/tmp/it's #{x}/.a.hb.bell"));
+        assert_eq!(
+            hook,
+            "run-shell -b ': >> \"$(printf \"/tmp/it\\047s\\040\\043\\173x\\175/.a.hb.bell\")\"'"
+        );
+    }
+
+    // What the hook's shell command opens, run by the real /bin/sh: the exact path, for any
+    // bytes (the tmux side is tested end to end with a real server).
+    #[test]
+    fn bell_hooks_open_exactly_their_path() {
+        let dir = std::env::temp_dir().join(format!("mosaic-bell-{}", std::process::id()));
+        let weird = OsString::from_vec(b"we ird'\"$x#{h}%s\\;{}\n\xff`".to_vec());
+        let target = dir.join(&weird);
+        std::fs::create_dir_all(&target).unwrap();
+        let bell = target.join(".a.hb.bell");
+        let hook = bell_hook(&bell).into_vec();
+        let inner = &hook[b"run-shell -b '".len()..hook.len() - 1];
+        assert!(!inner.contains(&b'\'') && !inner.contains(&b'#'));
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(OsStr::from_bytes(inner))
+            .output()
+            .unwrap();
+        let made = bell.is_file();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert!(made, "{} was not created", bell.display());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 /*!
-Starting the heartbeat sidecar: `setsid <mosaic-hb> --pid - --file HB --interval N --agent A`.
+Starting the heartbeat sidecar:
+`setsid <mosaic-hb> --pid - --file HB --interval N --idle-after S --agent A`.
 
 `setsid` (from PATH) puts the sidecar in a session of its own, so it outlives a terminal that
 hangs up. It is spawned right after tmux is asked for the session and reads the pane's pid
@@ -58,12 +59,19 @@ impl Sidecar {
     /// Starts `setsid mosaic-hb --pid - ...` while tmux creates the session: the sidecar
     /// validates its arguments and prepares its file in parallel, then waits on its stdin for
     /// the pane's pid. That takes its start-up off the launch's critical path.
-    pub fn spawn(&self, file: &Path, interval: &str, agent: &str) -> Result<Pending, String> {
+    pub fn spawn(
+        &self,
+        file: &Path,
+        interval: &str,
+        idle_after: &str,
+        agent: &str,
+    ) -> Result<Pending, String> {
         let child = Command::new(&self.setsid)
             .arg(&self.hb)
             .args(["--pid", "-", "--file"])
             .arg(file)
-            .args(["--interval", interval, "--agent", agent])
+            .args(["--interval", interval, "--idle-after", idle_after])
+            .args(["--agent", agent])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -37,12 +37,28 @@ impl<'a> Tmux<'a> {
 
     /// Starts `new-session -d -s AGENT -c WORKDIR -e MOSAIC_AGENT_NAME=AGENT -P -F
     /// '#{pane_pid}' CMD` and returns while tmux works; [`NewSession::finish`] waits for it.
+    /// With `bell_hook`, the same tmux command goes on `; set-hook -t =AGENT: alert-bell HOOK`:
+    /// only a session this run created gets it (a `duplicate session` ends the sequence), and
+    /// `=AGENT:` is the exact target that `set-hook` accepts (`=AGENT` is refused, and a bare
+    /// `AGENT` would also match a longer name by prefix).
     pub fn start_new_session(
         &self,
         agent: &str,
         workdir: &Path,
         pane_command: &OsStr,
+        bell_hook: Option<&OsStr>,
     ) -> Result<NewSession<'_>, String> {
+        let hook_target = format!("={agent}:");
+        let hook = bell_hook.map(|hook| {
+            [
+                OsStr::new(";"),
+                OsStr::new("set-hook"),
+                OsStr::new("-t"),
+                OsStr::new(&hook_target),
+                OsStr::new("alert-bell"),
+                hook,
+            ]
+        });
         let child = self
             .command(&[
                 OsStr::new("new-session"),
@@ -58,6 +74,7 @@ impl<'a> Tmux<'a> {
                 OsStr::new("#{pane_pid}"),
                 pane_command,
             ])
+            .args(hook.iter().flatten())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -256,6 +256,8 @@ pub(super) mod tests {
             hb_pid: None,
             started: None,
             lifecycle: Default::default(),
+            activity: None,
+            activity_since: None,
         }
     }
 

@@ -1,0 +1,343 @@
+/*!
+Activity: is the agent working (`busy`), quiet (`idle`), or asking for someone (`waiting`)?
+
+An agent in a tmux pane talks to the world through its terminal, so the cheapest true signal is
+the terminal itself: every write the agent makes to its pty is an `IN_MODIFY` on the pty's inode
+(`/proc/PID/fd/1`, else `0`), and a terminal bell is tmux's `alert-bell` hook, which the launcher
+points at a mark file beside the heartbeat file (`.NAME.hb.bell`) that the hook opens for
+appending; its close is an `IN_CLOSE_WRITE`. Both watches sit on one inotify descriptor, the
+third descriptor of the sidecar's one `ppoll`. No process, no tmux call, no screen scraping.
+
+```text
+            output                        no output for IDLE_AFTER
+   idle ─────────────> busy ───────────────────────────────────────> idle
+     │                 ▲  │ bell
+     │ bell            │  ▼
+     └─────────────> waiting   (until the next output: then busy again)
+```
+
+`activity_since` is when the current activity began: the first output after a quiet spell for
+`busy`, the bell for `waiting`, and the last output for `idle` (so `idle 14m` means fourteen
+minutes without a byte).
+
+Bounded wake-ups, whatever the agent prints: once the descriptor has woken us, we stop polling
+it for [`QUIET`] (one second) and read it once when that ends. The watch stays armed meanwhile,
+and the kernel merges repeated identical events, so nothing is lost (an output during the quiet
+second is seen at its end) and a busy agent costs one wake-up and one `read` a second. Hence
+times are good to about a second: idle shows between `IDLE_AFTER` and `IDLE_AFTER` + 1 s after
+the last output, and waiting within a second of the bell. A change of activity is written at
+once, as an extra record, so it does not wait for the next beat.
+
+Limits, by design: output is not work (a long silent tool run looks idle; a redraw after a
+resize, or a spinner, looks busy); a bell is only seen when the launcher installed the hook and
+tmux's `monitor-bell` is on (the default); output written through `/dev/tty` instead of the
+inherited descriptor is another inode and is not seen. A target without a terminal (the sidecar
+run alone on any PID) has no activity at all.
+*/
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use nix::fcntl::{open, openat, OFlag};
+use nix::sys::stat::{fstat, Mode, SFlag};
+
+use crate::sys::{inotify_add_watch, inotify_init};
+
+/// How long an agent must be silent to count as idle, unless told (`--idle-after`).
+pub const IDLE_AFTER_DEFAULT: Duration = Duration::from_secs(60);
+
+/// After a wake-up from the terminal or the bell, how long we leave the inotify descriptor
+/// unpolled: the bound on wake-ups (about one a second) and on the lag of what we report.
+pub const QUIET: Duration = Duration::from_secs(1);
+
+/// What the agent is doing, as the record says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activity {
+    /// Output within the idle threshold.
+    Busy,
+    /// No output for at least the idle threshold.
+    Idle,
+    /// A bell since the last output: the agent asked for attention.
+    Waiting,
+}
+
+impl Activity {
+    pub const ALL: [Activity; 3] = [Activity::Busy, Activity::Idle, Activity::Waiting];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Activity::Busy => "busy",
+            Activity::Idle => "idle",
+            Activity::Waiting => "waiting",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Activity> {
+        Activity::ALL.into_iter().find(|a| a.as_str() == text)
+    }
+}
+
+/// The bell mark's name for heartbeat file `name`: `.NAME.bell`, beside the lock file.
+pub fn bell_name(name: &CStr) -> CString {
+    let mut bytes = b".".to_vec();
+    bytes.extend_from_slice(name.to_bytes());
+    bytes.extend_from_slice(b".bell");
+    CString::new(bytes).expect("a name from a C string has no NUL")
+}
+
+/// The bell mark's path for heartbeat file `file` (the launcher's hook appends to it).
+pub fn bell_path(file: &Path) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = CString::new(file.file_name()?.as_bytes()).ok()?;
+    let bell = bell_name(&name);
+    let bell = std::ffi::OsStr::from_bytes(bell.to_bytes());
+    Some(file.with_file_name(bell))
+}
+
+/// The watch on one agent's terminal and bell mark, and what it concluded so far.
+pub struct Watch {
+    inotify: OwnedFd,
+    tty: libc::c_int,
+    bell: Option<libc::c_int>,
+    idle_after: Duration,
+    activity: Activity,
+    since: DateTime<Utc>,
+    /// When output was last seen (to within [`QUIET`]).
+    last_output: Instant,
+    /// While set, the descriptor is not polled; it is read once at this instant.
+    quiet_until: Option<Instant>,
+}
+
+/// What one read of the inotify descriptor found, in order of arrival.
+#[derive(Default)]
+struct Seen {
+    output: bool,
+    /// The last relevant event was a bell (a bell followed by output is busy again).
+    bell_last: bool,
+}
+
+impl Watch {
+    /// Watches the terminal of `pid` and the bell mark for heartbeat file `name` in `dir`.
+    /// `Ok(None)`: the target has no terminal, so there is no activity to report. A bell mark
+    /// that cannot be made leaves the terminal watch working (logged, not fatal).
+    pub fn attach(
+        pid: i32,
+        dir: BorrowedFd,
+        name: &CStr,
+        idle_after: Duration,
+    ) -> io::Result<Option<Watch>> {
+        let Some(tty) = open_terminal(pid) else {
+            return Ok(None);
+        };
+        let inotify = inotify_init()?;
+        let tty_wd = add_watch(&inotify, &tty, libc::IN_MODIFY)?;
+        let bell = match open_bell(dir, &bell_name(name)) {
+            Ok(mark) => Some(add_watch(&inotify, &mark, libc::IN_CLOSE_WRITE)?),
+            Err(e) => {
+                crate::log(format_args!(
+                    "cannot watch the bell mark {:?}: {} (activity without bells)",
+                    bell_name(name),
+                    crate::why(&e)
+                ));
+                None
+            }
+        };
+        // The pty's mtime follows output in steps of a few seconds: good enough for where we
+        // start. A silent agent we attach to late is idle since then, not busy since now.
+        let (now, wall) = (Instant::now(), Utc::now());
+        let quiet_for = modified(&tty)
+            .and_then(|t| (wall - t).to_std().ok())
+            .unwrap_or_default();
+        let last_output = now.checked_sub(quiet_for).unwrap_or(now);
+        let since = wall - chrono::Duration::from_std(quiet_for).unwrap_or_default();
+        let activity = if quiet_for >= idle_after {
+            Activity::Idle
+        } else {
+            Activity::Busy
+        };
+        Ok(Some(Watch {
+            inotify,
+            tty: tty_wd,
+            bell,
+            idle_after,
+            activity,
+            since,
+            last_output,
+            quiet_until: None,
+        }))
+    }
+
+    /// The activity now and when it began.
+    pub fn current(&self) -> (Activity, DateTime<Utc>) {
+        (self.activity, self.since)
+    }
+
+    /// The descriptor to poll, unless we are in a quiet second.
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        match self.quiet_until {
+            Some(_) => None,
+            None => Some(self.inotify.as_fd()),
+        }
+    }
+
+    /// When [`Watch::update`] must run even if nothing is readable: the end of a quiet second,
+    /// or the moment a busy agent turns idle.
+    pub fn deadline(&self) -> Option<Instant> {
+        // Within a quiet second we cannot tell idle from unread output: its end decides.
+        self.quiet_until.or_else(|| {
+            (self.activity == Activity::Busy).then(|| self.last_output + self.idle_after)
+        })
+    }
+
+    /// Takes in what happened: `readable` when `ppoll` said the descriptor is. Returns whether
+    /// the activity changed (the caller writes a record at once).
+    pub fn update(&mut self, now: Instant, readable: bool) -> bool {
+        let was = self.activity;
+        let due = self.quiet_until.is_some_and(|t| now >= t);
+        if readable || due {
+            let seen = self.read();
+            // Quiet again only if this read found something; else poll the descriptor again.
+            self.quiet_until = (readable || seen.output || seen.bell_last).then(|| now + QUIET);
+            if seen.output {
+                self.last_output = now;
+            }
+            if seen.bell_last {
+                self.become_(Activity::Waiting, Utc::now());
+            } else if seen.output {
+                self.become_(Activity::Busy, Utc::now());
+            }
+        }
+        if self.activity == Activity::Busy
+            && self.quiet_until.is_none()
+            && now >= self.last_output + self.idle_after
+        {
+            let quiet = chrono::Duration::from_std(now - self.last_output).unwrap_or_default();
+            self.become_(Activity::Idle, Utc::now() - quiet);
+        }
+        self.activity != was
+    }
+
+    fn become_(&mut self, activity: Activity, since: DateTime<Utc>) {
+        if self.activity != activity {
+            self.activity = activity;
+            self.since = since;
+        }
+    }
+
+    /// Drains what is queued (a nonblocking read; nothing queued is fine).
+    fn read(&self) -> Seen {
+        let mut seen = Seen::default();
+        // Room for 64 nameless events; more stay queued and are read at the next wake-up.
+        let mut buf = [0u8; 64 * EVENT];
+        let Ok(n) = nix::unistd::read(&self.inotify, &mut buf) else {
+            return seen;
+        };
+        // `struct inotify_event`: wd (i32), mask (u32), cookie (u32), len (u32), then `len`
+        // bytes of name (none for our watches on files).
+        let word = |at: usize| u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
+        let mut at = 0;
+        while at + EVENT <= n {
+            let (wd, mask, len) = (word(at) as i32, word(at + 4), word(at + 12));
+            at += EVENT + len as usize;
+            if mask & libc::IN_Q_OVERFLOW != 0 || (wd == self.tty && mask & libc::IN_MODIFY != 0) {
+                // (An overflow lost events: the agent certainly wrote something.)
+                seen.output = true;
+                seen.bell_last = false;
+            } else if Some(wd) == self.bell && mask & libc::IN_CLOSE_WRITE != 0 {
+                seen.bell_last = true;
+            }
+        }
+        seen
+    }
+}
+
+/// The size of an inotify event without a name.
+const EVENT: usize = std::mem::size_of::<libc::inotify_event>();
+
+/// How long we wait for a pane's process to get its terminal (see [`open_terminal`]).
+const PANE_SETUP: Duration = Duration::from_secs(2);
+
+/// The target's terminal, opened read-only without becoming ours (`O_NOCTTY`): its stdout,
+/// else its stdin. `None` when neither is a terminal.
+///
+/// tmux names a pane's pid as soon as it forks, and the child takes the pty as its stdio a
+/// moment later: until then it is still a copy of the server (`comm` "tmux: server", stdio on
+/// /dev/null). So while the target looks like that, we look again (5 ms steps, at most
+/// [`PANE_SETUP`]); any other target is answered at once.
+fn open_terminal(pid: i32) -> Option<OwnedFd> {
+    let give_up = Instant::now() + PANE_SETUP;
+    loop {
+        if let Some(tty) = terminal_now(pid) {
+            return Some(tty);
+        }
+        let comm = std::fs::read(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if !comm.starts_with(b"tmux") || Instant::now() >= give_up {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn terminal_now(pid: i32) -> Option<OwnedFd> {
+    let flags = OFlag::O_RDONLY | OFlag::O_NOCTTY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    [1, 0].into_iter().find_map(|fd| {
+        let tty = open(
+            format!("/proc/{pid}/fd/{fd}").as_str(),
+            flags,
+            Mode::empty(),
+        )
+        .ok()?;
+        nix::unistd::isatty(&tty).ok()?.then_some(tty)
+    })
+}
+
+/// Creates (or opens) the bell mark, refusing anything but a regular file: no symlink is
+/// followed (`O_NOFOLLOW` relative to the directory descriptor), no FIFO or device is kept.
+fn open_bell(dir: BorrowedFd, name: &CStr) -> io::Result<OwnedFd> {
+    let flags =
+        OFlag::O_RDONLY | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let fd = openat(dir, name, flags, Mode::from_bits_truncate(0o600))?;
+    if SFlag::from_bits_truncate(fstat(&fd)?.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+        return Err(io::Error::other("not a regular file"));
+    }
+    Ok(fd)
+}
+
+/// Watches the very inode `file` is open on: `/proc/self/fd/N` resolves to it, so no name
+/// can be swapped between our check and the watch.
+fn add_watch(inotify: &OwnedFd, file: &OwnedFd, mask: u32) -> io::Result<libc::c_int> {
+    let path =
+        CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).expect("digits have no NUL");
+    inotify_add_watch(inotify.as_fd(), &path, mask)
+}
+
+fn modified(fd: &OwnedFd) -> Option<DateTime<Utc>> {
+    let st = fstat(fd).ok()?;
+    DateTime::from_timestamp(st.st_mtime, st.st_mtime_nsec as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_back() {
+        for a in Activity::ALL {
+            assert_eq!(Activity::parse(a.as_str()), Some(a));
+        }
+        assert_eq!(Activity::parse("stuck"), None);
+    }
+
+    #[test]
+    fn the_bell_mark_sits_beside_the_heartbeat_file() {
+        assert_eq!(
+            bell_path(Path::new("/run/hb/a-1.hb")),
+            Some(PathBuf::from("/run/hb/.a-1.hb.bell"))
+        );
+        assert_eq!(bell_path(Path::new("/")), None);
+    }
+}

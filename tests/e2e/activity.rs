@@ -1,0 +1,247 @@
+/*!
+Activity end to end: scripted terminal agents in real tmux panes, started by the real launcher
+(which installs the bell hook), watched by the real sidecar. The scripts act when the test
+creates a file in their workdir, so each step is timed by the test, not by a sleep.
+*/
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use mosaic_hb::activity::{self, Activity};
+
+use crate::e2e;
+use crate::support::*;
+
+/// Starts `agent` running `script` (sh, in the sandbox's workdir) with the given idle threshold
+/// and interval; returns its heartbeat file once it says ok.
+#[track_caller]
+fn launch_script(sb: &Sandbox, agent: &str, script: &str, idle_after: &str, interval: &str) {
+    let path = sb.path("work").join(format!("{agent}.sh"));
+    write_script(&path, script);
+    let mut cmd = sb.launcher(agent);
+    cmd.env("MOSAIC_AGENT_COMMAND", format!("sh ./{agent}.sh"))
+        .env("MOSAIC_IDLE_AFTER", idle_after)
+        .env("MOSAIC_HEARTBEAT_INTERVAL", interval);
+    expect_success(&mut cmd);
+    wait_for_status(&sb.hb_file(agent), Status::Ok, Duration::from_secs(10));
+}
+
+/// Waits until the agent's record says `activity`; returns the record.
+#[track_caller]
+fn wait_for_activity(sb: &Sandbox, agent: &str, activity: Activity, within: Duration) -> Record {
+    let file = sb.hb_file(agent);
+    wait_until(
+        &format!("{} to say activity={}", file.display(), activity.as_str()),
+        within,
+        || read_record(&file).filter(|r| r.activity == Some(activity)),
+        || pane_and_file(sb, agent, &file),
+    )
+}
+
+fn pane_and_file(sb: &Sandbox, agent: &str, file: &Path) -> String {
+    let pane = sb.tmux(&["capture-pane", "-p", "-t", &format!("={agent}:0.0")]);
+    format!(
+        "{}; pane: {:?}",
+        show_file(file),
+        String::from_utf8_lossy(&pane.stdout).trim_end()
+    )
+}
+
+/// Tells the script to go on: creates `name` in the workdir; returns when.
+fn trigger(sb: &Sandbox, name: &str) -> DateTime<Utc> {
+    let now = Utc::now();
+    std::fs::write(sb.path("work").join(name), "").unwrap();
+    now
+}
+
+fn secs(d: chrono::TimeDelta) -> f64 {
+    d.num_milliseconds() as f64 / 1e3
+}
+
+/// Waits, without printing, until the test creates file `$1`.
+const WAIT_FOR: &str = "wait_for() { while [ ! -e \"$1\" ]; do sleep 0.05; done; }\n";
+
+// An agent that prints for a while is busy; once it goes quiet it turns idle after the
+// threshold (not before: the record's own times say so), within the threshold and one interval.
+#[test]
+fn busy_while_printing_then_idle_after_the_threshold() {
+    e2e!();
+    let sb = Sandbox::new();
+    let script = format!(
+        "{WAIT_FOR}i=0\nwhile [ ! -e stop ]; do i=$((i+1)); echo \"line $i\"; sleep 0.1; done\n\
+         : > quiet\nsleep 600\n"
+    );
+    let (idle_after, interval) = (2.0, 1.5);
+    launch_script(&sb, "talker", &script, "2", "1.5");
+    let busy = wait_for_activity(&sb, "talker", Activity::Busy, Duration::from_secs(5));
+    // It keeps printing for longer than the threshold: busy all along, one spell.
+    let file = sb.hb_file("talker");
+    let since = busy.activity_since.unwrap();
+    wait_until(
+        "a record written a threshold after busy began",
+        Duration::from_secs(10),
+        || {
+            let rec = read_record(&file)?;
+            assert_eq!(rec.activity, Some(Activity::Busy), "{rec:?}");
+            assert_eq!(rec.activity_since, Some(since), "{rec:?}");
+            (secs(rec.ts - since) > idle_after + 0.5).then_some(())
+        },
+        || show_file(&file),
+    );
+    trigger(&sb, "stop");
+    let quiet_file = sb.path("work").join("quiet");
+    let quiet: DateTime<Utc> = wait_until(
+        "the agent to go quiet",
+        Duration::from_secs(5),
+        || std::fs::metadata(&quiet_file).ok()?.modified().ok(),
+        || show_file(&quiet_file),
+    )
+    .into();
+    let idle = wait_for_activity(
+        &sb,
+        "talker",
+        Activity::Idle,
+        Duration::from_secs_f64(idle_after + interval + 5.0),
+    );
+    let since = idle.activity_since.expect("activity_since with activity");
+    // Idle since the last output, which came just before the script went quiet, as seen to
+    // within a quiet second...
+    let quiet_second = chrono::Duration::from_std(activity::QUIET).unwrap();
+    assert!(
+        since <= quiet + quiet_second,
+        "idle since {since}, quiet at {quiet}"
+    );
+    // ...written no sooner than the threshold after it, and within threshold + interval of
+    // the moment the script went quiet.
+    assert!(
+        secs(idle.ts - since) >= idle_after,
+        "idle written {} s after the last output",
+        secs(idle.ts - since)
+    );
+    assert!(
+        secs(idle.ts - quiet) <= idle_after + interval,
+        "idle written {} s after the agent went quiet",
+        secs(idle.ts - quiet)
+    );
+}
+
+// A bell is `waiting` within 2 s, and stays so (a bell is a question) until the agent prints
+// again: then it is busy again.
+#[test]
+fn a_bell_is_waiting_until_new_output() {
+    e2e!();
+    let sb = Sandbox::new();
+    let script = format!(
+        "{WAIT_FOR}echo starting\nwait_for ring\nprintf 'Allow this? [y/n]\\a'\n\
+         wait_for answer\necho ' y'\necho working\nsleep 600\n"
+    );
+    launch_script(&sb, "asker", &script, "60", "30");
+    wait_for_activity(&sb, "asker", Activity::Busy, Duration::from_secs(5));
+    let rang = trigger(&sb, "ring");
+    let waiting = wait_for_activity(&sb, "asker", Activity::Waiting, Duration::from_secs(5));
+    let since = waiting.activity_since.unwrap();
+    assert!(
+        secs(waiting.ts - rang) <= 2.0,
+        "waiting written {} s after the bell was asked for",
+        secs(waiting.ts - rang)
+    );
+    assert!(since >= rang, "waiting since {since}, bell at {rang}");
+    // At a 30 s interval that was an extra record: nothing else would have come so soon.
+    assert!(waiting.seq.unwrap() >= 2, "{waiting:?}");
+    // Quiet, it stays waiting (no idle threshold applies to a question).
+    let answered = trigger(&sb, "answer");
+    let busy = wait_for_activity(&sb, "asker", Activity::Busy, Duration::from_secs(5));
+    assert!(busy.activity_since.unwrap() >= answered, "{busy:?}");
+}
+
+// A spinner's redraws are output: the agent stays busy past any number of thresholds.
+#[test]
+fn a_spinner_looks_busy() {
+    e2e!();
+    let sb = Sandbox::new();
+    let script = "while :; do for c in - '\\' '|' /; do printf '\\r%s working' \"$c\"; \
+                  sleep 0.2; done; done\n";
+    launch_script(&sb, "spinner", script, "1", "0.25");
+    let first = wait_for_activity(&sb, "spinner", Activity::Busy, Duration::from_secs(5));
+    let file = sb.hb_file("spinner");
+    wait_until(
+        "20 more records",
+        Duration::from_secs(30),
+        || {
+            let rec = read_record(&file)?;
+            assert_eq!(rec.activity, Some(Activity::Busy), "{rec:?}");
+            assert_eq!(rec.activity_since, first.activity_since, "{rec:?}");
+            (rec.seq? >= first.seq? + 20).then_some(())
+        },
+        || show_file(&file),
+    );
+}
+
+// The sidecar alone on a process without a terminal reports no activity at all.
+#[test]
+fn no_terminal_no_activity() {
+    e2e!();
+    let sb = Sandbox::new();
+    let mut child = std::process::Command::new("sleep")
+        .arg("600")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let file = sb.hb_file("plain");
+    sb.start_sidecar(child.id() as i32, &file, "0.05", ["--idle-after", "1"]);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!text.contains("activity"), "{text}");
+}
+
+// The bell hook reaches a heartbeat directory whose name holds every character that means
+// something to tmux's parser, its formats or the shell; and it marks only its own agent, even
+// beside an agent whose name it prefixes.
+#[test]
+fn bell_hook_survives_a_hostile_directory_and_a_prefix_name() {
+    e2e!();
+    let sb = Sandbox::new();
+    let hb_dir = sb.path("hb it's \"#{session_name}\" $HOME; `x` %s \\");
+    let script =
+        format!("{WAIT_FOR}echo up\nwait_for ring-$MOSAIC_AGENT_NAME\nprintf '\\a'\nsleep 600\n");
+    for agent in ["a", "ab"] {
+        let path = sb.path("work").join(format!("{agent}.sh"));
+        write_script(&path, &script);
+        let mut cmd = sb.launcher(agent);
+        cmd.env("MOSAIC_AGENT_COMMAND", format!("sh ./{agent}.sh"))
+            .env("MOSAIC_HEARTBEAT_RUN_DIR", &hb_dir)
+            .env("MOSAIC_HEARTBEAT_INTERVAL", "30");
+        expect_success(&mut cmd);
+    }
+    let (a, ab) = (hb_dir.join("a.hb"), hb_dir.join("ab.hb"));
+    for file in [&a, &ab] {
+        wait_for_status(file, Status::Ok, Duration::from_secs(10));
+    }
+    std::fs::write(sb.path("work").join("ring-ab"), "").unwrap();
+    wait_until(
+        "ab to say waiting",
+        Duration::from_secs(5),
+        || read_record(&ab).filter(|r| r.activity == Some(Activity::Waiting)),
+        || show_file(&ab),
+    );
+    // Each session's hook names its own mark: `a`'s was not set on `ab` by prefix.
+    for (agent, mark) in [("a", ".a.hb.bell"), ("ab", ".ab.hb.bell")] {
+        let hooks = sb.tmux(&["show-hooks", "-t", &format!("={agent}:")]);
+        let hooks = String::from_utf8_lossy(&hooks.stdout).into_owned();
+        assert_eq!(hooks.matches("alert-bell").count(), 1, "{agent}: {hooks}");
+        assert!(hooks.contains(&format!("/{mark}")), "{agent}: {hooks}");
+    }
+    let other = read_record(&a).unwrap();
+    assert_ne!(other.activity, Some(Activity::Waiting), "{other:?}");
+    std::fs::write(sb.path("work").join("ring-a"), "").unwrap();
+    wait_until(
+        "a to say waiting",
+        Duration::from_secs(5),
+        || read_record(&a).filter(|r| r.activity == Some(Activity::Waiting)),
+        || show_file(&a),
+    );
+}
