@@ -65,6 +65,7 @@ const WAIT_FOR: &str = "wait_for() { while [ ! -e \"$1\" ]; do sleep 0.05; done;
 // An agent that prints for a while is busy; once it goes quiet it turns idle after the
 // threshold (not before: the record's own times say so), within the threshold and one interval.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn busy_while_printing_then_idle_after_the_threshold() {
     e2e!();
     let sb = Sandbox::new();
@@ -129,6 +130,7 @@ fn busy_while_printing_then_idle_after_the_threshold() {
 // A bell is `waiting` within 2 s, and stays so (a bell is a question) until the agent prints
 // again: then it is busy again.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn a_bell_is_waiting_until_new_output() {
     e2e!();
     let sb = Sandbox::new();
@@ -157,6 +159,7 @@ fn a_bell_is_waiting_until_new_output() {
 
 // A spinner's redraws are output: the agent stays busy past any number of thresholds.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn a_spinner_looks_busy() {
     e2e!();
     let sb = Sandbox::new();
@@ -180,6 +183,7 @@ fn a_spinner_looks_busy() {
 
 // The sidecar alone on a process without a terminal reports no activity at all.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn no_terminal_no_activity() {
     e2e!();
     let sb = Sandbox::new();
@@ -202,6 +206,7 @@ fn no_terminal_no_activity() {
 // something to tmux's parser, its formats or the shell; and it marks only its own agent, even
 // beside an agent whose name it prefixes.
 #[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
 fn bell_hook_survives_a_hostile_directory_and_a_prefix_name() {
     e2e!();
     let sb = Sandbox::new();
@@ -243,5 +248,43 @@ fn bell_hook_survives_a_hostile_directory_and_a_prefix_name() {
         Duration::from_secs(5),
         || read_record(&a).filter(|r| r.activity == Some(Activity::Waiting)),
         || show_file(&a),
+    );
+}
+
+// The hook rides on the `new-session` that creates the session (one tmux command: a session
+// exists with its hook or not at all), with the exact target `=AGENT:`; `--no-heartbeat`
+// installs none (nothing would watch the mark); the sidecar is told the threshold.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn the_hook_is_chained_to_new_session_with_an_exact_target() {
+    e2e!();
+    let sb = Sandbox::new();
+    let fakes = fake_bin(&sb.dir, "88888");
+    let mut cmd = sb.launcher("hk");
+    cmd.env("PATH", path_with(&[&fakes]))
+        .env("MOSAIC_IDLE_AFTER", "90");
+    expect_success(&mut cmd);
+    let chained = std::fs::read_to_string(sb.path("tmux-chained")).unwrap();
+    let bell = sb.hb_dir().join(".hk.hb.bell");
+    let hook = format!("run-shell -b ': >> {}'", bell.display());
+    assert_eq!(
+        chained.lines().collect::<Vec<_>>(),
+        ["set-hook", "-t", "=hk:", "alert-bell", hook.as_str()]
+    );
+    let setsid = std::fs::read(sb.path("setsid-args")).unwrap();
+    let setsid: Vec<&[u8]> = setsid.split(|&b| b == 0).collect();
+    assert!(
+        setsid
+            .windows(2)
+            .any(|w| w == [&b"--idle-after"[..], b"90"]),
+        "{setsid:?}"
+    );
+    std::fs::remove_file(sb.path("tmux-chained")).unwrap();
+    let mut cmd = sb.launcher("quiet");
+    cmd.env("PATH", path_with(&[&fakes])).arg("--no-heartbeat");
+    expect_success(&mut cmd);
+    assert!(
+        !sb.path("tmux-chained").exists(),
+        "a hook without a sidecar"
     );
 }

@@ -103,16 +103,18 @@ fn names(dir: &Path) -> BTreeSet<OsString> {
         .unwrap_or_default()
 }
 
-/// Names in the heartbeat dir that are not this agent's file, lock or a passing temp file.
+/// Names in the heartbeat dir that are not this agent's file, lock, bell mark or a passing
+/// temp file.
 fn strangers(dir: &Path, agent: &[u8]) -> Vec<OsString> {
     let file = [agent, b".hb"].concat();
     let lock = [b".", agent, b".hb.lock"].concat();
+    let bell = [b".", agent, b".hb.bell"].concat();
     let temp = [b".", agent, b".hb."].concat();
     names(dir)
         .into_iter()
         .filter(|n| {
             let n = n.as_bytes();
-            n != file && n != lock && !(n.starts_with(&temp) && n.ends_with(b".tmp"))
+            n != file && n != lock && n != bell && !(n.starts_with(&temp) && n.ends_with(b".tmp"))
         })
         .collect()
 }

@@ -191,6 +191,8 @@ fn sidecar_is_started_through_setsid_on_path() {
         file.to_str().unwrap(),
         "--interval",
         "42",
+        "--idle-after",
+        "60",
         "--agent",
         "my-fleet-agent",
     ];

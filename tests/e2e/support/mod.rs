@@ -534,7 +534,8 @@ pub fn write_script(path: &Path, body: &str) {
 }
 
 /// A directory of fakes for the contract's shim cases: a `tmux` that records `new-session`'s
-/// arguments (one per line) to `tmux-args`, says no session exists, and prints `list_panes`
+/// own arguments (one per line) to `tmux-args` and those of the commands chained after it with
+/// `;` (the bell hook) to `tmux-chained`, says no session exists, and prints `list_panes`
 /// for `list-panes`; and a `setsid` that records its arguments (NUL-separated) to
 /// `setsid-args` and exits 0.
 pub fn fake_bin(dir: &Path, list_panes: &str) -> PathBuf {
@@ -545,8 +546,9 @@ pub fn fake_bin(dir: &Path, list_panes: &str) -> PathBuf {
     write_script(
         &bin.join("tmux"),
         &format!(
-            "#!/bin/sh\ncase \"$3\" in\n  has-session) exit 1 ;;\n  new-session) printf '%s\\n' \"$@\" > '{}'; exit 0 ;;\n  list-panes) echo '{list_panes}'; exit 0 ;;\nesac\nexit 0\n",
-            tmux_args.display()
+            "#!/bin/sh\ncase \"$3\" in\n  has-session) exit 1 ;;\n  new-session)\n    out='{}'; : > \"$out\"\n    for a in \"$@\"; do\n      if [ \"$a\" = ';' ]; then out='{}'; : > \"$out\"; continue; fi\n      printf '%s\\n' \"$a\" >> \"$out\"\n    done\n    exit 0 ;;\n  list-panes) echo '{list_panes}'; exit 0 ;;\nesac\nexit 0\n",
+            tmux_args.display(),
+            dir.join("tmux-chained").display()
         ),
     );
     write_script(
