@@ -348,7 +348,8 @@ fn json_is_strict_and_typed() {
     }
 }
 
-// Prometheus: valid text format 0.0.4, three gauge families, one series per agent.
+// Prometheus: valid text format 0.0.4; every family with HELP and TYPE; a state set with every
+// state; timestamps, not ages; the `fleet` label on every series.
 #[test]
 #[ignore = "end-to-end: run `cargo xtask test`"]
 fn prometheus_is_valid_exposition_text() {
@@ -360,42 +361,103 @@ fn prometheus_is_valid_exposition_text() {
     let out = poll_until(&sb, args, prometheus_states, &fleet.expected);
     let families = parse_prometheus(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
     let names: Vec<&str> = families.iter().map(|f| f.name.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "mosaic_agent_up",
-            "mosaic_agent_heartbeat_age_seconds",
-            "mosaic_agent_state"
-        ]
-    );
-    for family in &families {
-        assert_eq!(family.kind.as_deref(), Some("gauge"), "{}", family.name);
+    assert_eq!(names, FAMILIES.map(|(name, _)| name));
+    for (family, (_, kind)) in families.iter().zip(FAMILIES) {
+        assert_eq!(family.kind.as_deref(), Some(kind), "{}", family.name);
         assert!(family.help.as_deref().is_some_and(|h| !h.is_empty()));
         for sample in &family.samples {
             assert!(
                 sample.timestamp.is_none(),
                 "the textfile collector refuses timestamps"
             );
+            assert_eq!(sample.label("fleet"), dir, "{}: {out}", family.name);
         }
     }
-    let up = series(&families[0]);
-    let age = series(&families[1]);
+    assert_eq!(series(fam(&families, "mosaic_fleet_up"), "fleet")[dir], 1.0);
+    let up = series(fam(&families, "mosaic_agent_up"), "agent");
+    let failing = series(fam(&families, "mosaic_agent_failing"), "agent");
+    let ts = series(
+        fam(&families, "mosaic_agent_heartbeat_timestamp_seconds"),
+        "agent",
+    );
+    let interval = series(
+        fam(&families, "mosaic_agent_heartbeat_interval_seconds"),
+        "agent",
+    );
+    let state_set = &fam(&families, "mosaic_agent_state").samples;
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     for (agent, state) in &fleet.expected {
         let want = if *state == "ok" { 1.0 } else { 0.0 };
+        assert_eq!(up.get(*agent), Some(&want), "up {agent}: {out}");
+        let want = if matches!(*state, "ok" | "stopped") {
+            0.0
+        } else {
+            1.0
+        };
+        assert_eq!(failing.get(*agent), Some(&want), "failing {agent}: {out}");
+        // A timestamp and an interval exactly when the file parsed.
         assert_eq!(
-            up.get(*agent),
-            Some(&want),
-            "mosaic_agent_up for {agent}: {out}"
-        );
-        // Age is known exactly when the file parsed.
-        assert_eq!(
-            age.contains_key(*agent),
+            ts.contains_key(*agent),
             *state != "invalid",
-            "age of {agent}: {out}"
+            "{agent}: {out}"
+        );
+        assert_eq!(interval.contains_key(*agent), *state != "invalid");
+        // Every state, once, 1 only for the agent's own.
+        let mine: Vec<(&str, f64)> = state_set
+            .iter()
+            .filter(|s| s.label("agent") == *agent)
+            .map(|s| (s.label("state"), s.value))
+            .collect();
+        let all = [
+            "ok",
+            "stale",
+            "restarting",
+            "exited",
+            "failed",
+            "stopped",
+            "invalid",
+        ];
+        assert_eq!(
+            mine,
+            all.map(|s| (s, if s == *state { 1.0 } else { 0.0 })),
+            "{agent}: {out}"
         );
     }
     assert_eq!(up.len(), fleet.expected.len());
-    assert!((0.0..=3.0).contains(&age["alive"]), "{out}");
+    assert!((now - 3.0..=now).contains(&ts["alive"]), "{now}: {out}");
+    assert_eq!(interval["alive"], 1.0);
+    assert_eq!(interval["hung"], 0.2);
+
+    // --fleet names the fleet instead of its directory.
+    let run = status(&sb, ["--format", "prometheus", "--fleet", "blue", dir], 0);
+    let families = parse_prometheus(&run.stdout).unwrap();
+    assert!(families
+        .iter()
+        .flat_map(|f| &f.samples)
+        .all(|s| s.label("fleet") == "blue"));
+}
+
+/// The families, in order, with their types.
+const FAMILIES: [(&str, &str); 7] = [
+    ("mosaic_fleet_up", "gauge"),
+    ("mosaic_agent_up", "gauge"),
+    ("mosaic_agent_failing", "gauge"),
+    ("mosaic_agent_state", "gauge"),
+    ("mosaic_agent_heartbeat_timestamp_seconds", "gauge"),
+    ("mosaic_agent_heartbeat_interval_seconds", "gauge"),
+    ("mosaic_agent_restarts_total", "counter"),
+];
+
+/// The family called `name`.
+#[track_caller]
+fn fam<'a>(families: &'a [Family], name: &str) -> &'a Family {
+    families
+        .iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("no family {name}"))
 }
 
 // --check: 0 only when every agent is ok (an empty directory too); the report still prints.
@@ -799,7 +861,10 @@ fn hostile_names_are_escaped_everywhere() {
     let run = status(&sb, ["--format", "prometheus", dir.to_str().unwrap()], 0);
     let families = parse_prometheus(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{}", run.stdout));
     assert_eq!(prometheus_states(&run.stdout), want, "{}", run.stdout);
-    assert_eq!(series(&families[0]).len(), names.len());
+    assert_eq!(
+        series(fam(&families, "mosaic_agent_up"), "agent").len(),
+        names.len()
+    );
 
     let run = status(&sb, [&dir], 0);
     assert_eq!(
@@ -844,7 +909,19 @@ fn a_thousand_agents() {
     let run = status(&sb, ["--format", "prometheus", dir.to_str().unwrap()], 0);
     let families = parse_prometheus(&run.stdout).unwrap_or_else(|e| panic!("{e}"));
     for family in &families {
-        assert_eq!(family.samples.len(), 1000, "{}", family.name);
+        let per_agent = match family.name.as_str() {
+            "mosaic_fleet_up" => 0,
+            "mosaic_agent_state" => 7,
+            "mosaic_agent_restarts_total" => 0,
+            _ => 1,
+        };
+        let fleet = usize::from(family.name == "mosaic_fleet_up");
+        assert_eq!(
+            family.samples.len(),
+            fleet + per_agent * 1000,
+            "{}",
+            family.name
+        );
     }
     let run = status(&sb, [&dir], 0);
     assert_eq!(table_states(&run.stdout), want);
@@ -895,22 +972,23 @@ fn prometheus_states(out: &str) -> Vec<(String, String)> {
     family
         .samples
         .iter()
+        .filter(|s| s.value == 1.0)
         .map(|s| (s.label("agent").to_string(), s.label("state").to_string()))
         .collect()
 }
 
 /// agent → value for a family whose samples have one label, `agent`.
-fn series(family: &Family) -> HashMap<String, f64> {
+fn series(family: &Family, key: &str) -> HashMap<String, f64> {
     let mut map = HashMap::new();
     for sample in &family.samples {
-        assert_eq!(
-            sample.labels.len(),
-            1,
-            "{}: {:?}",
-            family.name,
-            sample.labels
-        );
-        let fresh = map.insert(sample.label("agent").to_string(), sample.value);
+        let names: Vec<&str> = sample.labels.iter().map(|(n, _)| n.as_str()).collect();
+        let want: &[&str] = if key == "fleet" {
+            &["fleet"]
+        } else {
+            &["fleet", "agent"]
+        };
+        assert_eq!(names, want, "{}", family.name);
+        let fresh = map.insert(sample.label(key).to_string(), sample.value);
         assert!(fresh.is_none(), "{}: a repeated series", family.name);
     }
     map

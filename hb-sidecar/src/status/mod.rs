@@ -11,7 +11,7 @@ job, and the first two are a library for any other reader of a fleet (`mosaic-fl
 - [`scan`]: the directory scanner, safe on a shared directory (no symlink followed, no FIFO
   blocks it, no file read past a limit);
 - [`classify`]: a record read at one instant becomes a [`Row`] with a [`State`];
-- [`render`]: table, JSON and Prometheus text;
+- [`render`]: table and JSON; [`metrics`]: Prometheus text, shared with the exporter;
 - this module: [`report`] (scan, then classify at one clock reading), the arguments, and the
   exit code.
 
@@ -29,6 +29,7 @@ rules in `contrib/prometheus` follow the same rule ([`State::is_failing`]).
 */
 
 pub mod classify;
+pub mod metrics;
 pub mod render;
 pub mod scan;
 
@@ -64,8 +65,8 @@ pub struct StatusArgs {
     /// Heartbeat directory [default: $MOSAIC_HEARTBEAT_RUN_DIR, else
     /// $XDG_RUNTIME_DIR/mosaic/heartbeat, else /tmp/mosaic-<uid>/heartbeat]
     pub dir: Option<PathBuf>,
-    /// Report format: an aligned table for people, JSON for scripts, Prometheus text for
-    /// node_exporter's textfile collector.
+    /// Report format: an aligned table for people, JSON for scripts, Prometheus text (for
+    /// node_exporter's textfile collector; `mosaic-hb exporter` serves the same live).
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = Format::Table)]
     pub format: Format,
     /// Same as --format json.
@@ -78,6 +79,10 @@ pub struct StatusArgs {
     /// An agent whose last `status=ok` beat is more than N of its intervals old is stale.
     #[arg(long, value_name = "N", default_value = "3", value_parser = stale_after)]
     pub stale_after: f64,
+    /// The `fleet` label of the Prometheus metrics [default: the heartbeat directory]: two
+    /// fleets on one host stay apart even with the same agent names.
+    #[arg(long, value_name = "NAME")]
+    pub fleet: Option<String>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,7 +143,16 @@ pub fn run(args: &StatusArgs) -> u8 {
     let text = match format {
         Format::Table => render::table(&rows),
         Format::Json => render::json(&rows),
-        Format::Prometheus => render::prometheus(&rows),
+        Format::Prometheus => {
+            let label = match &args.fleet {
+                Some(name) => name.clone(),
+                None => dir.to_string_lossy().into_owned(),
+            };
+            metrics::prometheus(&[metrics::Fleet {
+                label: &label,
+                rows: Some(&rows),
+            }])
+        }
     };
     let mut stdout = io::stdout().lock();
     if let Err(e) = stdout

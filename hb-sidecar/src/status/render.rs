@@ -1,9 +1,8 @@
 /*!
-The three renderings of a report: an aligned table for people, JSON for scripts, and the
-Prometheus text format (0.0.4) for monitoring. Each is a pure function of the rows.
+The renderings of a report for people and scripts: an aligned table, and JSON. Each is a pure
+function of the rows. (Prometheus text, shared with the exporter, is [`super::metrics`].)
 */
 
-use std::collections::HashSet;
 use std::fmt::Write as _;
 
 use chrono::SecondsFormat;
@@ -129,80 +128,6 @@ pub fn json(rows: &[Row]) -> String {
     out
 }
 
-/// Appends `text` as a Prometheus label value, quotes included: backslash, double quote and
-/// line feed escaped, as the text format (0.0.4) requires.
-pub fn label_value(out: &mut String, text: &str) {
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-/// The Prometheus text format (0.0.4) for node_exporter's textfile collector: three gauge
-/// families, each with its HELP and TYPE lines and all its samples together. No timestamps:
-/// the textfile collector refuses them.
-pub fn prometheus(rows: &[Row]) -> String {
-    // Two file names that differ only in bytes that are not UTF-8 can share a label value;
-    // a duplicate series makes node_exporter drop the whole file, so only the first is kept.
-    let mut seen = HashSet::new();
-    let unique: Vec<&Row> = rows
-        .iter()
-        .filter(|row| seen.insert(row.agent.as_str()))
-        .collect();
-    let mut out = String::with_capacity(200 * (unique.len() + 1));
-    family(
-        &mut out,
-        "mosaic_agent_up",
-        "1 when the agent's heartbeat is current (state ok), else 0.",
-        &unique,
-        |row| Some((None, if row.state == State::Ok { 1.0 } else { 0.0 })),
-    );
-    family(
-        &mut out,
-        "mosaic_agent_heartbeat_age_seconds",
-        "Seconds since the agent's last heartbeat record was written.",
-        &unique,
-        |row| row.age.map(|age| (None, age)),
-    );
-    family(
-        &mut out,
-        "mosaic_agent_state",
-        "The agent's state (ok, stale, exited, stopped or invalid): 1 for the state it is in.",
-        &unique,
-        |row| Some((Some(row.state.as_str()), 1.0)),
-    );
-    out
-}
-
-/// One gauge family: HELP, TYPE, then a sample per row that `sample` gives a value (and
-/// maybe a `state` label).
-fn family(
-    out: &mut String,
-    name: &str,
-    help: &str,
-    rows: &[&Row],
-    sample: impl Fn(&Row) -> Option<(Option<&'static str>, f64)>,
-) {
-    let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n");
-    for row in rows {
-        let Some((state, value)) = sample(row) else {
-            continue;
-        };
-        let _ = write!(out, "{name}{{agent=");
-        label_value(out, &row.agent);
-        if let Some(state) = state {
-            let _ = write!(out, ",state=\"{state}\"");
-        }
-        let _ = writeln!(out, "}} {value}");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,50 +154,6 @@ mod tests {
         for (secs, text) in cases {
             assert_eq!(format_age(secs), text, "{secs}");
         }
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        let mut out = String::new();
-        label_value(&mut out, "a\\b\"c\nd\té");
-        assert_eq!(out, "\"a\\\\b\\\"c\\nd\té\"");
-    }
-
-    #[test]
-    fn prometheus_groups_each_family() {
-        let rows = [
-            row(b"a\"b", Ok(record(Status::Ok, 1500, Some(1.0)))),
-            row(b"c", Ok(record(Status::Exited, 2000, None))),
-            row(b"d", Err("empty file".into())),
-        ];
-        let text = prometheus(&rows);
-        let expected = "\
-# HELP mosaic_agent_up 1 when the agent's heartbeat is current (state ok), else 0.
-# TYPE mosaic_agent_up gauge
-mosaic_agent_up{agent=\"a\\\"b\"} 1
-mosaic_agent_up{agent=\"c\"} 0
-mosaic_agent_up{agent=\"d\"} 0
-# HELP mosaic_agent_heartbeat_age_seconds Seconds since the agent's last heartbeat record was written.
-# TYPE mosaic_agent_heartbeat_age_seconds gauge
-mosaic_agent_heartbeat_age_seconds{agent=\"a\\\"b\"} 1.5
-mosaic_agent_heartbeat_age_seconds{agent=\"c\"} 2
-# HELP mosaic_agent_state The agent's state (ok, stale, exited, stopped or invalid): 1 for the state it is in.
-# TYPE mosaic_agent_state gauge
-mosaic_agent_state{agent=\"a\\\"b\",state=\"ok\"} 1
-mosaic_agent_state{agent=\"c\",state=\"exited\"} 1
-mosaic_agent_state{agent=\"d\",state=\"invalid\"} 1
-";
-        assert_eq!(text, expected);
-    }
-
-    #[test]
-    fn prometheus_never_repeats_a_series() {
-        let rows = [
-            row(b"x\xfe", Ok(record(Status::Ok, 0, None))),
-            row(b"x\xff", Err("empty file".into())),
-        ];
-        let text = prometheus(&rows);
-        assert_eq!(text.matches("mosaic_agent_up{").count(), 1, "{text}");
     }
 
     #[test]
