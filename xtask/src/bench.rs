@@ -9,7 +9,9 @@ is doing (two cores shared with builds) falls on both alike. In the order they r
 
 1. launch latency on a warm server (only a keeper session running);
 2. sidecar CPU per beat at a 10 ms interval, once per filesystem (tmpfs, and the temp dir's):
-   a beat is mostly filesystem work, and ext4 charges far more for it than tmpfs;
+   a beat is mostly filesystem work, and ext4 charges far more for it than tmpfs; then again
+   on tmpfs with an agent that prints continuously (the activity watch at work), and the
+   sidecar's wake-ups per second for such an agent at a 30 s interval;
 3. death-to-status latency at a 30 s interval;
 4. PSS of many sidecars of each kind (they stay running, for 5);
 5. launch latency with about 200 agents running;
@@ -102,6 +104,10 @@ struct Results {
     scaled: [Vec<f64>; 2],
     /// Per storage: the filesystem's name, and the figures with heartbeat files on it.
     cpu: Vec<(String, [Vec<f64>; 2])>,
+    /// CPU per beat with an agent that prints continuously (heartbeat on the first storage).
+    cpu_printing: [Vec<f64>; 2],
+    /// Wake-ups per second of a sidecar whose agent prints continuously, 30 s interval.
+    wakeups: [Vec<f64>; 2],
     /// The filesystem of the heartbeat files of every other measurement.
     fs: String,
     death: [Vec<f64>; 2],
@@ -178,8 +184,15 @@ fn measure(bin: &Path, sizes: &Sizes, cpu: &procfs::Cpu) -> Result<Results> {
         step(&format!(
             "sidecar CPU per beat at a 10 ms interval, heartbeat files on {fs}"
         ));
-        cpu_on.push((fs, cpu_per_beat(&mut fleet, storage, cpu, sizes)?));
+        cpu_on.push((
+            fs,
+            cpu_per_beat(&mut fleet, storage, cpu, sizes, fleet::PANE_COMMAND)?,
+        ));
     }
+    step("sidecar CPU per beat at a 10 ms interval, agent printing continuously");
+    let cpu_printing = cpu_per_beat(&mut fleet, 0, cpu, sizes, fleet::PRINTING_COMMAND)?;
+    step("sidecar wake-ups per second at a 30 s interval, agent printing continuously");
+    let wakeups = wakeups(&mut fleet, sizes)?;
     step("death to status at a 30 s interval");
     let death = death(&mut fleet, sizes)?;
     step(&format!("PSS of {} sidecars of each kind", sizes.pss));
@@ -201,6 +214,8 @@ fn measure(bin: &Path, sizes: &Sizes, cpu: &procfs::Cpu) -> Result<Results> {
         warm,
         scaled,
         cpu: cpu_on,
+        cpu_printing,
+        wakeups,
         fs,
         death,
         pss,
@@ -236,17 +251,27 @@ fn launches(fleet: &mut Fleet, phase: &str, n: usize) -> Result<[Vec<f64>; 2]> {
 }
 
 /// Microseconds of CPU per beat for one sidecar of each kind, running at the same time, with
-/// their heartbeat files on `fleet.storages[storage]`.
+/// their heartbeat files on `fleet.storages[storage]` and their panes running `pane_command`.
 fn cpu_per_beat(
     fleet: &mut Fleet,
     storage: usize,
     cpu: &procfs::Cpu,
     sizes: &Sizes,
+    pane_command: &str,
 ) -> Result<[Vec<f64>; 2]> {
     let mut agents = Vec::new();
+    let printing = if pane_command == fleet::PANE_COMMAND {
+        ""
+    } else {
+        "-printing"
+    };
     for kind in Kind::BOTH {
-        let name = format!("cpu-{}-{storage}", kind.tag());
-        agents.push(fleet.launch_on(storage, kind, name, "0.01")?.0);
+        let name = format!("cpu{printing}-{}-{storage}", kind.tag());
+        agents.push(
+            fleet
+                .launch_running(storage, kind, name, "0.01", pane_command)?
+                .0,
+        );
     }
     let pids = fleet::sidecars(&agents)?;
     std::thread::sleep(Duration::from_millis(300));
@@ -277,6 +302,43 @@ fn cpu_per_beat(
         fleet.discard(agent);
     }
     Ok(per_beat)
+}
+
+/// Wake-ups per second (voluntary context switches) of one sidecar of each kind at a 30 s
+/// interval, their agents printing a line every 10 ms: the activity watch's bound at work.
+fn wakeups(fleet: &mut Fleet, sizes: &Sizes) -> Result<[Vec<f64>; 2]> {
+    let mut agents = Vec::new();
+    for kind in Kind::BOTH {
+        let name = format!("wake-{}", kind.tag());
+        let printing = fleet::PRINTING_COMMAND;
+        agents.push(fleet.launch_running(0, kind, name, "30", printing)?.0);
+    }
+    let pids = fleet::sidecars(&agents)?;
+    // Past start-up: the first activity records, the loops' first beat.
+    std::thread::sleep(Duration::from_millis(1500));
+    let sample = |i: usize| {
+        procfs::wakeups(pids[i]).ok_or_else(|| {
+            format!(
+                "the sidecar of {} (pid {}) is gone",
+                agents[i].name, pids[i]
+            )
+        })
+    };
+    let mut per_sec = [Vec::new(), Vec::new()];
+    for _ in 0..sizes.cpu_windows {
+        let before = [sample(0)?, sample(1)?];
+        let start = Instant::now();
+        std::thread::sleep(sizes.cpu_window * 2);
+        let after = [sample(0)?, sample(1)?];
+        let secs = start.elapsed().as_secs_f64();
+        for (i, values) in per_sec.iter_mut().enumerate() {
+            values.push(after[i].saturating_sub(before[i]) as f64 / secs);
+        }
+    }
+    for agent in &agents {
+        fleet.discard(agent);
+    }
+    Ok(per_sec)
 }
 
 /// Milliseconds from killing each agent's process to its file no longer saying `status=ok`;
@@ -448,6 +510,25 @@ fn cpu_row(fs: &str, v: &[Vec<f64>; 2]) -> Row {
     )
 }
 
+fn cpu_printing_row(r: &Results) -> Row {
+    both(
+        format!(
+            "Sidecar CPU per beat, 10 ms interval, agent printing every 10 ms, heartbeat on {} (µs)",
+            r.fs
+        ),
+        &r.cpu_printing,
+    )
+}
+
+fn wakeups_row(r: &Results) -> Row {
+    Row {
+        what: "Sidecar wake-ups per second, 30 s interval, agent printing every 10 ms".into(),
+        ours: Values::Samples(r.wakeups[0].clone()),
+        baseline: Values::Samples(r.wakeups[1].clone()),
+        compare: false,
+    }
+}
+
 fn death_row(r: &Results, s: &Sizes) -> Row {
     both(
         format!(
@@ -474,6 +555,8 @@ fn rows(r: &Results, s: &Sizes) -> Vec<Row> {
         },
     ];
     rows.extend(r.cpu.iter().map(|(fs, v)| cpu_row(fs, v)));
+    rows.push(cpu_printing_row(r));
+    rows.push(wakeups_row(r));
     rows.push(both(format!("PSS of {} sidecars (MiB)", s.pss), &r.pss));
     rows.push(death_row(r, s));
     rows.push(Row {
@@ -520,6 +603,19 @@ fn targets(r: &Results, s: &Sizes) -> Vec<Target> {
             0.03,
         ));
     }
+    targets.push(ratio(
+        "Sidecar CPU per beat ≤ 0.03× baseline (agent printing continuously)".into(),
+        cpu_printing_row(r),
+        0.03,
+    ));
+    let wakeups = wakeups_row(r).ours.max();
+    targets.push(Target {
+        goal: "Sidecar wake-ups ≤ 1.5 per second, agent printing every 10 ms (ours, 30 s \
+               interval, busiest window)"
+            .into(),
+        measured: wakeups.map(|w| format!("{} /s", report::number(w))),
+        met: wakeups.map(|w| w <= 1.5),
+    });
     targets.extend([
         ratio(
             format!("PSS of {} sidecars ≤ 0.30× baseline", s.pss),
@@ -593,6 +689,18 @@ fn method(r: &Results, s: &Sizes, cpu: &procfs::Cpu) -> Vec<String> {
                 .map(|(fs, _)| fs.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
+        ),
+        format!(
+            "Agent printing continuously: the pane runs `{}` (a line every 10 ms, as a chatty \
+             agent or a spinner would). CPU per beat as above, heartbeat on {}. Wake-ups: one \
+             agent of each kind with a 30 s heartbeat; the sidecar's `voluntary_ctxt_switches` \
+             (`/proc/PID/status`: each is one sleep in `ppoll`, or in `wait` for the bash loop, \
+             and one wake-up) over {} window(s) of {} s, per second. Ours is bound to about one \
+             activity wake-up a second whatever the agent prints, plus its beats.",
+            fleet::PRINTING_COMMAND,
+            r.fs,
+            s.cpu_windows,
+            (s.cpu_window * 2).as_secs_f64(),
         ),
         format!(
             "PSS: `Pss:` of `/proc/PID/smaps_rollup` summed over {} sidecars of each kind (30 s \

@@ -98,6 +98,18 @@ impl Cpu {
     }
 }
 
+/// How many times `pid` has gone to sleep and been woken (`voluntary_ctxt_switches` of
+/// `/proc/PID/status`): for a daemon that waits in one `ppoll`, its wake-ups.
+pub fn wakeups(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Time on CPU in nanoseconds: the first field of `/proc/PID/schedstat`.
 fn schedstat_ns(pid: u32) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/schedstat"))

@@ -56,6 +56,10 @@ impl Kind {
 /// What an agent's pane runs: harmless, and alive for longer than any bench.
 pub const PANE_COMMAND: &str = "sleep 600";
 
+/// A chatty agent: a line on its terminal every 10 ms, for as long as any bench (the pane
+/// `exec`s it, so it is one command).
+pub const PRINTING_COMMAND: &str = "sh -c 'while :; do echo working; sleep 0.01; done'";
+
 /// How long a sidecar may take to write its first `status=ok`.
 const FIRST_BEAT: Duration = Duration::from_secs(5);
 
@@ -223,6 +227,18 @@ impl Fleet {
         name: String,
         interval: &str,
     ) -> Result<(Agent, Duration)> {
+        self.launch_running(storage, kind, name, interval, PANE_COMMAND)
+    }
+
+    /// [`Fleet::launch_on`], the pane running `pane_command`.
+    pub fn launch_running(
+        &mut self,
+        storage: usize,
+        kind: Kind,
+        name: String,
+        interval: &str,
+        pane_command: &str,
+    ) -> Result<(Agent, Duration)> {
         let hb_dir = self.storages[storage].dir.join(kind.hb_dir());
         let mut cmd = match kind {
             Kind::Ours => self.command(&self.launcher),
@@ -233,6 +249,7 @@ impl Fleet {
             }
         };
         cmd.arg(&name)
+            .env("MOSAIC_AGENT_COMMAND", pane_command)
             .env("MOSAIC_HEARTBEAT_RUN_DIR", &hb_dir)
             .env("MOSAIC_HEARTBEAT_INTERVAL", interval);
         let start = Instant::now();
