@@ -17,7 +17,11 @@ use clap::Parser;
         `export PATH=<runtime bins>:\"$PATH\"; exec <command>` in WORKDIR, then starts \
         `mosaic-hb` through `setsid` to keep HB_DIR/AGENT.hb current. Idempotent: an agent \
         that is already running is reported (\"already running\", exit 0), and its sidecar is \
-        restarted if it died. Exit codes: 0 done, 1 failed, 2 bad input.",
+        restarted if it died or does not beat; a dead pane is started again (\"restarted\"). \
+        \"started\" means the pane's shell has executed the agent's command: one that cannot be \
+        executed or exits at once is a failure, with its exit status and the shell's message. \
+        Exit codes: 0 done, 1 failed, 2 bad input, 129/130/143 stopped by SIGHUP/SIGINT/SIGTERM \
+        (what this run created is removed, or the launch completed first, as the message says).",
     after_help = "Environment: each option above reads the variable shown beside it; also\n  \
         MOSAIC_HB_BIN    path of mosaic-hb (default: next to this executable, else on PATH)\n  \
         PATH             where `tmux` and `setsid` are found"
@@ -90,6 +94,20 @@ pub struct Cli {
     /// Report what happened as one JSON object.
     #[arg(long)]
     pub json: bool,
+
+    /// Seconds a started agent must live on after executing its command to count as started
+    /// (a crash within them is a failed launch), 0 to 3600.
+    #[arg(long, env = "MOSAIC_SETTLE", value_name = "SECS", default_value = "0")]
+    pub settle: Option<OsString>,
+
+    /// Deadline in seconds for every tmux call and for the sidecar's start-up, 0.01 to 3600.
+    #[arg(
+        long,
+        env = "MOSAIC_TMUX_TIMEOUT",
+        value_name = "SECS",
+        default_value = "10"
+    )]
+    pub tmux_timeout: Option<OsString>,
 
     /// Path of the mosaic-hb binary.
     #[arg(long, env = "MOSAIC_HB_BIN", value_name = "PATH", hide = true)]

@@ -3,83 +3,205 @@
 
 One run: validate everything (exit 2, nothing started or written); prepare the heartbeat
 directory and find `setsid` and `mosaic-hb` (exit 1, nothing started); ask tmux for the session
-and, while it works, start the sidecar waiting for its pane; then hand the sidecar its pane, or
-cancel it when the agent needs none (one already keeps the file, or tmux named no pane). A session this run created is killed again
-if its sidecar cannot be started: all or nothing.
+and, while it works, start the sidecar waiting for its pane; watch the pane's process until it
+has executed the agent's command ([`verdict`](crate::verdict)); then hand the sidecar its
+pane, or cancel it when the agent needs none (one already keeps the file, or tmux named no
+pane), and wait for the sidecar's first record.
+
+Invariants:
+- A launch reports started only after exec: a command that cannot be executed (not found, not
+  executable, a bad interpreter) or that exits at once is a failure (exit 1) with the shell's
+  status and message, and the session this run created is removed.
+- All or nothing, also when interrupted: SIGINT, SIGTERM and SIGHUP are held back for the
+  launch ([`Stop`]); one that arrives before the sidecar has its pane undoes what this run
+  created (the session, by its `@mosaic_launch` mark; the pending sidecar) and exits 128+N;
+  one that arrives later lets the launch complete, then exits 128+N saying so.
+- One agent, one sidecar: the session names its heartbeat file (`@mosaic_hb`); a relaunch
+  reports (or heals) that file, and a heartbeat file kept for another process is never
+  reported as this agent's.
 */
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use mosaic_hb::exit::Exit;
 use mosaic_hb::{dirs, json, validate};
 
+use crate::child::Stop;
 use crate::cli::Cli;
 use crate::pane;
-use crate::sidecar::{Sidecar, Started};
-use crate::tmux::{Created, Pane, Tmux};
+use crate::sidecar::{self, Keeper, Pending, Sidecar, Started};
+use crate::tmux::{self, Created, Death, Failure, Pane, PanePids, Spec, Tmux};
+use crate::verdict::{self, Verdict};
 
-struct Fail(Exit, String);
+/// A failed launch: its exit code and one line.
+pub struct Fail(u8, String);
 
 fn usage(message: String) -> Fail {
-    Fail(Exit::Usage, message)
+    Fail(Exit::Usage.code(), message)
 }
 
 fn failed(message: String) -> Fail {
-    Fail(Exit::Failed, message)
+    Fail(Exit::Failed.code(), message)
 }
 
 /// A validated request.
-struct Plan {
-    agent: String,
-    socket: String,
-    workdir: PathBuf,
-    pane_command: OsString,
-    heartbeat: Option<Heartbeat>,
+pub struct Plan {
+    pub agent: String,
+    pub socket: String,
+    pub workdir: PathBuf,
+    pub pane_command: OsString,
+    pub heartbeat: Option<Heartbeat>,
+    /// Bounds every tmux call and every wait for the sidecar.
+    pub timeout: Duration,
+    /// How long a started agent must live on after its exec.
+    pub settle: Duration,
 }
 
-struct Heartbeat {
-    dir: PathBuf,
-    file: PathBuf,
-    interval: String,
-    idle_after: String,
-    hb_bin: Option<PathBuf>,
+pub struct Heartbeat {
+    pub dir: PathBuf,
+    pub file: PathBuf,
+    pub interval: String,
+    pub idle_after: String,
+    pub hb_bin: Option<PathBuf>,
+}
+
+/// How the agent came to be running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Started,
+    AlreadyRunning,
+    /// Its pane was dead (the previous run's end is kept here) and was started again.
+    Restarted(Death),
+}
+
+/// The sidecar's part in the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SidecarState {
+    Started,
+    /// Kept by a sidecar that was already running.
+    Running,
+    None,
+}
+
+impl SidecarState {
+    fn as_str(self) -> &'static str {
+        match self {
+            SidecarState::Started => "started",
+            SidecarState::Running => "running",
+            SidecarState::None => "none",
+        }
+    }
 }
 
 /// What happened, for the report.
-struct Report {
-    already_running: bool,
-    pane_pid: Option<u32>,
-    /// "started", "running" (kept by an existing sidecar), or "none".
-    sidecar: &'static str,
+pub struct Report {
+    pub outcome: Outcome,
+    pub pane_pid: Option<u32>,
+    pub sidecar: SidecarState,
+    /// The heartbeat file the agent has (the session's own, which may differ from the plan's).
+    pub heartbeat: Option<PathBuf>,
+    /// A previously running sidecar was replaced.
+    pub healed: bool,
 }
 
 /// `mosaic-launcher AGENT`, from parsed arguments to exit code.
 pub fn run(cli: Cli) -> ExitCode {
+    let stop = Stop::new();
     let json = cli.json;
-    let result = plan(cli).and_then(|plan| launch(&plan).map(|report| (plan, report)));
+    let result = plan(cli).and_then(|plan| launch(&plan, &stop).map(|report| (plan, report)));
+    let late = stop.signal();
     match result {
         Ok((plan, report)) => {
-            println!(
-                "{}",
-                if json {
-                    render_json(&plan, &report)
-                } else {
-                    render_text(&plan, &report)
-                }
-            );
+            let line = if json {
+                render_json(&plan, &report)
+            } else {
+                printable(&render_text(&plan, &report))
+            };
+            let mut stdout = std::io::stdout().lock();
+            if let Err(e) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+                say(&format!(
+                    "cannot write the report to stdout: {} (agent {} is running)",
+                    mosaic_hb::why(&e),
+                    plan.agent
+                ));
+                return ExitCode::from(Exit::Failed.code());
+            }
+            if let Some(sig) = late {
+                say(&format!(
+                    "interrupted by {} after agent {} had started: it keeps running",
+                    signal_name(sig),
+                    plan.agent
+                ));
+                return ExitCode::from(128 + sig as u8);
+            }
             ExitCode::SUCCESS
         }
         Err(Fail(code, message)) => {
-            eprintln!("mosaic-launcher: {message}");
+            say(&message);
             ExitCode::from(code)
         }
     }
 }
 
+/// One line on stderr, control characters escaped; a stderr that cannot be written is
+/// ignored (the exit code still tells).
+fn say(message: &str) {
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "mosaic-launcher: {}",
+        printable(message)
+    );
+}
+
+/// `text` with every control character escaped (`\n`, `\x1b`, `\u{85}`), so that one line
+/// printed is one line read, and no escape sequence reaches a terminal raw.
+pub fn printable(text: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x80 && c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn signal_name(sig: i32) -> String {
+    match sig {
+        libc::SIGINT => "SIGINT".into(),
+        libc::SIGTERM => "SIGTERM".into(),
+        libc::SIGHUP => "SIGHUP".into(),
+        n => format!("signal {n}"),
+    }
+}
+
+fn interrupted(sig: i32, agent: &str, undone: bool) -> Fail {
+    let what = if undone {
+        format!("the launch of agent {agent} was undone")
+    } else {
+        format!("agent {agent} was not started")
+    };
+    Fail(
+        128 + sig as u8,
+        format!("interrupted by {}: {what}", signal_name(sig)),
+    )
+}
+
 /// Checks every input; touches nothing.
-fn plan(cli: Cli) -> Result<Plan, Fail> {
+pub fn plan(cli: Cli) -> Result<Plan, Fail> {
     let agent = validate::agent(text(&cli.agent, "agent name")?)
         .map_err(usage)?
         .to_string();
@@ -145,6 +267,14 @@ fn plan(cli: Cli) -> Result<Plan, Fail> {
         "idle threshold (--idle-after, MOSAIC_IDLE_AFTER)",
     )?;
     let idle_after = validate::idle_after(or_default(idle_after, "60")).map_err(usage)?;
+    let timeout = seconds(
+        &cli.tmux_timeout,
+        "tmux timeout (--tmux-timeout, MOSAIC_TMUX_TIMEOUT)",
+        0.01,
+    )?
+    .unwrap_or(tmux::DEFAULT_TIMEOUT);
+    let settle =
+        seconds(&cli.settle, "settle time (--settle, MOSAIC_SETTLE)", 0.0)?.unwrap_or_default();
     let heartbeat = if cli.no_heartbeat {
         None
     } else {
@@ -166,7 +296,25 @@ fn plan(cli: Cli) -> Result<Plan, Fail> {
         workdir,
         pane_command,
         heartbeat,
+        timeout,
+        settle,
     })
+}
+
+/// Seconds from `MIN` to an hour, fractions allowed; empty or absent is `None`.
+fn seconds(value: &Option<OsString>, what: &str, min: f64) -> Result<Option<Duration>, Fail> {
+    let Some(value) = value.as_deref().filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let text = text(value, what)?;
+    match text.trim().parse::<f64>() {
+        Ok(secs) if secs.is_finite() && (min..=3600.0).contains(&secs) => {
+            Ok(Some(Duration::from_secs_f64(secs)))
+        }
+        _ => Err(usage(format!(
+            "invalid {what} {text:?}: seconds from {min} to 3600 expected"
+        ))),
+    }
 }
 
 /// A value that must be text: names, sockets, runtimes and intervals are never raw bytes.
@@ -195,7 +343,27 @@ fn absolute(path: impl AsRef<Path>) -> Result<PathBuf, Fail> {
     })
 }
 
-fn launch(plan: &Plan) -> Result<Report, Fail> {
+/// A unique mark for the session this launch creates, so that its roll-back removes that
+/// session and never one a racing launcher made.
+fn launch_token() -> String {
+    let mut bytes = [0u8; 8];
+    // SAFETY: fills a live stack buffer of the given length.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), libc::GRND_NONBLOCK) };
+    let salt = if n == 8 {
+        u64::from_ne_bytes(bytes)
+    } else {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    };
+    format!("{}-{salt:016x}", std::process::id())
+}
+
+/// One launch, all or nothing. Signals in `stop` are looked at, never acted upon by default.
+pub fn launch(plan: &Plan, stop: &Stop) -> Result<Report, Fail> {
+    if let Some(sig) = stop.signal() {
+        return Err(interrupted(sig, &plan.agent, false));
+    }
     let sidecar = match &plan.heartbeat {
         Some(hb) => {
             dirs::prepare(&hb.dir).map_err(failed)?;
@@ -203,120 +371,464 @@ fn launch(plan: &Plan) -> Result<Report, Fail> {
         }
         None => None,
     };
-    let tmux = Tmux::new(&plan.socket);
+    let tmux = Tmux::new(&plan.socket, plan.timeout, Some(stop));
+    let token = launch_token();
     // A bell in the pane marks the sidecar's bell file (see `mosaic_hb::activity`).
     let bell_hook = plan
         .heartbeat
         .as_ref()
         .and_then(|hb| mosaic_hb::activity::bell_path(&hb.file))
         .map(|bell| pane::bell_hook(&bell));
-    let session = tmux
-        .start_new_session(
-            &plan.agent,
-            &plan.workdir,
-            &plan.pane_command,
-            bell_hook.as_deref(),
-        )
-        .map_err(failed)?;
+    let spec = Spec {
+        bell_hook: bell_hook.as_deref(),
+        agent: &plan.agent,
+        workdir: &plan.workdir,
+        pane_command: &plan.pane_command,
+        token: &token,
+        hb_file: plan.heartbeat.as_ref().map(|hb| hb.file.as_path()),
+    };
+    let mut run = Launch {
+        plan,
+        stop,
+        tmux: &tmux,
+        token: &token,
+        created: false,
+    };
+    let session = tmux.start_new_session(&spec).map_err(|f| run.fail(f))?;
     // While tmux works, the sidecar starts and waits for its pane (see `sidecar`); dropping
     // `pending` cancels it.
-    let pending = match sidecar {
+    let pending = match &sidecar {
         Some((hb, sidecar)) => {
-            match sidecar.spawn(&hb.file, &hb.interval, &hb.idle_after, &plan.agent) {
+            match sidecar.spawn(
+                &hb.file,
+                &hb.interval,
+                &hb.idle_after,
+                &plan.agent,
+                plan.timeout,
+            ) {
                 Ok(pending) => Some(pending),
                 Err(why) => {
-                    if let Ok(Created::New(_)) = session.finish() {
-                        tmux.kill_session(&plan.agent);
-                    }
-                    return Err(failed(why));
+                    let created = session.finish();
+                    run.created = matches!(created, Ok(Created::New(_)) | Err(_));
+                    return Err(run.undo(failed(why)));
                 }
             }
         }
         None => None,
     };
-    let created = session.finish().map_err(failed)?;
-    let (already_running, printed_pid) = match created {
-        Created::New(pid) => (false, pid),
-        Created::AlreadyRunning => (true, None),
-    };
-    let report = |pane_pid, sidecar| Report {
-        already_running,
-        pane_pid,
-        sidecar,
-    };
-    let (Some(hb), Some(pending)) = (&plan.heartbeat, pending) else {
-        return Ok(report(printed_pid, "none"));
-    };
-    let pane_pid = match printed_pid {
-        Some(pid) => pid,
-        None => match tmux.pane_pid(&plan.agent).map_err(failed)? {
-            Pane::Pid(pid) => pid,
-            Pane::Unknown => return Ok(report(None, "none")),
-            Pane::Gone(why) => {
-                return Err(failed(format!(
-                    "agent {} exited at once: its session is gone ({why})",
-                    plan.agent
-                )))
-            }
-        },
-    };
-    // A running agent whose sidecar holds the lock is complete; one whose sidecar died is healed.
-    if already_running && matches!(mosaic_hb::lock::is_held(&hb.file), Ok(true)) {
-        return Ok(report(Some(pane_pid), "running"));
+    let mut created = session.finish();
+    if matches!(&created, Err(Failure::Error(why)) if why.contains("server exited unexpectedly")) {
+        // We reached a server that was exiting (its last session had just ended, or, before
+        // remain-on-exit held, our own command ended at once): no session of ours survived
+        // that. Once more, with a server of our own.
+        created = tmux
+            .start_new_session(&spec)
+            .and_then(tmux::NewSession::finish);
     }
-    match pending.start(pane_pid, &hb.file) {
-        Ok(Started::Running) => Ok(report(Some(pane_pid), "started")),
-        Ok(Started::AlreadyKept) => Ok(report(Some(pane_pid), "running")),
-        Ok(Started::TargetGone(why)) => Err(failed(format!(
-            "agent {} exited at once: {why}",
-            plan.agent
-        ))),
-        Err(why) => {
-            if !already_running {
-                tmux.kill_session(&plan.agent);
-            }
-            Err(failed(why))
-        }
+    // Even a failed or cut `new-session` may have made the session: the roll-back checks.
+    run.created = !matches!(created, Ok(Created::AlreadyRunning));
+    let created = created.map_err(|f| run.fail(f))?;
+    let sidecar = sidecar.map(|(_, s)| s);
+    match created {
+        Created::New(Some(pids)) => run.new_session(pids, pending),
+        Created::New(None) => run.stand_in(pending),
+        Created::AlreadyRunning => run.existing(pending, sidecar.as_ref()),
     }
 }
 
+/// A launch under way: what it must undo if it fails.
+struct Launch<'a> {
+    plan: &'a Plan,
+    stop: &'a Stop,
+    tmux: &'a Tmux<'a>,
+    token: &'a str,
+    /// This run may have created the session (its roll-back removes it, if it carries our
+    /// token).
+    created: bool,
+}
+
+impl Launch<'_> {
+    fn agent(&self) -> &str {
+        &self.plan.agent
+    }
+
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.plan.timeout
+    }
+
+    /// Removes what this run created, and passes the failure on.
+    fn undo(&self, fail: Fail) -> Fail {
+        if self.created {
+            self.tmux.remove_own_session(self.agent(), self.token);
+        }
+        fail
+    }
+
+    /// A tmux failure, after the roll-back.
+    fn fail(&self, failure: Failure) -> Fail {
+        match failure {
+            Failure::Interrupted(sig) => self.undo(interrupted(sig, self.agent(), self.created)),
+            Failure::Error(why) => self.undo(failed(why)),
+        }
+    }
+
+    /// Rolls back if a stop signal has arrived: the last look before committing.
+    fn check_stop(&self) -> Result<(), Fail> {
+        match self.stop.signal() {
+            Some(sig) => Err(self.undo(interrupted(sig, self.agent(), self.created))),
+            None => Ok(()),
+        }
+    }
+
+    /// A session this run created, with its pane's pid: the verdict, then the sidecar.
+    fn new_session(&self, pids: PanePids, pending: Option<Pending>) -> Result<Report, Fail> {
+        self.verdict(pids)?;
+        self.check_stop()?;
+        let (sidecar, heartbeat) = self.hand_over(pids.pane, pending)?;
+        Ok(Report {
+            outcome: Outcome::Started,
+            pane_pid: Some(pids.pane),
+            sidecar,
+            heartbeat,
+            healed: false,
+        })
+    }
+
+    /// Watches the pane until its process has executed the agent; a process that exits
+    /// instead is reported with tmux's record of its end, and its session removed.
+    fn verdict(&self, pids: PanePids) -> Result<(), Fail> {
+        let line = verdict::shell_cmdline(&tmux::pane_argument(&self.plan.pane_command));
+        let verdict = verdict::watch(pids, &line, self.plan.settle, self.deadline(), self.stop)
+            .map_err(|cut| match cut {
+                crate::child::Cut::Interrupted(sig) => {
+                    self.undo(interrupted(sig, self.agent(), self.created))
+                }
+                other => self.undo(failed(format!(
+                    "cannot watch pane pid {} of agent {}: {other:?}",
+                    pids.pane,
+                    self.agent()
+                ))),
+            })?;
+        match verdict {
+            Verdict::Running => Ok(()),
+            Verdict::NoExec => Err(self.undo(failed(format!(
+                "agent {} did not execute its command within {} (MOSAIC_TMUX_TIMEOUT)",
+                self.agent(),
+                tmux::seconds(self.plan.timeout)
+            )))),
+            Verdict::Exited => Err(self.undo(failed(self.why_exited(pids.pane)))),
+        }
+    }
+
+    /// "agent A exited at once with status 127: sh: 1: exec: nosuchcmd: not found", from
+    /// the dead pane tmux keeps (it may take tmux a moment to notice the exit).
+    fn why_exited(&self, pid: u32) -> String {
+        // tmux notices the exit in its event loop; its status follows the pane's EOF. Give it
+        // a moment, not the whole deadline: the exit itself is already certain.
+        let deadline = Instant::now() + self.plan.timeout.min(Duration::from_secs(2));
+        let mut death = None;
+        let mut gone = None;
+        loop {
+            match self.tmux.pane(self.agent()) {
+                Ok(Pane::Dead(d)) if d.pid == pid => {
+                    let known = d.status.is_some() || d.signal.is_some();
+                    death = Some(d);
+                    if known {
+                        break;
+                    }
+                }
+                Ok(Pane::Gone(why)) => {
+                    gone = Some(why);
+                    break;
+                }
+                Err(_) => break,
+                _ => {}
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let words = death
+            .as_ref()
+            .and_then(|_| self.tmux.last_words(self.agent()));
+        let mut why = format!("agent {} exited at once", self.agent());
+        match (&death, gone) {
+            (Some(d), _) => why += &format!(" with {}", d.describe()),
+            (None, Some(gone)) => why += &format!(": its session is gone ({gone})"),
+            (None, None) => why += &format!(" (pane pid {pid})"),
+        }
+        if let Some(words) = words {
+            why += &format!(": {words}");
+        }
+        why
+    }
+
+    /// Hands the pane to the pending sidecar and waits for its first record. Returns the
+    /// sidecar's state and the heartbeat file.
+    fn hand_over(
+        &self,
+        pane_pid: u32,
+        pending: Option<Pending>,
+    ) -> Result<(SidecarState, Option<PathBuf>), Fail> {
+        let (Some(hb), Some(pending)) = (&self.plan.heartbeat, pending) else {
+            return Ok((SidecarState::None, None));
+        };
+        self.start_sidecar(pending, pane_pid, &hb.file)
+    }
+
+    fn start_sidecar(
+        &self,
+        pending: Pending,
+        pane_pid: u32,
+        file: &Path,
+    ) -> Result<(SidecarState, Option<PathBuf>), Fail> {
+        match pending.start(pane_pid, file) {
+            Ok(Started::Running) => {
+                sidecar::wait_first_record(file, pane_pid, self.deadline());
+                Ok((SidecarState::Started, Some(file.to_path_buf())))
+            }
+            Ok(Started::AlreadyKept) => match sidecar::keeper(file, pane_pid, self.deadline()) {
+                Keeper::Other { hb_pid, pid } => Err(self.undo(collision(file, hb_pid, pid))),
+                _ => Ok((SidecarState::Running, Some(file.to_path_buf()))),
+            },
+            Ok(Started::TargetGone(why)) => Err(self.undo(failed(format!(
+                "agent {} exited at once: {why}",
+                self.agent()
+            )))),
+            Err(why) => Err(self.undo(failed(why))),
+        }
+    }
+
+    /// A stand-in tmux that created a session but printed no pane: ask for the pane, and hand
+    /// the sidecar whatever pid it names, without a verdict.
+    fn stand_in(&self, pending: Option<Pending>) -> Result<Report, Fail> {
+        let report = |pane_pid, (sidecar, heartbeat)| Report {
+            outcome: Outcome::Started,
+            pane_pid,
+            sidecar,
+            heartbeat,
+            healed: false,
+        };
+        if pending.is_none() {
+            return Ok(report(None, (SidecarState::None, None)));
+        }
+        match self.tmux.pane(self.agent()).map_err(|f| self.fail(f))? {
+            Pane::Live(pid) => {
+                let hb = self.plan.heartbeat.as_ref().map(|hb| hb.file.as_path());
+                let pending = pending.expect("checked above");
+                match pending.start(pid, hb.unwrap_or(Path::new(""))) {
+                    Ok(Started::Running | Started::AlreadyKept) => Ok(report(
+                        Some(pid),
+                        (SidecarState::Started, hb.map(Path::to_path_buf)),
+                    )),
+                    Ok(Started::TargetGone(why)) => Err(self.undo(failed(format!(
+                        "agent {} exited at once: {why}",
+                        self.agent()
+                    )))),
+                    Err(why) => Err(self.undo(failed(why))),
+                }
+            }
+            Pane::Dead(d) => Err(self.undo(failed(format!(
+                "agent {} exited at once with {}",
+                self.agent(),
+                d.describe()
+            )))),
+            Pane::Unknown => Ok(report(None, (SidecarState::None, None))),
+            Pane::Gone(why) => Err(self.undo(failed(format!(
+                "agent {} exited at once: its session is gone ({why})",
+                self.agent()
+            )))),
+        }
+    }
+
+    /// The session existed: a live pane is "already running" (its sidecar checked, healed if
+    /// stuck or gone); a dead one is started again.
+    fn existing(
+        &self,
+        pending: Option<Pending>,
+        sidecar: Option<&Sidecar>,
+    ) -> Result<Report, Fail> {
+        match self.tmux.pane(self.agent()).map_err(|f| self.fail(f))? {
+            Pane::Live(pid) => self.running(pid, pending, sidecar),
+            Pane::Dead(death) => self.restart(death, pending),
+            Pane::Unknown => Ok(Report {
+                outcome: Outcome::AlreadyRunning,
+                pane_pid: None,
+                sidecar: SidecarState::None,
+                heartbeat: None,
+                healed: false,
+            }),
+            Pane::Gone(why) => Err(failed(format!(
+                "agent {} exited at once: its session is gone ({why})",
+                self.agent()
+            ))),
+        }
+    }
+
+    fn running(
+        &self,
+        pid: u32,
+        pending: Option<Pending>,
+        sidecar: Option<&Sidecar>,
+    ) -> Result<Report, Fail> {
+        let report = |(sidecar, heartbeat), healed| Report {
+            outcome: Outcome::AlreadyRunning,
+            pane_pid: Some(pid),
+            sidecar,
+            heartbeat,
+            healed,
+        };
+        let (Some(hb), Some(mut pending), Some(locator)) = (&self.plan.heartbeat, pending, sidecar)
+        else {
+            return Ok(report((SidecarState::None, None), false));
+        };
+        // The session's own heartbeat file, when it names one, wins: one agent, one sidecar.
+        let own = self.tmux.hb_file(self.agent()).map_err(|f| self.fail(f))?;
+        let file = match own.map(PathBuf::from) {
+            Some(own) if own != hb.file && own.is_absolute() => {
+                // Hand the sidecar that file instead.
+                drop(pending);
+                pending = locator
+                    .spawn(
+                        &own,
+                        &hb.interval,
+                        &hb.idle_after,
+                        self.agent(),
+                        self.plan.timeout,
+                    )
+                    .map_err(failed)?;
+                own
+            }
+            Some(_) => hb.file.clone(),
+            None => {
+                // A session from before `@mosaic_hb` (or started without a heartbeat): it gets
+                // ours from now on, so a later launch from elsewhere finds it.
+                self.tmux.set_hb_file(self.agent(), &hb.file);
+                hb.file.clone()
+            }
+        };
+        match sidecar::keeper(&file, pid, self.deadline()) {
+            Keeper::Healthy => return Ok(report((SidecarState::Running, Some(file)), false)),
+            Keeper::Other { hb_pid, pid } => return Err(collision(&file, hb_pid, pid)),
+            Keeper::Stuck { hb_pid, .. } => {
+                sidecar::end_stuck(&file, hb_pid, self.deadline()).map_err(failed)?;
+            }
+            Keeper::Nobody => {}
+        }
+        if let Some(sig) = self.stop.signal() {
+            return Err(interrupted(sig, self.agent(), false));
+        }
+        self.start_sidecar(pending, pid, &file).map(|state| {
+            let healed = state.0 == SidecarState::Started;
+            report(state, healed)
+        })
+    }
+
+    /// A dead pane: start the agent again in it (tmux refuses if a racer did first: then it
+    /// is already running).
+    fn restart(&self, death: Death, pending: Option<Pending>) -> Result<Report, Fail> {
+        let respawned = self
+            .tmux
+            .respawn(self.agent(), &self.plan.workdir, &self.plan.pane_command)
+            .map_err(|f| self.fail(f))?;
+        let Some(pids) = respawned else {
+            return match self.tmux.pane(self.agent()).map_err(|f| self.fail(f))? {
+                Pane::Live(pid) => Ok(Report {
+                    outcome: Outcome::AlreadyRunning,
+                    pane_pid: Some(pid),
+                    sidecar: SidecarState::None,
+                    heartbeat: None,
+                    healed: false,
+                }),
+                _ => Err(failed(format!(
+                    "agent {} could not be started again",
+                    self.agent()
+                ))),
+            };
+        };
+        // A failed restart leaves the pane dead, now with this run's end: no session to undo.
+        self.verdict(pids)?;
+        let file = self
+            .tmux
+            .hb_file(self.agent())
+            .ok()
+            .flatten()
+            .map(PathBuf::from);
+        let (sidecar, heartbeat) = match (&self.plan.heartbeat, pending, file) {
+            (Some(hb), Some(pending), own) if own.as_ref().is_none_or(|f| *f == hb.file) => {
+                self.start_sidecar(pending, pids.pane, &hb.file)?
+            }
+            _ => (SidecarState::None, None),
+        };
+        Ok(Report {
+            outcome: Outcome::Restarted(death),
+            pane_pid: Some(pids.pane),
+            sidecar,
+            heartbeat,
+            healed: false,
+        })
+    }
+}
+
+fn collision(file: &Path, hb_pid: Option<u32>, pid: i32) -> Fail {
+    let by = hb_pid.map_or("a sidecar".into(), |p| format!("mosaic-hb pid {p}"));
+    failed(format!(
+        "heartbeat file {} is kept by {by} for pid {pid}, another agent of the same name \
+         (on another tmux socket?): use another MOSAIC_HEARTBEAT_RUN_DIR (--hb-dir) or socket",
+        file.display()
+    ))
+}
+
 fn render_text(plan: &Plan, report: &Report) -> String {
-    let mut line = if report.already_running {
-        format!(
-            "agent {} already running on tmux socket {}",
-            plan.agent, plan.socket
-        )
-    } else {
-        format!(
+    let mut line = match &report.outcome {
+        Outcome::Started => format!(
             "started agent {} on tmux socket {}",
             plan.agent, plan.socket
-        )
+        ),
+        Outcome::AlreadyRunning => format!(
+            "agent {} already running on tmux socket {}",
+            plan.agent, plan.socket
+        ),
+        Outcome::Restarted(death) => format!(
+            "restarted agent {} on tmux socket {} (its last run ended with {}{})",
+            plan.agent,
+            plan.socket,
+            death.describe(),
+            death
+                .time
+                .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                .map_or(String::new(), |t| format!(
+                    " at {}",
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ))
+        ),
     };
     if let Some(pid) = report.pane_pid {
         line += &format!(": pane pid {pid}");
     }
-    match (&plan.heartbeat, report.sidecar) {
-        (Some(hb), "started") => line += &format!(", heartbeat {}", hb.file.display()),
-        (Some(hb), "running") => {
-            line += &format!(", heartbeat {} (sidecar running)", hb.file.display())
+    match (&report.heartbeat, report.sidecar) {
+        (Some(file), SidecarState::Started) => line += &format!(", heartbeat {}", file.display()),
+        (Some(file), SidecarState::Running) => {
+            line += &format!(", heartbeat {} (sidecar running)", file.display())
         }
         _ => line += ", no heartbeat",
     }
-    if report.already_running && report.sidecar == "started" {
+    if report.healed {
         line += " (sidecar restarted)";
     }
     line
 }
 
 fn render_json(plan: &Plan, report: &Report) -> String {
-    let heartbeat = match (&plan.heartbeat, report.sidecar) {
-        (Some(hb), "started" | "running") => Some(hb.file.to_string_lossy()),
+    let heartbeat = match (&report.heartbeat, report.sidecar) {
+        (Some(file), SidecarState::Started | SidecarState::Running) => Some(file.to_string_lossy()),
         _ => None,
     };
-    let status = if report.already_running {
-        "already running"
-    } else {
-        "started"
+    let status = match report.outcome {
+        Outcome::Started => "started",
+        Outcome::AlreadyRunning => "already running",
+        Outcome::Restarted(_) => "restarted",
     };
     let mut out = String::new();
     let mut obj = json::Object::new(&mut out);
@@ -325,8 +837,33 @@ fn render_json(plan: &Plan, report: &Report) -> String {
         .string("status", status)
         .number("pane_pid", report.pane_pid)
         .string("heartbeat", heartbeat.as_deref())
-        .string("sidecar", report.sidecar)
+        .string("sidecar", report.sidecar.as_str())
         .string("workdir", &*plan.workdir.to_string_lossy());
+    if let Outcome::Restarted(death) = &report.outcome {
+        // How the previous run ended, as tmux kept it.
+        obj.number("previous_exit_status", death.status)
+            .number("previous_signal", death.signal)
+            .number("previous_time", death.time);
+    }
     obj.end();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes_controls_only() {
+        assert_eq!(printable("a b/é"), "a b/é");
+        assert_eq!(printable("x\nstarted agent evil"), "x\\nstarted agent evil");
+        assert_eq!(printable("\u{1b}[31mred"), "\\x1b[31mred");
+        assert_eq!(printable("\u{85}\u{7f}"), "\\u{85}\\x7f");
+    }
+
+    #[test]
+    fn signals_are_named() {
+        assert_eq!(signal_name(libc::SIGINT), "SIGINT");
+        assert_eq!(signal_name(libc::SIGHUP), "SIGHUP");
+    }
 }

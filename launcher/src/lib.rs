@@ -7,8 +7,11 @@ The launcher's library: everything that talks to tmux and starts agents, shared 
 - [`pane`]: the pane command and the only shell quoting.
 - [`sidecar`]: finding and starting `mosaic-hb` for a pane.
 - [`cli`]: the launcher's flags and their `MOSAIC_*` variables.
+- [`verdict`]: the start verdict: started means the agent's command was executed.
+- [`child`]: bounded waits for child processes, the stop signals, no leaked descriptors.
 */
 
+pub mod child;
 pub mod cli;
 pub mod launch;
 pub mod pane;
@@ -16,3 +19,4 @@ pub mod pane;
 mod proptests;
 pub mod sidecar;
 pub mod tmux;
+pub mod verdict;

@@ -17,11 +17,16 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 /// The directories to put first on the pane's PATH: those of `candidates` that exist, in
-/// order, without duplicates. A candidate with `:` cannot be a PATH entry and is skipped.
+/// order, without duplicates. A candidate with `:` cannot be a PATH entry and is skipped; so
+/// is a relative one: only absolute directories go into the pane's PATH.
 pub fn runtime_bin_prefix(candidates: &[PathBuf]) -> Vec<PathBuf> {
     let mut prefix: Vec<PathBuf> = Vec::new();
     for dir in candidates {
-        if dir.as_os_str().as_bytes().contains(&b':') || prefix.contains(dir) || !dir.is_dir() {
+        if dir.as_os_str().as_bytes().contains(&b':')
+            || !dir.is_absolute()
+            || prefix.contains(dir)
+            || !dir.is_dir()
+        {
             continue;
         }
         prefix.push(dir.clone());
@@ -30,9 +35,11 @@ pub fn runtime_bin_prefix(candidates: &[PathBuf]) -> Vec<PathBuf> {
 }
 
 /// The candidate directories: `runtime_bin`, then `$HOME/.npm-global/bin`, `$HOME/.local/bin`.
+/// A relative `HOME` gives none: it would be checked here against our cwd but resolved in the
+/// pane against the agent's workdir, whose contents a repository controls.
 pub fn candidates(runtime_bin: Option<&Path>, home: Option<&OsStr>) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = runtime_bin.into_iter().map(Path::to_path_buf).collect();
-    if let Some(home) = home.filter(|h| !h.is_empty()) {
+    if let Some(home) = home.filter(|h| Path::new(h).is_absolute()) {
         dirs.push(Path::new(home).join(".npm-global/bin"));
         dirs.push(Path::new(home).join(".local/bin"));
     }
@@ -182,6 +189,14 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(out.status.success(), "{out:?}");
         assert!(made, "{} was not created", bell.display());
+    }
+
+    #[test]
+    fn a_relative_home_gives_no_candidates() {
+        assert!(candidates(None, Some(OsStr::new("h"))).is_empty());
+        assert!(candidates(None, Some(OsStr::new(""))).is_empty());
+        assert_eq!(candidates(None, Some(OsStr::new("/h"))).len(), 2);
+        assert!(runtime_bin_prefix(&[PathBuf::from(".")]).is_empty());
     }
 
     #[test]

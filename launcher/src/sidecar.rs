@@ -16,9 +16,12 @@ returns at once.
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use mosaic_hb::target::Target;
+
+use crate::child::{self, Cut, Running};
 
 /// How a sidecar start ended.
 pub enum Started {
@@ -59,33 +62,36 @@ impl Sidecar {
     /// Starts `setsid mosaic-hb --pid - ...` while tmux creates the session: the sidecar
     /// validates its arguments and prepares its file in parallel, then waits on its stdin for
     /// the pane's pid. That takes its start-up off the launch's critical path.
+    /// `timeout` bounds every wait for it. (`setsid` stays in our process group: as a group
+    /// leader it would fork and return at once, and its exit status would say nothing.)
     pub fn spawn(
         &self,
         file: &Path,
         interval: &str,
         idle_after: &str,
         agent: &str,
+        timeout: Duration,
     ) -> Result<Pending, String> {
-        let child = Command::new(&self.setsid)
-            .arg(&self.hb)
+        let mut cmd = Command::new(&self.setsid);
+        cmd.arg(&self.hb)
             .args(["--pid", "-", "--file"])
             .arg(file)
             .args(["--interval", interval, "--idle-after", idle_after])
             .args(["--agent", agent])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                format!(
-                    "cannot run {}: {}",
-                    self.setsid.display(),
-                    mosaic_hb::why(&e)
-                )
-            })?;
+            .stderr(Stdio::piped());
+        let child = child::spawn(&mut cmd, false).map_err(|e| {
+            format!(
+                "cannot run {}: {}",
+                self.setsid.display(),
+                mosaic_hb::why(&e)
+            )
+        })?;
         Ok(Pending {
             child: Some(child),
             hb: self.hb.clone(),
+            timeout,
         })
     }
 }
@@ -93,8 +99,9 @@ impl Sidecar {
 /// A sidecar that is starting and waits for its target. Dropping it without [`Pending::start`]
 /// cancels it: its stdin closes, and it exits having written nothing.
 pub struct Pending {
-    child: Option<Child>,
+    child: Option<Running>,
     hb: PathBuf,
+    timeout: Duration,
 }
 
 impl Pending {
@@ -107,13 +114,23 @@ impl Pending {
             Some(started) => format!("{pid} {started}\n"),
             None => format!("{pid}\n"),
         };
-        if let Some(mut stdin) = child.stdin.take() {
+        if let Some(mut stdin) = child.stdin() {
             // A sidecar that already failed has closed its end: its exit status says why.
             let _ = stdin.write_all(line.as_bytes());
         }
+        // Past the hand-over the launch is committed: stop signals wait until it is done.
         let out = child
-            .wait_with_output()
-            .map_err(|e| format!("cannot wait for mosaic-hb: {}", mosaic_hb::why(&e)))?;
+            .finish(Instant::now() + self.timeout, None)
+            .map_err(|cut| match cut {
+                Cut::TimedOut => format!(
+                    "heartbeat sidecar {} did not start within {} (MOSAIC_TMUX_TIMEOUT)",
+                    self.hb.display(),
+                    crate::tmux::seconds(self.timeout)
+                ),
+                Cut::Io(e) => format!("cannot wait for mosaic-hb: {}", mosaic_hb::why(&e)),
+                // Not asked for (no `Stop` given).
+                Cut::Interrupted(sig) => format!("mosaic-hb start cut by signal {sig}"),
+            })?;
         if out.status.success() {
             return Ok(Started::Running);
         }
@@ -146,9 +163,9 @@ impl Pending {
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            drop(child.stdin.take());
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            // EOF on its stdin: it leaves at once, having written nothing.
+            let _ = child.finish(Instant::now() + self.timeout, None);
         }
     }
 }
@@ -170,4 +187,140 @@ pub fn on_path(name: &str) -> Option<PathBuf> {
 
 fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Who keeps a heartbeat file now, as seen through its lock and its record.
+#[derive(Debug)]
+pub enum Keeper {
+    /// Nobody holds the lock.
+    Nobody,
+    /// A sidecar beating on time for the pane.
+    Healthy,
+    /// A sidecar that keeps the file for another process (an agent of the same name on
+    /// another tmux socket): `hb_pid` watches `pid`.
+    Other { hb_pid: Option<u32>, pid: i32 },
+    /// A sidecar that holds the lock but does not beat: stopped, hung, or gone.
+    Stuck { hb_pid: Option<u32>, why: String },
+}
+
+/// Reads the keeper of `file` for pane `pane_pid`, waiting until `deadline` for the first
+/// record of a keeper that is just starting (a racing launcher's).
+pub fn keeper(file: &Path, pane_pid: u32, deadline: Instant) -> Keeper {
+    if !matches!(mosaic_hb::lock::is_held(file), Ok(true)) {
+        return Keeper::Nobody;
+    }
+    // Judge the holder by its own record: until the holder has written one (a sidecar that
+    // is just starting), the file may still hold its dead predecessor's.
+    let record = loop {
+        let record = std::fs::read(file)
+            .ok()
+            .and_then(|b| mosaic_hb::record::parse(&b).ok());
+        let holder = lock_holder(file);
+        match record {
+            Some(r) if r.hb_pid.is_some() && r.hb_pid == holder => break r,
+            _ if Instant::now() >= deadline => {
+                return Keeper::Stuck {
+                    hb_pid: lock_holder(file),
+                    why: "it has written no record".into(),
+                }
+            }
+            _ => std::thread::sleep(Duration::from_millis(2)),
+        }
+        if !matches!(mosaic_hb::lock::is_held(file), Ok(true)) {
+            return Keeper::Nobody;
+        }
+    };
+    let hb_pid = record.hb_pid;
+    if record.pid != pane_pid as i32 {
+        return Keeper::Other {
+            hb_pid,
+            pid: record.pid,
+        };
+    }
+    let state = hb_pid.and_then(|p| process_state(p as i32));
+    match state {
+        Some('T' | 't') => {
+            return Keeper::Stuck {
+                hb_pid,
+                why: "it is stopped".into(),
+            }
+        }
+        None | Some('Z' | 'X') => {
+            return Keeper::Stuck {
+                hb_pid,
+                why: "its process is not running".into(),
+            }
+        }
+        _ => {}
+    }
+    // Late: more than three intervals (and a second of slack for a busy machine) old.
+    let interval = record.interval.unwrap_or(30.0);
+    let age = (chrono::Utc::now() - record.ts).num_milliseconds() as f64 / 1000.0;
+    if age > 3.0 * interval + 1.0 {
+        return Keeper::Stuck {
+            hb_pid,
+            why: format!("its last beat is {age:.1}s old at a {interval}s interval"),
+        };
+    }
+    Keeper::Healthy
+}
+
+/// Ends a stuck keeper of `file` (only a `mosaic-hb` process, only the lock's holder) and
+/// waits until its lock is free.
+pub fn end_stuck(file: &Path, hb_pid: Option<u32>, deadline: Instant) -> Result<(), String> {
+    let holder = lock_holder(file).filter(|&p| Some(p) == hb_pid);
+    if let Some(pid) = holder.filter(|&p| is_mosaic_hb(p as i32)) {
+        // SAFETY: a plain kill(2) of a sidecar that holds the file's lock but does not beat.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+    while matches!(mosaic_hb::lock::is_held(file), Ok(true)) {
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "heartbeat file {} is locked by a sidecar that does not beat{} and would not end",
+                file.display(),
+                holder.map_or(String::new(), |p| format!(" (pid {p})"))
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(())
+}
+
+/// The pid the lock's holder wrote into `.NAME.lock`.
+fn lock_holder(file: &Path) -> Option<u32> {
+    let name = file.file_name()?;
+    let mut lock = std::ffi::OsString::from(".");
+    lock.push(name);
+    lock.push(".lock");
+    let text = std::fs::read_to_string(file.with_file_name(lock)).ok()?;
+    text.trim().parse().ok()
+}
+
+fn process_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')').next()?.trim_start().chars().next()
+}
+
+fn is_mosaic_hb(pid: i32) -> bool {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
+    argv0.ends_with(b"mosaic-hb")
+}
+
+/// Waits until `file` holds a record for `pid` (the sidecar writes its first one right after
+/// it daemonizes), so that "started" is never said before the record exists.
+pub fn wait_first_record(file: &Path, pid: u32, deadline: Instant) -> bool {
+    loop {
+        let ok = std::fs::read(file)
+            .ok()
+            .and_then(|b| mosaic_hb::record::parse(&b).ok())
+            .is_some_and(|r| r.pid == pid as i32);
+        if ok {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_micros(250));
+    }
 }

@@ -1,131 +1,333 @@
 /*!
-Every conversation with tmux. Invariant: nothing else in the project talks to tmux, and every
+Every conversation with tmux. Invariants: nothing else in the project talks to tmux; every
 call has the shape `tmux -L <socket> <subcommand> ...` (the contract's fake tmux reads argv
-`$3` as the subcommand) with exact-match targets (`=AGENT`).
+`$3` as the subcommand) with exact-match targets (`=AGENT`, or `=AGENT:` for the session's
+current window and its active pane: no window or pane index is assumed, so a user's
+`base-index` or `pane-base-index` changes nothing); and every call has a deadline
+(`MOSAIC_TMUX_TIMEOUT`), past which the tmux client's whole process group is killed.
+
+The pane runs an argument vector, `/bin/sh -c '<pane command>'`, never a string for the
+server's `default-shell`, which may not be a POSIX shell (elvish, fish, nu). The session is
+created by one command sequence that also sets `remain-on-exit` on its pane and marks the
+session as this launch's (`@mosaic_launch`) and names its heartbeat file (`@mosaic_hb`):
+the server runs the sequence without returning to its event loop, so no exit of the pane can
+slip in before `remain-on-exit` holds, and no other client sees the session unmarked.
 */
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::child::{self, Cut, Running, Stop};
+
+/// How long any one tmux call may take unless `MOSAIC_TMUX_TIMEOUT` says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The shell that runs the pane command, whatever the server's `default-shell` is.
+pub const PANE_SHELL: &str = "/bin/sh";
 
 pub struct Tmux<'a> {
     socket: &'a str,
+    timeout: Duration,
+    stop: Option<&'a Stop>,
 }
 
 /// What `new-session` did.
 pub enum Created {
-    /// A new session; its pane's pid when tmux printed it.
-    New(Option<u32>),
+    /// A new session. `pane` is its pane's pid and the server's pid when tmux printed them
+    /// (a stand-in tmux may print nothing).
+    New(Option<PanePids>),
     /// The session existed already (or a racing launcher made it first).
     AlreadyRunning,
 }
 
-/// What `list-panes` says about the agent's first pane.
+/// A pane's process and its tmux server, as tmux printed them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PanePids {
+    pub pane: u32,
+    pub server: u32,
+}
+
+/// What tmux says about the agent's pane (the active pane of the session's current window).
+#[derive(Debug, PartialEq, Eq)]
 pub enum Pane {
-    Pid(u32),
+    Live(u32),
+    /// Its process ended; `remain-on-exit` kept the pane.
+    Dead(Death),
     /// tmux answered, but with no pid (the contract's fakes do this): no sidecar.
     Unknown,
-    /// The session is gone: its command exited at once.
+    /// The session is gone.
     Gone(String),
 }
 
+/// How a pane's process ended, as tmux keeps it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Death {
+    pub pid: u32,
+    pub status: Option<i32>,
+    pub signal: Option<i32>,
+    /// Seconds since the epoch.
+    pub time: Option<i64>,
+}
+
+impl Death {
+    /// "status 127", "signal 9", or "an unknown status".
+    pub fn describe(&self) -> String {
+        match (self.status, self.signal) {
+            (_, Some(sig)) => format!("signal {sig}"),
+            (Some(status), None) => format!("status {status}"),
+            (None, None) => "an unknown status".into(),
+        }
+    }
+}
+
+/// A tmux call that did not produce an answer.
+#[derive(Debug)]
+pub enum Failure {
+    /// A stop signal arrived while waiting.
+    Interrupted(i32),
+    /// Anything else, as one line.
+    Error(String),
+}
+
+impl From<String> for Failure {
+    fn from(why: String) -> Self {
+        Failure::Error(why)
+    }
+}
+
+/// The session to create.
+pub struct Spec<'a> {
+    pub agent: &'a str,
+    pub workdir: &'a Path,
+    pub pane_command: &'a OsStr,
+    /// Marks the session as this launch's, so that only this launch removes it again.
+    pub token: &'a str,
+    pub hb_file: Option<&'a Path>,
+    /// The session's `alert-bell` hook (see `pane::bell_hook`), set in the same sequence: only
+    /// a session this run created gets it (a `duplicate session` ends the sequence).
+    pub bell_hook: Option<&'a OsStr>,
+}
+
 impl<'a> Tmux<'a> {
-    pub fn new(socket: &'a str) -> Self {
-        Tmux { socket }
+    pub fn new(socket: &'a str, timeout: Duration, stop: Option<&'a Stop>) -> Self {
+        Tmux {
+            socket,
+            timeout,
+            stop,
+        }
     }
 
-    /// Starts `new-session -d -s AGENT -c WORKDIR -e MOSAIC_AGENT_NAME=AGENT -P -F
-    /// '#{pane_pid}' CMD` and returns while tmux works; [`NewSession::finish`] waits for it.
-    /// With `bell_hook`, the same tmux command goes on `; set-hook -t =AGENT: alert-bell HOOK`:
-    /// only a session this run created gets it (a `duplicate session` ends the sequence), and
-    /// `=AGENT:` is the exact target that `set-hook` accepts (`=AGENT` is refused, and a bare
-    /// `AGENT` would also match a longer name by prefix).
-    pub fn start_new_session(
-        &self,
-        agent: &str,
-        workdir: &Path,
-        pane_command: &OsStr,
-        bell_hook: Option<&OsStr>,
-    ) -> Result<NewSession<'_>, String> {
-        let hook_target = format!("={agent}:");
-        let hook = bell_hook.map(|hook| {
-            [
-                OsStr::new(";"),
-                OsStr::new("set-hook"),
-                OsStr::new("-t"),
-                OsStr::new(&hook_target),
-                OsStr::new("alert-bell"),
-                hook,
-            ]
-        });
-        let child = self
-            .command(&[
-                OsStr::new("new-session"),
-                OsStr::new("-d"),
-                OsStr::new("-s"),
-                OsStr::new(agent),
-                OsStr::new("-c"),
-                &escape_format(workdir.as_os_str()),
-                OsStr::new("-e"),
-                OsStr::new(&format!("MOSAIC_AGENT_NAME={agent}")),
-                OsStr::new("-P"),
-                OsStr::new("-F"),
-                OsStr::new("#{pane_pid}"),
-                pane_command,
-            ])
-            .args(hook.iter().flatten())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(cannot_run)?;
-        Ok(NewSession { tmux: self, child })
+    pub fn socket(&self) -> &str {
+        self.socket
     }
 
-    /// The pid of the agent's first pane.
-    pub fn pane_pid(&self, agent: &str) -> Result<Pane, String> {
-        let target = format!("={agent}:0.0");
+    /// Starts the `new-session` sequence and returns while tmux works; [`NewSession::finish`]
+    /// waits for it.
+    pub fn start_new_session(&self, spec: &Spec) -> Result<NewSession<'_>, Failure> {
+        let target = format!("={}:", spec.agent);
+        let mut args: Vec<OsString> = vec![
+            "new-session".into(),
+            "-d".into(),
+            "-s".into(),
+            spec.agent.into(),
+        ];
+        args.extend(pane_args(spec.agent, spec.workdir, spec.pane_command));
+        // `-P` prints after the whole sequence, so these come before the pane's argv.
+        args.splice(
+            4..4,
+            ["-P".into(), "-F".into(), "#{pane_pid} #{pid}".into()],
+        );
+        for (opts, name, value) in [
+            ("-p", "remain-on-exit", OsStr::new("on")),
+            ("", "@mosaic_launch", OsStr::new(spec.token)),
+        ] {
+            args.extend([";".into(), "set-option".into()]);
+            if !opts.is_empty() {
+                args.push(opts.into());
+            }
+            args.extend([
+                "-t".into(),
+                target.clone().into(),
+                name.into(),
+                value.into(),
+            ]);
+        }
+        if let Some(file) = spec.hb_file {
+            args.extend([
+                ";".into(),
+                "set-option".into(),
+                "-t".into(),
+                target.clone().into(),
+                "@mosaic_hb".into(),
+                no_trailing_semicolon(file.as_os_str(), b" "),
+            ]);
+        }
+        if let Some(hook) = spec.bell_hook {
+            args.extend([
+                ";".into(),
+                "set-hook".into(),
+                "-t".into(),
+                target.clone().into(),
+                "alert-bell".into(),
+                hook.into(),
+            ]);
+        }
+        let mut cmd = self.command(&args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = child::spawn(&mut cmd, true).map_err(|e| Failure::Error(cannot_run(e)))?;
+        Ok(NewSession {
+            tmux: self,
+            child,
+            deadline: Instant::now() + self.timeout,
+        })
+    }
+
+    /// The agent's pane: the active pane of the session's current window.
+    pub fn pane(&self, agent: &str) -> Result<Pane, Failure> {
+        let target = format!("={agent}:");
         let out = self.run(&[
-            OsStr::new("list-panes"),
-            OsStr::new("-t"),
-            OsStr::new(&target),
-            OsStr::new("-F"),
-            OsStr::new("#{pane_pid}"),
+            "list-panes",
+            "-t",
+            &target,
+            "-F",
+            "#{pane_active}:#{pane_pid}:#{pane_dead}:#{pane_dead_status}:#{pane_dead_signal}:#{pane_dead_time}",
         ])?;
         if out.status.success() {
-            return Ok(parse_pid(&out.stdout).map_or(Pane::Unknown, Pane::Pid));
+            return Ok(parse_pane(&out.stdout));
         }
         let err = String::from_utf8_lossy(&out.stderr);
         if err.contains("can't find")
+            || err.contains("no such")
             || err.contains("no server running")
             || err.contains("error connecting")
         {
             return Ok(Pane::Gone(first_line(&err)));
         }
-        Err(self.failure("list-panes", &out))
+        Err(self.failure("list-panes", &out).into())
     }
 
-    /// Removes a session this launcher created and could not complete.
-    pub fn kill_session(&self, agent: &str) {
-        let target = format!("={agent}");
+    /// The last line a dead pane's process wrote (its shell's complaint, say), if any.
+    pub fn last_words(&self, agent: &str) -> Option<String> {
+        let target = format!("={agent}:");
+        let out = self
+            .run(&["capture-pane", "-p", "-J", "-S", "-50", "-t", &target])
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .rev()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("Pane is dead"))
+            .map(str::to_string)
+            .next()
+    }
+
+    /// The heartbeat file the session was created with (`@mosaic_hb`), if any.
+    pub fn hb_file(&self, agent: &str) -> Result<Option<OsString>, Failure> {
+        let target = format!("={agent}:");
+        let out = self.run(&["show-options", "-v", "-t", &target, "@mosaic_hb"])?;
+        if !out.status.success() {
+            return Ok(None);
+        }
+        let mut value = out.stdout;
+        if value.last() == Some(&b'\n') {
+            value.pop();
+        }
+        if value.last() == Some(&b' ') {
+            value.pop();
+        }
+        Ok((!value.is_empty()).then(|| OsString::from_vec(value)))
+    }
+
+    /// Names `file` as the session's heartbeat file (for a session made without one).
+    pub fn set_hb_file(&self, agent: &str, file: &Path) {
+        let target = format!("={agent}:");
         let _ = self.run(&[
-            OsStr::new("kill-session"),
+            OsStr::new("set-option"),
             OsStr::new("-t"),
             OsStr::new(&target),
+            OsStr::new("@mosaic_hb"),
+            &no_trailing_semicolon(file.as_os_str(), b" "),
         ]);
     }
 
-    fn run(&self, args: &[&OsStr]) -> Result<Output, String> {
-        self.command(args).output().map_err(cannot_run)
+    /// Starts the command again in the agent's dead pane. tmux refuses a pane that is still
+    /// active (a racing launcher respawned it first): `None`.
+    pub fn respawn(
+        &self,
+        agent: &str,
+        workdir: &Path,
+        pane_command: &OsStr,
+    ) -> Result<Option<PanePids>, Failure> {
+        let target = format!("={agent}:");
+        let mut args: Vec<OsString> =
+            vec!["respawn-pane".into(), "-t".into(), target.clone().into()];
+        args.extend(pane_args(agent, workdir, pane_command));
+        args.extend([
+            ";".into(),
+            "display-message".into(),
+            "-p".into(),
+            "-t".into(),
+            target.into(),
+            "#{pane_pid} #{pid}".into(),
+        ]);
+        let mut cmd = self.command(&args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let out = child::output(&mut cmd, true, Instant::now() + self.timeout, self.stop)
+            .map_err(|cut| self.cut("respawn-pane", cut))?;
+        if out.status.success() {
+            return Ok(parse_pids(&out.stdout));
+        }
+        if String::from_utf8_lossy(&out.stderr).contains("still active") {
+            return Ok(None);
+        }
+        Err(self.failure("respawn-pane", &out).into())
     }
 
-    fn command(&self, args: &[&OsStr]) -> Command {
+    /// Removes session `agent` if, and only if, this launch created it (`@mosaic_launch` is
+    /// `token`): one tmux command, so a session another launcher owns is never touched. Runs
+    /// to its own deadline whatever signals arrive: it is the roll-back.
+    pub fn remove_own_session(&self, agent: &str, token: &str) {
+        let target = format!("={agent}:");
+        let test = format!("#{{==:#{{@mosaic_launch}},{token}}}");
+        let kill = format!("kill-session -t {target}");
+        let mut cmd = self.command(&["if-shell", "-F", "-t", &target, &test, &kill]);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        let _ = child::output(&mut cmd, true, Instant::now() + self.timeout, None);
+    }
+
+    fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<Output, Failure> {
+        let mut cmd = self.command(args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let subcommand = args
+            .first()
+            .map(|a| a.as_ref().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        child::output(&mut cmd, true, Instant::now() + self.timeout, self.stop)
+            .map_err(|cut| self.cut(&subcommand, cut))
+    }
+
+    fn command<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
         let mut cmd = Command::new("tmux");
         cmd.arg("-L")
             .arg(self.socket)
             .args(args)
             .stdin(Stdio::null());
         cmd
+    }
+
+    fn cut(&self, subcommand: &str, cut: Cut) -> Failure {
+        match cut {
+            Cut::Interrupted(sig) => Failure::Interrupted(sig),
+            Cut::TimedOut => Failure::Error(format!(
+                "tmux {subcommand} on socket {} timed out after {} (MOSAIC_TMUX_TIMEOUT)",
+                self.socket,
+                seconds(self.timeout)
+            )),
+            Cut::Io(e) => Failure::Error(cannot_run(e)),
+        }
     }
 
     fn failure(&self, subcommand: &str, out: &Output) -> String {
@@ -139,30 +341,60 @@ impl<'a> Tmux<'a> {
     }
 }
 
+/// `-c WORKDIR -e MOSAIC_AGENT_NAME=AGENT /bin/sh -c PANE_COMMAND`, shared by `new-session`
+/// and `respawn-pane`.
+fn pane_args(agent: &str, workdir: &Path, pane_command: &OsStr) -> Vec<OsString> {
+    vec![
+        "-c".into(),
+        // tmux would take a final `;` as the end of the command: `dir;/` is the same directory.
+        no_trailing_semicolon(&escape_format(workdir.as_os_str()), b"/"),
+        "-e".into(),
+        format!("MOSAIC_AGENT_NAME={agent}").into(),
+        PANE_SHELL.into(),
+        "-c".into(),
+        pane_argument(pane_command),
+    ]
+}
+
+/// The pane command as the shell receives it: `cmd;` becomes `cmd; ` (the same to a shell),
+/// since tmux would take a final `;` as the end of its own command.
+pub fn pane_argument(pane_command: &OsStr) -> OsString {
+    no_trailing_semicolon(pane_command, b" ")
+}
+
+/// tmux reads an argument that ends in `;` as the end of a command (and `\;` as a literal
+/// `;`): such an argument gets `pad` appended, which must not change its meaning.
+fn no_trailing_semicolon(arg: &OsStr, pad: &[u8]) -> OsString {
+    let mut bytes = arg.as_bytes().to_vec();
+    if bytes.last() == Some(&b';') {
+        bytes.extend_from_slice(pad);
+    }
+    OsString::from_vec(bytes)
+}
+
 /// A `new-session` under way.
 pub struct NewSession<'a> {
     tmux: &'a Tmux<'a>,
-    child: Child,
+    child: Running,
+    deadline: Instant,
 }
 
 impl NewSession<'_> {
     /// Waits for tmux. Its `duplicate session` means another launcher won: already running.
-    pub fn finish(self) -> Result<Created, String> {
-        let out = self.child.wait_with_output().map_err(cannot_run)?;
+    pub fn finish(self) -> Result<Created, Failure> {
+        let tmux = self.tmux;
+        let out = self
+            .child
+            .finish(self.deadline, tmux.stop)
+            .map_err(|cut| tmux.cut("new-session", cut))?;
         if out.status.success() {
-            return Ok(Created::New(parse_pid(&out.stdout)));
+            return Ok(Created::New(parse_pids(&out.stdout)));
         }
         let err = String::from_utf8_lossy(&out.stderr);
         if err.contains("duplicate session") {
             return Ok(Created::AlreadyRunning);
         }
-        // The new session's command ended at once and took the server (its only session) down
-        // before tmux answered (tmux 3.3a, about one time in four for `exit 3`): a session was
-        // made and is gone, which the pane lookup then reports as such.
-        if err.contains("server exited unexpectedly") {
-            return Ok(Created::New(None));
-        }
-        Err(self.tmux.failure("new-session", &out))
+        Err(tmux.failure("new-session", &out).into())
     }
 }
 
@@ -171,6 +403,12 @@ fn cannot_run(e: std::io::Error) -> String {
         std::io::ErrorKind::NotFound => "cannot run tmux: not found on PATH".to_string(),
         _ => format!("cannot run tmux: {}", mosaic_hb::why(&e)),
     }
+}
+
+/// `10s`, `0.5s`.
+pub fn seconds(d: Duration) -> String {
+    let text = format!("{:.3}", d.as_secs_f64());
+    format!("{}s", text.trim_end_matches('0').trim_end_matches('.'))
 }
 
 /// tmux expands `#{...}` formats in `-c`; `##` is a literal `#`.
@@ -185,14 +423,46 @@ fn escape_format(dir: &OsStr) -> OsString {
     OsString::from_vec(out)
 }
 
-fn parse_pid(stdout: &[u8]) -> Option<u32> {
-    std::str::from_utf8(stdout)
-        .ok()?
-        .lines()
-        .next()?
-        .trim()
-        .parse()
-        .ok()
+/// `PANE_PID SERVER_PID` from `-P -F '#{pane_pid} #{pid}'`.
+fn parse_pids(stdout: &[u8]) -> Option<PanePids> {
+    let line = std::str::from_utf8(stdout).ok()?.lines().next()?;
+    let mut words = line.split_whitespace();
+    let pane = words.next()?.parse().ok()?;
+    let server = words.next()?.parse().ok()?;
+    Some(PanePids { pane, server })
+}
+
+/// The active pane's line of `list-panes`; a stand-in tmux that prints only a pid gets the
+/// benefit of the doubt (a live pane), one that prints nothing gets `Unknown`.
+fn parse_pane(stdout: &[u8]) -> Pane {
+    let text = String::from_utf8_lossy(stdout);
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let line = lines
+        .iter()
+        .find(|l| l.starts_with("1:"))
+        .or_else(|| lines.first());
+    let Some(line) = line else {
+        return Pane::Unknown;
+    };
+    let fields: Vec<&str> = line.split(':').collect();
+    let num = |i: usize| fields.get(i).and_then(|f| f.parse::<i64>().ok());
+    match fields.len() {
+        6 => match num(1) {
+            Some(pid) if pid > 0 && fields[2] == "1" => Pane::Dead(Death {
+                pid: pid as u32,
+                status: num(3).map(|s| s as i32),
+                signal: num(4).map(|s| s as i32),
+                time: num(5),
+            }),
+            Some(pid) if pid > 0 => Pane::Live(pid as u32),
+            _ => Pane::Unknown,
+        },
+        1 => match num(0) {
+            Some(pid) if pid > 0 => Pane::Live(pid as u32),
+            _ => Pane::Unknown,
+        },
+        _ => Pane::Unknown,
+    }
 }
 
 fn first_line(text: &str) -> String {
@@ -209,9 +479,40 @@ mod tests {
     }
 
     #[test]
+    fn a_final_semicolon_never_reaches_tmux() {
+        assert_eq!(no_trailing_semicolon(OsStr::new("/a;"), b"/"), "/a;/");
+        assert_eq!(no_trailing_semicolon(OsStr::new("x \\;"), b" "), "x \\; ");
+        assert_eq!(no_trailing_semicolon(OsStr::new("a;b"), b" "), "a;b");
+    }
+
+    #[test]
     fn pids_parse_from_the_first_line() {
-        assert_eq!(parse_pid(b"123\n"), Some(123));
-        assert_eq!(parse_pid(b"\n"), None);
-        assert_eq!(parse_pid(b""), None);
+        assert_eq!(
+            parse_pids(b"123 45\n"),
+            Some(PanePids {
+                pane: 123,
+                server: 45
+            })
+        );
+        assert_eq!(parse_pids(b"123\n"), None);
+        assert_eq!(parse_pids(b"\n"), None);
+        assert_eq!(parse_pids(b""), None);
+    }
+
+    #[test]
+    fn panes_parse_live_dead_and_stand_ins() {
+        assert_eq!(parse_pane(b"0:7:0:::\n1:8:0:::\n"), Pane::Live(8));
+        assert_eq!(
+            parse_pane(b"1:9:1:127::1795775572\n"),
+            Pane::Dead(Death {
+                pid: 9,
+                status: Some(127),
+                signal: None,
+                time: Some(1795775572)
+            })
+        );
+        assert_eq!(parse_pane(b"88888\n"), Pane::Live(88888));
+        assert_eq!(parse_pane(b"\n"), Pane::Unknown);
+        assert_eq!(parse_pane(b""), Pane::Unknown);
     }
 }

@@ -1,0 +1,372 @@
+/*!
+Child processes the launcher can always get away from: a deadline on every wait, the stop
+signals (SIGINT, SIGTERM, SIGHUP) held back and seen as events, and no inherited descriptor
+passed on.
+
+Invariants:
+- Nothing but fds 0-2 crosses into tmux or the sidecar: [`Stop::new`] marks every descriptor
+  the launcher inherited above 2 close-on-exec before anything is spawned, and everything the
+  launcher opens itself is close-on-exec (std's default, and the pidfds and signalfd here).
+- The stop signals are caught, never blocked: a blocked mask would be inherited by tmux, its
+  server and every pane (std does not reset it), and a pane deaf to SIGHUP outlives its server.
+- No wait is unbounded: [`Running::finish`] returns at the deadline, or when a stop signal
+  arrives, having killed the child (its whole process group when it has one of its own: a
+  tmux client) and reaped it.
+*/
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Output};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Why a wait ended without the child's own exit.
+#[derive(Debug)]
+pub enum Cut {
+    /// The deadline passed.
+    TimedOut,
+    /// A stop signal arrived (its number).
+    Interrupted(i32),
+    /// The child could not be started or waited for.
+    Io(std::io::Error),
+}
+
+/// The stop signals, caught for the duration of a launch and readable from a pipe, so that a
+/// launch is all or nothing also when it is told to stop: the launch decides when to look, and
+/// rolls back or completes. (Caught, not blocked: a blocked mask would be inherited by tmux,
+/// its server and every pane, while a handler is reset by `exec`.)
+pub struct Stop {
+    read: Option<OwnedFd>,
+    write: Option<OwnedFd>,
+    old: Vec<(i32, libc::sigaction)>,
+    got: std::cell::Cell<Option<i32>>,
+}
+
+const STOP_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// Where the handler writes: the write end of the current `Stop`'s pipe, or -1.
+static PIPE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_stop_signal(sig: libc::c_int) {
+    let byte = sig as u8;
+    let fd = PIPE.load(Ordering::Relaxed);
+    if fd >= 0 {
+        // SAFETY: write(2) is async-signal-safe; a full pipe just drops the byte (one is enough).
+        unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+    }
+}
+
+impl Stop {
+    /// Catches SIGINT, SIGTERM and SIGHUP, and marks inherited descriptors above 2
+    /// close-on-exec.
+    pub fn new() -> Stop {
+        cloexec_inherited();
+        let mut fds = [-1; 2];
+        // SAFETY: pipe2 fills a live two-element array; the result is checked.
+        let ok = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } == 0;
+        if !ok {
+            // No pipe, no catching: the signals keep their default action (nothing is
+            // created yet if they kill us now; later, tmux's own cleanup is all there is).
+            return Stop {
+                read: None,
+                write: None,
+                old: Vec::new(),
+                got: std::cell::Cell::new(None),
+            };
+        }
+        // SAFETY: both descriptors were just created and are owned by nobody else.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        PIPE.store(write.as_raw_fd(), Ordering::Relaxed);
+        let mut old = Vec::new();
+        for sig in STOP_SIGNALS {
+            // SAFETY: sigaction is plain data, initialized here; the handler only calls
+            // write(2); the previous action is saved for Drop.
+            unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = on_stop_signal as *const () as usize;
+                action.sa_flags = libc::SA_RESTART;
+                libc::sigemptyset(&mut action.sa_mask);
+                let mut previous: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, &action, &mut previous) == 0 {
+                    old.push((sig, previous));
+                }
+            }
+        }
+        Stop {
+            read: Some(read),
+            write: Some(write),
+            old,
+            got: std::cell::Cell::new(None),
+        }
+    }
+
+    /// The stop signal received so far, if any (reads the pipe without waiting).
+    pub fn signal(&self) -> Option<i32> {
+        if self.got.get().is_none() {
+            if let Some(fd) = &self.read {
+                let mut byte = 0u8;
+                // SAFETY: reads one byte into a live local from our non-blocking pipe.
+                let n = unsafe { libc::read(fd.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) };
+                if n == 1 {
+                    self.got.set(Some(i32::from(byte)));
+                }
+            }
+        }
+        self.got.get()
+    }
+
+    fn raw_fd(&self) -> Option<RawFd> {
+        self.read.as_ref().map(AsRawFd::as_raw_fd)
+    }
+}
+
+impl Default for Stop {
+    fn default() -> Self {
+        Stop::new()
+    }
+}
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        for (sig, previous) in &self.old {
+            // SAFETY: restores the action saved in `new`.
+            unsafe { libc::sigaction(*sig, previous, std::ptr::null_mut()) };
+        }
+        if let Some(write) = &self.write {
+            let _ =
+                PIPE.compare_exchange(write.as_raw_fd(), -1, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Marks every descriptor above 2 close-on-exec: whatever our caller leaked to us (a held
+/// `flock`, the write end of a pipe) must not live on in a tmux server or a sidecar.
+pub fn cloexec_inherited() {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on descriptors.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if ret == 0 {
+        return;
+    }
+    // Kernels before 5.11: walk /proc/self/fd (collect first: the walk has its own fd).
+    let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|&fd| fd > 2)
+            .collect(),
+        Err(_) => return,
+    };
+    for fd in fds {
+        // SAFETY: F_SETFD on a descriptor number; a closed one just fails.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+}
+
+/// A started child with its pidfd, for bounded waits.
+pub struct Running {
+    child: Child,
+    pidfd: Option<OwnedFd>,
+    own_group: bool,
+}
+
+/// Spawns `cmd`; with `own_group`, in a process group of its own, so that a timeout can kill
+/// whatever it forked too (a tmux client spinning with a helper).
+pub fn spawn(cmd: &mut Command, own_group: bool) -> std::io::Result<Running> {
+    if own_group {
+        cmd.process_group(0);
+    }
+    let child = cmd.spawn()?;
+    // Our own unreaped child: the pid cannot be reused before we wait for it.
+    let pidfd = pidfd_open(child.id() as i32).ok();
+    Ok(Running {
+        child,
+        pidfd,
+        own_group,
+    })
+}
+
+/// Runs `cmd` to completion within `deadline`, collecting stdout and stderr.
+pub fn output(
+    cmd: &mut Command,
+    own_group: bool,
+    deadline: Instant,
+    stop: Option<&Stop>,
+) -> Result<Output, Cut> {
+    spawn(cmd, own_group)
+        .map_err(Cut::Io)?
+        .finish(deadline, stop)
+}
+
+impl Running {
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.child.stdin.take()
+    }
+
+    /// Waits for the child's exit, reading its piped stdout and stderr, until `deadline` or a
+    /// stop signal; then the child is killed and reaped.
+    pub fn finish(mut self, deadline: Instant, stop: Option<&Stop>) -> Result<Output, Cut> {
+        drop(self.child.stdin.take());
+        let mut stdout = self.child.stdout.take();
+        let mut stderr = self.child.stderr.take();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        loop {
+            let out_fd = stdout.as_ref().map(AsRawFd::as_raw_fd);
+            let err_fd = stderr.as_ref().map(AsRawFd::as_raw_fd);
+            // Pipes first; once both are closed, the pidfd (or, without one, a short poll).
+            let exit_fd = if out_fd.is_none() && err_fd.is_none() {
+                match self.pidfd.as_ref().map(AsRawFd::as_raw_fd) {
+                    Some(fd) => Some(fd),
+                    None => match self.child.try_wait() {
+                        Ok(Some(status)) => return Ok(collected(status, out, err)),
+                        Ok(None) => None,
+                        Err(e) => return Err(self.cut(Cut::Io(e))),
+                    },
+                }
+            } else {
+                None
+            };
+            let fds = [out_fd, err_fd, exit_fd, stop.and_then(Stop::raw_fd)];
+            // With nothing that can wake us (no pidfd, pipes closed), look again soon.
+            let wake = if fds[..3].iter().all(Option::is_none) {
+                deadline.min(Instant::now() + Duration::from_millis(2))
+            } else {
+                deadline
+            };
+            let ready = match poll(&fds, wake) {
+                Ok(ready) => ready,
+                Err(e) => return Err(self.cut(Cut::Io(e))),
+            };
+            if let Some(sig) = stop.filter(|_| ready[3]).and_then(Stop::signal) {
+                return Err(self.cut(Cut::Interrupted(sig)));
+            }
+            if !ready.iter().any(|&r| r) && Instant::now() >= deadline {
+                return Err(self.cut(Cut::TimedOut));
+            }
+            if ready[0] {
+                drain(&mut stdout, &mut out);
+            }
+            if ready[1] {
+                drain(&mut stderr, &mut err);
+            }
+            if ready[2] || (exit_fd.is_none() && out_fd.is_none() && err_fd.is_none()) {
+                match self.child.try_wait() {
+                    Ok(Some(status)) => return Ok(collected(status, out, err)),
+                    Ok(None) => {}
+                    Err(e) => return Err(self.cut(Cut::Io(e))),
+                }
+            }
+        }
+    }
+
+    fn cut(&mut self, why: Cut) -> Cut {
+        self.kill();
+        why
+    }
+
+    /// Kills the child (and its group, when it has its own) and reaps it.
+    pub fn kill(&mut self) {
+        let pid = self.child.id() as i32;
+        // SAFETY: plain kill(2); the child is unreaped, so its pid (and group id) is still ours.
+        unsafe {
+            if self.own_group {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+            libc::kill(pid, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn collected(status: ExitStatus, stdout: Vec<u8>, stderr: Vec<u8>) -> Output {
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// Reads what is there; EOF (or an error) closes our end.
+fn drain<R: Read>(pipe: &mut Option<R>, into: &mut Vec<u8>) {
+    let mut buf = [0u8; 8192];
+    if let Some(r) = pipe {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => *pipe = None,
+            Ok(n) => into.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Polls the descriptors given (None: not polled) until one is ready or `deadline`; returns
+/// which are ready. EINTR counts as nothing ready.
+fn poll(fds: &[Option<RawFd>; 4], deadline: Instant) -> std::io::Result<[bool; 4]> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.unwrap_or(-1),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let wait = deadline.saturating_duration_since(Instant::now());
+    let ms = wait.as_millis().min(i32::MAX as u128) as i32 + i32::from(wait.subsec_nanos() > 0);
+    // SAFETY: pfds is a live array of pollfd of the given length; fd -1 entries are ignored.
+    let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::Interrupted {
+            return Ok([false; 4]);
+        }
+        return Err(e);
+    }
+    let mut ready = [false; 4];
+    for (r, p) in ready.iter_mut().zip(&pfds) {
+        *r = p.fd >= 0 && p.revents != 0;
+    }
+    Ok(ready)
+}
+
+/// `pidfd_open(2)`; the descriptor is close-on-exec.
+pub fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
+    // SAFETY: a plain system call with integer arguments; the result is checked.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
+/// Waits up to `timeout` for `pidfd` to turn readable (its process exited) or a stop signal.
+/// Returns true when the process exited.
+pub fn wait_exit(pidfd: &OwnedFd, timeout: Duration, stop: Option<&Stop>) -> Result<bool, Cut> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let fds = [
+            Some(pidfd.as_raw_fd()),
+            None,
+            None,
+            stop.and_then(Stop::raw_fd),
+        ];
+        let ready = poll(&fds, deadline).map_err(Cut::Io)?;
+        if let Some(sig) = stop.filter(|_| ready[3]).and_then(Stop::signal) {
+            return Err(Cut::Interrupted(sig));
+        }
+        if ready[0] {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+    }
+}

@@ -1,0 +1,120 @@
+/*!
+The start verdict, with the meaning of systemd's `Type=exec`. Invariant: a launch reports
+started only after exec — after the pane's shell has really executed the agent's command.
+
+tmux names the pane's process as soon as it has forked it. That process then goes through
+three states, each visible in `/proc/PID/cmdline`: tmux's fork (the server's command line),
+the shell (`/bin/sh -c <pane command>`), and the agent once the shell's `exec` succeeded.
+We watch for the third, holding a pidfd so that an exit (a command not found: the shell
+exits 127) is seen the moment it happens and a reused pid is never mistaken for the agent.
+*/
+
+use std::ffi::OsStr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::time::{Duration, Instant};
+
+use crate::child::{self, Cut, Stop};
+use crate::tmux::{PanePids, PANE_SHELL};
+
+/// How the pane's process fared.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// It runs the agent's command (and outlived the settle time).
+    Running,
+    /// It exited before, during or right after its exec.
+    Exited,
+    /// It was never seen to exec before the deadline.
+    NoExec,
+}
+
+/// The pane's argv as the shell has it, to tell the shell from the agent it executes.
+pub fn shell_cmdline(pane_argument: &OsStr) -> Vec<u8> {
+    let mut line = Vec::new();
+    for arg in [OsStr::new(PANE_SHELL), OsStr::new("-c"), pane_argument] {
+        line.extend_from_slice(arg.as_bytes());
+        line.push(0);
+    }
+    line
+}
+
+/// Watches pane process `pids.pane` until it has executed the agent (then waits `settle`
+/// more for a crash), or has exited, or `deadline`. A stop signal cuts the watch short.
+pub fn watch(
+    pids: PanePids,
+    shell_line: &[u8],
+    settle: Duration,
+    deadline: Instant,
+    stop: &Stop,
+) -> Result<Verdict, Cut> {
+    let pid = pids.pane as i32;
+    let pidfd = match child::pidfd_open(pid) {
+        Ok(fd) => Some(fd),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(Verdict::Exited),
+        // No pidfd (an old kernel, a seccomp filter): /proc alone, as below.
+        Err(_) => None,
+    };
+    let server_line = std::fs::read(format!("/proc/{}/cmdline", pids.server)).ok();
+    let cmdline_path = format!("/proc/{pid}/cmdline");
+    let mut pause = Duration::from_micros(50);
+    loop {
+        if let Some(sig) = stop.signal() {
+            return Err(Cut::Interrupted(sig));
+        }
+        let line = std::fs::read(&cmdline_path);
+        if exited(pidfd.as_ref(), pid) || (pidfd.is_none() && line.is_err()) {
+            return Ok(Verdict::Exited);
+        }
+        // Empty while the kernel swaps in the new program (and for a zombie, which the pidfd
+        // or /proc/PID/stat tell): not yet anything.
+        let line = line.unwrap_or_default();
+        let forked = server_line.as_deref() == Some(line.as_slice());
+        if !line.is_empty() && !forked && line != shell_line {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Ok(Verdict::NoExec);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(2));
+    }
+    // Read while it lived; a pidfd readable now means it died right after its exec.
+    if exited(pidfd.as_ref(), pid) {
+        return Ok(Verdict::Exited);
+    }
+    if !settle.is_zero() {
+        let died = match &pidfd {
+            Some(fd) => child::wait_exit(fd, settle, Some(stop))?,
+            None => {
+                std::thread::sleep(settle);
+                exited(None, pid)
+            }
+        };
+        if died {
+            return Ok(Verdict::Exited);
+        }
+    }
+    Ok(Verdict::Running)
+}
+
+/// Whether the process has exited (pidfd readable), or without a pidfd, is gone or a zombie.
+fn exited(pidfd: Option<&OwnedFd>, pid: i32) -> bool {
+    match pidfd {
+        Some(fd) => {
+            let mut p = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one live pollfd, zero timeout.
+            unsafe { libc::poll(&mut p, 1, 0) == 1 }
+        }
+        None => std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+            stat.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with(['Z', 'X'])
+        }),
+    }
+}
