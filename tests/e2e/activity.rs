@@ -287,3 +287,50 @@ fn the_hook_is_chained_to_new_session_with_an_exact_target() {
     let chained = std::fs::read_to_string(sb.path("tmux-chained")).unwrap_or_default();
     assert!(!chained.contains("set-hook"), "a hook without a sidecar");
 }
+
+// `mosaic-hb status` shows what the sidecar wrote: the ACTIVITY column (`waiting 0s`), the JSON
+// fields, and the Prometheus state set with its start time.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn status_shows_activity_in_every_format() {
+    e2e!();
+    let sb = Sandbox::new();
+    let script = format!("{WAIT_FOR}echo up\nwait_for ring\nprintf 'ok? \\a'\nsleep 600\n");
+    launch_script(&sb, "st", &script, "60", "30");
+    trigger(&sb, "ring");
+    let rec = wait_for_activity(&sb, "st", Activity::Waiting, Duration::from_secs(5));
+    let status = |args: &[&str]| {
+        let mut cmd = sb.hb();
+        cmd.arg("status").args(args).arg(sb.hb_dir());
+        expect_success(&mut cmd)
+    };
+    let table = status(&[]);
+    let header = table.lines().next().unwrap();
+    assert!(header.starts_with("AGENT  STATE  ACTIVITY"), "{table}");
+    let line = table.lines().nth(1).unwrap();
+    assert!(line.starts_with("st     ok     waiting "), "{table}");
+    let json = status(&["--json"]);
+    let since = rec
+        .activity_since
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    assert!(json.contains("\"activity\":\"waiting\""), "{json}");
+    assert!(
+        json.contains(&format!("\"activity_since\":\"{since}\"")),
+        "{json}"
+    );
+    let metrics = status(&["--format", "prometheus"]);
+    let series =
+        |activity: &str, value: u8| format!("agent=\"st\",activity=\"{activity}\"}} {value}\n");
+    for (activity, value) in [("busy", 0), ("idle", 0), ("waiting", 1)] {
+        assert!(metrics.contains(&series(activity, value)), "{metrics}");
+    }
+    let since_s = rec.activity_since.unwrap().timestamp_millis() as f64 / 1000.0;
+    let want = format!("agent=\"st\"}} {since_s}");
+    assert!(
+        metrics.lines().any(|l| {
+            l.starts_with("mosaic_agent_activity_since_timestamp_seconds{") && l.ends_with(&want)
+        }),
+        "{metrics}"
+    );
+}

@@ -32,6 +32,7 @@ sidecar that is stopped or hung, and the local reader is merely faster for one t
 use chrono::{DateTime, Utc};
 
 use super::scan::{Keeper, Reading};
+use crate::activity::Activity;
 use crate::record::{Record, Status};
 use crate::validate;
 
@@ -103,6 +104,9 @@ pub struct Row {
     pub reason: Option<String>,
     /// What this host could tell about the file's sidecar when it was read.
     pub keeper: Keeper,
+    /// The agent's activity and the seconds since it began, while the agent is `ok` (the
+    /// last activity of a stale or dead agent says nothing about now).
+    pub activity: Option<(Activity, f64)>,
 }
 
 impl Row {
@@ -119,6 +123,10 @@ impl Row {
         match read {
             Ok(record) => {
                 let (state, reason) = classify(&record, keeper, now, stale_after);
+                let activity = match (state, record.activity, record.activity_since) {
+                    (State::Ok, Some(activity), Some(since)) => Some((activity, age(since, now))),
+                    _ => None,
+                };
                 Row {
                     name,
                     agent,
@@ -127,6 +135,7 @@ impl Row {
                     record: Some(record),
                     reason,
                     keeper,
+                    activity,
                 }
             }
             Err(reason) => Row {
@@ -137,6 +146,7 @@ impl Row {
                 age: None,
                 reason: Some(reason),
                 keeper,
+                activity: None,
             },
         }
     }
@@ -259,6 +269,13 @@ pub(super) mod tests {
             activity: None,
             activity_since: None,
         }
+    }
+
+    /// `record`, reporting `activity` since `secs` before [`now`].
+    pub fn with_activity(mut record: Record, activity: Activity, secs: i64) -> Record {
+        record.activity = Some(activity);
+        record.activity_since = Some(now() - chrono::Duration::seconds(secs));
+        record
     }
 
     pub fn row(name: &[u8], read: Reading) -> Row {

@@ -14,6 +14,8 @@ Every series carries `fleet` (the heartbeat directory, or a name given with `--f
 | `mosaic_agent_heartbeat_timestamp_seconds` | gauge | when the last record was written (Unix time) |
 | `mosaic_agent_heartbeat_interval_seconds` | gauge | seconds between beats (30 when the record does not say) |
 | `mosaic_agent_restarts_total` | counter | restarts by the sidecar's restart policy (when it has one) |
+| `mosaic_agent_activity{activity}` | gauge | while `ok` and on a terminal: a state set over busy, idle, waiting |
+| `mosaic_agent_activity_since_timestamp_seconds` | gauge | when that activity began (Unix time) |
 
 Timestamps, not ages: Prometheus computes `time() - timestamp` itself, so a stale rule keeps
 working when nothing refreshes the numbers (a frozen textfile, a hung cron). No sample carries
@@ -24,6 +26,7 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 
 use super::classify::{Row, State, DEFAULT_INTERVAL};
+use crate::activity::Activity;
 
 /// One heartbeat directory's report, as metrics see it.
 pub struct Fleet<'a> {
@@ -100,7 +103,7 @@ pub fn prometheus(fleets: &[Fleet]) -> String {
         |row, emit| {
             for state in State::ALL {
                 emit(
-                    Some(state.as_str()),
+                    Some(("state", state.as_str())),
                     f64::from(u8::from(row.state == state)),
                 );
             }
@@ -139,6 +142,37 @@ pub fn prometheus(fleets: &[Fleet]) -> String {
             }
         },
     );
+    family(
+        &mut out,
+        ("mosaic_agent_activity", "gauge"),
+        "While the agent is ok and on a terminal, its activity as a state set: busy (output \
+         within the idle threshold), idle, or waiting (it rang the bell since its last output).",
+        &agents,
+        |row, emit| {
+            if let Some((now, _)) = row.activity {
+                for activity in Activity::ALL {
+                    emit(
+                        Some(("activity", activity.as_str())),
+                        f64::from(u8::from(now == activity)),
+                    );
+                }
+            }
+        },
+    );
+    family(
+        &mut out,
+        ("mosaic_agent_activity_since_timestamp_seconds", "gauge"),
+        "When the agent's current activity began, in seconds since the Unix epoch.",
+        &agents,
+        |row, emit| {
+            let since = row
+                .activity
+                .and(row.record.as_ref().and_then(|r| r.activity_since));
+            if let Some(since) = since {
+                emit(None, since.timestamp_millis() as f64 / 1000.0);
+            }
+        },
+    );
     out
 }
 
@@ -147,24 +181,24 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// One family: HELP, TYPE, then the samples `samples` emits for each agent, each with an
-/// optional `state` label.
+/// optional label of its own (`state`, `activity`).
 fn family(
     out: &mut String,
     (name, kind): (&str, &str),
     help: &str,
     agents: &[(&str, &Row)],
-    samples: impl Fn(&Row, &mut dyn FnMut(Option<&str>, f64)),
+    samples: impl Fn(&Row, &mut dyn FnMut(Option<(&str, &str)>, f64)),
 ) {
     header(out, name, kind, help);
     for (fleet, row) in agents {
-        samples(row, &mut |state, value| {
+        samples(row, &mut |label, value| {
             out.push_str(name);
             out.push_str("{fleet=");
             label_value(out, fleet);
             out.push_str(",agent=");
             label_value(out, &row.agent);
-            if let Some(state) = state {
-                let _ = write!(out, ",state=\"{state}\"");
+            if let Some((key, value)) = label {
+                let _ = write!(out, ",{key}=\"{value}\"");
             }
             let _ = writeln!(out, "}} {value}");
         });
@@ -175,7 +209,7 @@ fn family(
 mod tests {
     use super::*;
     use crate::record::Status;
-    use crate::status::classify::tests::{record, row};
+    use crate::status::classify::tests::{record, row, with_activity};
 
     #[test]
     fn label_values_are_escaped() {
@@ -188,9 +222,12 @@ mod tests {
     fn every_family_with_fleet_and_agent_labels() {
         let mut restarted = record(Status::Restarting, 1500, Some(1.0));
         restarted.lifecycle.restarts = Some(2);
+        let waiting = with_activity(record(Status::Ok, 1500, Some(1.0)), Activity::Waiting, 180);
+        // A stopped agent's last activity is history: no activity series.
+        let stopped = with_activity(record(Status::Stopped, 2000, None), Activity::Busy, 5);
         let rows = [
-            row(b"a\"b", Ok(record(Status::Ok, 1500, Some(1.0)))),
-            row(b"c", Ok(record(Status::Stopped, 2000, None))),
+            row(b"a\"b", Ok(waiting)),
+            row(b"c", Ok(stopped)),
             row(b"d", Err("empty file".into())),
             row(b"r", Ok(restarted)),
         ];
@@ -256,6 +293,14 @@ mosaic_agent_heartbeat_interval_seconds{{fleet=\"two\",agent=\"r\"}} 1
 # HELP mosaic_agent_restarts_total Restarts of the agent by its sidecar's restart policy.
 # TYPE mosaic_agent_restarts_total counter
 mosaic_agent_restarts_total{{fleet=\"two\",agent=\"r\"}} 2
+# HELP mosaic_agent_activity While the agent is ok and on a terminal, its activity as a state set: busy (output within the idle threshold), idle, or waiting (it rang the bell since its last output).
+# TYPE mosaic_agent_activity gauge
+mosaic_agent_activity{{fleet=\"/run/x\",agent=\"a\\\"b\",activity=\"busy\"}} 0
+mosaic_agent_activity{{fleet=\"/run/x\",agent=\"a\\\"b\",activity=\"idle\"}} 0
+mosaic_agent_activity{{fleet=\"/run/x\",agent=\"a\\\"b\",activity=\"waiting\"}} 1
+# HELP mosaic_agent_activity_since_timestamp_seconds When the agent's current activity began, in seconds since the Unix epoch.
+# TYPE mosaic_agent_activity_since_timestamp_seconds gauge
+mosaic_agent_activity_since_timestamp_seconds{{fleet=\"/run/x\",agent=\"a\\\"b\"}} 1795659485
 ",
             state_set("/run/x", "a\\\"b", "ok"),
             state_set("/run/x", "c", "stopped"),

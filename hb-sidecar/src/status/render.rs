@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use chrono::SecondsFormat;
 
 use super::classify::{Row, State};
+use crate::activity::Activity;
 use crate::json;
 
 /// An age for people: whole seconds, minutes, hours or days, rounded down (`2s`, `4m`, `3h`,
@@ -57,16 +58,27 @@ pub fn summary(rows: &[Row]) -> String {
     out
 }
 
-/// The table: AGENT, STATE, PID, AGE, INTERVAL (and REASON when a row is invalid), aligned,
-/// then the summary line. An empty directory is just the summary, `0 agents`.
+/// `busy 12s`: the activity and how long it has lasted.
+pub fn format_activity((activity, secs): (Activity, f64)) -> String {
+    format!("{} {}", activity.as_str(), format_age(secs))
+}
+
+/// The table: AGENT, STATE, ACTIVITY (when an agent reports one), PID, AGE, INTERVAL (and
+/// REASON when a row has one), aligned, then the summary line. An empty directory is just the
+/// summary, `0 agents`.
 pub fn table(rows: &[Row]) -> String {
     if rows.is_empty() {
         return format!("{}\n", summary(rows));
     }
+    let header = [
+        "AGENT", "STATE", "ACTIVITY", "PID", "AGE", "INTERVAL", "REASON",
+    ];
+    let with_activity = rows.iter().any(|row| row.activity.is_some());
     let with_reason = rows.iter().any(|row| row.reason.is_some());
-    let header = ["AGENT", "STATE", "PID", "AGE", "INTERVAL", "REASON"];
-    let columns = if with_reason { 6 } else { 5 };
-    let mut cells: Vec<[String; 6]> = Vec::with_capacity(rows.len() + 1);
+    let shown: Vec<usize> = (0..header.len())
+        .filter(|&i| (i != 2 || with_activity) && (i != 6 || with_reason))
+        .collect();
+    let mut cells: Vec<[String; 7]> = Vec::with_capacity(rows.len() + 1);
     cells.push(header.map(String::from));
     for row in rows {
         let dash = || "-".to_string();
@@ -74,6 +86,7 @@ pub fn table(rows: &[Row]) -> String {
         cells.push([
             printable(&row.agent),
             row.state.as_str().to_string(),
+            row.activity.map_or_else(dash, format_activity),
             record.map_or_else(dash, |r| r.pid.to_string()),
             row.age.map_or_else(dash, format_age),
             record
@@ -82,7 +95,7 @@ pub fn table(rows: &[Row]) -> String {
             row.reason.as_deref().map(printable).unwrap_or_default(),
         ]);
     }
-    let mut widths = [0; 6];
+    let mut widths = [0; 7];
     for line in &cells {
         for (width, cell) in widths.iter_mut().zip(line) {
             *width = (*width).max(cell.chars().count());
@@ -91,11 +104,11 @@ pub fn table(rows: &[Row]) -> String {
     let mut out = String::new();
     for line in &cells {
         let mut text = String::new();
-        for (i, cell) in line[..columns].iter().enumerate() {
-            if i + 1 == columns {
-                text.push_str(cell);
+        for (n, &i) in shown.iter().enumerate() {
+            if n + 1 == shown.len() {
+                text.push_str(&line[i]);
             } else {
-                let _ = write!(text, "{cell:<width$}  ", width = widths[i]);
+                let _ = write!(text, "{:<width$}  ", line[i], width = widths[i]);
             }
         }
         // Rows without a reason would otherwise end in padding.
@@ -108,7 +121,8 @@ pub fn table(rows: &[Row]) -> String {
 }
 
 /// A JSON array, one object per agent and per line: `agent`, `state`, `pid`, `ts`, `age_s`,
-/// `interval`, `reason`; a field the file does not give is `null`.
+/// `interval`, `reason`, `activity`, `activity_since`, `activity_s`; a field the file does not
+/// give is `null` (the activity fields also while the agent is not `ok`).
 pub fn json(rows: &[Row]) -> String {
     let mut out = String::with_capacity(160 * (rows.len() + 1));
     json::array(&mut out, rows, |out, row| {
@@ -122,6 +136,11 @@ pub fn json(rows: &[Row]) -> String {
             .number("age_s", row.age)
             .number("interval", record.and_then(|r| r.interval))
             .string("reason", row.reason.as_deref());
+        let since = row.activity.and(record.and_then(|r| r.activity_since));
+        let since = since.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true));
+        obj.string("activity", row.activity.map(|(a, _)| a.as_str()))
+            .string("activity_since", since.as_deref())
+            .number("activity_s", row.activity.map(|(_, secs)| secs));
         obj.end();
     });
     out.push('\n');
@@ -132,7 +151,7 @@ pub fn json(rows: &[Row]) -> String {
 mod tests {
     use super::*;
     use crate::record::Status;
-    use crate::status::classify::tests::{record, row};
+    use crate::status::classify::tests::{record, row, with_activity};
 
     #[test]
     fn ages_read_like_people_say_them() {
@@ -176,6 +195,38 @@ gamma-long  exited   42   5m   -
         assert_eq!(summary(&rows[..1]), "1 agent: 1 stale");
     }
 
+    // The ACTIVITY column shows for ok agents that report one; a stale agent's last activity
+    // is not shown, and without any activity the column is left out (above).
+    #[test]
+    fn table_shows_activity_and_for_how_long() {
+        let ok = |activity, secs| {
+            Ok(with_activity(
+                record(Status::Ok, 500, Some(1.0)),
+                activity,
+                secs,
+            ))
+        };
+        let stale = with_activity(record(Status::Ok, 9000, Some(1.0)), Activity::Busy, 20);
+        let rows = [
+            row(b"a", ok(Activity::Busy, 12)),
+            row(b"b", ok(Activity::Idle, 14 * 60 + 5)),
+            row(b"c", ok(Activity::Waiting, 185)),
+            row(b"d", Ok(record(Status::Ok, 500, Some(1.0)))),
+            row(b"e", Ok(stale)),
+        ];
+        let text = table(&rows);
+        let expected = "\
+AGENT  STATE  ACTIVITY    PID  AGE  INTERVAL  REASON
+a      ok     busy 12s    42   0s   1s
+b      ok     idle 14m    42   0s   1s
+c      ok     waiting 3m  42   0s   1s
+d      ok     -           42   0s   1s
+e      stale  -           42   9s   1s        no beat for 9s (over 3 × 1s): sidecar gone or stuck
+5 agents: 4 ok, 1 stale
+";
+        assert_eq!(text, expected);
+    }
+
     #[test]
     fn table_escapes_control_characters_in_names() {
         let rows = [row(b"evil\x1b[2J\n", Err("empty file".into()))];
@@ -186,14 +237,17 @@ gamma-long  exited   42   5m   -
 
     #[test]
     fn json_has_every_field_and_escapes_names() {
+        let busy = with_activity(record(Status::Ok, 1250, Some(1.0)), Activity::Busy, 12);
         let rows = [
             row(b"q\"\xff", Ok(record(Status::Ok, 1250, Some(0.5)))),
             row(b"z", Err("not UTF-8 text".into())),
+            row(b"w", Ok(busy)),
         ];
         let text = json(&rows);
         let expected = "[
-  {\"agent\":\"q\\\"\u{fffd}\",\"state\":\"ok\",\"pid\":42,\"ts\":\"2026-11-26T02:21:03.750Z\",\"age_s\":1.25,\"interval\":0.5,\"reason\":null},
-  {\"agent\":\"z\",\"state\":\"invalid\",\"pid\":null,\"ts\":null,\"age_s\":null,\"interval\":null,\"reason\":\"not UTF-8 text\"}
+  {\"agent\":\"q\\\"\u{fffd}\",\"state\":\"ok\",\"pid\":42,\"ts\":\"2026-11-26T02:21:03.750Z\",\"age_s\":1.25,\"interval\":0.5,\"reason\":null,\"activity\":null,\"activity_since\":null,\"activity_s\":null},
+  {\"agent\":\"z\",\"state\":\"invalid\",\"pid\":null,\"ts\":null,\"age_s\":null,\"interval\":null,\"reason\":\"not UTF-8 text\",\"activity\":null,\"activity_since\":null,\"activity_s\":null},
+  {\"agent\":\"w\",\"state\":\"ok\",\"pid\":42,\"ts\":\"2026-11-26T02:21:03.750Z\",\"age_s\":1.25,\"interval\":1,\"reason\":null,\"activity\":\"busy\",\"activity_since\":\"2026-11-26T02:20:53.000Z\",\"activity_s\":12}
 ]
 ";
         assert_eq!(text, expected);
