@@ -171,6 +171,11 @@ impl Watch {
         }))
     }
 
+    /// How long without output counts as idle.
+    pub fn idle_after(&self) -> Duration {
+        self.idle_after
+    }
+
     /// The activity now and when it began.
     pub fn current(&self) -> (Activity, DateTime<Utc>) {
         (self.activity, self.since)

@@ -31,6 +31,24 @@ with the rest: an inotify descriptor on the terminal and on a bell mark, the `pp
 descriptor. It adds nothing to a beat; it wakes the loop at most about once a second, and a
 change of activity (busy, idle, waiting) is written as an extra record at once.
 
+Under a restart policy (`--restart on-failure|always`, opt-in), the target's death does not
+end the loop ([`restart`], policy and arithmetic in [`supervise`]). The sidecar then spawns its
+one kind of child, a short-lived *respawn helper* (`mosaic-fleet respawn --socket S --pid P
+AGENT`, next to its own executable), with its stdin and stdout as pipes: the helper asks tmux
+how the pane died and prints `dead status N` (or `signal N`). The policy says leave
+(`status=exited`, with `exit_status=`/`exit_signal=`), give up (`status=failed`), or restart
+after a delay: the record says `status=restarting` and `restart_at=`, is rewritten every
+beat, and the delay is the `ppoll`'s timeout. When it is over and the fleet-wide guard
+(`.restart-guard` in the heartbeat directory) grants a slot, the sidecar writes `go`; the
+helper respawns the pane (same command, same directory) and prints its new pid and start
+time, the sidecar attaches to it (new pidfd) with `restarts=` one higher and beats on. A stop
+signal at any point closes the helper's stdin instead, so nothing is restarted, and writes
+`status=stopped`. Why this is still safe: the child is started only after the target died and
+only under a policy the operator asked for; it inherits no descriptor of the sidecar (all are
+close-on-exec) and no blocked signal; the sidecar never waits for it (its stdout is polled
+non-blocking in the one `ppoll`, it is reaped with `WNOHANG`); and it cannot restart anything
+without the sidecar's `go`.
+
 `mosaic-hb status` ([`status`]) reads a directory of heartbeat files ([`record`]) and reports the
 fleet's state for people and for monitoring.
 
@@ -38,7 +56,9 @@ fleet's state for people and for monitoring.
 
 - The heartbeat file is only ever replaced by rename, never written in place.
 - No path in the heartbeat directory is opened in a way that follows a symlink.
-- The sidecar never spawns a process and never runs a second thread.
+- The sidecar never runs a second thread, and spawns no process but the respawn helper of a
+  restart, one per death, only under a restart policy ([`restart`]).
+- A stopped sidecar restarts nothing.
 - One sidecar per heartbeat file: the lock is held for the sidecar's whole life.
 - `status=ok` is written only after a check that the target is still the process we attached to.
 */
@@ -55,6 +75,7 @@ pub mod lock;
 #[cfg(test)]
 mod proptests;
 pub mod record;
+pub mod restart;
 pub mod status;
 pub mod supervise;
 pub mod sys;

@@ -17,6 +17,8 @@ use mosaic_hb::exit::Exit;
 use mosaic_hb::hbfile::HbFile;
 use mosaic_hb::lock::{Lock, LockError};
 use mosaic_hb::record::Status;
+use mosaic_hb::restart::Supervisor;
+use mosaic_hb::supervise::{seconds, Backoff, Limits, Restart};
 use mosaic_hb::target::Target;
 use mosaic_hb::watch::{End, Sidecar, Signals, Writer};
 use mosaic_hb::{activity, dirs, status, sys, validate, why};
@@ -104,6 +106,73 @@ struct WatchArgs {
     /// Do not use a pidfd: watch with kill(2) and /proc only, as on kernels before 5.3.
     #[arg(long, hide = true)]
     no_pidfd: bool,
+    #[command(flatten)]
+    restart: RestartArgs,
+}
+
+/// Supervision: restart the agent's tmux pane when it dies (needs --agent and --socket).
+#[derive(Args)]
+struct RestartArgs {
+    /// Restart policy: no, on-failure (non-zero exit or a signal), always (also after exit 0).
+    /// Never after a stop signal. Restarting respawns pane `=AGENT:` on tmux socket SOCKET
+    /// through `mosaic-fleet respawn` (found next to mosaic-hb).
+    #[arg(long, value_name = "POLICY", default_value = "no")]
+    restart: String,
+    /// tmux socket of the agent's session (`tmux -L SOCKET`), for restarts.
+    #[arg(long, value_name = "SOCKET")]
+    socket: Option<String>,
+    /// Seconds before the first restart, doubled after each unstable death.
+    #[arg(long, value_name = "SECS", default_value = "1")]
+    restart_delay: String,
+    /// Longest delay before a restart, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "300")]
+    restart_max_delay: String,
+    /// A run at least this long (seconds) was stable: its death restarts after the first
+    /// delay again.
+    #[arg(long, value_name = "SECS", default_value = "600")]
+    restart_stable: String,
+    /// Give up (`status=failed`) at this many unstable deaths within --restart-window.
+    #[arg(long, value_name = "N", default_value = "5")]
+    restart_burst: String,
+    /// Seconds over which unstable deaths are counted.
+    #[arg(long, value_name = "SECS", default_value = "900")]
+    restart_window: String,
+    /// At most one restart per this many seconds among all agents of the heartbeat
+    /// directory (0: no limit).
+    #[arg(long, value_name = "SECS", default_value = "10")]
+    restart_guard: String,
+    /// Path of the respawn helper (default: mosaic-fleet next to mosaic-hb).
+    #[arg(long, value_name = "PATH", hide = true)]
+    respawn_bin: Option<PathBuf>,
+}
+
+impl RestartArgs {
+    /// The policy and its limits, checked; `None` for `--restart no`.
+    fn backoff(&self) -> Result<Option<Backoff>, String> {
+        let policy = Restart::parse(&self.restart)?;
+        if policy == Restart::No {
+            return Ok(None);
+        }
+        let burst = match self.restart_burst.trim().parse::<u32>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => {
+                return Err(format!(
+                    "invalid --restart-burst {:?}: a count from 1 to 1000",
+                    self.restart_burst
+                ))
+            }
+        };
+        let limits = Limits {
+            floor: seconds(&self.restart_delay, "--restart-delay")?,
+            cap: seconds(&self.restart_max_delay, "--restart-max-delay")?,
+            stable: seconds(&self.restart_stable, "--restart-stable")?,
+            burst,
+            window: seconds(&self.restart_window, "--restart-window")?,
+            guard: seconds(&self.restart_guard, "--restart-guard")?,
+        };
+        limits.check()?;
+        Ok(Some(Backoff::new(policy, limits)))
+    }
 }
 
 fn main() -> ExitCode {
@@ -148,6 +217,23 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
     if let Some(agent) = &args.agent {
         validate::agent(agent).map_err(usage)?;
     }
+    let supervisor = match args.restart.backoff().map_err(usage)? {
+        None => None,
+        Some(backoff) => {
+            let (Some(agent), Some(socket)) = (&args.agent, &args.restart.socket) else {
+                return Err(usage(format!(
+                    "--restart {} needs --agent and --socket: the agent's tmux pane is what restarts",
+                    args.restart.restart
+                )));
+            };
+            validate::socket(socket).map_err(usage)?;
+            let helper = args.restart.respawn_bin.as_deref();
+            Some(
+                Supervisor::new(backoff, helper, socket, agent, !args.no_pidfd)
+                    .map_err(|m| Fail(Exit::Failed, m))?,
+            )
+        }
+    };
     let path = absolute(args.file.expect("clap requires --file"))?;
     // Heartbeat files are 0644 whatever umask we inherited; directories we create stay 0700.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
@@ -228,13 +314,18 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
     })?;
     let mut sidecar =
         Sidecar::new(target, file, args.agent.as_deref(), interval).with_activity(activity);
+    if let Some(supervisor) = supervisor {
+        sidecar = sidecar.supervised(supervisor);
+    }
     // Start-up (argument parsing above all) leaves freed heap behind; a fleet runs one sidecar
     // per agent for days, so hand those pages back. The loop itself allocates nothing.
     sys::release_free_memory();
     let (end, last) = sidecar.run(&signals);
+    let pid = sidecar.pid();
     let why = match end {
         End::Exited(gone) => format!("pid {pid} {}", gone.describe()),
         End::Stopped(sig) => format!("stopped by signal {sig}"),
+        End::GaveUp(gone) => format!("pid {pid} {}, once too often", gone.describe()),
         End::Failed(e) => format!("cannot wait for events: {}", why(&e.into())),
     };
     match last {

@@ -197,8 +197,15 @@ impl Limits {
         guard: Duration::from_secs(10),
     };
 
-    /// Checks the limits fit together: a floor no longer than the cap, a burst of at least 1.
+    /// Checks the limits fit together: a floor of at least 10 ms and no longer than the cap,
+    /// a burst of at least 1.
     pub fn check(&self) -> Result<(), String> {
+        if self.floor < Duration::from_millis(10) {
+            return Err(format!(
+                "invalid restart delay {}s: at least 0.01",
+                self.floor.as_secs_f64()
+            ));
+        }
         if self.floor > self.cap {
             return Err(format!(
                 "invalid restart delays: floor {}s is longer than cap {}s",
@@ -351,6 +358,92 @@ pub fn take_slot(dir: BorrowedFd, now: Duration, period: Duration) -> io::Result
     Ok(Slot::Taken)
 }
 
+/// One line from the respawn helper to the sidecar (the helper's stdout). The sidecar answers
+/// with [`GO`] on the helper's stdin, or closes it to cancel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// The agent's pane is dead: how its process ended (`dead status 3`, `dead signal 9`,
+    /// `dead unknown`).
+    Dead(Death),
+    /// The pane lives again, someone else restarted it: its pid and start time
+    /// (`live PID STARTED`).
+    Live(i32, Option<u64>),
+    /// There is no pane to restart: the session is gone (`gone`).
+    Gone,
+    /// The pane was restarted: its new pid and start time (`started PID STARTED`).
+    Started(i32, Option<u64>),
+}
+
+/// The sidecar's word to go ahead with the restart.
+pub const GO: &[u8] = b"go\n";
+
+impl Answer {
+    /// The line, newline included.
+    pub fn line(self) -> String {
+        let pid_line = |verb: &str, pid: i32, started: Option<u64>| match started {
+            Some(started) => format!("{verb} {pid} {started}\n"),
+            None => format!("{verb} {pid}\n"),
+        };
+        match self {
+            Answer::Dead(Death::Status(code)) => format!("dead status {code}\n"),
+            Answer::Dead(Death::Signal(sig)) => format!("dead signal {sig}\n"),
+            Answer::Dead(Death::Unknown) => "dead unknown\n".into(),
+            Answer::Live(pid, started) => pid_line("live", pid, started),
+            Answer::Gone => "gone\n".into(),
+            Answer::Started(pid, started) => pid_line("started", pid, started),
+        }
+    }
+
+    /// Parses one line (without its newline).
+    pub fn parse(line: &str) -> Result<Answer, String> {
+        let bad = || format!("unexpected answer from the respawn helper: {line:?}");
+        let mut words = line.split(' ');
+        let number = |word: Option<&str>| word.and_then(|w| w.parse::<i32>().ok()).ok_or_else(bad);
+        let answer = match words.next() {
+            Some("dead") => match words.next() {
+                Some("status") => Answer::Dead(Death::Status(number(words.next())?)),
+                Some("signal") => Answer::Dead(Death::Signal(number(words.next())?)),
+                Some("unknown") => Answer::Dead(Death::Unknown),
+                _ => return Err(bad()),
+            },
+            Some(verb @ ("live" | "started")) => {
+                let pid =
+                    crate::validate::pid(words.next().unwrap_or_default()).map_err(|_| bad())?;
+                let started = match words.next() {
+                    Some(word) => Some(word.parse().map_err(|_| bad())?),
+                    None => None,
+                };
+                if verb == "live" {
+                    Answer::Live(pid, started)
+                } else {
+                    Answer::Started(pid, started)
+                }
+            }
+            Some("gone") => Answer::Gone,
+            _ => return Err(bad()),
+        };
+        match words.next() {
+            Some(_) => Err(bad()),
+            None => Ok(answer),
+        }
+    }
+}
+
+/// Parses a duration flag of supervision: seconds, fractions allowed, 0 to one week.
+pub fn seconds(text: &str, what: &str) -> Result<Duration, String> {
+    match text.trim().parse::<f64>() {
+        Ok(secs) if secs.is_finite() && (0.0..=WEEK).contains(&secs) => {
+            Ok(Duration::from_secs_f64(secs))
+        }
+        _ => Err(format!(
+            "invalid {what} {text:?}: a number of seconds from 0 to {WEEK}"
+        )),
+    }
+}
+
+/// The longest delay, period or window supervision accepts, in seconds.
+const WEEK: f64 = 604_800.0;
+
 /// `CLOCK_BOOTTIME`: monotonic, shared by every process on the machine, and it keeps counting
 /// while the machine is suspended (a restart an hour ago stays an hour ago).
 pub fn boot_clock() -> Duration {
@@ -414,6 +507,49 @@ mod tests {
         assert_eq!(Death::from_pane(None, None), Death::Unknown);
         assert_eq!(Death::Signal(9).describe(), "signal 9 (KILL)");
         assert_eq!(Death::Status(0).keys(), (Some(0), None));
+    }
+
+    #[test]
+    fn answers_round_trip_and_strangers_are_refused() {
+        let answers = [
+            Answer::Dead(Death::Status(3)),
+            Answer::Dead(Death::Signal(9)),
+            Answer::Dead(Death::Unknown),
+            Answer::Live(42, Some(7)),
+            Answer::Started(43, None),
+            Answer::Gone,
+        ];
+        for answer in answers {
+            let line = answer.line();
+            assert_eq!(Answer::parse(line.trim_end()), Ok(answer), "{line}");
+        }
+        for bad in [
+            "",
+            "dead",
+            "dead status x",
+            "started 0",
+            "started -1",
+            "gone now",
+            "go",
+        ] {
+            assert!(Answer::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn durations_in_seconds() {
+        assert_eq!(seconds("1.5", "x"), Ok(Duration::from_millis(1500)));
+        assert_eq!(seconds("0", "x"), Ok(Duration::ZERO));
+        for bad in ["", "-1", "nan", "inf", "604801", "1s"] {
+            assert!(seconds(bad, "x").is_err(), "{bad:?}");
+        }
+        let floor = |secs| Limits {
+            floor: Duration::from_secs_f64(secs),
+            ..Limits::DEFAULT
+        };
+        assert!(floor(0.0).check().is_err());
+        assert!(floor(301.0).check().is_err());
+        assert!(floor(300.0).check().is_ok());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 /*!
-The sidecar's event loop: one thread, one `ppoll`, no child processes.
+The sidecar's event loop: one thread, one `ppoll`; no child process but the respawn helper
+of a restart ([`crate::restart`]).
 
 ```text
             +-------- timeout: target still ours? --yes--> write status=ok --+
@@ -13,6 +14,9 @@ The sidecar's event loop: one thread, one `ppoll`, no child processes.
 
 The third descriptor is the agent's terminal and bell mark ([`crate::activity`]), present only
 when the target has a terminal; while it rests (a second after each wake-up) it is left out.
+Under a restart policy, a death does not end the loop but hands it to [`crate::restart`],
+which waits in the same `ppoll` (the third descriptor is then the respawn helper's stdout)
+and hands back a new target, or ends with `exited`, `failed` or `stopped`.
 
 Beats are scheduled on a fixed grid (`next += interval`), so the rate does not drift with the
 cost of a write; after a stall (a suspended machine) the grid restarts from now rather than
@@ -33,7 +37,8 @@ use nix::sys::time::TimeSpec;
 
 use crate::activity::{self, Activity};
 use crate::hbfile::HbFile;
-use crate::record::{render, Beat, Status};
+use crate::record::{render, Beat, Lifecycle, Status};
+use crate::restart::{Ending, Outcome, Supervisor};
 use crate::target::{Gone, Target};
 
 /// How the loop ended.
@@ -44,6 +49,8 @@ pub enum End {
     /// `ppoll` itself failed (not an interruption): the sidecar cannot wait any more, and
     /// says so rather than spin. No final record: the last one goes stale, the lock is freed.
     Failed(Errno),
+    /// The target died once too often for its restart policy: `status=failed`.
+    GaveUp(Gone),
 }
 
 /// Keeps the heartbeat file: renders and replaces one record per call.
@@ -60,6 +67,8 @@ pub struct Writer<'a> {
     failing: bool,
     /// Written with `status=ok` only.
     activity: Option<(Activity, chrono::DateTime<Utc>)>,
+    /// What supervision adds to each record.
+    pub lifecycle: Lifecycle,
 }
 
 impl<'a> Writer<'a> {
@@ -81,7 +90,24 @@ impl<'a> Writer<'a> {
             buf: Vec::with_capacity(256),
             failing: false,
             activity: None,
+            lifecycle: Lifecycle::default(),
         }
+    }
+
+    /// Points the records at a restarted target.
+    pub fn retarget(&mut self, pid: i32, started: Option<u64>) {
+        self.pid = pid;
+        self.started = started;
+    }
+
+    /// The heartbeat directory (the fleet-wide restart guard lives there).
+    pub fn dir(&self) -> BorrowedFd<'_> {
+        self.file.dir()
+    }
+
+    /// The heartbeat file's name in [`Writer::dir`].
+    pub fn name(&self) -> &std::ffi::CStr {
+        self.file.name()
     }
 
     /// Writes one record. Errors are logged when they start and when they end, not per beat;
@@ -96,7 +122,7 @@ impl<'a> Writer<'a> {
             seq: self.seq,
             hb_pid: self.hb_pid,
             started: self.started,
-            lifecycle: Default::default(),
+            lifecycle: self.lifecycle,
             activity: self.activity.filter(|_| status == Status::Ok),
         };
         render(&mut self.buf, Utc::now(), &beat);
@@ -132,6 +158,7 @@ pub struct Sidecar<'a> {
     writer: Writer<'a>,
     interval: Duration,
     activity: Option<activity::Watch>,
+    supervisor: Option<Supervisor>,
 }
 
 impl<'a> Sidecar<'a> {
@@ -142,7 +169,20 @@ impl<'a> Sidecar<'a> {
             writer,
             interval,
             activity: None,
+            supervisor: None,
         }
+    }
+
+    /// The pid watched last (a restart changes it).
+    pub fn pid(&self) -> i32 {
+        self.writer.pid
+    }
+
+    /// Restarts the target under a policy when it dies ([`crate::restart`]).
+    pub fn supervised(mut self, supervisor: Supervisor) -> Self {
+        self.writer.lifecycle.restarts = Some(supervisor.restarts());
+        self.supervisor = Some(supervisor);
+        self
     }
 
     /// Also reports the target's activity (`activity=`), from `watch`.
@@ -151,17 +191,55 @@ impl<'a> Sidecar<'a> {
         self
     }
 
-    /// Beats until the target is gone or a stop signal arrives, then writes the final record.
-    /// Returns how it ended, and the final status with whether that record was written (none
-    /// when waiting itself failed).
+    /// Beats until the target is gone (for good, under a restart policy) or a stop signal
+    /// arrives, then writes the final record. Returns how it ended, and the final status with
+    /// whether that record was written (none when waiting itself failed).
     pub fn run(&mut self, signals: &Signals) -> (End, Option<(Status, bool)>) {
-        let end = self.beat_until_end(signals);
-        let status = match end {
-            End::Exited(_) => Status::Exited,
-            End::Stopped(_) => Status::Stopped,
-            End::Failed(_) => return (end, None),
+        loop {
+            let end = self.beat_until_end(signals);
+            let (End::Exited(gone), Some(supervisor)) = (end, self.supervisor.as_mut()) else {
+                let status = match end {
+                    End::Exited(_) => Status::Exited,
+                    End::Stopped(_) => Status::Stopped,
+                    End::GaveUp(_) => Status::Failed,
+                    End::Failed(_) => return (end, None),
+                };
+                return (end, Some((status, self.writer.write(status))));
+            };
+            match supervisor.after_death(&mut self.writer, signals, self.interval) {
+                Outcome::Restarted(target) => {
+                    self.target = target;
+                    self.rewatch_activity();
+                }
+                Outcome::Final(status, written, ending) => {
+                    let end = match ending {
+                        Ending::Stopped(sig) => End::Stopped(sig),
+                        Ending::GaveUp => End::GaveUp(gone),
+                        Ending::Left => End::Exited(gone),
+                        Ending::WaitFailed(e) => return (End::Failed(e), None),
+                    };
+                    return (end, Some((status, written)));
+                }
+            }
+        }
+    }
+
+    /// A restarted pane has a new terminal: watch that one.
+    fn rewatch_activity(&mut self) {
+        let Some(old) = self.activity.take() else {
+            return;
         };
-        (end, Some((status, self.writer.write(status))))
+        let (pid, dir, name) = (self.target.pid(), self.writer.dir(), self.writer.name());
+        self.activity = match activity::Watch::attach(pid, dir, name, old.idle_after()) {
+            Ok(watch) => watch,
+            Err(e) => {
+                crate::log(format_args!(
+                    "cannot watch the activity of pid {pid}: {} (no activity= reported)",
+                    crate::why(&e)
+                ));
+                None
+            }
+        };
     }
 
     fn beat_until_end(&mut self, signals: &Signals) -> End {
@@ -172,6 +250,9 @@ impl<'a> Sidecar<'a> {
             }
             self.writer.activity = self.activity.as_ref().map(activity::Watch::current);
             self.writer.write(Status::Ok);
+            if let Some(supervisor) = &mut self.supervisor {
+                supervisor.reap();
+            }
             next += self.interval;
             let now = Instant::now();
             if next <= now {
@@ -226,17 +307,21 @@ impl<'a> Sidecar<'a> {
     }
 }
 
+/// What woke the one `ppoll`.
 #[derive(PartialEq, Eq)]
-enum Event {
+pub(crate) enum Event {
     Timeout,
     Interrupted,
     Failed(Errno),
     TargetExited,
     Signal,
+    /// The third descriptor is readable: the activity watch while the target lives, the
+    /// respawn helper's stdout while a restart is under way ([`crate::restart`]).
     Activity,
 }
 
-fn wait(
+/// The sidecar's one wait point.
+pub(crate) fn wait(
     pidfd: Option<BorrowedFd>,
     signals: BorrowedFd,
     activity: Option<BorrowedFd>,
@@ -290,12 +375,12 @@ impl Signals {
         Ok(Signals { fd })
     }
 
-    fn fd(&self) -> BorrowedFd<'_> {
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
 
     /// The next pending stop signal, if any.
-    fn take(&self) -> Option<i32> {
+    pub(crate) fn take(&self) -> Option<i32> {
         let info = self.fd.read_signal().ok()??;
         i32::try_from(info.ssi_signo).ok()
     }

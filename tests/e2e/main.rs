@@ -15,6 +15,7 @@ mod hostile;
 mod launcher;
 mod sidecar;
 mod status;
+mod supervise;
 
 /// Every `#[test]` in the suite's modules (but this one) carries the `#[ignore]` that keeps it from passing
 /// unrun under a plain `cargo test`: a test added without it fails here.
