@@ -369,7 +369,7 @@ impl Supervisor {
         if period.is_zero() {
             return Ok(());
         }
-        match supervise::take_slot(writer.dir(), supervise::boot_clock(), period) {
+        match supervise::take_slot(writer.dir(), period, supervise::boot_clock) {
             Ok(Slot::Taken) => Ok(()),
             Ok(Slot::Wait(wait)) => Err(wait),
             Ok(Slot::Busy) => Err(BUSY_RETRY),

@@ -308,7 +308,8 @@ pub fn delay(limits: &Limits, streak: u32) -> Duration {
 
 /// The fleet-wide guard's rule: with the last restart in this directory at `last`, a restart
 /// at `now` may go ahead (`None`) or must wait this long. A `last` in the future (a reboot
-/// reset the clock, or a bad file) does not hold anyone back.
+/// reset the clock, or a bad file: the clock is read under the guard's lock, so no sidecar
+/// wrote a later time) does not hold anyone back.
 pub fn guard_wait(last: Option<Duration>, now: Duration, period: Duration) -> Option<Duration> {
     let last = last?;
     if last > now {
@@ -332,9 +333,14 @@ pub enum Slot {
     Busy,
 }
 
-/// Tries to take the fleet-wide restart slot of the heartbeat directory `dir` at `now` (the
-/// boot-time clock, [`boot_clock`], the same for every process on the machine).
-pub fn take_slot(dir: BorrowedFd, now: Duration, period: Duration) -> io::Result<Slot> {
+/// Tries to take the fleet-wide restart slot of the heartbeat directory `dir`. `clock` is read
+/// only once the guard is locked (in the sidecar [`boot_clock`], the same for every process
+/// on the machine), so the time it holds is never later than ours.
+pub fn take_slot(
+    dir: BorrowedFd,
+    period: Duration,
+    clock: impl FnOnce() -> Duration,
+) -> io::Result<Slot> {
     let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let fd = openat(dir, GUARD_NAME, flags, Mode::from_bits_truncate(0o644))?;
     // Closing the file drops the lock: it is held only for this read and write.
@@ -343,6 +349,7 @@ pub fn take_slot(dir: BorrowedFd, now: Duration, period: Duration) -> io::Result
         Err((_, Errno::EWOULDBLOCK | Errno::EINTR)) => return Ok(Slot::Busy),
         Err((_, e)) => return Err(e.into()),
     };
+    let now = clock();
     let mut buf = [0u8; 32];
     let n = file.read_at(&mut buf, 0)?;
     let last = std::str::from_utf8(&buf[..n])
@@ -630,12 +637,18 @@ mod tests {
         let fd = std::fs::File::open(&dir).unwrap();
         use std::os::fd::AsFd;
         let period = S(10);
-        assert_eq!(take_slot(fd.as_fd(), S(100), period).unwrap(), Slot::Taken);
         assert_eq!(
-            take_slot(fd.as_fd(), S(104), period).unwrap(),
+            take_slot(fd.as_fd(), period, || S(100)).unwrap(),
+            Slot::Taken
+        );
+        assert_eq!(
+            take_slot(fd.as_fd(), period, || S(104)).unwrap(),
             Slot::Wait(S(6))
         );
-        assert_eq!(take_slot(fd.as_fd(), S(110), period).unwrap(), Slot::Taken);
+        assert_eq!(
+            take_slot(fd.as_fd(), period, || S(110)).unwrap(),
+            Slot::Taken
+        );
         assert_eq!(
             std::fs::read_to_string(dir.join(".restart-guard")).unwrap(),
             "110000\n"
@@ -643,7 +656,7 @@ mod tests {
         // A planted symlink is not followed.
         std::fs::remove_file(dir.join(".restart-guard")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", dir.join(".restart-guard")).unwrap();
-        assert!(take_slot(fd.as_fd(), S(200), period).is_err());
+        assert!(take_slot(fd.as_fd(), period, || S(200)).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
