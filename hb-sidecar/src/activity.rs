@@ -28,6 +28,10 @@ times are good to about a second: idle shows between `IDLE_AFTER` and `IDLE_AFTE
 the last output, and waiting within a second of the bell. A change of activity is written at
 once, as an extra record, so it does not wait for the next beat.
 
+When the agent is Claude Code and its undocumented session file names the agent's process
+([`claude`]), that file's `status` decides instead, while it is there: it is the agent's own
+word, and it knows a silent tool run from a quiet prompt.
+
 Limits, by design: output is not work (a long silent tool run looks idle; a redraw after a
 resize, or a spinner, looks busy); a bell is only seen when the launcher installed the hook and
 tmux's `monitor-bell` is on (the default); output written through `/dev/tty` instead of the
@@ -46,6 +50,8 @@ use nix::fcntl::{open, openat, OFlag};
 use nix::sys::stat::{fstat, Mode, SFlag};
 
 use crate::sys::{inotify_add_watch, inotify_init};
+
+pub mod claude;
 
 /// How long an agent must be silent to count as idle, unless told (`--idle-after`).
 pub const IDLE_AFTER_DEFAULT: Duration = Duration::from_secs(60);
@@ -110,14 +116,22 @@ pub struct Watch {
     last_output: Instant,
     /// While set, the descriptor is not polled; it is read once at this instant.
     quiet_until: Option<Instant>,
+    /// Claude Code's sessions directory, when there is one.
+    claude: Option<claude::Sessions>,
+    /// What the agent's own session file says, which then decides over the terminal.
+    said: Option<(Activity, DateTime<Utc>)>,
 }
 
 /// What one read of the inotify descriptor found, in order of arrival.
 #[derive(Default)]
 struct Seen {
+    /// Any event at all.
+    any: bool,
     output: bool,
     /// The last relevant event was a bell (a bell followed by output is busy again).
     bell_last: bool,
+    /// The last thing the agent's session file said.
+    said: Option<claude::Said>,
 }
 
 impl Watch {
@@ -159,7 +173,7 @@ impl Watch {
         } else {
             Activity::Busy
         };
-        Ok(Some(Watch {
+        let mut watch = Watch {
             inotify,
             tty: tty_wd,
             bell,
@@ -168,7 +182,16 @@ impl Watch {
             since,
             last_output,
             quiet_until: None,
-        }))
+            claude: None,
+            said: None,
+        };
+        if let Some((sessions, said)) = claude::Sessions::attach(watch.inotify.as_fd(), pid) {
+            watch.claude = Some(sessions);
+            if let Some(said) = said {
+                watch.take(said, wall);
+            }
+        }
+        Ok(Some(watch))
     }
 
     /// How long without output counts as idle.
@@ -176,9 +199,21 @@ impl Watch {
         self.idle_after
     }
 
-    /// The activity now and when it began.
+    /// The activity now and when it began: the agent's own word when it gives one, else the
+    /// terminal's.
     pub fn current(&self) -> (Activity, DateTime<Utc>) {
-        (self.activity, self.since)
+        self.said.unwrap_or((self.activity, self.since))
+    }
+
+    /// Takes in what the agent's session file said, at `now`.
+    fn take(&mut self, said: claude::Said, now: DateTime<Utc>) {
+        self.said = match said {
+            claude::Said::Nothing => None,
+            claude::Said::Is(activity, at) => match self.said {
+                Some((same, since)) if same == activity => Some((same, since)),
+                _ => Some((activity, at.unwrap_or(now))),
+            },
+        };
     }
 
     /// The descriptor to poll, unless we are in a quiet second.
@@ -201,12 +236,16 @@ impl Watch {
     /// Takes in what happened: `readable` when `ppoll` said the descriptor is. Returns whether
     /// the activity changed (the caller writes a record at once).
     pub fn update(&mut self, now: Instant, readable: bool) -> bool {
-        let was = self.activity;
+        let was = self.current().0;
         let due = self.quiet_until.is_some_and(|t| now >= t);
         if readable || due {
             let seen = self.read();
             // Quiet again only if this read found something; else poll the descriptor again.
-            self.quiet_until = (readable || seen.output || seen.bell_last).then(|| now + QUIET);
+            self.quiet_until = (readable || seen.any).then(|| now + QUIET);
+            let checked = self.claude.as_mut().and_then(claude::Sessions::check);
+            if let Some(said) = seen.said.or(checked) {
+                self.take(said, Utc::now());
+            }
             if seen.output {
                 self.last_output = now;
             }
@@ -223,7 +262,7 @@ impl Watch {
             let quiet = chrono::Duration::from_std(now - self.last_output).unwrap_or_default();
             self.become_(Activity::Idle, Utc::now() - quiet);
         }
-        self.activity != was
+        self.current().0 != was
     }
 
     fn become_(&mut self, activity: Activity, since: DateTime<Utc>) {
@@ -234,20 +273,30 @@ impl Watch {
     }
 
     /// Drains what is queued (a nonblocking read; nothing queued is fine).
-    fn read(&self) -> Seen {
+    fn read(&mut self) -> Seen {
         let mut seen = Seen::default();
-        // Room for 64 nameless events; more stay queued and are read at the next wake-up.
-        let mut buf = [0u8; 64 * EVENT];
+        // Room for many events, and always for one with the longest name; more stay queued
+        // and are read at the next wake-up.
+        let mut buf = [0u8; 4096 + EVENT + 256];
         let Ok(n) = nix::unistd::read(&self.inotify, &mut buf) else {
             return seen;
         };
+        seen.any = n > 0;
         // `struct inotify_event`: wd (i32), mask (u32), cookie (u32), len (u32), then `len`
-        // bytes of name (none for our watches on files).
+        // bytes of name, NUL-padded (none for our watches on files).
         let word = |at: usize| u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
         let mut at = 0;
         while at + EVENT <= n {
             let (wd, mask, len) = (word(at) as i32, word(at + 4), word(at + 12));
+            let name = &buf[(at + EVENT).min(n)..(at + EVENT + len as usize).min(n)];
+            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
             at += EVENT + len as usize;
+            if let Some(sessions) = self.claude.as_mut().filter(|c| c.wd() == wd) {
+                if let Some(said) = sessions.event(mask, name) {
+                    seen.said = Some(said);
+                }
+                continue;
+            }
             if mask & libc::IN_Q_OVERFLOW != 0 || (wd == self.tty && mask & libc::IN_MODIFY != 0) {
                 // (An overflow lost events: the agent certainly wrote something.)
                 seen.output = true;

@@ -334,3 +334,67 @@ fn status_shows_activity_in_every_format() {
         "{metrics}"
     );
 }
+
+// Claude Code's session file, when it names our agent's process (its pid and start time),
+// decides the activity: busy through a silent spell, waiting, idle; another process's file is
+// ignored; once it is gone, the terminal decides again.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn a_claude_session_file_decides_while_it_is_there() {
+    e2e!();
+    let sb = Sandbox::new();
+    let sessions = sb.path("claude/sessions");
+    std::fs::create_dir_all(&sessions).unwrap();
+    // A stranger's session (this test process) says waiting: it must never show.
+    let me = std::process::id();
+    let my_start = std::fs::read_to_string(format!("/proc/{me}/stat")).unwrap();
+    let my_start = my_start
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(19)
+        .unwrap();
+    std::fs::write(
+        sessions.join(format!("{me}.json")),
+        format!(r#"{{"pid":{me},"procStart":"{my_start}","status":"waiting"}}"#),
+    )
+    .unwrap();
+    let script = format!(
+        "{WAIT_FOR}start=$(cut -d' ' -f22 /proc/$$/stat)\n\
+         dir=\"$CLAUDE_CONFIG_DIR/sessions\"\n\
+         say() {{ printf '{{\"pid\":%s,\"procStart\":\"%s\",\"status\":\"%s\",\"statusUpdatedAt\":%s}}' \
+         $$ \"$start\" \"$1\" \"$(date +%s%3N)\" > \"$dir/.tmp\"; mv \"$dir/.tmp\" \"$dir/$$.json\"; }}\n\
+         echo up\nsay busy\nwait_for waiting\nsay waiting\nwait_for idle\nsay idle\n\
+         wait_for gone\nrm \"$dir/$$.json\"\necho back\nsleep 600\n"
+    );
+    let path = sb.path("work").join("cc.sh");
+    write_script(&path, &script);
+    let mut cmd = sb.launcher("cc");
+    cmd.env("MOSAIC_AGENT_COMMAND", "sh ./cc.sh")
+        .env("MOSAIC_IDLE_AFTER", "1")
+        .env("MOSAIC_HEARTBEAT_INTERVAL", "0.25")
+        .env("CLAUDE_CONFIG_DIR", sb.path("claude"));
+    expect_success(&mut cmd);
+    let file = sb.hb_file("cc");
+    let busy = wait_for_activity(&sb, "cc", Activity::Busy, Duration::from_secs(10));
+    // Silent, but its session says busy: busy well past the 1 s threshold.
+    wait_until(
+        "busy 3 s on",
+        Duration::from_secs(10),
+        || {
+            let rec = read_record(&file)?;
+            assert_eq!(rec.activity, Some(Activity::Busy), "{rec:?}");
+            (secs(rec.ts - busy.ts) > 3.0).then_some(())
+        },
+        || show_file(&file),
+    );
+    let asked = trigger(&sb, "waiting");
+    let waiting = wait_for_activity(&sb, "cc", Activity::Waiting, Duration::from_secs(5));
+    assert!(secs(waiting.ts - asked) <= 2.0, "{waiting:?}");
+    trigger(&sb, "idle");
+    wait_for_activity(&sb, "cc", Activity::Idle, Duration::from_secs(5));
+    // The file is gone and the agent prints: the terminal says busy again.
+    trigger(&sb, "gone");
+    wait_for_activity(&sb, "cc", Activity::Busy, Duration::from_secs(5));
+}
