@@ -61,6 +61,17 @@ struct Cli {
 enum Command {
     /// Report the state of every agent in a heartbeat directory.
     Status(status::StatusArgs),
+    /// Serve the fleet's metrics to Prometheus over HTTP (runs mosaic-hb-exporter; see its
+    /// --help).
+    #[command(disable_help_flag = true, disable_version_flag = true)]
+    Exporter {
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(Args)]
@@ -186,6 +197,7 @@ fn main() -> ExitCode {
     let cli: Cli = mosaic_hb::exit::parse_command("mosaic-hb", command);
     let result = match cli.command {
         Some(Command::Status(args)) => return ExitCode::from(status::run(&args)),
+        Some(Command::Exporter { args }) => exporter(args),
         None => watch(cli.watch),
     };
     match result {
@@ -340,6 +352,28 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
         End::Failed(_) => std::process::exit(i32::from(Exit::Failed.code())),
         _ => Ok(()),
     }
+}
+
+/// `mosaic-hb exporter ARGS`: becomes `mosaic-hb-exporter ARGS`, found next to this binary,
+/// else on PATH. The HTTP server lives in its own binary so that it never weighs on the
+/// sidecar, of which one runs per agent.
+fn exporter(args: Vec<std::ffi::OsString>) -> Result<(), Fail> {
+    use std::os::unix::process::CommandExt;
+    const NAME: &str = "mosaic-hb-exporter";
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join(NAME)))
+        .filter(|path| path.is_file());
+    let program = beside.unwrap_or_else(|| PathBuf::from(NAME));
+    let err = std::process::Command::new(&program).args(args).exec();
+    Err(Fail(
+        Exit::Failed,
+        format!(
+            "cannot run {} (install it next to mosaic-hb or on PATH): {}",
+            program.display(),
+            why(&err)
+        ),
+    ))
 }
 
 /// Reads `PID [STARTED]` from stdin. EOF (the launcher needs no sidecar after all) is a usage

@@ -1035,7 +1035,7 @@ fn is_rfc3339_millis_utc(ts: &str) -> bool {
 }
 
 /// `t` as RFC 3339 in UTC with milliseconds, as the sidecar writes it.
-fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
@@ -1367,23 +1367,23 @@ fn json_parser_is_strict() {
 // family in one uninterrupted group; each series once.
 
 #[derive(Debug, Default)]
-struct Family {
-    name: String,
-    help: Option<String>,
-    kind: Option<String>,
-    samples: Vec<Sample>,
+pub(crate) struct Family {
+    pub(crate) name: String,
+    pub(crate) help: Option<String>,
+    pub(crate) kind: Option<String>,
+    pub(crate) samples: Vec<Sample>,
 }
 
 #[derive(Debug)]
-struct Sample {
-    name: String,
-    labels: Vec<(String, String)>,
-    value: f64,
-    timestamp: Option<i64>,
+pub(crate) struct Sample {
+    pub(crate) name: String,
+    pub(crate) labels: Vec<(String, String)>,
+    pub(crate) value: f64,
+    pub(crate) timestamp: Option<i64>,
 }
 
 impl Sample {
-    fn label(&self, name: &str) -> &str {
+    pub(crate) fn label(&self, name: &str) -> &str {
         self.labels
             .iter()
             .find(|(k, _)| k == name)
@@ -1464,7 +1464,7 @@ fn unescape(text: &str, quote_allowed: bool) -> Result<String, String> {
     Ok(out)
 }
 
-fn parse_prometheus(text: &str) -> Result<Vec<Family>, String> {
+pub(crate) fn parse_prometheus(text: &str) -> Result<Vec<Family>, String> {
     if !text.is_empty() && !text.ends_with('\n') {
         return Err("the last line does not end with a line feed".into());
     }

@@ -52,7 +52,14 @@ pub fn host_triple() -> &'static str {
 pub fn build_release() -> Result {
     let mut cmd = cargo();
     cmd.args(["build", "--release", "--quiet", "--target", host_triple()])
-        .args(["-p", "mosaic-launcher", "-p", "mosaic-hb"])
+        .args([
+            "-p",
+            "mosaic-launcher",
+            "-p",
+            "mosaic-hb",
+            "-p",
+            "mosaic-hb-exporter",
+        ])
         .env("RUSTFLAGS", STATIC_RUSTFLAGS);
     run(&mut cmd)
 }

@@ -92,7 +92,8 @@ pub enum Format {
     Prometheus,
 }
 
-fn stale_after(text: &str) -> Result<f64, String> {
+/// Parses `--stale-after N`: a positive, finite number of intervals.
+pub fn stale_after(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(n) if n.is_finite() && n > 0.0 => Ok(n),
         _ => Err("must be a positive number of intervals".into()),
