@@ -6,7 +6,8 @@ running process, with `status` (`busy`, `idle`, `waiting`; other values appear) 
 (`/proc/PID/stat` field 22, its start time). It is undocumented, so it is used only as a
 better opinion than the terminal's and only while every field we rely on is there: the file
 must name a process that is our target or descends from it, with that process's very start
-time, and a status we know. Then it decides the activity (a silent tool run is `busy`, a
+time, be an `interactive` session when it says its `kind` (not a `claude -p` the agent runs as a
+tool), and give a status we know. Then it decides the activity (a silent tool run is `busy`, a
 permission prompt `waiting`, a cursor blinking at the prompt `idle`); otherwise the terminal
 does, as if the file were not there.
 
@@ -196,6 +197,10 @@ pub fn said(json: &[u8], start: u64) -> Said {
         // A previous process that had this pid, or a file without the field: not ours.
         return Said::Nothing;
     }
+    // A session the agent runs as a tool (`claude -p` in a codex pane, say) is not the agent.
+    if field(json, b"kind").is_some_and(|kind| kind != b"interactive") {
+        return Said::Nothing;
+    }
     let activity = match field(json, b"status") {
         Some(b"busy") => Activity::Busy,
         Some(b"idle") => Activity::Idle,
@@ -353,6 +358,10 @@ mod tests {
         assert_eq!(said(file("idle", "\"77\"").as_bytes(), 78), Said::Nothing);
         assert_eq!(said(file("shell", "\"77\"").as_bytes(), 77), Said::Nothing);
         assert_eq!(said(br#"{"session_id":"x","cwd":"/"}"#, 77), Said::Nothing);
+        let tool = br#"{"procStart":"77","status":"busy","kind":"print"}"#;
+        assert_eq!(said(tool, 77), Said::Nothing);
+        let agent = br#"{"procStart":"77","status":"busy","kind":"interactive"}"#;
+        assert_eq!(said(agent, 77), Said::Is(Activity::Busy, None));
     }
 
     #[test]
