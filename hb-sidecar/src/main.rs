@@ -18,7 +18,7 @@ use mosaic_hb::hbfile::HbFile;
 use mosaic_hb::lock::{Lock, LockError};
 use mosaic_hb::record::Status;
 use mosaic_hb::restart::Supervisor;
-use mosaic_hb::supervise::{seconds, Backoff, Limits, Restart};
+use mosaic_hb::supervise::{Backoff, Flags, Restart};
 use mosaic_hb::target::Target;
 use mosaic_hb::watch::{End, Sidecar, Signals, Writer};
 use mosaic_hb::{activity, dirs, status, sys, validate, why};
@@ -160,29 +160,18 @@ struct RestartArgs {
 impl RestartArgs {
     /// The policy and its limits, checked; `None` for `--restart no`.
     fn backoff(&self) -> Result<Option<Backoff>, String> {
-        let policy = Restart::parse(&self.restart)?;
-        if policy == Restart::No {
-            return Ok(None);
+        let (policy, limits) = Flags {
+            policy: Some(&self.restart),
+            delay: Some(&self.restart_delay),
+            max_delay: Some(&self.restart_max_delay),
+            stable: Some(&self.restart_stable),
+            burst: Some(&self.restart_burst),
+            window: Some(&self.restart_window),
+            guard: Some(&self.restart_guard),
+            env: false,
         }
-        let burst = match self.restart_burst.trim().parse::<u32>() {
-            Ok(n) if (1..=1000).contains(&n) => n,
-            _ => {
-                return Err(format!(
-                    "invalid --restart-burst {:?}: a count from 1 to 1000",
-                    self.restart_burst
-                ))
-            }
-        };
-        let limits = Limits {
-            floor: seconds(&self.restart_delay, "--restart-delay")?,
-            cap: seconds(&self.restart_max_delay, "--restart-max-delay")?,
-            stable: seconds(&self.restart_stable, "--restart-stable")?,
-            burst,
-            window: seconds(&self.restart_window, "--restart-window")?,
-            guard: seconds(&self.restart_guard, "--restart-guard")?,
-        };
-        limits.check()?;
-        Ok(Some(Backoff::new(policy, limits)))
+        .parse()?;
+        Ok((policy != Restart::No).then(|| Backoff::new(policy, limits)))
     }
 }
 

@@ -3,7 +3,7 @@ The sidecar's side of a restart: after its agent died, decide ([`crate::supervis
 and have the dead pane started again, all from the one `ppoll` of the event loop.
 
 The sidecar talks to tmux only through one short-lived child per death, the *respawn
-helper* (`mosaic-fleet respawn --socket SOCKET AGENT`, found next to the sidecar's own
+helper* (`mosaic-fleet respawn --socket SOCKET --pid PID AGENT`, found next to the sidecar's own
 executable; tmux itself is only ever run by the launcher crate's `tmux.rs`):
 
 ```text
@@ -41,8 +41,9 @@ use crate::target::Target;
 use crate::watch::{wait, Event, Signals, Writer};
 
 /// How long the helper may take to say how the pane died (it waits for tmux to reap the pane,
-/// and tmux may be slow) or to restart it.
-const PATIENCE: Duration = Duration::from_secs(20);
+/// and tmux may be slow) or to restart it (it first ends what is left of the old process tree,
+/// which may take a teardown's grace, then asks tmux).
+const PATIENCE: Duration = Duration::from_secs(30);
 
 /// How soon to try the fleet-wide guard again when another sidecar holds it this instant.
 const BUSY_RETRY: Duration = Duration::from_millis(20);
@@ -139,7 +140,8 @@ impl Supervisor {
         self.reap();
         let mut ran = self.run_started.elapsed();
         loop {
-            let mut helper = match Helper::spawn(&self.helper, &self.socket, &self.agent) {
+            let died = (writer.pid(), writer.started());
+            let mut helper = match Helper::spawn(&self.helper, &self.socket, &self.agent, died) {
                 Ok(helper) => helper,
                 Err(e) => {
                     crate::log(format_args!(
@@ -312,6 +314,9 @@ impl Supervisor {
             (Phase::Starting(_), Answer::Started(pid, started)) => {
                 Some(self.attach(pid, started, writer, true))
             }
+            (Phase::Starting(_), Answer::Live(pid, started)) => {
+                Some(self.attach(pid, started, writer, false))
+            }
             (_, Answer::Gone) => {
                 crate::log(format_args!("agent's session is gone: nothing to restart"));
                 Some(Step::Done(self.finish(
@@ -446,9 +451,21 @@ struct Answers {
 }
 
 impl Helper {
-    fn spawn(bin: &Path, socket: &str, agent: &str) -> io::Result<Helper> {
-        let mut child = Command::new(bin)
-            .args(["respawn", "--socket", socket, "--", agent])
+    /// `BIN respawn --socket SOCKET --pid PID [--started TICKS] -- AGENT`, where PID (started
+    /// at TICKS) is the pane process that died: the helper ends what is left of its tree.
+    fn spawn(
+        bin: &Path,
+        socket: &str,
+        agent: &str,
+        (pid, started): (i32, Option<u64>),
+    ) -> io::Result<Helper> {
+        let mut cmd = Command::new(bin);
+        cmd.args(["respawn", "--socket", socket, "--pid", &pid.to_string()]);
+        if let Some(started) = started {
+            cmd.args(["--started", &started.to_string()]);
+        }
+        let mut child = cmd
+            .args(["--", agent])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()?;

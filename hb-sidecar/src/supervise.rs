@@ -436,6 +436,106 @@ impl Answer {
     }
 }
 
+/// The restart flags as text, as both binaries take them (`None` or empty: the default).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Flags<'a> {
+    pub policy: Option<&'a str>,
+    pub delay: Option<&'a str>,
+    pub max_delay: Option<&'a str>,
+    pub stable: Option<&'a str>,
+    pub burst: Option<&'a str>,
+    pub window: Option<&'a str>,
+    pub guard: Option<&'a str>,
+    /// Name the `MOSAIC_RESTART*` variables in errors too (the launcher reads them).
+    pub env: bool,
+}
+
+fn given(value: Option<&str>) -> Option<&str> {
+    value.filter(|v| !v.is_empty())
+}
+
+impl Flags<'_> {
+    /// The policy and its limits, checked together.
+    pub fn parse(&self) -> Result<(Restart, Limits), String> {
+        let name = |flag: &str| {
+            if self.env {
+                let var = flag
+                    .trim_start_matches("--")
+                    .replace('-', "_")
+                    .to_uppercase();
+                format!("{flag} (MOSAIC_{var})")
+            } else {
+                flag.to_string()
+            }
+        };
+        let policy = match given(self.policy) {
+            Some(text) => {
+                Restart::parse(text).map_err(|e| format!("{e} ({})", name("--restart")))?
+            }
+            None => Restart::No,
+        };
+        let d = Limits::DEFAULT;
+        let secs = |value: Option<&str>, flag: &str, default: Duration| match given(value) {
+            Some(text) => seconds(text, &name(flag)),
+            None => Ok(default),
+        };
+        let burst = match given(self.burst) {
+            Some(text) => match text.trim().parse::<u32>() {
+                Ok(n) if (1..=1000).contains(&n) => n,
+                _ => {
+                    return Err(format!(
+                        "invalid {} {text:?}: a count from 1 to 1000",
+                        name("--restart-burst")
+                    ))
+                }
+            },
+            None => d.burst,
+        };
+        let limits = Limits {
+            floor: secs(self.delay, "--restart-delay", d.floor)?,
+            cap: secs(self.max_delay, "--restart-max-delay", d.cap)?,
+            stable: secs(self.stable, "--restart-stable", d.stable)?,
+            burst,
+            window: secs(self.window, "--restart-window", d.window)?,
+            guard: secs(self.guard, "--restart-guard", d.guard)?,
+        };
+        limits.check()?;
+        Ok((policy, limits))
+    }
+}
+
+/// The sidecar's arguments that carry a restart policy (none for `no`): the policy, the tmux
+/// socket, and each limit that is not the default. The policy lives in the sidecar's argv, so
+/// it outlives the shell that launched the agent.
+pub fn sidecar_args(policy: Restart, limits: &Limits, socket: &str) -> Vec<String> {
+    if policy == Restart::No {
+        return Vec::new();
+    }
+    let mut args = vec![
+        "--restart".to_string(),
+        policy.as_str().to_string(),
+        "--socket".to_string(),
+        socket.to_string(),
+    ];
+    let d = Limits::DEFAULT;
+    let secs = |v: Duration| format!("{}", v.as_secs_f64());
+    for (flag, value, default) in [
+        ("--restart-delay", limits.floor, d.floor),
+        ("--restart-max-delay", limits.cap, d.cap),
+        ("--restart-stable", limits.stable, d.stable),
+        ("--restart-window", limits.window, d.window),
+        ("--restart-guard", limits.guard, d.guard),
+    ] {
+        if value != default {
+            args.extend([flag.to_string(), secs(value)]);
+        }
+    }
+    if limits.burst != d.burst {
+        args.extend(["--restart-burst".to_string(), limits.burst.to_string()]);
+    }
+    args
+}
+
 /// Parses a duration flag of supervision: seconds, fractions allowed, 0 to one week.
 pub fn seconds(text: &str, what: &str) -> Result<Duration, String> {
     match text.trim().parse::<f64>() {
@@ -541,6 +641,49 @@ mod tests {
         ] {
             assert!(Answer::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn flags_parse_and_travel_to_the_sidecar() {
+        let flags = Flags {
+            policy: Some("on-failure"),
+            delay: Some("0.5"),
+            burst: Some("3"),
+            guard: Some(""),
+            ..Flags::default()
+        };
+        let (policy, limits) = flags.parse().unwrap();
+        assert_eq!(policy, Restart::OnFailure);
+        assert_eq!(limits.floor, Duration::from_millis(500));
+        assert_eq!(limits.guard, Limits::DEFAULT.guard, "empty is unset");
+        let args = sidecar_args(policy, &limits, "sock");
+        assert_eq!(
+            args.join(" "),
+            "--restart on-failure --socket sock --restart-delay 0.5 --restart-burst 3"
+        );
+        assert!(sidecar_args(Restart::No, &limits, "sock").is_empty());
+        // What the launcher passes, the sidecar reads back the same.
+        let back = Flags {
+            policy: Some("on-failure"),
+            delay: Some("0.5"),
+            burst: Some("3"),
+            ..Flags::default()
+        };
+        assert_eq!(back.parse().unwrap(), (policy, limits));
+        let env = Flags {
+            max_delay: Some("x"),
+            env: true,
+            ..Flags::default()
+        };
+        let err = env.parse().unwrap_err();
+        assert!(
+            err.contains("--restart-max-delay (MOSAIC_RESTART_MAX_DELAY)"),
+            "{err}"
+        );
+        assert_eq!(
+            Flags::default().parse().unwrap(),
+            (Restart::No, Limits::DEFAULT)
+        );
     }
 
     #[test]

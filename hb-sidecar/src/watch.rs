@@ -94,6 +94,16 @@ impl<'a> Writer<'a> {
         }
     }
 
+    /// The pid the records name.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The start time the records name.
+    pub fn started(&self) -> Option<u64> {
+        self.started
+    }
+
     /// Points the records at a restarted target.
     pub fn retarget(&mut self, pid: i32, started: Option<u64>) {
         self.pid = pid;

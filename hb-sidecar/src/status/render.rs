@@ -10,6 +10,8 @@ use chrono::SecondsFormat;
 use super::classify::{Row, State};
 use crate::activity::Activity;
 use crate::json;
+use crate::record::Lifecycle;
+use crate::supervise::Death;
 
 /// An age for people: whole seconds, minutes, hours or days, rounded down (`2s`, `4m`, `3h`,
 /// `2d`). Negative ages (a `ts` in the future) keep their sign.
@@ -63,22 +65,32 @@ pub fn format_activity((activity, secs): (Activity, f64)) -> String {
     format!("{} {}", activity.as_str(), format_age(secs))
 }
 
-/// The table: AGENT, STATE, ACTIVITY (when an agent reports one), PID, AGE, INTERVAL (and
-/// REASON when a row has one), aligned, then the summary line. An empty directory is just the
-/// summary, `0 agents`.
+/// The table: AGENT, STATE, ACTIVITY (when an agent reports one), PID, AGE, INTERVAL,
+/// RESTARTS (when an agent has a restart policy), EXIT (when a record says how the last run
+/// ended) and REASON (when a row has one), aligned, then the summary line. An empty directory
+/// is just the summary, `0 agents`.
 pub fn table(rows: &[Row]) -> String {
     if rows.is_empty() {
         return format!("{}\n", summary(rows));
     }
     let header = [
-        "AGENT", "STATE", "ACTIVITY", "PID", "AGE", "INTERVAL", "REASON",
+        "AGENT", "STATE", "ACTIVITY", "PID", "AGE", "INTERVAL", "RESTARTS", "EXIT", "REASON",
     ];
+    let life = |row: &Row| row.record.as_ref().map(|r| r.lifecycle).unwrap_or_default();
     let with_activity = rows.iter().any(|row| row.activity.is_some());
+    let with_restarts = rows.iter().any(|row| life(row).restarts.is_some());
+    let with_exit = rows.iter().any(|row| exit(&life(row)).is_some());
     let with_reason = rows.iter().any(|row| row.reason.is_some());
     let shown: Vec<usize> = (0..header.len())
-        .filter(|&i| (i != 2 || with_activity) && (i != 6 || with_reason))
+        .filter(|&i| match i {
+            2 => with_activity,
+            6 => with_restarts,
+            7 => with_exit,
+            8 => with_reason,
+            _ => true,
+        })
         .collect();
-    let mut cells: Vec<[String; 7]> = Vec::with_capacity(rows.len() + 1);
+    let mut cells: Vec<[String; 9]> = Vec::with_capacity(rows.len() + 1);
     cells.push(header.map(String::from));
     for row in rows {
         let dash = || "-".to_string();
@@ -92,10 +104,12 @@ pub fn table(rows: &[Row]) -> String {
             record
                 .and_then(|r| r.interval)
                 .map_or_else(dash, |secs| format!("{secs}s")),
+            life(row).restarts.map_or_else(dash, |n| n.to_string()),
+            exit(&life(row)).unwrap_or_else(dash),
             row.reason.as_deref().map(printable).unwrap_or_default(),
         ]);
     }
-    let mut widths = [0; 7];
+    let mut widths = [0; 9];
     for line in &cells {
         for (width, cell) in widths.iter_mut().zip(line) {
             *width = (*width).max(cell.chars().count());
@@ -120,9 +134,18 @@ pub fn table(rows: &[Row]) -> String {
     out
 }
 
+/// How the last run ended, for people: `exit 1`, `signal 9 (KILL)`.
+fn exit(life: &Lifecycle) -> Option<String> {
+    match (life.exit_status, life.exit_signal) {
+        (None, None) => None,
+        (status, signal) => Some(Death::from_pane(status, signal).describe()),
+    }
+}
+
 /// A JSON array, one object per agent and per line: `agent`, `state`, `pid`, `ts`, `age_s`,
-/// `interval`, `reason`, `activity`, `activity_since`, `activity_s`; a field the file does not
-/// give is `null` (the activity fields also while the agent is not `ok`).
+/// `interval`, `reason`, `activity`, `activity_since`, `activity_s`, `restarts`,
+/// `exit_status`, `exit_signal`, `restart_at`; a field the file does not give is `null` (the
+/// activity fields also while the agent is not `ok`).
 pub fn json(rows: &[Row]) -> String {
     let mut out = String::with_capacity(160 * (rows.len() + 1));
     json::array(&mut out, rows, |out, row| {
@@ -141,6 +164,14 @@ pub fn json(rows: &[Row]) -> String {
         obj.string("activity", row.activity.map(|(a, _)| a.as_str()))
             .string("activity_since", since.as_deref())
             .number("activity_s", row.activity.map(|(_, secs)| secs));
+        let life = record.map(|r| r.lifecycle).unwrap_or_default();
+        let restart_at = life
+            .restart_at
+            .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true));
+        obj.number("restarts", life.restarts)
+            .number("exit_status", life.exit_status)
+            .number("exit_signal", life.exit_signal)
+            .string("restart_at", restart_at.as_deref());
         obj.end();
     });
     out.push('\n');
@@ -235,6 +266,30 @@ e      stale  -           42   9s   1s        no beat for 9s (over 3 × 1s): sid
         assert_eq!(text.lines().count(), 3, "{text}");
     }
 
+    // RESTARTS and EXIT show once an agent is supervised or a record says how a run ended.
+    #[test]
+    fn table_shows_restarts_and_how_the_last_run_ended() {
+        let mut failed = record(Status::Failed, 2000, Some(1.0));
+        failed.lifecycle.restarts = Some(4);
+        failed.lifecycle.exit_signal = Some(9);
+        let rows = [
+            row(b"a", Ok(record(Status::Ok, 1000, Some(1.0)))),
+            row(b"b", Ok(failed)),
+        ];
+        let expected = "\
+AGENT  STATE   PID  AGE  INTERVAL  RESTARTS  EXIT
+a      ok      42   1s   1s        -         -
+b      failed  42   2s   1s        4         signal 9 (KILL)
+2 agents: 1 ok, 1 failed
+";
+        assert_eq!(table(&rows), expected);
+        let json = json(&rows[1..]);
+        assert!(
+            json.contains("\"restarts\":4,\"exit_status\":null,\"exit_signal\":9"),
+            "{json}"
+        );
+    }
+
     #[test]
     fn json_has_every_field_and_escapes_names() {
         let busy = with_activity(record(Status::Ok, 1250, Some(1.0)), Activity::Busy, 12);
@@ -245,9 +300,9 @@ e      stale  -           42   9s   1s        no beat for 9s (over 3 × 1s): sid
         ];
         let text = json(&rows);
         let expected = "[
-  {\"agent\":\"q\\\"\u{fffd}\",\"state\":\"ok\",\"pid\":42,\"ts\":\"2026-11-26T02:21:03.750Z\",\"age_s\":1.25,\"interval\":0.5,\"reason\":null,\"activity\":null,\"activity_since\":null,\"activity_s\":null},
-  {\"agent\":\"z\",\"state\":\"invalid\",\"pid\":null,\"ts\":null,\"age_s\":null,\"interval\":null,\"reason\":\"not UTF-8 text\",\"activity\":null,\"activity_since\":null,\"activity_s\":null},
-  {\"agent\":\"w\",\"state\":\"ok\",\"pid\":42,\"ts\":\"2026-11-26T02:21:03.750Z\",\"age_s\":1.25,\"interval\":1,\"reason\":null,\"activity\":\"busy\",\"activity_since\":\"2026-11-26T02:20:53.000Z\",\"activity_s\":12}
+  {\"agent\":\"q\\\"\u{fffd}\",\"state\":\"ok\",\"pid\":42,\"ts\":\"2026-11-26T02:21:03.750Z\",\"age_s\":1.25,\"interval\":0.5,\"reason\":null,\"activity\":null,\"activity_since\":null,\"activity_s\":null,\"restarts\":null,\"exit_status\":null,\"exit_signal\":null,\"restart_at\":null},
+  {\"agent\":\"z\",\"state\":\"invalid\",\"pid\":null,\"ts\":null,\"age_s\":null,\"interval\":null,\"reason\":\"not UTF-8 text\",\"activity\":null,\"activity_since\":null,\"activity_s\":null,\"restarts\":null,\"exit_status\":null,\"exit_signal\":null,\"restart_at\":null},
+  {\"agent\":\"w\",\"state\":\"ok\",\"pid\":42,\"ts\":\"2026-11-26T02:21:03.750Z\",\"age_s\":1.25,\"interval\":1,\"reason\":null,\"activity\":\"busy\",\"activity_since\":\"2026-11-26T02:20:53.000Z\",\"activity_s\":12,\"restarts\":null,\"exit_status\":null,\"exit_signal\":null,\"restart_at\":null}
 ]
 ";
         assert_eq!(text, expected);
