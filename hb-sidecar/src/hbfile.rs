@@ -102,10 +102,22 @@ impl HbFile {
         renamed
     }
 
+    /// Proves the name can be replaced: a temp file can be created beside it, and nothing
+    /// that rename cannot replace (a directory) holds the name.
     fn probe(&mut self) -> io::Result<()> {
         drop(self.create_temp()?);
         self.unlink_temp();
-        Ok(())
+        let at = nix::sys::stat::fstatat(
+            &self.dir,
+            self.name.as_c_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        );
+        match at {
+            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {
+                Err(io::Error::from_raw_os_error(libc::EISDIR))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn create_temp(&mut self) -> io::Result<OwnedFd> {

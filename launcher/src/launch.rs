@@ -364,6 +364,7 @@ pub fn launch(plan: &Plan, stop: &Stop) -> Result<Report, Fail> {
     if let Some(sig) = stop.signal() {
         return Err(interrupted(sig, &plan.agent, false));
     }
+    enough_descriptors().map_err(failed)?;
     let sidecar = match &plan.heartbeat {
         Some(hb) => {
             dirs::prepare(&hb.dir).map_err(failed)?;
@@ -434,6 +435,38 @@ pub fn launch(plan: &Plan, stop: &Stop) -> Result<Report, Fail> {
         Created::New(None) => run.stand_in(pending),
         Created::AlreadyRunning => run.existing(pending, sidecar.as_ref()),
     }
+}
+
+/// The fewest open files a tmux server is given: with `ulimit -n 16` and less, tmux 3.3a's
+/// server (which inherits our limit) spins at full CPU instead of failing.
+const MIN_OPEN_FILES: u64 = 32;
+
+/// Raises the soft open-file limit to what tmux needs, if the hard limit allows; refuses to
+/// start anything otherwise.
+fn enough_descriptors() -> Result<(), String> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills a live rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Ok(());
+    }
+    if limit.rlim_cur >= MIN_OPEN_FILES {
+        return Ok(());
+    }
+    if limit.rlim_max >= MIN_OPEN_FILES {
+        limit.rlim_cur = MIN_OPEN_FILES;
+        // SAFETY: setrlimit reads a live rlimit; raising the soft limit up to the hard one is
+        // always allowed.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0 {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "the open-file limit (ulimit -n) is {}: tmux needs at least {MIN_OPEN_FILES}; nothing was started",
+        limit.rlim_cur
+    ))
 }
 
 /// A launch under way: what it must undo if it fails.
@@ -516,13 +549,13 @@ impl Launch<'_> {
                 self.agent(),
                 tmux::seconds(self.plan.timeout)
             )))),
-            Verdict::Exited => Err(self.undo(failed(self.why_exited(pids.pane)))),
+            Verdict::Exited(status) => Err(self.undo(failed(self.why_exited(pids.pane, status)))),
         }
     }
 
     /// "agent A exited at once with status 127: sh: 1: exec: nosuchcmd: not found", from
     /// the dead pane tmux keeps (it may take tmux a moment to notice the exit).
-    fn why_exited(&self, pid: u32) -> String {
+    fn why_exited(&self, pid: u32, wait_status: Option<i32>) -> String {
         // tmux notices the exit in its event loop; its status follows the pane's EOF. Give it
         // a moment, not the whole deadline: the exit itself is already certain.
         let deadline = Instant::now() + self.plan.timeout.min(Duration::from_secs(2));
@@ -531,7 +564,8 @@ impl Launch<'_> {
         loop {
             match self.tmux.pane(self.agent()) {
                 Ok(Pane::Dead(d)) if d.pid == pid => {
-                    let known = d.status.is_some() || d.signal.is_some();
+                    // What we read from the zombie ourselves will do if tmux has nothing.
+                    let known = d.status.is_some() || d.signal.is_some() || wait_status.is_some();
                     death = Some(d);
                     if known {
                         break;
@@ -549,9 +583,26 @@ impl Launch<'_> {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        let words = death
-            .as_ref()
-            .and_then(|_| self.tmux.last_words(self.agent()));
+        if let (Some(d), Some(raw)) = (death.as_mut(), wait_status) {
+            if d.status.is_none() && d.signal.is_none() {
+                if libc::WIFSIGNALED(raw) {
+                    d.signal = Some(libc::WTERMSIG(raw));
+                } else {
+                    d.status = Some(libc::WEXITSTATUS(raw));
+                }
+            }
+        }
+        // The pane's last output may still be on its way into tmux's screen: a few looks.
+        let mut words = None;
+        if death.is_some() {
+            for _ in 0..10 {
+                words = self.tmux.last_words(self.agent());
+                if words.is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         let mut why = format!("agent {} exited at once", self.agent());
         match (&death, gone) {
             (Some(d), _) => why += &format!(" with {}", d.describe()),

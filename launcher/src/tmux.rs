@@ -73,10 +73,14 @@ pub struct Death {
 }
 
 impl Death {
-    /// "status 127", "signal 9", or "an unknown status".
+    /// "status 127 (command not found)", "signal 9", or "an unknown status". The shell's
+    /// meaning of 126 and 127 is spelt out: tmux may lose the end of the shell's own message
+    /// when the pane dies while its last output is still being read.
     pub fn describe(&self) -> String {
         match (self.status, self.signal) {
             (_, Some(sig)) => format!("signal {sig}"),
+            (Some(126), None) => "status 126 (not executable)".into(),
+            (Some(127), None) => "status 127 (command not found)".into(),
             (Some(status), None) => format!("status {status}"),
             (None, None) => "an unknown status".into(),
         }

@@ -22,8 +22,9 @@ use crate::tmux::{PanePids, PANE_SHELL};
 pub enum Verdict {
     /// It runs the agent's command (and outlived the settle time).
     Running,
-    /// It exited before, during or right after its exec.
-    Exited,
+    /// It exited before, during or right after its exec; its wait status when it was read
+    /// from the zombie (`/proc/PID/stat` field 52) before tmux reaped it.
+    Exited(Option<i32>),
     /// It was never seen to exec before the deadline.
     NoExec,
 }
@@ -50,7 +51,7 @@ pub fn watch(
     let pid = pids.pane as i32;
     let pidfd = match child::pidfd_open(pid) {
         Ok(fd) => Some(fd),
-        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(Verdict::Exited),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(Verdict::Exited(None)),
         // No pidfd (an old kernel, a seccomp filter): /proc alone, as below.
         Err(_) => None,
     };
@@ -63,7 +64,7 @@ pub fn watch(
         }
         let line = std::fs::read(&cmdline_path);
         if exited(pidfd.as_ref(), pid) || (pidfd.is_none() && line.is_err()) {
-            return Ok(Verdict::Exited);
+            return Ok(Verdict::Exited(zombie_status(pid)));
         }
         // Empty while the kernel swaps in the new program (and for a zombie, which the pidfd
         // or /proc/PID/stat tell): not yet anything.
@@ -80,7 +81,7 @@ pub fn watch(
     }
     // Read while it lived; a pidfd readable now means it died right after its exec.
     if exited(pidfd.as_ref(), pid) {
-        return Ok(Verdict::Exited);
+        return Ok(Verdict::Exited(zombie_status(pid)));
     }
     if !settle.is_zero() {
         let died = match &pidfd {
@@ -91,10 +92,21 @@ pub fn watch(
             }
         };
         if died {
-            return Ok(Verdict::Exited);
+            return Ok(Verdict::Exited(zombie_status(pid)));
         }
     }
     Ok(Verdict::Running)
+}
+
+/// The wait status of zombie `pid` (field 52 of `/proc/PID/stat`, Linux 3.5+), while it is one:
+/// tmux does not always learn it (its pane may close before it reaps the child).
+fn zombie_status(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    if !fields.first()?.starts_with('Z') {
+        return None;
+    }
+    fields.get(52 - 3)?.parse().ok()
 }
 
 /// Whether the process has exited (pidfd readable), or without a pidfd, is gone or a zombie.

@@ -13,6 +13,7 @@ mod support;
 mod activity;
 mod exporter;
 mod hostile;
+mod launch_truth;
 mod launcher;
 mod sidecar;
 mod status;
