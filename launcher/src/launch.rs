@@ -666,6 +666,11 @@ impl Launch<'_> {
         }
         match self.tmux.pane(self.agent()).map_err(|f| self.fail(f))? {
             Pane::Live(pid) => {
+                // A real tmux that printed no pane (it has been seen under load): the verdict
+                // still holds, given the server's pid.
+                if let Some(server) = self.tmux.server_pid() {
+                    self.verdict(PanePids { pane: pid, server })?;
+                }
                 let hb = self.plan.heartbeat.as_ref().map(|hb| hb.file.as_path());
                 let pending = pending.expect("checked above");
                 match pending.start(pid, hb.unwrap_or(Path::new(""))) {

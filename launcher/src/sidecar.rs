@@ -215,7 +215,10 @@ pub fn keeper(file: &Path, pane_pid: u32, deadline: Instant) -> Keeper {
         let record = std::fs::read(file)
             .ok()
             .and_then(|b| mosaic_hb::record::parse(&b).ok());
-        let holder = lock_holder(file);
+        // The lock file names its holder only once the holder has daemonized: a dead pid there
+        // is the predecessor's, not yet overwritten.
+        let holder = lock_holder(file)
+            .filter(|&p| !matches!(process_state(p as i32), None | Some('Z' | 'X')));
         match record {
             Some(r) if r.hb_pid.is_some() && r.hb_pid == holder => break r,
             _ if Instant::now() >= deadline => {

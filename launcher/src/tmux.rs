@@ -213,6 +213,13 @@ impl<'a> Tmux<'a> {
         Err(self.failure("list-panes", &out).into())
     }
 
+    /// The server's pid, when tmux tells it (a stand-in may not).
+    pub fn server_pid(&self) -> Option<u32> {
+        let out = self.run(&["display-message", "-p", "#{pid}"]).ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.trim().parse().ok().filter(|&p: &u32| p > 0)
+    }
+
     /// The last line a dead pane's process wrote (its shell's complaint, say), if any.
     pub fn last_words(&self, agent: &str) -> Option<String> {
         let target = format!("={agent}:");

@@ -55,14 +55,14 @@ pub fn watch(
         // No pidfd (an old kernel, a seccomp filter): /proc alone, as below.
         Err(_) => None,
     };
-    let server_line = std::fs::read(format!("/proc/{}/cmdline", pids.server)).ok();
+    let server_line = read_cmdline(&format!("/proc/{}/cmdline", pids.server)).ok();
     let cmdline_path = format!("/proc/{pid}/cmdline");
     let mut pause = Duration::from_micros(50);
     loop {
         if let Some(sig) = stop.signal() {
             return Err(Cut::Interrupted(sig));
         }
-        let line = std::fs::read(&cmdline_path);
+        let line = read_cmdline(&cmdline_path);
         if exited(pidfd.as_ref(), pid) || (pidfd.is_none() && line.is_err()) {
             return Ok(Verdict::Exited(zombie_status(pid)));
         }
@@ -70,7 +70,12 @@ pub fn watch(
         // or /proc/PID/stat tell): not yet anything.
         let line = line.unwrap_or_default();
         let forked = server_line.as_deref() == Some(line.as_slice());
-        if !line.is_empty() && !forked && line != shell_line {
+        // The same answer twice: an exec between two reads could have mixed two programs.
+        if !line.is_empty()
+            && !forked
+            && line != shell_line
+            && read_cmdline(&cmdline_path).is_ok_and(|again| again == line)
+        {
             break;
         }
         if Instant::now() >= deadline {
@@ -96,6 +101,17 @@ pub fn watch(
         }
     }
     Ok(Verdict::Running)
+}
+
+/// `/proc/PID/cmdline` in one `read(2)`: `std::fs::read` starts with a small probe read, and an
+/// exec between its reads would splice two programs' command lines into one that is neither.
+fn read_cmdline(path: &str) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = file.read(&mut buf)?;
+    buf.truncate(n);
+    Ok(buf)
 }
 
 /// The wait status of zombie `pid` (field 52 of `/proc/PID/stat`, Linux 3.5+), while it is one:

@@ -1172,10 +1172,10 @@ fn targets_that_exit_before_or_while_the_launcher_looks() {
             wait_for_status(&file, Status::Exited, WAIT);
         }
     }
-    // The first three never get past their exec for long: always reported. The later ones
-    // race with the sidecar's attach.
+    // `exit 3` (`exec exit`: not found) is always reported; the others execute, then race
+    // with the sidecar's attach.
     assert!(
-        reported >= 3,
+        reported >= 1,
         "{reported} of {} caught exiting at once",
         commands.len()
     );
