@@ -113,6 +113,7 @@ struct Results {
     death: [Vec<f64>; 2],
     pss: [Vec<f64>; 2],
     status: Values,
+    exporter: Values,
 }
 
 pub fn run(args: &Args) -> Result {
@@ -210,6 +211,11 @@ fn measure(bin: &Path, sizes: &Sizes, cpu: &procfs::Cpu) -> Result<Results> {
         sizes.status_files
     ));
     let status = status(bin, sizes)?;
+    step(&format!(
+        "mosaic-hb exporter GET /metrics over {} files",
+        sizes.status_files
+    ));
+    let exporter = exporter(bin, sizes)?;
     Ok(Results {
         warm,
         scaled,
@@ -220,6 +226,7 @@ fn measure(bin: &Path, sizes: &Sizes, cpu: &procfs::Cpu) -> Result<Results> {
         death,
         pss,
         status,
+        exporter,
     })
 }
 
@@ -462,6 +469,61 @@ fn status(bin: &Path, sizes: &Sizes) -> Result<Values> {
     Ok(Values::Samples(ms))
 }
 
+/// Milliseconds per `GET /metrics` from `mosaic-hb exporter` over synthetic files, from the
+/// request's first byte to the answer's last; or why it cannot run.
+fn exporter(bin: &Path, sizes: &Sizes) -> Result<Values> {
+    use std::io::{Read, Write};
+    let tmp = TempDir::new("bench-exporter")?;
+    let dir = tmp.path().join("hb");
+    std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    write_status_files(&dir, sizes.status_files)?;
+    let log = tmp.path().join("exporter.log");
+    let err = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let mut cmd = Command::new(bin.join("mosaic-hb"));
+    cmd.args(["exporter", "--listen", "127.0.0.1:0"])
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err);
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", util::show(&cmd)))?;
+    let _guard = util::KillOnDrop(child);
+    let Some(addr) = util::exporter_addr(&log, Duration::from_secs(10)) else {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        return Ok(Values::Unavailable(
+            text.lines()
+                .next()
+                .unwrap_or("no address")
+                .trim()
+                .to_string(),
+        ));
+    };
+    let mut ms = Vec::new();
+    for run in 0..=sizes.status_runs {
+        let start = Instant::now();
+        let mut stream = std::net::TcpStream::connect(addr)
+            .map_err(|e| format!("cannot connect to the exporter at {addr}: {e}"))?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n")
+            .map_err(|e| format!("cannot ask the exporter: {e}"))?;
+        let mut answer = Vec::new();
+        stream
+            .read_to_end(&mut answer)
+            .map_err(|e| format!("cannot read the exporter's answer: {e}"))?;
+        let took = start.elapsed();
+        if !answer.starts_with(b"HTTP/1.1 200") {
+            let head = String::from_utf8_lossy(&answer[..answer.len().min(80)]).into_owned();
+            return Ok(Values::Unavailable(head));
+        }
+        // Run 0 warms the page cache and is not counted.
+        if run > 0 {
+            ms.push(millis(took));
+        }
+    }
+    Ok(Values::Samples(ms))
+}
+
 /// `count` heartbeat files in our format: 90% fresh `ok`, the rest exited, stopped or stale.
 /// They name this process, which is alive, as both target and sidecar.
 fn write_status_files(dir: &Path, count: usize) -> Result {
@@ -565,6 +627,15 @@ fn rows(r: &Results, s: &Sizes) -> Vec<Row> {
         baseline: Values::Absent,
         compare: false,
     });
+    rows.push(Row {
+        what: format!(
+            "`mosaic-hb exporter` GET /metrics, {} files (ms)",
+            s.status_files
+        ),
+        ours: r.exporter.clone(),
+        baseline: Values::Absent,
+        compare: false,
+    });
     rows
 }
 
@@ -640,6 +711,17 @@ fn targets(r: &Results, s: &Sizes) -> Vec<Target> {
                 _ => ms(status),
             },
             met: status.map(|ms| ms <= 50.0),
+        },
+        Target {
+            goal: format!(
+                "`mosaic-hb exporter` GET /metrics over {} files ≤ 50 ms (median)",
+                s.status_files
+            ),
+            measured: match &r.exporter {
+                Values::Unavailable(why) => Some(format!("unavailable ({why})")),
+                _ => ms(r.exporter.median()),
+            },
+            met: r.exporter.median().map(|ms| ms <= 50.0),
         },
     ]);
     targets

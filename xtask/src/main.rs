@@ -10,6 +10,7 @@ mod compat;
 mod demo;
 mod fuzz;
 mod procfs;
+mod prometheus;
 mod test;
 mod util;
 
@@ -39,6 +40,8 @@ enum Task {
     Bench(bench::Args),
     /// Long property-based runs over the parser and validators (the suite replays a short one).
     Fuzz(fuzz::Args),
+    /// The exporter and alert rules against a real Prometheus (installs it when missing).
+    Prometheus,
 }
 
 fn main() -> ExitCode {
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Task::Compat(args) => compat::run(&args),
         Task::Bench(args) => bench::run(&args),
         Task::Fuzz(args) => fuzz::run(&args),
+        Task::Prometheus => prometheus::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

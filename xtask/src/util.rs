@@ -167,3 +167,31 @@ pub fn wait_for<T>(
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A child process killed (and reaped) when this is dropped.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The address `mosaic-hb exporter` says it listens on, from its log (stderr), once it has
+/// said so; `None` after `patience`.
+pub fn exporter_addr(log: &Path, patience: std::time::Duration) -> Option<std::net::SocketAddr> {
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let addr = text
+            .split("listening on http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|addr| addr.parse().ok());
+        if addr.is_some() || std::time::Instant::now() >= deadline {
+            return addr;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,460 @@
+/*!
+`cargo xtask prometheus`: the monitoring path checked against a real Prometheus.
+
+Installs `prometheus` (with `promtool`) and `prometheus-node-exporter` from Debian packages
+when missing, checks and unit-tests the alert rules (`promtool check rules`, `promtool test
+rules`), then starts two fleets on private tmux sockets (the same agent names in two heartbeat
+directories), `mosaic-hb exporter` on a free loopback port, and Prometheus scraping it every
+second with the rules loaded (its own temp data dir, a free port; killed at the end). Then it
+asks Prometheus, through its HTTP API (`promtool query instant`), for what the issue promises:
+
+- every agent's series, with the right values, one set per fleet;
+- a pane killed is `exited` within two scrapes (counted in Prometheus's own samples);
+- a sidecar killed -9 turns into a firing `MosaicAgentStale` with nothing refreshed by hand;
+- a pane killed fires `MosaicAgentDied`; a deliberately stopped agent raises no alert;
+- `promtool check metrics` finds nothing to say about the exporter's answer.
+
+Every wait polls with a deadline; a failure names what it last saw.
+*/
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use crate::util::{self, KillOnDrop, Result, TempDir, TmuxServer};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+pub fn run() -> Result {
+    install()?;
+    let root = util::project_root();
+    let rules = root.join("contrib/prometheus/alerts.yml");
+    step("promtool check rules, promtool test rules");
+    util::run(
+        Command::new("promtool")
+            .arg("check")
+            .arg("rules")
+            .arg(&rules),
+    )?;
+    util::run(
+        Command::new("promtool")
+            .args(["test", "rules"])
+            .arg(root.join("contrib/prometheus/alerts.test.yml")),
+    )?;
+    eprintln!("xtask: building release binaries");
+    util::build_release()?;
+    let bin = util::release_dir();
+    let tmp = TempDir::new("prometheus")?;
+
+    step("two fleets, the same agent names, on private tmux sockets");
+    let blue = Fleet::start(&bin, tmp.path(), "blue", &["alpha", "beta", "gamma"])?;
+    let green = Fleet::start(&bin, tmp.path(), "green", &["alpha"])?;
+
+    step("mosaic-hb exporter on a free loopback port");
+    let log = tmp.path().join("exporter.log");
+    let err = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let mut cmd = Command::new(bin.join("mosaic-hb"));
+    cmd.args(["exporter", "--listen", "127.0.0.1:0", "--fleet", "blue"])
+        .arg(&blue.dir)
+        .arg(&green.dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err);
+    let _exporter = KillOnDrop(
+        cmd.spawn()
+            .map_err(|e| format!("cannot run {}: {e}", util::show(&cmd)))?,
+    );
+    let exporter = util::exporter_addr(&log, PATIENCE).ok_or_else(|| {
+        format!(
+            "the exporter never said where it listens: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    })?;
+    let green_label = green.dir.to_string_lossy().into_owned();
+
+    step("promtool check metrics on the exporter's answer");
+    let metrics = http_get(exporter, "/metrics")?;
+    check_metrics(&metrics)?;
+
+    step("Prometheus, scraping every second, rules loaded");
+    let web = free_port()?;
+    let prometheus = start_prometheus(tmp.path(), &rules, exporter, web)?;
+    let api = format!("http://{web}");
+    let _prometheus = prometheus;
+    wait(&format!("Prometheus ready at {api}"), || {
+        http_get(web, "/-/ready")
+            .ok()
+            .filter(|t| t.contains("Ready"))
+    })?;
+
+    step("every agent's series, one set per fleet");
+    let up = wait("4 agents up in 2 fleets", || {
+        let rows = query(&api, "mosaic_agent_up == 1").ok()?;
+        (rows.len() == 4).then_some(rows)
+    })?;
+    for (fleet, agent) in [
+        ("blue", "alpha"),
+        ("blue", "beta"),
+        ("blue", "gamma"),
+        (green_label.as_str(), "alpha"),
+    ] {
+        let labels = [format!("fleet=\"{fleet}\""), format!("agent=\"{agent}\"")];
+        if !up
+            .iter()
+            .any(|r| labels.iter().all(|l| r.labels.contains(l)))
+        {
+            return Err(format!("no mosaic_agent_up for {fleet}/{agent}: {up:?}"));
+        }
+    }
+    expect(&api, "count by (fleet, agent) (mosaic_agent_state)", 4, 7.0)?;
+    expect(&api, "sum by (fleet, agent) (mosaic_agent_state)", 4, 1.0)?;
+    expect(&api, "mosaic_agent_heartbeat_interval_seconds", 4, 1.0)?;
+    expect(&api, "mosaic_agent_failing", 4, 0.0)?;
+    expect(&api, "mosaic_fleet_up", 2, 1.0)?;
+    // Timestamps, not ages: Prometheus computes the age itself, and it is small.
+    expect(
+        &api,
+        "time() - mosaic_agent_heartbeat_timestamp_seconds < bool 5",
+        4,
+        1.0,
+    )?;
+    expect(&api, "ALERTS", 0, 0.0)?;
+
+    step("a pane killed: exited within two scrapes, MosaicAgentDied fires");
+    let beta = blue.record("beta")?;
+    let killed_at = unix_now();
+    util::output(Command::new("kill").args(["-KILL", &beta.pid.to_string()]))?;
+    let selector = "mosaic_agent_state{fleet=\"blue\",agent=\"beta\",state=\"exited\"}";
+    wait("beta exited in Prometheus", || {
+        let rows = query(&api, &format!("{selector} == 1")).ok()?;
+        (rows.len() == 1).then_some(())
+    })?;
+    let samples = range(&api, &format!("{selector}[1m]"))?;
+    let after: Vec<&(f64, f64)> = samples.iter().filter(|(t, _)| *t > killed_at).collect();
+    let scrapes = after
+        .iter()
+        .position(|(_, v)| *v == 1.0)
+        .map(|i| i + 1)
+        .ok_or_else(|| format!("no exited sample after the kill: {samples:?}"))?;
+    println!("pane killed: exited in Prometheus at scrape {scrapes} after the kill");
+    if scrapes > 2 {
+        return Err(format!(
+            "the kill was seen at scrape {scrapes}, not within two: {after:?}"
+        ));
+    }
+    wait_alert(&api, "MosaicAgentDied", "beta")?;
+
+    step("a sidecar killed -9: MosaicAgentStale fires, nothing refreshed by hand");
+    let gamma = blue.record("gamma")?;
+    util::output(Command::new("kill").args(["-KILL", &gamma.hb_pid.to_string()]))?;
+    wait_alert(&api, "MosaicAgentStale", "gamma")?;
+
+    step("a deliberate stop (SIGTERM to the sidecar): stopped, and no alert");
+    let alpha = blue.record("alpha")?;
+    util::output(Command::new("kill").args(["-TERM", &alpha.hb_pid.to_string()]))?;
+    let stopped = "mosaic_agent_state{fleet=\"blue\",agent=\"alpha\",state=\"stopped\"} == 1";
+    wait("alpha stopped in Prometheus", || {
+        (query(&api, stopped).ok()?.len() == 1).then_some(())
+    })?;
+    // Rules are evaluated every second: give them five evaluations to (wrongly) fire.
+    std::thread::sleep(Duration::from_secs(5));
+    let alerts = query(&api, "ALERTS{agent=\"alpha\"}")?;
+    if !alerts.is_empty() {
+        return Err(format!("a stopped agent raised an alert: {alerts:?}"));
+    }
+    let alerts = query(&api, "ALERTS{alertstate=\"firing\"}")?;
+    println!("firing alerts at the end:");
+    for row in &alerts {
+        println!("  {}", row.labels);
+    }
+    if alerts.len() != 2 {
+        return Err(format!(
+            "expected exactly MosaicAgentDied(beta) and MosaicAgentStale(gamma): {alerts:?}"
+        ));
+    }
+    step("all checks passed; stopping Prometheus, the exporter and the fleets");
+    drop(green);
+    drop(blue);
+    Ok(())
+}
+
+fn step(what: &str) {
+    eprintln!("xtask: prometheus: {what}");
+}
+
+/// Installs Prometheus, promtool and node_exporter from Debian packages when missing.
+fn install() -> Result {
+    let have = |tool: &str| {
+        Command::new(tool)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if have("prometheus") && have("promtool") && have("prometheus-node-exporter") {
+        return Ok(());
+    }
+    step("installing prometheus and prometheus-node-exporter (apt-get)");
+    util::run(Command::new("apt-get").args(["update", "-qq"]))
+        .and_then(|()| {
+            util::run(Command::new("apt-get").args([
+                "install",
+                "-y",
+                "-qq",
+                "prometheus",
+                "prometheus-node-exporter",
+            ]))
+        })
+        .map_err(|e| {
+            format!("{e}: run `apt-get install prometheus prometheus-node-exporter` as root, then retry")
+        })
+}
+
+/// A fleet: agents on their own tmux socket, their heartbeats in their own directory.
+struct Fleet {
+    dir: PathBuf,
+    _server: TmuxServer,
+}
+
+struct Record {
+    pid: u32,
+    hb_pid: u32,
+}
+
+impl Fleet {
+    fn start(bin: &Path, tmp: &Path, name: &str, agents: &[&str]) -> Result<Fleet> {
+        let socket = format!("mosaic-prom-{}-{name}", std::process::id());
+        let server = TmuxServer(socket.clone());
+        let dir = tmp.join(name).join("heartbeat");
+        let home = tmp.join(name).join("home");
+        std::fs::create_dir_all(&home).map_err(|e| format!("{}: {e}", home.display()))?;
+        for agent in agents {
+            let mut cmd = Command::new(bin.join("mosaic-launcher"));
+            cmd.arg(agent)
+                .env("HOME", &home)
+                .env("MOSAIC_TMUX_SOCKET", &socket)
+                .env("MOSAIC_AGENT_WORKDIR", tmp)
+                .env("MOSAIC_AGENT_COMMAND", "sleep 600")
+                .env("MOSAIC_HEARTBEAT_RUN_DIR", &dir)
+                .env("MOSAIC_HEARTBEAT_INTERVAL", "1")
+                .env_remove("TMUX")
+                .stdin(Stdio::null());
+            util::output(&mut cmd)?;
+        }
+        let fleet = Fleet {
+            dir,
+            _server: server,
+        };
+        for agent in agents {
+            fleet.record(agent)?;
+        }
+        Ok(fleet)
+    }
+
+    /// The agent's live record (`status=ok`), once there is one.
+    fn record(&self, agent: &str) -> Result<Record> {
+        let file = self.dir.join(format!("{agent}.hb"));
+        wait(&format!("{} to say status=ok", file.display()), || {
+            let text = std::fs::read_to_string(&file).ok()?;
+            if !text.lines().any(|l| l == "status=ok") {
+                return None;
+            }
+            let value = |key: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                    .and_then(|v| v.parse().ok())
+            };
+            Some(Record {
+                pid: value("pid")?,
+                hb_pid: value("hb_pid")?,
+            })
+        })
+    }
+}
+
+/// Polls `check` until it gives a value, for up to [`PATIENCE`].
+fn wait<T>(what: &str, check: impl FnMut() -> Option<T>) -> Result<T> {
+    util::wait_for(PATIENCE, check).ok_or_else(|| format!("gave up waiting for {what}"))
+}
+
+/// A loopback port nobody listens on right now.
+fn free_port() -> Result<SocketAddr> {
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot find a free port: {e}"))?;
+    listener
+        .local_addr()
+        .map_err(|e| format!("cannot find a free port: {e}"))
+}
+
+fn start_prometheus(
+    tmp: &Path,
+    rules: &Path,
+    target: SocketAddr,
+    web: SocketAddr,
+) -> Result<KillOnDrop> {
+    let config = tmp.join("prometheus.yml");
+    let text = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+         rule_files:\n  - {rules}\n\
+         scrape_configs:\n  - job_name: mosaic\n    static_configs:\n      - targets: ['{target}']\n",
+        rules = rules.display()
+    );
+    std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
+    util::run(
+        Command::new("promtool")
+            .arg("check")
+            .arg("config")
+            .arg(&config),
+    )?;
+    let log = tmp.join("prometheus.log");
+    let log = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let mut cmd = Command::new("prometheus");
+    cmd.arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            tmp.join("data").display()
+        ))
+        .arg(format!("--web.listen-address={web}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", util::show(&cmd)))?;
+    Ok(KillOnDrop(child))
+}
+
+/// `GET path` over HTTP/1.1 on a fresh connection; the body, when the status is 200.
+fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, PATIENCE)
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let _ = stream.set_read_timeout(Some(PATIENCE));
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("cannot ask {addr}: {e}"))?;
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .map_err(|e| format!("cannot read {addr}{path}: {e}"))?;
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(format!(
+            "GET {addr}{path}: {}",
+            head.lines().next().unwrap_or("")
+        ));
+    }
+    // Prometheus answers its readiness chunked; the check only looks for a word in it.
+    Ok(body.to_string())
+}
+
+/// `promtool check metrics` on `text`: it must exit 0 and say nothing.
+fn check_metrics(text: &str) -> Result {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run promtool check metrics: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(text.as_bytes())
+            .map_err(|e| format!("cannot feed promtool: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("promtool check metrics: {e}"))?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() || !said.trim().is_empty() {
+        return Err(format!("promtool check metrics ({}): {said}", out.status));
+    }
+    println!(
+        "promtool check metrics: clean ({} lines)",
+        text.lines().count()
+    );
+    Ok(())
+}
+
+/// One row of `promtool query instant`: `{labels} => value @[time]`.
+#[derive(Debug)]
+struct Row {
+    labels: String,
+    value: f64,
+}
+
+/// An instant query through Prometheus's HTTP API.
+fn query(api: &str, expr: &str) -> Result<Vec<Row>> {
+    let out = util::output(Command::new("promtool").args(["query", "instant", api, expr]))?;
+    out.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let (labels, rest) = line
+                .split_once(" => ")
+                .ok_or_else(|| format!("{expr}: cannot read {line:?}"))?;
+            let value = rest
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| format!("{expr}: no value in {line:?}"))?;
+            Ok(Row {
+                labels: labels.to_string(),
+                value,
+            })
+        })
+        .collect()
+}
+
+/// The samples of a range selector, `(time, value)`, from one series.
+fn range(api: &str, expr: &str) -> Result<Vec<(f64, f64)>> {
+    let out = util::output(Command::new("promtool").args(["query", "instant", api, expr]))?;
+    // `{labels} =>\nV @[T]\nV @[T]...`
+    let mut samples = Vec::new();
+    for line in out.lines() {
+        let Some((value, at)) = line.trim().split_once(" @[") else {
+            continue;
+        };
+        let (Ok(value), Ok(at)) = (value.parse(), at.trim_end_matches(']').parse()) else {
+            continue;
+        };
+        samples.push((at, value));
+    }
+    Ok(samples)
+}
+
+/// Polls until `expr` gives `rows` series, every one of value `value`.
+fn expect(api: &str, expr: &str, rows: usize, value: f64) -> Result {
+    let mut last = String::new();
+    wait(&format!("{expr} to give {rows} series of {value}"), || {
+        let got = query(api, expr).ok()?;
+        last = format!("{got:?}");
+        (got.len() == rows && got.iter().all(|r| r.value == value)).then_some(())
+    })
+    .map_err(|e| format!("{e}; last: {last}"))?;
+    println!("ok: {expr}: {rows} series, each {value}");
+    Ok(())
+}
+
+/// Polls until `alert` fires for `agent`.
+fn wait_alert(api: &str, alert: &str, agent: &str) -> Result {
+    let expr = format!("ALERTS{{alertname=\"{alert}\",agent=\"{agent}\",alertstate=\"firing\"}}");
+    wait(&format!("{alert} firing for {agent}"), || {
+        (query(api, &expr).ok()?.len() == 1).then_some(())
+    })?;
+    println!("ok: {alert} firing for {agent}");
+    Ok(())
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
