@@ -66,22 +66,28 @@ fleet's state for people and for monitoring.
 // Only the binary daemonizes; the library declares it because they share one dependency list.
 use daemonix as _;
 
+// The surface other crates use: the launcher and the fleet CLI (the hand-over, record parsing,
+// activity's bell file, lock probing, the default directory, validation, exit codes), and `mosaic-hb` itself (`cli`).
 pub mod activity;
+pub mod cli;
 pub mod dirs;
 pub mod exit;
-pub mod hbfile;
+pub mod handover;
 pub mod json;
 pub mod lock;
-#[cfg(test)]
-mod proptests;
 pub mod record;
-pub mod restart;
 pub mod status;
 pub mod supervise;
-pub mod sys;
-pub mod target;
 pub mod validate;
-pub mod watch;
+
+// The sidecar's machinery, driven only by `cli`.
+mod hbfile;
+#[cfg(test)]
+mod proptests;
+mod restart;
+mod sys;
+mod target;
+mod watch;
 
 /// An I/O error as a short lowercase reason: "permission denied", not
 /// "Permission denied (os error 13)".

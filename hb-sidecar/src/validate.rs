@@ -10,6 +10,13 @@ use std::time::Duration;
 /// Longest agent name: tmux targets and file names stay short and portable.
 pub const AGENT_MAX: usize = 64;
 
+/// The default heartbeat interval, in seconds, as both binaries' `--help` shows it.
+pub const DEFAULT_INTERVAL: &str = "30";
+/// The default idle threshold, in seconds (`--idle-after`).
+pub const DEFAULT_IDLE_AFTER: &str = "60";
+/// The default tmux socket name (`tmux -L mosaic`).
+pub const DEFAULT_SOCKET: &str = "mosaic";
+
 /// Shortest interval the sidecar accepts, in seconds.
 pub const INTERVAL_MIN: f64 = 0.01;
 /// Longest interval the sidecar accepts, in seconds (one day).

@@ -6,6 +6,7 @@ The launcher's command line. Every option also reads the bash script's `MOSAIC_*
 use std::ffi::OsString;
 
 use clap::Parser;
+use mosaic_hb::validate;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -39,7 +40,7 @@ pub struct Cli {
         long,
         env = "MOSAIC_TMUX_SOCKET",
         value_name = "SOCKET",
-        default_value = "mosaic"
+        default_value = validate::DEFAULT_SOCKET
     )]
     pub socket: OsString,
 
@@ -71,7 +72,7 @@ pub struct Cli {
         long,
         env = "MOSAIC_HEARTBEAT_INTERVAL",
         value_name = "SECS",
-        default_value = "30",
+        default_value = validate::DEFAULT_INTERVAL,
         allow_hyphen_values = true
     )]
     pub hb_interval: OsString,
@@ -82,7 +83,7 @@ pub struct Cli {
         long,
         env = "MOSAIC_IDLE_AFTER",
         value_name = "SECS",
-        default_value = "60",
+        default_value = validate::DEFAULT_IDLE_AFTER,
         allow_hyphen_values = true
     )]
     pub idle_after: OsString,

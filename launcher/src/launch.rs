@@ -64,8 +64,8 @@ pub struct Plan {
 pub struct Heartbeat {
     pub dir: PathBuf,
     pub file: PathBuf,
-    pub interval: String,
-    pub idle_after: String,
+    pub interval: Duration,
+    pub idle_after: Duration,
     pub hb_bin: Option<PathBuf>,
 }
 
@@ -210,7 +210,7 @@ pub fn plan(cli: Cli) -> Result<Plan, Fail> {
         &cli.socket,
         "tmux socket name (--socket, MOSAIC_TMUX_SOCKET)",
     )?;
-    let socket = validate::socket(or_default(socket, "mosaic"))
+    let socket = validate::socket(or_default(socket, validate::DEFAULT_SOCKET))
         .map_err(usage)?
         .to_string();
     let runtime = cli.runtime.as_deref();
@@ -261,12 +261,14 @@ pub fn plan(cli: Cli) -> Result<Plan, Fail> {
         &cli.hb_interval,
         "interval (--hb-interval, MOSAIC_HEARTBEAT_INTERVAL)",
     )?;
-    let interval = validate::interval(or_default(interval, "30")).map_err(usage)?;
+    let interval =
+        validate::interval(or_default(interval, validate::DEFAULT_INTERVAL)).map_err(usage)?;
     let idle_after = text(
         &cli.idle_after,
         "idle threshold (--idle-after, MOSAIC_IDLE_AFTER)",
     )?;
-    let idle_after = validate::idle_after(or_default(idle_after, "60")).map_err(usage)?;
+    let idle_after = validate::idle_after(or_default(idle_after, validate::DEFAULT_IDLE_AFTER))
+        .map_err(usage)?;
     let timeout = seconds(
         &cli.tmux_timeout,
         "tmux timeout (--tmux-timeout, MOSAIC_TMUX_TIMEOUT)",
@@ -285,8 +287,8 @@ pub fn plan(cli: Cli) -> Result<Plan, Fail> {
         Some(Heartbeat {
             file: dir.join(format!("{agent}.hb")),
             dir,
-            interval: validate::format_interval(interval),
-            idle_after: validate::format_interval(idle_after),
+            interval,
+            idle_after,
             hb_bin: cli.hb_bin.filter(|b| !b.is_empty()).map(PathBuf::from),
         })
     };
@@ -402,8 +404,8 @@ pub fn launch(plan: &Plan, stop: &Stop) -> Result<Report, Fail> {
         Some((hb, sidecar)) => {
             match sidecar.spawn(
                 &hb.file,
-                &hb.interval,
-                &hb.idle_after,
+                hb.interval,
+                hb.idle_after,
                 &plan.agent,
                 plan.timeout,
             ) {
@@ -634,7 +636,7 @@ impl Launch<'_> {
         pane_pid: u32,
         file: &Path,
     ) -> Result<(SidecarState, Option<PathBuf>), Fail> {
-        match pending.start(pane_pid, file) {
+        match pending.start(pane_pid) {
             Ok(Started::Running) => {
                 sidecar::wait_first_record(file, pane_pid, self.deadline());
                 Ok((SidecarState::Started, Some(file.to_path_buf())))
@@ -673,7 +675,7 @@ impl Launch<'_> {
                 }
                 let hb = self.plan.heartbeat.as_ref().map(|hb| hb.file.as_path());
                 let pending = pending.expect("checked above");
-                match pending.start(pid, hb.unwrap_or(Path::new(""))) {
+                match pending.start(pid) {
                     Ok(Started::Running | Started::AlreadyKept) => Ok(report(
                         Some(pid),
                         (SidecarState::Started, hb.map(Path::to_path_buf)),
@@ -748,8 +750,8 @@ impl Launch<'_> {
                 pending = locator
                     .spawn(
                         &own,
-                        &hb.interval,
-                        &hb.idle_after,
+                        hb.interval,
+                        hb.idle_after,
                         self.agent(),
                         self.plan.timeout,
                     )

@@ -1,6 +1,7 @@
 /*!
 Starting the heartbeat sidecar:
-`setsid <mosaic-hb> --pid - --file HB --interval N --idle-after S --agent A`.
+`setsid <mosaic-hb> --pid - --file HB --interval N --idle-after S --agent A`, the launcher's side
+of [`mosaic_hb::handover`].
 
 `setsid` (from PATH) puts the sidecar in a session of its own, so it outlives a terminal that
 hangs up. It is spawned right after tmux is asked for the session and reads the pane's pid
@@ -19,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mosaic_hb::target::Target;
+use mosaic_hb::handover::{Answer, Request, Target};
 
 use crate::child::{self, Cut, Running};
 
@@ -67,17 +68,20 @@ impl Sidecar {
     pub fn spawn(
         &self,
         file: &Path,
-        interval: &str,
-        idle_after: &str,
+        interval: Duration,
+        idle_after: Duration,
         agent: &str,
         timeout: Duration,
     ) -> Result<Pending, String> {
+        let request = Request {
+            file,
+            interval,
+            idle_after,
+            agent,
+        };
         let mut cmd = Command::new(&self.setsid);
         cmd.arg(&self.hb)
-            .args(["--pid", "-", "--file"])
-            .arg(file)
-            .args(["--interval", interval, "--idle-after", idle_after])
-            .args(["--agent", agent])
+            .args(request.args())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -108,15 +112,13 @@ impl Pending {
     /// Hands the sidecar pane `pid`, with the pane's start time read here at once (so the
     /// sidecar refuses a stranger that took the PID in the meantime), and waits until it has
     /// daemonized or failed.
-    pub fn start(mut self, pid: u32, file: &Path) -> Result<Started, String> {
+    pub fn start(mut self, pid: u32) -> Result<Started, String> {
         let mut child = self.child.take().expect("a pending sidecar starts once");
-        let line = match Target::start_time(pid as i32) {
-            Some(started) => format!("{pid} {started}\n"),
-            None => format!("{pid}\n"),
-        };
+        let pid = i32::try_from(pid).map_err(|_| format!("pane pid {pid} is out of range"))?;
+        let target = Target::now(pid);
         if let Some(mut stdin) = child.stdin() {
             // A sidecar that already failed has closed its end: its exit status says why.
-            let _ = stdin.write_all(line.as_bytes());
+            let _ = stdin.write_all(target.line().as_bytes());
         }
         // Past the hand-over the launch is committed: stop signals wait until it is done.
         let out = child
@@ -131,33 +133,28 @@ impl Pending {
                 // Not asked for (no `Stop` given).
                 Cut::Interrupted(sig) => format!("mosaic-hb start cut by signal {sig}"),
             })?;
-        if out.status.success() {
-            return Ok(Started::Running);
-        }
         let err = String::from_utf8_lossy(&out.stderr);
         let err = err
             .lines()
             .next()
             .unwrap_or_default()
             .trim_start_matches("mosaic-hb: ");
-        if matches!(mosaic_hb::lock::is_held(file), Ok(true)) {
-            return Ok(Started::AlreadyKept);
+        match Answer::from_code(out.status.code()) {
+            Answer::Running => Ok(Started::Running),
+            Answer::Kept => Ok(Started::AlreadyKept),
+            Answer::TargetGone => Ok(Started::TargetGone(format!("pane {err}"))),
+            Answer::Failed => {
+                let why = if err.is_empty() {
+                    out.status.to_string()
+                } else {
+                    err.to_string()
+                };
+                Err(format!(
+                    "cannot start heartbeat sidecar {}: {why}",
+                    self.hb.display()
+                ))
+            }
         }
-        if let Err((gone, _)) = Target::attach(pid as i32, false, None) {
-            return Ok(Started::TargetGone(format!(
-                "pane pid {pid} {}",
-                gone.describe()
-            )));
-        }
-        let why = if err.is_empty() {
-            out.status.to_string()
-        } else {
-            err.to_string()
-        };
-        Err(format!(
-            "cannot start heartbeat sidecar {}: {why}",
-            self.hb.display()
-        ))
     }
 }
 

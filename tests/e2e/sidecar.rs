@@ -120,6 +120,53 @@ fn killed_sidecar_goes_stale_and_frees_its_lock() {
     assert_eq!(rec.status, Status::Ok);
 }
 
+// The hand-over (`--pid -`, the pid on stdin) answers "kept by another" and "target gone" with
+// their own exit codes, 3 and 4, where `--pid N` says 1 for both; the message is the same.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn the_hand_over_answers_kept_and_gone_apart() {
+    e2e!();
+    let sb = Sandbox::new();
+    let file = sb.hb_file("ho");
+    let target = sb.spawn_target();
+    let hb = sb.start_sidecar(target, &file, "0.2", ["--agent", "ho"]);
+    let dead = sb.spawn_target();
+    sb.kill_target(dead);
+    let gone_file = sb.hb_file("gone");
+    let cases = [
+        (
+            &file,
+            target,
+            3,
+            format!("is already kept by mosaic-hb pid {hb}"),
+        ),
+        (&gone_file, dead, 4, format!("pid {dead} is not running")),
+    ];
+    for (file, pid, code, message) in cases {
+        let mut handed = sb.hb();
+        handed
+            .args(["--pid", "-", "--interval", "0.2", "--file"])
+            .arg(file)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = handed.spawn().unwrap();
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "{pid}").unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{err}");
+        assert!(err.trim_end().ends_with(&message), "{err}");
+        let mut direct = sb.hb();
+        direct
+            .args(["--pid", &pid.to_string(), "--interval", "0.2", "--file"])
+            .arg(file);
+        let (_, err) = expect_exit(&mut direct, 1);
+        assert!(err.trim_end().ends_with(&message), "{err}");
+    }
+}
+
 // One writer per file: a second sidecar is refused with exit 1, naming the holder.
 #[test]
 #[ignore = "end-to-end: run `cargo xtask test`"]

@@ -1,0 +1,440 @@
+/*!
+The `mosaic-hb` command line: watch a process and keep its heartbeat file current; or, with
+`status`, report a directory of heartbeat files. The binary is a one-line wrapper around
+[`main`]. See the crate doc for the theory of operation.
+*/
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use crate::exit::Exit;
+use crate::handover::{self, PID_FROM_STDIN};
+use crate::hbfile::HbFile;
+use crate::lock::{Lock, LockError};
+use crate::record::Status;
+use crate::restart::Supervisor;
+use crate::supervise::{Backoff, Flags, Restart};
+use crate::target::Target;
+use crate::watch::{End, Sidecar, Signals, Writer};
+use crate::{activity, dirs, status, sys, validate, why};
+
+/// A failed run: its exit code and its one-line message.
+struct Fail(u8, String);
+
+impl Fail {
+    fn new(exit: Exit, message: String) -> Fail {
+        Fail(exit.code(), message)
+    }
+}
+
+const SIDECAR_HELP: &str = "\
+Environment:
+  The sidecar reads no variable: --file names its heartbeat file.
+  `status` reads MOSAIC_HEARTBEAT_RUN_DIR and XDG_RUNTIME_DIR (see `mosaic-hb status --help`).
+
+Exit codes:
+  0  the sidecar is watching (its daemon runs on), or, with --foreground, it ended as it should
+  1  failed at run time: the target is not running (a status=exited record is still written),
+     or another sidecar already keeps the file (the message names its pid)
+  2  bad input: an argument, or a heartbeat directory that cannot be used
+  3  with --pid - (the launcher's hand-over): another sidecar already keeps the file
+  4  with --pid -: the target is not running";
+
+#[derive(Parser)]
+#[command(
+    name = "mosaic-hb",
+    version,
+    about = "Watch a process and keep its heartbeat file current (ts=, pid=, status=).",
+    long_about = "Watch a process and keep its heartbeat file current.\n\n\
+        Every INTERVAL seconds the file is replaced (never written in place) with `ts=`, `pid=`, \
+        `status=ok` and more; when the process is gone it says `status=exited`, on SIGTERM, \
+        SIGINT or SIGHUP `status=stopped`. Runs as a daemon unless --foreground.\n\n\
+        `mosaic-hb status` reports a directory of heartbeat files.",
+    after_help = SIDECAR_HELP,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    watch: WatchArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Report the state of every agent in a heartbeat directory.
+    Status(status::StatusArgs),
+    /// Serve the fleet's metrics to Prometheus over HTTP (runs mosaic-hb-exporter; see its
+    /// --help).
+    #[command(disable_help_flag = true, disable_version_flag = true)]
+    Exporter {
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<std::ffi::OsString>,
+    },
+}
+
+#[derive(Args)]
+struct WatchArgs {
+    /// Process to watch (any PID; a pidfd pins it, its start time identifies it). `-` reads
+    /// one line `PID [STARTED]` from stdin once the file is prepared (the launcher's way of
+    /// starting the sidecar while tmux is still creating the pane); EOF means "never mind".
+    #[arg(long, value_name = "PID", required = true, allow_hyphen_values = true)]
+    pid: Option<String>,
+    /// Heartbeat file to keep current; its directory is created 0700 if missing.
+    #[arg(long, value_name = "PATH", required = true)]
+    file: Option<PathBuf>,
+    /// Seconds between beats, 0.01 to 86400; fractions allowed.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = validate::DEFAULT_INTERVAL,
+        allow_hyphen_values = true
+    )]
+    interval: String,
+    /// Start time the target must have (clock ticks since boot, /proc/PID/stat field 22);
+    /// another process with this PID is refused as a stranger that reused it.
+    #[arg(long, value_name = "TICKS")]
+    started: Option<String>,
+    /// Seconds without output after which a target with a terminal counts as idle
+    /// (`activity=idle`), 1 to 86400; fractions allowed.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = validate::DEFAULT_IDLE_AFTER,
+        allow_hyphen_values = true
+    )]
+    idle_after: String,
+    /// Agent name, written as `agent=`.
+    #[arg(long, value_name = "NAME")]
+    agent: Option<String>,
+    /// Stay in the foreground instead of daemonizing.
+    #[arg(long)]
+    foreground: bool,
+    /// Append diagnostics to FILE (after daemonizing they are otherwise discarded).
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
+    /// Do not use a pidfd: watch with kill(2) and /proc only, as on kernels before 5.3.
+    #[arg(long, hide = true)]
+    no_pidfd: bool,
+    #[command(flatten)]
+    restart: RestartArgs,
+}
+
+/// Supervision: restart the agent's tmux pane when it dies (needs --agent and --socket).
+#[derive(Args)]
+struct RestartArgs {
+    /// Restart policy: no, on-failure (non-zero exit or a signal), always (also after exit 0).
+    /// Never after a stop signal. Restarting respawns pane `=AGENT:` on tmux socket SOCKET
+    /// through `mosaic-fleet respawn` (found next to mosaic-hb).
+    #[arg(long, value_name = "POLICY", default_value = "no")]
+    restart: String,
+    /// tmux socket of the agent's session (`tmux -L SOCKET`), for restarts.
+    #[arg(long, value_name = "SOCKET")]
+    socket: Option<String>,
+    /// Seconds before the first restart, doubled after each unstable death.
+    #[arg(long, value_name = "SECS", default_value = "1")]
+    restart_delay: String,
+    /// Longest delay before a restart, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "300")]
+    restart_max_delay: String,
+    /// A run at least this long (seconds) was stable: its death restarts after the first
+    /// delay again.
+    #[arg(long, value_name = "SECS", default_value = "600")]
+    restart_stable: String,
+    /// Give up (`status=failed`) at this many unstable deaths within --restart-window.
+    #[arg(long, value_name = "N", default_value = "5")]
+    restart_burst: String,
+    /// Seconds over which unstable deaths are counted.
+    #[arg(long, value_name = "SECS", default_value = "900")]
+    restart_window: String,
+    /// At most one restart per this many seconds among all agents of the heartbeat
+    /// directory (0: no limit).
+    #[arg(long, value_name = "SECS", default_value = "10")]
+    restart_guard: String,
+    /// Path of the respawn helper (default: mosaic-fleet next to mosaic-hb).
+    #[arg(long, value_name = "PATH", hide = true)]
+    respawn_bin: Option<PathBuf>,
+}
+
+impl RestartArgs {
+    /// The policy and its limits, checked; `None` for `--restart no`.
+    fn backoff(&self) -> Result<Option<Backoff>, String> {
+        let (policy, limits) = Flags {
+            policy: Some(&self.restart),
+            delay: Some(&self.restart_delay),
+            max_delay: Some(&self.restart_max_delay),
+            stable: Some(&self.restart_stable),
+            burst: Some(&self.restart_burst),
+            window: Some(&self.restart_window),
+            guard: Some(&self.restart_guard),
+            env: false,
+        }
+        .parse()?;
+        Ok((policy != Restart::No).then(|| Backoff::new(policy, limits)))
+    }
+}
+
+/// Runs `mosaic-hb` with the process's arguments.
+pub fn main() -> ExitCode {
+    // `status --help` names this user's default directory, resolved, not only its rule.
+    let here = format!(
+        "{}\n\nHere the default directory is {}.",
+        status::HELP,
+        dirs::dir_from_env().display()
+    );
+    let command = Cli::command().mut_subcommand("status", |sub| sub.after_help(here));
+    let cli: Cli = crate::exit::parse_command("mosaic-hb", command);
+    let result = match cli.command {
+        Some(Command::Status(args)) => return ExitCode::from(status::run(&args)),
+        Some(Command::Exporter { args }) => exporter(args),
+        None => watch(cli.watch),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fail(code, message)) => {
+            eprintln!("mosaic-hb: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn watch(args: WatchArgs) -> Result<(), Fail> {
+    let usage = |message: String| Fail::new(Exit::Usage, message);
+    if !args.foreground {
+        // Before we open anything: a daemon keeps no descriptor its caller leaked to it.
+        sys::close_inherited_fds();
+    }
+    // `--pid -`: the target arrives on stdin once the file is prepared (the hand-over).
+    let given_pid = match args.pid.as_deref().unwrap_or_default() {
+        PID_FROM_STDIN => None,
+        text => Some(validate::pid(text).map_err(usage)?),
+    };
+    // The hand-over's answers for the launcher; a person gets the documented 0/1/2.
+    let (kept, gone) = match given_pid {
+        None => (handover::KEPT, handover::TARGET_GONE),
+        Some(_) => (Exit::Failed.code(), Exit::Failed.code()),
+    };
+    let interval = validate::interval(&args.interval).map_err(usage)?;
+    let idle_after = validate::idle_after(&args.idle_after).map_err(usage)?;
+    let started = match &args.started {
+        Some(text) => Some(validate::start_time(text).map_err(usage)?),
+        None => None,
+    };
+    if let Some(agent) = &args.agent {
+        validate::agent(agent).map_err(usage)?;
+    }
+    let supervisor = match args.restart.backoff().map_err(usage)? {
+        None => None,
+        Some(backoff) => {
+            let (Some(agent), Some(socket)) = (&args.agent, &args.restart.socket) else {
+                return Err(usage(format!(
+                    "--restart {} needs --agent and --socket: the agent's tmux pane is what restarts",
+                    args.restart.restart
+                )));
+            };
+            validate::socket(socket).map_err(usage)?;
+            let helper = args.restart.respawn_bin.as_deref();
+            Some(
+                Supervisor::new(backoff, helper, socket, agent, !args.no_pidfd)
+                    .map_err(|m| Fail::new(Exit::Failed, m))?,
+            )
+        }
+    };
+    let path = absolute(args.file.expect("clap requires --file"))?;
+    // Heartbeat files are 0644 whatever umask we inherited; directories we create stay 0700.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    let (dir, _) = crate::hbfile::split(&path).map_err(usage)?;
+    dirs::prepare(&dir).map_err(usage)?;
+    let mut file = HbFile::open(&path).map_err(usage)?;
+    let (pid, started) = match given_pid {
+        Some(pid) => (pid, started),
+        None => target_from_stdin().map(|(pid, given)| (pid, given.or(started)))?,
+    };
+    let lock = match Lock::acquire(file.dir(), file.name()) {
+        Ok(lock) => lock,
+        Err(LockError::Held(holder)) => {
+            let by = holder.map_or("another mosaic-hb".into(), |pid| {
+                format!("mosaic-hb pid {pid}")
+            });
+            return Err(Fail(
+                kept,
+                format!("heartbeat file {} is already kept by {by}", path.display()),
+            ));
+        }
+        Err(LockError::Io(e)) => {
+            return Err(usage(format!(
+                "cannot lock heartbeat file {}: {}",
+                path.display(),
+                why(&e)
+            )))
+        }
+    };
+    let log = match &args.log {
+        Some(log) => Some(
+            OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o644)
+                .open(log)
+                .map_err(|e| {
+                    usage(format!(
+                        "cannot open log file {}: {}",
+                        log.display(),
+                        why(&e)
+                    ))
+                })?,
+        ),
+        None => None,
+    };
+    let target = match Target::attach(pid, !args.no_pidfd, started) {
+        Ok(target) => target,
+        Err((how, started)) => {
+            // Leave a true record behind: whoever reads the file learns the agent is gone.
+            Writer::new(file, pid, started, args.agent.as_deref(), interval).write(Status::Exited);
+            return Err(Fail(gone, format!("pid {pid} {}", how.describe())));
+        }
+    };
+    // Before daemonizing, like the target itself: the pane's terminal is the one it has now.
+    let activity = match activity::Watch::attach(pid, file.dir(), file.name(), idle_after) {
+        Ok(watch) => watch,
+        Err(e) => {
+            crate::log(format_args!(
+                "cannot watch the activity of pid {pid}: {} (no activity= reported)",
+                why(&e)
+            ));
+            None
+        }
+    };
+    if !args.foreground {
+        daemonize(log)?;
+        file.renew_temp_name();
+    } else if let Some(log) = log {
+        redirect_stderr(&log);
+    }
+    lock.record_pid();
+    let signals = Signals::install().map_err(|e| {
+        Fail::new(
+            Exit::Failed,
+            format!("cannot install signal handling: {}", why(&e)),
+        )
+    })?;
+    let mut sidecar =
+        Sidecar::new(target, file, args.agent.as_deref(), interval).with_activity(activity);
+    if let Some(supervisor) = supervisor {
+        sidecar = sidecar.supervised(supervisor);
+    }
+    // Start-up (argument parsing above all) leaves freed heap behind; a fleet runs one sidecar
+    // per agent for days, so hand those pages back. The loop itself allocates nothing.
+    sys::release_free_memory();
+    let (end, last) = sidecar.run(&signals);
+    let pid = sidecar.pid();
+    let why = match end {
+        End::Exited(gone) => format!("pid {pid} {}", gone.describe()),
+        End::Stopped(sig) => format!("stopped by signal {sig}"),
+        End::GaveUp(gone) => format!("pid {pid} {}, once too often", gone.describe()),
+        End::Failed(e) => format!("cannot wait for events: {}", why(&e.into())),
+    };
+    match last {
+        Some((status, written)) => {
+            let wrote = if written { "wrote" } else { "could not write" };
+            crate::log(format_args!("{why}: {wrote} status={}", status.as_str()));
+        }
+        None => crate::log(format_args!("{why}: giving up, the last record goes stale")),
+    }
+    drop(lock);
+    match end {
+        End::Failed(_) => std::process::exit(i32::from(Exit::Failed.code())),
+        _ => Ok(()),
+    }
+}
+
+/// `mosaic-hb exporter ARGS`: becomes `mosaic-hb-exporter ARGS`, found next to this binary,
+/// else on PATH. The HTTP server lives in its own binary so that it never weighs on the
+/// sidecar, of which one runs per agent.
+fn exporter(args: Vec<std::ffi::OsString>) -> Result<(), Fail> {
+    use std::os::unix::process::CommandExt;
+    const NAME: &str = "mosaic-hb-exporter";
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join(NAME)))
+        .filter(|path| path.is_file());
+    let program = beside.unwrap_or_else(|| PathBuf::from(NAME));
+    let err = std::process::Command::new(&program).args(args).exec();
+    Err(Fail::new(
+        Exit::Failed,
+        format!(
+            "cannot run {} (install it next to mosaic-hb or on PATH): {}",
+            program.display(),
+            why(&err)
+        ),
+    ))
+}
+
+/// Reads the hand-over line from stdin. EOF (the launcher needs no sidecar after all) is a
+/// usage error that nobody reads: nothing has been written, no lock taken.
+fn target_from_stdin() -> Result<(i32, Option<u64>), Fail> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| {
+        Fail::new(
+            Exit::Usage,
+            format!("cannot read a pid from stdin: {}", why(&e)),
+        )
+    })?;
+    match handover::Target::parse(&line) {
+        Ok(Some(target)) => Ok((target.pid, target.started)),
+        Ok(None) => Err(Fail::new(
+            Exit::Usage,
+            "no pid on stdin: nothing to watch".into(),
+        )),
+        Err(message) => Err(Fail::new(Exit::Usage, message)),
+    }
+}
+
+fn absolute(path: PathBuf) -> Result<PathBuf, Fail> {
+    std::path::absolute(&path).map_err(|e| {
+        Fail::new(
+            Exit::Usage,
+            format!("invalid heartbeat file {}: {}", path.display(), why(&e)),
+        )
+    })
+}
+
+/// Forks into the background: own session, cwd `/`, stdio on /dev/null (stderr on the log).
+/// The caller's process exits here with 0 once the daemon is running.
+fn daemonize(log: Option<std::fs::File>) -> Result<(), Fail> {
+    let mut daemon = daemonix::Daemonize::new()
+        .working_directory("/")
+        .umask(0o022u32);
+    if let Some(log) = log {
+        daemon = daemon.stderr(log);
+    }
+    match daemon.execute() {
+        daemonix::Outcome::Parent(Ok(parent)) => {
+            std::process::exit(if parent.first_child_exit_code == 0 {
+                0
+            } else {
+                i32::from(Exit::Failed.code())
+            })
+        }
+        daemonix::Outcome::Parent(Err(e)) => {
+            Err(Fail::new(Exit::Failed, format!("cannot daemonize: {e}")))
+        }
+        daemonix::Outcome::Child(Ok(_)) => Ok(()),
+        // The first child's error has nowhere to go but its exit code.
+        daemonix::Outcome::Child(Err(_)) => std::process::exit(i32::from(Exit::Failed.code())),
+    }
+}
+
+fn redirect_stderr(log: &std::fs::File) {
+    // Best effort, as a daemon's stderr: without it diagnostics go where they went before.
+    let _ = nix::unistd::dup2_stderr(log);
+}
