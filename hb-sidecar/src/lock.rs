@@ -47,7 +47,13 @@ impl Lock {
         let deadline = std::time::Instant::now() + PATIENCE;
         loop {
             fd = match try_flock(fd) {
-                Ok(fd) => return Ok(Lock { fd }),
+                Ok(fd) => {
+                    // At once: until then the file names a predecessor, maybe a dead one, whose
+                    // last record a reader could take for ours.
+                    let lock = Lock { fd };
+                    lock.record_pid();
+                    return Ok(lock);
+                }
                 Err((fd, None)) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(10));
                     fd

@@ -217,7 +217,17 @@ pub fn keeper(file: &Path, pane_pid: u32, deadline: Instant) -> Keeper {
         let holder = lock_holder(file)
             .filter(|&p| !matches!(process_state(p as i32), None | Some('Z' | 'X')));
         match record {
-            Some(r) if r.hb_pid.is_some() && r.hb_pid == holder => break r,
+            // A dead process holds no lock: a dead pid in the lock file is a predecessor's,
+            // not yet overwritten by the new holder.
+            Some(r)
+                if r.hb_pid.is_some()
+                    && r.hb_pid == holder
+                    && holder
+                        .and_then(|p| process_state(p as i32))
+                        .is_some_and(|s| !matches!(s, 'Z' | 'X')) =>
+            {
+                break r
+            }
             _ if Instant::now() >= deadline => {
                 return Keeper::Stuck {
                     hb_pid: lock_holder(file),
