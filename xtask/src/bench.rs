@@ -807,6 +807,12 @@ fn method(r: &Results, s: &Sizes, cpu: &procfs::Cpu) -> Vec<String> {
              one uncounted. The bash original has no such report.",
             s.status_files, s.status_runs
         ),
+        format!(
+            "`mosaic-hb exporter` over the same {} files: `GET /metrics` on a fresh loopback \
+             connection, timed from the connect to the answer's last byte (the exporter reads \
+             the directory and renders at every request), {} requests after one uncounted.",
+            s.status_files, s.status_runs
+        ),
         "Noise: the machine's cores may be shared with other work (see the load average above); \
          alternating spreads it over both kinds but does not remove it. Medians are the figures \
          to compare; the bench asserts nothing."

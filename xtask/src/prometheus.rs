@@ -12,7 +12,9 @@ asks Prometheus, through its HTTP API (`promtool query instant`), for what the i
 - a pane killed is `exited` within two scrapes (counted in Prometheus's own samples);
 - a sidecar killed -9 turns into a firing `MosaicAgentStale` with nothing refreshed by hand;
 - a pane killed fires `MosaicAgentDied`; a deliberately stopped agent raises no alert;
-- `promtool check metrics` finds nothing to say about the exporter's answer.
+- `promtool check metrics` finds nothing to say about the exporter's answer;
+- the textfile path (node_exporter) keeps two fleets' same-named agents apart, and a textfile
+  nobody refreshes turns stale by the rule computed in PromQL.
 
 Every wait polls with a deadline; a failure names what it last saw.
 */
@@ -78,9 +80,40 @@ pub fn run() -> Result {
     let metrics = http_get(exporter, "/metrics")?;
     check_metrics(&metrics)?;
 
-    step("Prometheus, scraping every second, rules loaded");
+    step("the textfile path: both fleets' `status --format prometheus`, node_exporter");
+    let textfiles = tmp.path().join("textfile");
+    std::fs::create_dir(&textfiles).map_err(|e| format!("{}: {e}", textfiles.display()))?;
+    for (name, fleet, label) in [("blue", &blue, Some("blue")), ("green", &green, None)] {
+        let mut cmd = Command::new(bin.join("mosaic-hb"));
+        cmd.args(["status", "--format", "prometheus"]);
+        if let Some(label) = label {
+            cmd.args(["--fleet", label]);
+        }
+        cmd.arg(&fleet.dir);
+        let text = util::output(&mut cmd)?;
+        let file = textfiles.join(format!("mosaic-{name}.prom"));
+        std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
+    }
+    let node = free_port()?;
+    let mut cmd = Command::new("prometheus-node-exporter");
+    cmd.arg(format!("--web.listen-address={node}"))
+        .arg("--collector.disable-defaults")
+        .arg("--collector.textfile")
+        .arg(format!(
+            "--collector.textfile.directory={}",
+            textfiles.display()
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _node_exporter = KillOnDrop(
+        cmd.spawn()
+            .map_err(|e| format!("cannot run {}: {e}", util::show(&cmd)))?,
+    );
+
+    step("Prometheus, scraping both every second, rules loaded");
     let web = free_port()?;
-    let prometheus = start_prometheus(tmp.path(), &rules, exporter, web)?;
+    let prometheus = start_prometheus(tmp.path(), &rules, exporter, node, web)?;
     let api = format!("http://{web}");
     let _prometheus = prometheus;
     wait(&format!("Prometheus ready at {api}"), || {
@@ -91,7 +124,7 @@ pub fn run() -> Result {
 
     step("every agent's series, one set per fleet");
     let up = wait("4 agents up in 2 fleets", || {
-        let rows = query(&api, "mosaic_agent_up == 1").ok()?;
+        let rows = query(&api, "mosaic_agent_up{job=\"mosaic\"} == 1").ok()?;
         (rows.len() == 4).then_some(rows)
     })?;
     for (fleet, agent) in [
@@ -108,25 +141,41 @@ pub fn run() -> Result {
             return Err(format!("no mosaic_agent_up for {fleet}/{agent}: {up:?}"));
         }
     }
-    expect(&api, "count by (fleet, agent) (mosaic_agent_state)", 4, 7.0)?;
-    expect(&api, "sum by (fleet, agent) (mosaic_agent_state)", 4, 1.0)?;
-    expect(&api, "mosaic_agent_heartbeat_interval_seconds", 4, 1.0)?;
-    expect(&api, "mosaic_agent_failing", 4, 0.0)?;
-    expect(&api, "mosaic_fleet_up", 2, 1.0)?;
-    // Timestamps, not ages: Prometheus computes the age itself, and it is small.
     expect(
         &api,
-        "time() - mosaic_agent_heartbeat_timestamp_seconds < bool 5",
+        "count by (fleet, agent) (mosaic_agent_state{job=\"mosaic\"})",
+        4,
+        7.0,
+    )?;
+    expect(
+        &api,
+        "sum by (fleet, agent) (mosaic_agent_state{job=\"mosaic\"})",
         4,
         1.0,
     )?;
-    expect(&api, "ALERTS", 0, 0.0)?;
+    expect(
+        &api,
+        "mosaic_agent_heartbeat_interval_seconds{job=\"mosaic\"}",
+        4,
+        1.0,
+    )?;
+    expect(&api, "mosaic_agent_failing{job=\"mosaic\"}", 4, 0.0)?;
+    expect(&api, "mosaic_fleet_up{job=\"mosaic\"}", 2, 1.0)?;
+    // Timestamps, not ages: Prometheus computes the age itself, and it is small.
+    expect(
+        &api,
+        "time() - mosaic_agent_heartbeat_timestamp_seconds{job=\"mosaic\"} < bool 5",
+        4,
+        1.0,
+    )?;
+    expect(&api, "ALERTS{job=\"mosaic\"}", 0, 0.0)?;
 
     step("a pane killed: exited within two scrapes, MosaicAgentDied fires");
     let beta = blue.record("beta")?;
     let killed_at = unix_now();
     util::output(Command::new("kill").args(["-KILL", &beta.pid.to_string()]))?;
-    let selector = "mosaic_agent_state{fleet=\"blue\",agent=\"beta\",state=\"exited\"}";
+    let selector =
+        "mosaic_agent_state{job=\"mosaic\",fleet=\"blue\",agent=\"beta\",state=\"exited\"}";
     wait("beta exited in Prometheus", || {
         let rows = query(&api, &format!("{selector} == 1")).ok()?;
         (rows.len() == 1).then_some(())
@@ -154,17 +203,18 @@ pub fn run() -> Result {
     step("a deliberate stop (SIGTERM to the sidecar): stopped, and no alert");
     let alpha = blue.record("alpha")?;
     util::output(Command::new("kill").args(["-TERM", &alpha.hb_pid.to_string()]))?;
-    let stopped = "mosaic_agent_state{fleet=\"blue\",agent=\"alpha\",state=\"stopped\"} == 1";
+    let stopped =
+        "mosaic_agent_state{job=\"mosaic\",fleet=\"blue\",agent=\"alpha\",state=\"stopped\"} == 1";
     wait("alpha stopped in Prometheus", || {
         (query(&api, stopped).ok()?.len() == 1).then_some(())
     })?;
     // Rules are evaluated every second: give them five evaluations to (wrongly) fire.
     std::thread::sleep(Duration::from_secs(5));
-    let alerts = query(&api, "ALERTS{agent=\"alpha\"}")?;
+    let alerts = query(&api, "ALERTS{job=\"mosaic\",agent=\"alpha\"}")?;
     if !alerts.is_empty() {
         return Err(format!("a stopped agent raised an alert: {alerts:?}"));
     }
-    let alerts = query(&api, "ALERTS{alertstate=\"firing\"}")?;
+    let alerts = query(&api, "ALERTS{job=\"mosaic\",alertstate=\"firing\"}")?;
     println!("firing alerts at the end:");
     for row in &alerts {
         println!("  {}", row.labels);
@@ -174,7 +224,20 @@ pub fn run() -> Result {
             "expected exactly MosaicAgentDied(beta) and MosaicAgentStale(gamma): {alerts:?}"
         ));
     }
-    step("all checks passed; stopping Prometheus, the exporter and the fleets");
+    step("the textfile path: every series once, none dropped; frozen, it turns stale in PromQL");
+    expect(&api, "mosaic_agent_up{job=\"mosaic-textfile\"}", 4, 1.0)?;
+    expect(&api, "node_textfile_scrape_error", 1, 0.0)?;
+    // Nothing rewrites the files: three intervals (3 s) on, the timestamps alone say stale.
+    wait(
+        "MosaicAgentStale firing for the 4 frozen textfile series",
+        || {
+            let expr = "ALERTS{job=\"mosaic-textfile\",alertname=\"MosaicAgentStale\",alertstate=\"firing\"}";
+            (query(&api, expr).ok()?.len() == 4).then_some(())
+        },
+    )?;
+    println!("ok: a frozen textfile turns stale in PromQL (4 alerts)");
+
+    step("all checks passed; stopping Prometheus, node_exporter, the exporter and the fleets");
     drop(green);
     drop(blue);
     Ok(())
@@ -292,14 +355,16 @@ fn free_port() -> Result<SocketAddr> {
 fn start_prometheus(
     tmp: &Path,
     rules: &Path,
-    target: SocketAddr,
+    exporter: SocketAddr,
+    node: SocketAddr,
     web: SocketAddr,
 ) -> Result<KillOnDrop> {
     let config = tmp.join("prometheus.yml");
     let text = format!(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
          rule_files:\n  - {rules}\n\
-         scrape_configs:\n  - job_name: mosaic\n    static_configs:\n      - targets: ['{target}']\n",
+         scrape_configs:\n  - job_name: mosaic\n    static_configs:\n      - targets: ['{exporter}']\n\
+         \x20 - job_name: mosaic-textfile\n    static_configs:\n      - targets: ['{node}']\n",
         rules = rules.display()
     );
     std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
