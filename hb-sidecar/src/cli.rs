@@ -201,7 +201,9 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Fail(code, message)) => {
-            eprintln!("mosaic-hb: {message}");
+            // A stderr that cannot be written (2>/dev/full) must not turn exit 1 into a panic.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "mosaic-hb: {message}");
             ExitCode::from(code)
         }
     }

@@ -40,7 +40,9 @@ pub fn parse_command<P: clap::FromArgMatches>(program: &str, command: clap::Comm
                 std::process::exit(0);
             }
             let message = crate::validate::one_line(&e.render().to_string());
-            eprintln!("{program}: {message} (see --help)");
+            // A stderr that cannot be written must not turn exit 2 into a panic.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "{program}: {message} (see --help)");
             std::process::exit(i32::from(Exit::Usage.code()));
         })
 }

@@ -394,9 +394,12 @@ impl NewSession<'_> {
     /// Waits for tmux. Its `duplicate session` means another launcher won: already running.
     pub fn finish(self) -> Result<Created, Failure> {
         let tmux = self.tmux;
+        // Not cut short by a stop signal: a client killed after it sent the command may still
+        // have its session made after our roll-back looked. Its answer is milliseconds away;
+        // the launch looks at the signal right after.
         let out = self
             .child
-            .finish(self.deadline, tmux.stop)
+            .finish(self.deadline, None)
             .map_err(|cut| tmux.cut("new-session", cut))?;
         if out.status.success() {
             return Ok(Created::New(parse_pids(&out.stdout)));

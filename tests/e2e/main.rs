@@ -15,6 +15,7 @@ mod exporter;
 mod hostile;
 mod launch_truth;
 mod launcher;
+mod real_world;
 mod sidecar;
 mod status;
 mod supervise;

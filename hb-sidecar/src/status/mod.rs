@@ -136,7 +136,7 @@ pub fn run(args: &StatusArgs) -> u8 {
     let rows = match report(&dir, args.stale_after) {
         Ok(rows) => rows,
         Err(Fail { code, message }) => {
-            eprintln!("mosaic-hb: {message}");
+            let _ = writeln!(std::io::stderr(), "mosaic-hb: {message}");
             return code;
         }
     };
@@ -163,7 +163,11 @@ pub fn run(args: &StatusArgs) -> u8 {
         // A reader that closed the pipe (`| head`) has what it wanted; say nothing, but the
         // report was not delivered whole, which is not success.
         if e.kind() != io::ErrorKind::BrokenPipe {
-            eprintln!("mosaic-hb: cannot write report to stdout: {}", why(&e));
+            let _ = writeln!(
+                std::io::stderr(),
+                "mosaic-hb: cannot write report to stdout: {}",
+                why(&e)
+            );
         }
         return Exit::Failed.code();
     }
