@@ -7,6 +7,11 @@ The watched process, and the three ways we tell that it is gone.
    where `pidfd_open` is missing (`ENOSYS`, Linux < 5.3).
 3. `/proc/PID/stat` is gone, says the process is a zombie (`Z`, `X`), or shows a start time
    other than the one recorded when watching began: the number now names another process.
+
+A `Z` is not always a dead process: a program whose main thread called `pthread_exit` while
+other threads run shows its leader as a zombie, yet runs on. `/proc/PID/status` counts the
+group's threads (the zombie leader included), so more than one means it lives; the pidfd turns
+readable only when the whole group has exited.
 */
 
 use std::io::Read;
@@ -125,7 +130,8 @@ impl Target {
             // (hidepid); trust kill(2).
             (None, None) => Ok(()),
             (None, Some(_)) => Err(Gone::NoProcess),
-            (Some((state, _)), _) if state == b'Z' || state == b'X' => Err(Gone::Zombie),
+            (Some((b'X', _)), _) => Err(Gone::Zombie),
+            (Some((b'Z', _)), _) if !group_lives(self.pid) => Err(Gone::Zombie),
             (Some((_, now)), Some(then)) if now != then => Err(Gone::Reused),
             (Some(_), _) => Ok(()),
         }
@@ -138,6 +144,20 @@ fn kill_check(pid: i32) -> Result<(), Gone> {
         Err(Errno::ESRCH) => Err(Gone::NoProcess),
         _ => Ok(()),
     }
+}
+
+/// Whether the thread group of `pid`, whose leader is a zombie, still has live threads:
+/// `Threads:` in `/proc/PID/status` counts them with the zombie leader, so more than one.
+/// Read only when the leader shows `Z`, which is rare, so its allocation does not matter.
+fn group_lives(pid: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse::<u32>().ok())
+        .is_some_and(|n| n > 1)
 }
 
 fn stat_path(pid: i32) -> PathBuf {
@@ -197,6 +217,66 @@ mod tests {
             Target::attach(i32::MAX - 1, true, None),
             Err((Gone::NoProcess, _))
         ));
+    }
+
+    /// A C program whose main thread calls `pthread_exit` while a worker sleeps, built here
+    /// with the system's `cc` (the test fails, not skips, without one).
+    fn pthread_exit_program(dir: &std::path::Path) -> std::path::PathBuf {
+        let src = dir.join("main-exits.c");
+        std::fs::write(
+            &src,
+            "#include <pthread.h>\n#include <unistd.h>\n\
+             static void *worker(void *a) { (void)a; sleep(600); return 0; }\n\
+             int main(void) { pthread_t t; pthread_create(&t, 0, worker, 0); pthread_exit(0); }\n",
+        )
+        .unwrap();
+        let bin = dir.join("main-exits");
+        let out = std::process::Command::new("cc")
+            .args(["-pthread", "-o"])
+            .arg(&bin)
+            .arg(&src)
+            .output()
+            .expect("cc builds the pthread_exit program");
+        assert!(out.status.success(), "{out:?}");
+        bin
+    }
+
+    #[test]
+    fn a_leader_that_called_pthread_exit_is_alive() {
+        let dir = std::env::temp_dir().join(format!("mosaic-target-pt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut child = std::process::Command::new(pthread_exit_program(&dir))
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        // Wait until the leader shows as a zombie: only then is the case the real one.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while read_stat(&stat_path(pid)).map(|s| s.0) != Some(b'Z') {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the leader never exited"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let target = Target::attach(pid, true, None).expect("a live thread group is alive");
+        assert_eq!(target.check(), Ok(()));
+        assert_eq!(target.check_beat(), Ok(()));
+        let without_pidfd = Target::attach(pid, false, None).expect("alive without a pidfd too");
+        assert_eq!(without_pidfd.check(), Ok(()));
+        // The worker gone, the group is a real zombie: gone.
+        child.kill().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while group_lives(pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the group never exited"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(without_pidfd.check(), Err(Gone::Zombie));
+        assert_eq!(target.check_beat(), Err(Gone::NoProcess));
+        child.wait().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -167,6 +167,67 @@ fn the_hand_over_answers_kept_and_gone_apart() {
     }
 }
 
+// A program whose main thread called `pthread_exit` while a worker runs shows its leader as a
+// zombie (`Z`), yet runs: the sidecar attaches and beats ok, and says exited only once the
+// whole group is gone. The program is C, built here with the system's `cc`.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn a_live_process_whose_main_thread_exited_is_not_a_zombie() {
+    e2e!();
+    let sb = Sandbox::new();
+    let src = sb.path("main-exits.c");
+    std::fs::write(
+        &src,
+        "#include <pthread.h>\n#include <unistd.h>\n\
+         static void *worker(void *a) { (void)a; sleep(600); return 0; }\n\
+         int main(void) { pthread_t t; pthread_create(&t, 0, worker, 0); pthread_exit(0); }\n",
+    )
+    .unwrap();
+    let program = sb.path("main-exits");
+    let mut cc = Command::new("cc");
+    cc.args(["-pthread", "-o"]).arg(&program).arg(&src);
+    expect_success(&mut cc);
+    let mut child = Command::new(&program).spawn().unwrap();
+    let pid = child.id() as i32;
+    let stat = || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    wait_until(
+        "the leader to show as a zombie",
+        Duration::from_secs(5),
+        || {
+            stat()
+                .rsplit(')')
+                .next()?
+                .trim_start()
+                .starts_with('Z')
+                .then_some(())
+        },
+        stat,
+    );
+    let file = sb.hb_file("pt");
+    for no_pidfd in [false, true] {
+        let extra: &[&str] = if no_pidfd { &["--no-pidfd"] } else { &[] };
+        let hb = sb.start_sidecar(pid, &file, "0.05", extra);
+        let seq = read_record(&file).unwrap().seq.unwrap();
+        let later = wait_until(
+            "more ok beats",
+            Duration::from_secs(5),
+            || read_record(&file).filter(|r| r.seq.unwrap_or(0) > seq + 2),
+            || show_file(&file),
+        );
+        assert_eq!(later.status, Status::Ok, "{}", show_file(&file));
+        if !no_pidfd {
+            signal(hb, libc::SIGTERM);
+            wait_for_status(&file, Status::Stopped, Duration::from_secs(5));
+            wait_gone(hb);
+        } else {
+            child.kill().unwrap();
+            wait_for_status(&file, Status::Exited, Duration::from_secs(5));
+            wait_gone(hb);
+        }
+    }
+    child.wait().unwrap();
+}
+
 // One writer per file: a second sidecar is refused with exit 1, naming the holder.
 #[test]
 #[ignore = "end-to-end: run `cargo xtask test`"]
