@@ -65,6 +65,10 @@ pub struct Supervisor {
     restarts: u32,
     /// Helpers that closed their stdout and are not reaped yet.
     finished: Vec<Child>,
+    /// How long the run that just ended lasted ([`Supervisor::died`]).
+    ran: Option<Duration>,
+    /// How it ended, read from the zombie ([`Supervisor::died`]).
+    zombie: Option<Death>,
 }
 
 /// How a death was dealt with.
@@ -116,7 +120,17 @@ impl Supervisor {
             run_started: now,
             restarts: 0,
             finished: Vec::new(),
+            ran: None,
+            zombie: None,
         })
+    }
+
+    /// Notes a death the moment it is seen: how long the run lasted (a teardown may follow),
+    /// and how the process ended if it is still a zombie (tmux, its parent, sometimes has no
+    /// status to give afterwards).
+    pub fn died(&mut self, target: &Target) {
+        self.ran = Some(self.run_started.elapsed());
+        self.zombie = crate::target::zombie_status(target.pid()).map(Death::from_wait_status);
     }
 
     pub fn restarts(&self) -> u32 {
@@ -138,7 +152,10 @@ impl Supervisor {
         interval: Duration,
     ) -> Outcome {
         self.reap();
-        let mut ran = self.run_started.elapsed();
+        let mut ran = self
+            .ran
+            .take()
+            .unwrap_or_else(|| self.run_started.elapsed());
         loop {
             let died = (writer.pid(), writer.started());
             let mut helper = match Helper::spawn(&self.helper, &self.socket, &self.agent, died) {
@@ -157,7 +174,10 @@ impl Supervisor {
             match step {
                 Step::Done(outcome) => return outcome,
                 // The new process died before we could attach: a death after no run at all.
-                Step::DiedAtOnce => ran = Duration::ZERO,
+                Step::DiedAtOnce => {
+                    ran = Duration::ZERO;
+                    self.zombie = None;
+                }
             }
         }
     }
@@ -190,6 +210,8 @@ impl Supervisor {
                 }
                 Event::Signal => {
                     if let Some(sig) = signals.take() {
+                        // Nothing is due any more: a stopped sidecar restarts nothing.
+                        writer.lifecycle.restart_at = None;
                         let (status, ok) = (Status::Stopped, writer.write(Status::Stopped));
                         return Step::Done(Outcome::Final(status, ok, Ending::Stopped(sig)));
                     }
@@ -271,6 +293,11 @@ impl Supervisor {
     ) -> Option<Step> {
         match (*phase, answer) {
             (Phase::Asking(_), Answer::Dead(death)) => {
+                // tmux's word first; what the zombie said when tmux has none.
+                let death = match (death, self.zombie.take()) {
+                    (Death::Unknown, Some(seen)) => seen,
+                    (death, _) => death,
+                };
                 let now = Instant::now();
                 let verdict =
                     self.backoff

@@ -110,6 +110,16 @@ impl Death {
         }
     }
 
+    /// The death a wait status says (`WIFEXITED`, `WIFSIGNALED`), as `/proc/PID/stat`
+    /// field 52 holds it for a zombie.
+    pub fn from_wait_status(status: i32) -> Death {
+        match status & 0x7f {
+            0 => Death::Status((status >> 8) & 0xff),
+            0x7f => Death::Unknown,
+            sig => Death::Signal(sig),
+        }
+    }
+
     /// Anything but exit status 0.
     pub fn is_failure(self) -> bool {
         self != Death::Status(0)
@@ -613,6 +623,13 @@ mod tests {
         assert_eq!(Death::from_pane(None, Some(15)), Death::Signal(15));
         assert_eq!(Death::from_pane(None, None), Death::Unknown);
         assert_eq!(Death::Signal(9).describe(), "signal 9 (KILL)");
+        assert_eq!(Death::from_wait_status(3 << 8), Death::Status(3));
+        assert_eq!(Death::from_wait_status(9), Death::Signal(9));
+        assert_eq!(
+            Death::from_wait_status(0x80 | 11),
+            Death::Signal(11),
+            "core dumped"
+        );
         assert_eq!(Death::Status(0).keys(), (Some(0), None));
     }
 

@@ -173,6 +173,24 @@ fn read_stat(path: &std::path::Path) -> Option<(u8, u64)> {
     parse_stat(&buf[..n])
 }
 
+/// The wait status of `pid` while it is a zombie (field 52 of `/proc/PID/stat`, Linux 3.5+):
+/// how it ended, readable until its parent (tmux, for a pane) reaps it.
+pub fn zombie_status(pid: i32) -> Option<i32> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    parse_zombie_status(&stat)
+}
+
+fn parse_zombie_status(stat: &[u8]) -> Option<i32> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let text = std::str::from_utf8(&stat[close + 1..]).ok()?;
+    let fields: Vec<&str> = text.split_ascii_whitespace().collect();
+    // fields[0] is field 3 (the state).
+    if !matches!(fields.first(), Some(&"Z")) {
+        return None;
+    }
+    fields.get(52 - 3)?.parse().ok()
+}
+
 /// Parses the bytes of `/proc/PID/stat`: (state, starttime).
 pub fn parse_stat(stat: &[u8]) -> Option<(u8, u64)> {
     let close = stat.iter().rposition(|&b| b == b')')?;
@@ -277,6 +295,31 @@ mod tests {
         assert_eq!(target.check_beat(), Err(Gone::NoProcess));
         child.wait().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_zombie_says_how_it_ended() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "exit 7"])
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let status = loop {
+            if let Some(status) = zombie_status(pid) {
+                break status;
+            }
+            assert!(std::time::Instant::now() < deadline, "no zombie");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        assert_eq!(
+            (status >> 8) & 0xff,
+            7,
+            "a wait status: exit code in bits 8-15"
+        );
+        child.wait().unwrap();
+        assert_eq!(zombie_status(pid), None, "reaped: gone");
+        assert_eq!(parse_zombie_status(b"1 (x) S 0"), None);
     }
 
     #[test]

@@ -216,6 +216,10 @@ impl<'a> Sidecar<'a> {
                 };
                 return (end, Some((status, self.writer.write(status))));
             };
+            // Dead, and in its policy's hands: on record at once.
+            supervisor.died(&self.target);
+            self.writer.lifecycle.restart_at = None;
+            self.writer.write(Status::Restarting);
             match supervisor.after_death(&mut self.writer, signals, self.interval) {
                 Outcome::Restarted(target) => {
                     self.target = target;

@@ -203,12 +203,22 @@ fn a_stop_while_restarting_cancels_the_restart() {
     cmd.env("FAKE_DEATH", "status 3");
     expect_success(&mut cmd);
     let file = sb.hb_file("halt");
-    let rec = wait_for_status(&file, Status::Restarting, Duration::from_secs(10));
+    // Dead at once, then (the helper's answer) due at restart_at.
+    let rec = wait_until(
+        "a restart to be due",
+        Duration::from_secs(10),
+        || read_record(&file).filter(|r| r.lifecycle.restart_at.is_some()),
+        || show_file(&file),
+    );
+    assert_eq!(rec.status, Status::Restarting);
     assert_eq!(rec.lifecycle.exit_status, Some(3));
-    assert!(rec.lifecycle.restart_at.is_some(), "{}", show_file(&file));
     let hb = rec.hb_pid.unwrap() as i32;
     signal(hb, libc::SIGTERM);
-    wait_for_status(&file, Status::Stopped, Duration::from_secs(5));
+    let stopped = wait_for_status(&file, Status::Stopped, Duration::from_secs(5));
+    assert_eq!(
+        stopped.lifecycle.restart_at, None,
+        "nothing is due any more"
+    );
     wait_gone(hb);
     // Past the restart's due time: nothing was restarted.
     wait_until(
