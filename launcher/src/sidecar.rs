@@ -331,6 +331,6 @@ pub fn wait_first_record(file: &Path, pid: u32, deadline: Instant) -> bool {
         if Instant::now() >= deadline {
             return false;
         }
-        std::thread::sleep(Duration::from_micros(250));
+        std::thread::sleep(Duration::from_micros(100));
     }
 }

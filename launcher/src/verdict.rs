@@ -57,7 +57,9 @@ pub fn watch(
     };
     let server_line = read_cmdline(&format!("/proc/{}/cmdline", pids.server)).ok();
     let cmdline_path = format!("/proc/{pid}/cmdline");
-    let mut pause = Duration::from_micros(50);
+    // Short, even steps: the exec is a millisecond or two away, and every step of latency
+    // here is launch time (a few dozen /proc reads cost far less).
+    let pause = Duration::from_micros(100);
     loop {
         if let Some(sig) = stop.signal() {
             return Err(Cut::Interrupted(sig));
@@ -82,7 +84,6 @@ pub fn watch(
             return Ok(Verdict::NoExec);
         }
         std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(2));
     }
     // Read while it lived; a pidfd readable now means it died right after its exec.
     if exited(pidfd.as_ref(), pid) {

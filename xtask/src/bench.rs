@@ -101,6 +101,9 @@ const PSS_SAMPLES: usize = 3;
 /// Every measurement, indexed by `Kind as usize` where there are two.
 struct Results {
     warm: [Vec<f64>; 2],
+    /// On the warm server, in the same rounds: a bare `tmux new-session -d`, and our launch
+    /// without a sidecar (`--no-heartbeat`: the session and the start verdict).
+    bare: [Vec<f64>; 2],
     scaled: [Vec<f64>; 2],
     /// Per storage: the filesystem's name, and the figures with heartbeat files on it.
     cpu: Vec<(String, [Vec<f64>; 2])>,
@@ -178,7 +181,7 @@ fn measure(bin: &Path, sizes: &Sizes, cpu: &procfs::Cpu) -> Result<Results> {
         "launch on a warm server, {n} each (tmux socket {})",
         fleet.socket
     ));
-    let warm = launches(&mut fleet, "warm", n)?;
+    let (warm, bare) = launches_and_bare(&mut fleet, "warm", n, true)?;
     let mut cpu_on = Vec::new();
     for storage in 0..fleet.storages.len() {
         let fs = fleet.storages[storage].fs.clone();
@@ -218,6 +221,7 @@ fn measure(bin: &Path, sizes: &Sizes, cpu: &procfs::Cpu) -> Result<Results> {
     let exporter = exporter(bin, sizes)?;
     Ok(Results {
         warm,
+        bare,
         scaled,
         cpu: cpu_on,
         cpu_printing,
@@ -241,8 +245,28 @@ fn millis(d: Duration) -> f64 {
 /// Times `n` launches of each kind (after one uncounted round that warms the page cache).
 /// Each agent is ended once its sidecar has written, so the server's load stays as it was.
 fn launches(fleet: &mut Fleet, phase: &str, n: usize) -> Result<[Vec<f64>; 2]> {
+    Ok(launches_and_bare(fleet, phase, n, false)?.0)
+}
+
+/// [`launches`], and with `bare`, in the same rounds, a bare `tmux new-session` and a launch
+/// without a sidecar (`--no-heartbeat`): `[bare, no sidecar]`.
+fn launches_and_bare(
+    fleet: &mut Fleet,
+    phase: &str,
+    n: usize,
+    bare: bool,
+) -> Result<([Vec<f64>; 2], [Vec<f64>; 2])> {
     let mut ms = [Vec::new(), Vec::new()];
+    let mut yard = [Vec::new(), Vec::new()];
     for i in 0..=n {
+        if bare {
+            let took = fleet.bare_new_session(&format!("{phase}-t-{i}"))?;
+            let plain = fleet.launch_without_sidecar(&format!("{phase}-n-{i}"))?;
+            if i > 0 {
+                yard[0].push(millis(took));
+                yard[1].push(millis(plain));
+            }
+        }
         for kind in Kind::alternate(i) {
             let name = format!("{phase}-{}-{i}", kind.tag());
             let (agent, took) = fleet.launch(kind, name, "30")?;
@@ -254,7 +278,7 @@ fn launches(fleet: &mut Fleet, phase: &str, n: usize) -> Result<[Vec<f64>; 2]> {
             }
         }
     }
-    Ok(ms)
+    Ok((ms, yard))
 }
 
 /// Microseconds of CPU per beat for one sidecar of each kind, running at the same time, with
@@ -558,6 +582,12 @@ fn both(what: String, v: &[Vec<f64>; 2]) -> Row {
     }
 }
 
+/// The median of `samples` over the bare `tmux new-session`'s.
+fn over_bare(r: &Results, samples: &[f64]) -> Option<f64> {
+    let ours = Values::Samples(samples.to_vec()).median()?;
+    Some(ours / Values::Samples(r.bare[0].clone()).median()?)
+}
+
 /// The scaled launch's median over the warm one's, for `kind`.
 fn scaling(r: &Results, kind: Kind) -> Option<f64> {
     let i = kind as usize;
@@ -610,6 +640,24 @@ fn rows(r: &Results, s: &Sizes) -> Vec<Row> {
             &r.scaled,
         ),
         Row {
+            what: "Bare `tmux new-session -d`, warm server (ms)".into(),
+            ours: Values::Samples(r.bare[0].clone()),
+            baseline: Values::Absent,
+            compare: false,
+        },
+        Row {
+            what: "Launch without a sidecar (`--no-heartbeat`), warm server (ms)".into(),
+            ours: Values::Samples(r.bare[1].clone()),
+            baseline: Values::Absent,
+            compare: false,
+        },
+        Row {
+            what: "Launch ÷ bare `tmux new-session` (ratio)".into(),
+            ours: over_bare(r, &r.warm[0]).map_or(Values::Absent, |x| Values::Samples(vec![x])),
+            baseline: Values::Absent,
+            compare: false,
+        },
+        Row {
             what: format!("Launch with {} running ÷ warm (ratio)", s.scale),
             ours: ratio(Kind::Ours),
             baseline: ratio(Kind::Baseline),
@@ -658,6 +706,11 @@ fn targets(r: &Results, s: &Sizes) -> Vec<Target> {
             both(String::new(), &r.warm),
             0.5,
         ),
+        Target {
+            goal: "Launch ≤ 1.35× a bare `tmux new-session` on the same server (ours)".into(),
+            measured: over_bare(r, &r.warm[0]).map(report::times),
+            met: over_bare(r, &r.warm[0]).map(|x| x <= 1.35),
+        },
         Target {
             goal: format!(
                 "Launch with {} running ≤ 1.5× launch on a warm server (ours)",
@@ -752,6 +805,14 @@ fn method(r: &Results, s: &Sizes, cpu: &procfs::Cpu) -> Vec<String> {
              {} agents of the scaled run) stays.",
             s.launches, s.scale
         ),
+        "Launch against tmux itself: in each round of the warm launches, a bare \
+         `tmux new-session -d -s NAME -c WORKDIR 'sleep 600'` on the same server, and \
+         `mosaic-launcher NAME --no-heartbeat` (the session, remain-on-exit and the start \
+         verdict, which waits until the pane's shell has executed the command, but no \
+         sidecar); each session ended outside the timing. The verdict's cost is what the \
+         launch without a sidecar takes over the bare new-session; the sidecar's is what the \
+         full launch takes over that."
+            .to_string(),
         format!(
             "Launch with {} running: the same, after the server has been filled with {} agents \
              (half of each kind, each with its sidecar).",

@@ -270,6 +270,40 @@ impl Fleet {
         Ok((Agent { kind, name, file }, took))
     }
 
+    /// The yardstick for the launch's own cost: a bare `tmux new-session -d` of the same
+    /// command on the same server, as a user would type it; its wall-clock time. The session
+    /// is ended again.
+    pub fn bare_new_session(&mut self, name: &str) -> Result<Duration> {
+        let mut cmd = self.tmux();
+        cmd.args(["new-session", "-d", "-s", name, "-c"])
+            .arg(&self.workdir)
+            .arg(PANE_COMMAND);
+        let start = Instant::now();
+        util::output(&mut cmd)?;
+        let took = start.elapsed();
+        self.end_session(name);
+        Ok(took)
+    }
+
+    /// `mosaic-launcher --no-heartbeat`: the session and the start verdict, no sidecar; its
+    /// wall-clock time. The session is ended again.
+    pub fn launch_without_sidecar(&mut self, name: &str) -> Result<Duration> {
+        let mut cmd = self.command(&self.launcher);
+        cmd.arg(name).arg("--no-heartbeat");
+        let start = Instant::now();
+        util::output(&mut cmd)?;
+        let took = start.elapsed();
+        self.end_session(name);
+        Ok(took)
+    }
+
+    fn end_session(&self, name: &str) {
+        let mut kill = self.tmux();
+        kill.args(["kill-session", "-t", &format!("={name}")])
+            .stderr(Stdio::null());
+        let _ = kill.status();
+    }
+
     /// Ends an agent: its tmux session, and its sidecar or loop (with the loop's `sleep`).
     pub fn discard(&mut self, agent: &Agent) {
         let mut kill = self.tmux();
