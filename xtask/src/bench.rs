@@ -248,6 +248,9 @@ fn launches(fleet: &mut Fleet, phase: &str, n: usize) -> Result<[Vec<f64>; 2]> {
     Ok(launches_and_bare(fleet, phase, n, false)?.0)
 }
 
+/// Milliseconds, one list per kind (or per yardstick).
+type PerKind = [Vec<f64>; 2];
+
 /// [`launches`], and with `bare`, in the same rounds, a bare `tmux new-session` and a launch
 /// without a sidecar (`--no-heartbeat`): `[bare, no sidecar]`.
 fn launches_and_bare(
@@ -255,7 +258,7 @@ fn launches_and_bare(
     phase: &str,
     n: usize,
     bare: bool,
-) -> Result<([Vec<f64>; 2], [Vec<f64>; 2])> {
+) -> Result<(PerKind, PerKind)> {
     let mut ms = [Vec::new(), Vec::new()];
     let mut yard = [Vec::new(), Vec::new()];
     for i in 0..=n {
