@@ -262,7 +262,12 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
         None => target_from_stdin().map(|(pid, given)| (pid, given.or(started)))?,
     };
     let lock = match Lock::acquire(file.dir(), file.name()) {
-        Ok(lock) => lock,
+        Ok(lock) => {
+            // Ours alone now: what a predecessor killed mid-beat left behind can go. A failure
+            // only leaves litter, which status never reads (dotfiles).
+            let _ = file.remove_stale_temps();
+            lock
+        }
         Err(LockError::Held(holder)) => {
             let by = holder.map_or("another mosaic-hb".into(), |pid| {
                 format!("mosaic-hb pid {pid}")

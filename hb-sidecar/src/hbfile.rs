@@ -104,6 +104,29 @@ impl HbFile {
 
     /// Proves the name can be replaced: a temp file can be created beside it, and nothing
     /// that rename cannot replace (a directory) holds the name.
+    /// Removes the temp files a predecessor killed mid-beat left behind (`.NAME.PID.tmp`,
+    /// `.NAME.PID.SALT.tmp`). Call it only while holding the file's lock: then no live writer
+    /// of this name owns one. Returns how many were removed.
+    pub fn remove_stale_temps(&self) -> io::Result<usize> {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let mut dir = nix::dir::Dir::openat(&self.dir, c".", flags, Mode::empty())?;
+        let mut stale = Vec::new();
+        for entry in dir.iter() {
+            let name = entry?.file_name().to_owned();
+            if is_temp_of(self.name.to_bytes(), name.to_bytes()) {
+                stale.push(name);
+            }
+        }
+        let mut removed = 0;
+        for name in stale {
+            // Never a directory; a planted symlink is removed, not followed.
+            if unlinkat(&self.dir, name.as_c_str(), UnlinkatFlags::NoRemoveDir).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     fn probe(&mut self) -> io::Result<()> {
         drop(self.create_temp()?);
         self.unlink_temp();
@@ -167,6 +190,26 @@ fn temp_name(name: &CStr, salt: Option<u64>) -> CString {
     CString::new(bytes).expect("a name from a C string and digits has no NUL")
 }
 
+/// Whether `candidate` is a temp name of heartbeat file `name`, as [`temp_name`] makes them:
+/// `.NAME.PID.tmp` or `.NAME.PID.SALT.tmp` (PID decimal, SALT 16 hex digits).
+fn is_temp_of(name: &[u8], candidate: &[u8]) -> bool {
+    let Some(rest) = candidate
+        .strip_prefix(b".")
+        .and_then(|r| r.strip_prefix(name))
+        .and_then(|r| r.strip_prefix(b"."))
+        .and_then(|r| r.strip_suffix(b".tmp"))
+    else {
+        return false;
+    };
+    let (pid, salt) = match rest.iter().position(|&b| b == b'.') {
+        Some(dot) => (&rest[..dot], Some(&rest[dot + 1..])),
+        None => (rest, None),
+    };
+    !pid.is_empty()
+        && pid.iter().all(u8::is_ascii_digit)
+        && salt.is_none_or(|s| s.len() == 16 && s.iter().all(u8::is_ascii_hexdigit))
+}
+
 fn write_all(fd: &OwnedFd, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
         match nix::unistd::write(fd, bytes) {
@@ -210,6 +253,31 @@ mod tests {
             .collect();
         assert_eq!(names, ["a.hb"], "temp files left behind");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn temp_names_are_recognised_exactly() {
+        let name = b"k.hb";
+        for yes in [&b".k.hb.42.tmp"[..], b".k.hb.42.0123456789abcdef.tmp"] {
+            assert!(is_temp_of(name, yes), "{}", String::from_utf8_lossy(yes));
+        }
+        for no in [
+            &b".k.hb.lock"[..],
+            b"k.hb",
+            b".k.hb..tmp",
+            b".k.hb.x1.tmp",
+            b".k.hb.1.tmp.bak",
+            b".k.hb.1.0123.tmp",
+            b".k.hb.1.2.0123456789abcdef.tmp",
+            b".kk.hb.1.tmp",
+            b".k.hb.1.0123456789abcdeg.tmp",
+        ] {
+            assert!(!is_temp_of(name, no), "{}", String::from_utf8_lossy(no));
+        }
+        let round = temp_name(CString::new("k.hb").unwrap().as_c_str(), Some(7));
+        assert!(is_temp_of(name, round.to_bytes()));
+        let round = temp_name(CString::new("k.hb").unwrap().as_c_str(), None);
+        assert!(is_temp_of(name, round.to_bytes()));
     }
 
     #[test]
