@@ -363,7 +363,13 @@ fn another_heartbeat_dir_finds_the_same_sidecar() {
         out.contains(&format!("heartbeat {}", a.display())) && out.contains("(sidecar restarted)"),
         "{out}"
     );
-    let healed = wait_for_status(&a, Status::Ok, WAIT);
+    // The killed sidecar's last ok record is still there: wait for the healer's own.
+    let healed = wait_until(
+        "the healed sidecar's record",
+        WAIT,
+        || read_record(&a).filter(|r| r.status == Status::Ok && r.hb_pid != rec.hb_pid),
+        || show_file(&a),
+    );
     assert_eq!(
         sidecars_watching(rec.pid),
         vec![healed.hb_pid.unwrap() as i32]
