@@ -208,6 +208,17 @@ impl<'a> Sidecar<'a> {
         loop {
             let end = self.beat_until_end(signals);
             let (End::Exited(gone), Some(supervisor)) = (end, self.supervisor.as_mut()) else {
+                if let End::Exited(_) = end {
+                    // How it ended, when the zombie can still tell (before its parent, tmux,
+                    // reaps it): readers that do not know the keys ignore them.
+                    if let Some(raw) = crate::target::zombie_status(self.target.pid()) {
+                        if libc::WIFSIGNALED(raw) {
+                            self.writer.lifecycle.exit_signal = Some(libc::WTERMSIG(raw));
+                        } else if libc::WIFEXITED(raw) {
+                            self.writer.lifecycle.exit_status = Some(libc::WEXITSTATUS(raw));
+                        }
+                    }
+                }
                 let status = match end {
                     End::Exited(_) => Status::Exited,
                     End::Stopped(_) => Status::Stopped,

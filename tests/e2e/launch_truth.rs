@@ -476,3 +476,44 @@ fn a_relative_home_adds_nothing_to_path() {
     assert!(!args.contains("export PATH"), "{args}");
     assert!(!args.contains(".local/bin"), "{args}");
 }
+
+// A dead agent's record carries how it ended (`exit_status=`, `exit_signal=`) when the sidecar
+// can still read it from the zombie, before tmux reaps it; never a wrong value.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn the_record_of_a_dead_agent_says_how_it_ended() {
+    e2e!();
+    let sb = Sandbox::new();
+    let (mut statuses, mut signals) = (0, 0);
+    for i in 0..5 {
+        for (agent, command) in [
+            (format!("ends{i}"), "sh -c 'sleep 0.3; exit 7'"),
+            (format!("killed{i}"), "sh -c 'sleep 0.3; kill -9 $$'"),
+        ] {
+            let out = expect_success(sb.launcher(&agent).env("MOSAIC_AGENT_COMMAND", command));
+            assert!(out.starts_with("started"), "{out}");
+            let rec = wait_for_status(&sb.hb_file(&agent), Status::Exited, WAIT);
+            let life = &rec.lifecycle;
+            if agent.starts_with("ends") {
+                assert_eq!(life.exit_signal, None, "{agent}");
+                assert!(
+                    matches!(life.exit_status, None | Some(7)),
+                    "{agent}: {life:?}"
+                );
+                statuses += usize::from(life.exit_status == Some(7));
+            } else {
+                assert_eq!(life.exit_status, None, "{agent}");
+                assert!(
+                    matches!(life.exit_signal, None | Some(9)),
+                    "{agent}: {life:?}"
+                );
+                signals += usize::from(life.exit_signal == Some(9));
+            }
+        }
+    }
+    eprintln!("exit_status in {statuses} of 5, exit_signal in {signals} of 5");
+    assert!(
+        statuses + signals > 0,
+        "no record ever said how its agent ended"
+    );
+}
