@@ -116,6 +116,11 @@ struct WatchArgs {
     /// Agent name, written as `agent=`.
     #[arg(long, value_name = "NAME")]
     agent: Option<String>,
+    /// After each death of the target, end the processes it left in its session and process
+    /// group (SIGTERM, then SIGKILL after SECS) and record how many (`reaped=`). For a target
+    /// that leads its session, as a tmux pane's process does; the launcher passes 10.
+    #[arg(long, value_name = "SECS")]
+    reap: Option<String>,
     /// Stay in the foreground instead of daemonizing.
     #[arg(long)]
     foreground: bool,
@@ -227,6 +232,10 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
     };
     let interval = validate::interval(&args.interval).map_err(usage)?;
     let idle_after = validate::idle_after(&args.idle_after).map_err(usage)?;
+    let reap = match &args.reap {
+        Some(text) => Some(validate::interval(text).map_err(usage)?),
+        None => None,
+    };
     let started = match &args.started {
         Some(text) => Some(validate::start_time(text).map_err(usage)?),
         None => None,
@@ -334,8 +343,9 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
             format!("cannot install signal handling: {}", why(&e)),
         )
     })?;
-    let mut sidecar =
-        Sidecar::new(target, file, args.agent.as_deref(), interval).with_activity(activity);
+    let mut sidecar = Sidecar::new(target, file, args.agent.as_deref(), interval)
+        .with_activity(activity)
+        .with_reap(reap);
     if let Some(supervisor) = supervisor {
         sidecar = sidecar.supervised(supervisor);
     }

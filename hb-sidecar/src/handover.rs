@@ -4,7 +4,7 @@ the pane, and how the sidecar answers. Both sides call this module, so the argv,
 and the exit codes are written once.
 
 1. The launcher spawns `mosaic-hb` with [`Request::args`]: `--pid - --file FILE --interval SECS
-   --idle-after SECS --agent NAME`, while tmux is still creating the session.
+   --idle-after SECS --agent NAME [--reap SECS]`, while tmux is still creating the session.
 2. The sidecar validates, prepares its file, and reads one line from stdin:
    [`Target::line`], `PID [STARTED]\n` (STARTED: `/proc/PID/stat` field 22, so a stranger that
    took the PID in between is refused). EOF instead means "no sidecar wanted": it leaves
@@ -37,12 +37,15 @@ pub struct Request<'a> {
     pub interval: Duration,
     pub idle_after: Duration,
     pub agent: &'a str,
+    /// After each death of the agent, end what it left in its session, with this grace
+    /// ([`crate::teardown`]).
+    pub reap: Option<Duration>,
 }
 
 impl Request<'_> {
     /// The sidecar's arguments (after the program name).
     pub fn args(&self) -> Vec<OsString> {
-        vec![
+        let mut args: Vec<OsString> = vec![
             "--pid".into(),
             PID_FROM_STDIN.into(),
             "--file".into(),
@@ -53,7 +56,11 @@ impl Request<'_> {
             validate::format_interval(self.idle_after).into(),
             "--agent".into(),
             self.agent.into(),
-        ]
+        ];
+        if let Some(grace) = self.reap {
+            args.extend(["--reap".into(), validate::format_interval(grace).into()]);
+        }
+        args
     }
 }
 
@@ -153,6 +160,7 @@ mod tests {
             interval: Duration::from_millis(500),
             idle_after: Duration::from_secs(60),
             agent: "a",
+            reap: None,
         };
         let args: Vec<String> = request
             .args()

@@ -31,6 +31,14 @@ with the rest: an inotify descriptor on the terminal and on a bell mark, the `pp
 descriptor. It adds nothing to a beat; it wakes the loop at most about once a second, and a
 change of activity (busy, idle, waiting) is written as an extra record at once.
 
+With `--reap SECS` (the launcher passes 10), every death of the target is followed by a
+teardown of what it left in its session and process group ([`teardown`]): SIGTERM, then
+SIGKILL after the grace. It runs inside the same loop, spawns nothing (a walk of `/proc`,
+signals through pidfds), and waits only in the one `ppoll`, on the signalfd, 20 ms at a time:
+a stop signal cuts the grace short, and the phase ends within the grace plus 2 s. The death is
+on record first; the count follows as `reaped=` in a second final record (under a restart
+policy, before the restart: a new run never starts beside the last one's leftovers).
+
 Under a restart policy (`--restart on-failure|always`, opt-in), the target's death does not
 end the loop ([`restart`], policy and arithmetic in [`supervise`]). The sidecar then spawns its
 one kind of child, a short-lived *respawn helper* (`mosaic-fleet respawn --socket S --pid P
@@ -78,6 +86,7 @@ pub mod lock;
 pub mod record;
 pub mod status;
 pub mod supervise;
+pub mod teardown;
 pub mod validate;
 
 // The sidecar's machinery, driven only by `cli`.

@@ -3,7 +3,9 @@ One writer per heartbeat file: an exclusive `flock` on `.NAME.lock` beside it.
 
 The lock is taken before the sidecar daemonizes and travels with it through `fork` (a flock
 belongs to the open file description), so it dies exactly when its holder does; the lock file
-itself is never removed, which would let two holders lock two different files. The holder
+itself is never removed while an agent may still start (`mosaic-fleet prune` removes it only
+while holding it, and a sidecar that then finds its lock file unlinked opens the name again),
+so two holders never lock two different files. The holder
 writes its pid into the file so that a refused sidecar can name it.
 */
 
@@ -47,6 +49,12 @@ impl Lock {
         let deadline = std::time::Instant::now() + PATIENCE;
         loop {
             fd = match try_flock(fd) {
+                // `mosaic-fleet prune` removes a lock file while holding it: a lock on an
+                // unlinked file guards nothing, so open the name again.
+                Ok(locked) if unlinked(&locked) => {
+                    drop(locked);
+                    open(dir, name).map_err(LockError::Io)?
+                }
                 Ok(fd) => {
                     // At once: until then the file names a predecessor, maybe a dead one, whose
                     // last record a reader could take for ours.
@@ -85,6 +93,11 @@ pub fn is_held(path: &Path) -> io::Result<bool> {
         Err((_, None)) => Ok(true),
         Err((_, Some(e))) => Err(e),
     }
+}
+
+/// Whether the file behind `fd` has no name left.
+fn unlinked(fd: &OwnedFd) -> bool {
+    nix::sys::stat::fstat(fd).is_ok_and(|st| st.st_nlink == 0)
 }
 
 fn open(dir: BorrowedFd, name: &CStr) -> io::Result<OwnedFd> {

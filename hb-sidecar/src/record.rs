@@ -14,6 +14,8 @@ restarts=2                    restarts so far (only under a restart policy)
 exit_status=1                 how the agent's last process ended, when known: its exit status
 exit_signal=9                 ... or the signal that killed it
 restart_at=2026-11-26T02:21:09.123Z  when the next restart is due (status=restarting)
+reaped=2                      processes the dead agent left in its session that the sidecar
+                              ended (`--reap`; see `teardown`)
 activity=busy                 busy | idle | waiting, with status=ok when the target has a terminal
 activity_since=2026-11-26T02:20:51.000Z   when that activity began (see `activity`)
 ```
@@ -81,6 +83,9 @@ pub struct Lifecycle {
     pub exit_signal: Option<i32>,
     /// `restart_at=`: when the pending restart is due.
     pub restart_at: Option<DateTime<Utc>>,
+    /// `reaped=`: how many processes the agent's last death left in its session that the
+    /// sidecar ended (`--reap`; see `teardown`).
+    pub reaped: Option<u32>,
 }
 
 /// The fields of one record, as the sidecar knows them.
@@ -132,6 +137,9 @@ pub fn render(buf: &mut Vec<u8>, now: DateTime<Utc>, beat: &Beat) {
         buf.extend_from_slice(b"restart_at=");
         rfc3339_millis(buf, at);
         buf.push(b'\n');
+    }
+    if let Some(n) = life.reaped {
+        let _ = writeln!(buf, "reaped={n}");
     }
     if let Some((activity, since)) = beat.activity {
         let _ = write!(buf, "activity={}\nactivity_since=", activity.as_str());
@@ -219,6 +227,7 @@ pub fn parse(bytes: &[u8]) -> Result<Record, String> {
             "hb_pid" => hb_pid = Some(value.parse().map_err(|_| bad("not a pid"))?),
             "started" => started = Some(value.parse().map_err(|_| bad("not a number"))?),
             "restarts" => lifecycle.restarts = Some(value.parse().map_err(|_| bad("not a count"))?),
+            "reaped" => lifecycle.reaped = Some(value.parse().map_err(|_| bad("not a count"))?),
             "exit_status" => {
                 lifecycle.exit_status = Some(value.parse().map_err(|_| bad("not a number"))?)
             }
@@ -324,13 +333,14 @@ mod tests {
             exit_status: None,
             exit_signal: Some(9),
             restart_at: Some(at),
+            reaped: Some(2),
         };
         let mut buf = Vec::new();
         render(&mut buf, at, &b);
         let text = String::from_utf8(buf.clone()).unwrap();
         assert!(
             text.ends_with(
-                "started=99\nrestarts=3\nexit_signal=9\nrestart_at=2026-11-26T02:21:09.007Z\n"
+                "started=99\nrestarts=3\nexit_signal=9\nrestart_at=2026-11-26T02:21:09.007Z\nreaped=2\n"
             ),
             "{text}"
         );

@@ -7,7 +7,9 @@ descriptors; keeping the rest here keeps every raw call and its `SAFETY` argumen
 */
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use nix::sys::signal::Signal;
 
 /// `pidfd_open(2)` (Linux 5.3+; `nix` has no wrapper). `ENOSYS` on older kernels.
 pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
@@ -19,6 +21,25 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     let fd = libc::c_int::try_from(ret).map_err(|_| io::Error::other("pidfd out of range"))?;
     // SAFETY: the kernel just gave us this descriptor (it is O_CLOEXEC by default).
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `pidfd_send_signal(2)` (Linux 5.1+; `nix` has no wrapper): signals the very process the
+/// pidfd names, never a process that reused its pid.
+pub fn pidfd_send_signal(pidfd: BorrowedFd, sig: Signal) -> io::Result<()> {
+    // SAFETY: a plain system call on a live descriptor; no siginfo is passed, flags are 0.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig as libc::c_int,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// A random number for names that must not be guessable: from the kernel, else the clock.

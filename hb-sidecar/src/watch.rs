@@ -40,6 +40,7 @@ use crate::hbfile::HbFile;
 use crate::record::{render, Beat, Lifecycle, Status};
 use crate::restart::{Ending, Outcome, Supervisor};
 use crate::target::{Gone, Target};
+use crate::teardown::{self, Step, Teardown};
 
 /// How the loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +170,8 @@ pub struct Sidecar<'a> {
     interval: Duration,
     activity: Option<activity::Watch>,
     supervisor: Option<Supervisor>,
+    /// The grace of the teardown after each death of the target, when asked to reap.
+    reap: Option<Duration>,
 }
 
 impl<'a> Sidecar<'a> {
@@ -180,7 +183,15 @@ impl<'a> Sidecar<'a> {
             interval,
             activity: None,
             supervisor: None,
+            reap: None,
         }
+    }
+
+    /// After each death of the target, also ends what it left in its session and process
+    /// group: SIGTERM, then SIGKILL after `grace` ([`teardown`]), counted as `reaped=`.
+    pub fn with_reap(mut self, grace: Option<Duration>) -> Self {
+        self.reap = grace;
+        self
     }
 
     /// The pid watched last (a restart changes it).
@@ -207,6 +218,7 @@ impl<'a> Sidecar<'a> {
     pub fn run(&mut self, signals: &Signals) -> (End, Option<(Status, bool)>) {
         loop {
             let end = self.beat_until_end(signals);
+            let reap = self.reap.filter(|_| matches!(end, End::Exited(_)));
             let (End::Exited(gone), Some(supervisor)) = (end, self.supervisor.as_mut()) else {
                 if let End::Exited(_) = end {
                     // How it ended, when the zombie can still tell (before its parent, tmux,
@@ -225,12 +237,23 @@ impl<'a> Sidecar<'a> {
                     End::GaveUp(_) => Status::Failed,
                     End::Failed(_) => return (end, None),
                 };
-                return (end, Some((status, self.writer.write(status))));
+                let mut written = self.writer.write(status);
+                if let Some(grace) = reap {
+                    // The death is on record at once; what it left is ended after, and counted.
+                    let reaped = reap_leftovers(&self.target, grace, signals);
+                    self.writer.lifecycle.reaped = Some(reaped);
+                    written = self.writer.write(status);
+                }
+                return (end, Some((status, written)));
             };
             // Dead, and in its policy's hands: on record at once.
             supervisor.died(&self.target);
             self.writer.lifecycle.restart_at = None;
             self.writer.write(Status::Restarting);
+            if let Some(grace) = reap {
+                // A restarted run must not start beside the last one's leftovers.
+                self.writer.lifecycle.reaped = Some(reap_leftovers(&self.target, grace, signals));
+            }
             match supervisor.after_death(&mut self.writer, signals, self.interval) {
                 Outcome::Restarted(target) => {
                     self.target = target;
@@ -330,6 +353,27 @@ impl<'a> Sidecar<'a> {
         }
         Ok(())
     }
+}
+
+/// Ends what the dead `target` left in its session and process group; returns how many
+/// processes. The loop's one `ppoll` (on the signals only) is the only wait: a stop signal skips
+/// the rest of the grace, and the whole phase lasts at most the grace plus
+/// [`teardown::KILL_WAIT`].
+fn reap_leftovers(target: &Target, grace: Duration, signals: &Signals) -> u32 {
+    // A pid that names another process now means no member was left to pin the session id,
+    // which a stranger may have taken since.
+    if teardown::leader_reused(target.pid(), target.started()) {
+        return 0;
+    }
+    let mut teardown = Teardown::begin(target.pid(), grace);
+    while teardown.step() == Step::Waiting {
+        match wait(None, signals.fd(), None, teardown.wait()) {
+            Event::Signal if signals.take().is_some() => teardown.hurry(),
+            Event::Failed(_) => teardown.hurry(),
+            _ => {}
+        }
+    }
+    u32::try_from(teardown.ended()).unwrap_or(u32::MAX)
 }
 
 /// What woke the one `ppoll`.

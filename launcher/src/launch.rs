@@ -32,6 +32,7 @@ use mosaic_hb::{dirs, json, validate};
 
 use crate::child::Stop;
 use crate::cli::Cli;
+use crate::config::LaunchConfig;
 use crate::pane;
 use crate::sidecar::{self, Keeper, Pending, Sidecar, Started};
 use crate::tmux::{self, Created, Death, Failure, Pane, PanePids, Spec, Tmux};
@@ -59,6 +60,9 @@ pub struct Plan {
     pub timeout: Duration,
     /// How long a started agent must live on after its exec.
     pub settle: Duration,
+    /// The command and runtime-bin as resolved, for the stored [`LaunchConfig`].
+    pub command: OsString,
+    pub runtime_bin: Option<PathBuf>,
 }
 
 pub struct Heartbeat {
@@ -116,6 +120,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let late = stop.signal();
     match result {
         Ok((plan, report)) => {
+            store_config(&plan, &report);
             let line = if json {
                 render_json(&plan, &report)
             } else {
@@ -300,6 +305,8 @@ pub fn plan(cli: Cli) -> Result<Plan, Fail> {
         heartbeat,
         timeout,
         settle,
+        command,
+        runtime_bin,
     })
 }
 
@@ -836,6 +843,30 @@ fn collision(file: &Path, hb_pid: Option<u32>, pid: i32) -> Fail {
          (on another tmux socket?): use another MOSAIC_HEARTBEAT_RUN_DIR (--hb-dir) or socket",
         file.display()
     ))
+}
+
+/// Stores the configuration of an agent this run started, so `mosaic-fleet restart` can start
+/// it again the same way. The agent runs either way: a failure is a warning, not an error.
+fn store_config(plan: &Plan, report: &Report) {
+    let Some(hb) = &plan.heartbeat else { return };
+    if report.outcome == Outcome::AlreadyRunning || report.sidecar != SidecarState::Started {
+        return;
+    }
+    let config = LaunchConfig {
+        agent: plan.agent.clone(),
+        socket: plan.socket.clone(),
+        workdir: plan.workdir.clone(),
+        command: plan.command.clone(),
+        runtime_bin: plan.runtime_bin.clone(),
+        hb_dir: hb.dir.clone(),
+        hb_interval: hb.interval,
+        idle_after: hb.idle_after,
+    };
+    if let Err(why) = config.store() {
+        say(&format!(
+            "warning: {why} (`mosaic-fleet restart` cannot restart it)"
+        ));
+    }
 }
 
 fn render_text(plan: &Plan, report: &Report) -> String {

@@ -13,6 +13,8 @@ The launcher's library: everything that talks to tmux and starts agents, shared 
 
 pub mod child;
 pub mod cli;
+pub mod config;
+pub mod fleet;
 pub mod launch;
 pub mod pane;
 #[cfg(test)]

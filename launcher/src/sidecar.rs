@@ -78,6 +78,8 @@ impl Sidecar {
             interval,
             idle_after,
             agent,
+            // A pane's process leads its session: what it leaves behind is ended at its death.
+            reap: Some(mosaic_hb::teardown::DEFAULT_GRACE),
         };
         let mut cmd = Command::new(&self.setsid);
         cmd.arg(&self.hb)

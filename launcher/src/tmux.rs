@@ -309,6 +309,84 @@ impl<'a> Tmux<'a> {
         let _ = child::output(&mut cmd, true, Instant::now() + self.timeout, None);
     }
 
+    /// Every session's pane (the active pane of its current window), in one `list-panes -a`
+    /// round trip: the fleet view. A socket with no server is an empty fleet.
+    pub fn list_panes(&self) -> Result<Vec<PaneRow>, Failure> {
+        let out = self.run(&["list-panes", "-a", "-F", PANE_ROW_FORMAT])?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            if err.contains("no server running") || err.contains("error connecting") {
+                return Ok(Vec::new());
+            }
+            return Err(self.failure("list-panes", &out).into());
+        }
+        let mut rows: Vec<PaneRow> = Vec::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Some((active, row)) = PaneRow::parse(line) else {
+                continue;
+            };
+            // One row per session: its active pane in its current window, else its first.
+            match rows.last_mut() {
+                Some(last) if last.session == row.session => {
+                    if active {
+                        *last = row;
+                    }
+                }
+                _ => rows.push(row),
+            }
+        }
+        Ok(rows)
+    }
+
+    /// The agent's pane as text, its whole history (`capture-pane -p -J -S -`), also for a
+    /// dead pane; `None` when there is no such session.
+    pub fn capture(&self, agent: &str) -> Result<Option<Vec<u8>>, Failure> {
+        let target = format!("={agent}:");
+        let out = self.run(&["capture-pane", "-p", "-J", "-S", "-", "-t", &target])?;
+        if out.status.success() {
+            return Ok(Some(out.stdout));
+        }
+        if is_missing(&out) {
+            return Ok(None);
+        }
+        Err(self.failure("capture-pane", &out).into())
+    }
+
+    /// Ends session `agent`: `Ok(false)` when there was none.
+    pub fn end_session(&self, agent: &str) -> Result<bool, Failure> {
+        let target = format!("={agent}");
+        let out = self.run(&["kill-session", "-t", &target])?;
+        if out.status.success() {
+            return Ok(true);
+        }
+        if is_missing(&out) {
+            return Ok(false);
+        }
+        Err(self.failure("kill-session", &out).into())
+    }
+
+    /// Replaces this process with tmux showing session `agent`: `switch-client` when we run
+    /// inside a client of this very server (`$TMUX` names its socket), else `attach-session`
+    /// (with `TMUX` removed: attaching from inside another server's pane is deliberate here).
+    /// No deadline: the user's session lasts as long as it lasts. Returns only on failure.
+    pub fn attach(&self, agent: &str) -> String {
+        use std::os::unix::process::CommandExt;
+        let target = format!("={agent}");
+        let inside = std::env::var_os("TMUX").is_some_and(|tmux| {
+            let socket = tmux.as_bytes().split(|&b| b == b',').next().unwrap_or(b"");
+            Path::new(OsStr::from_bytes(socket)) == socket_path(self.socket)
+        });
+        let mut cmd = if inside {
+            self.command(&["switch-client", "-t", &target])
+        } else {
+            let mut cmd = self.command(&["attach-session", "-t", &target]);
+            cmd.env_remove("TMUX");
+            cmd
+        };
+        cmd.stdin(Stdio::inherit());
+        cannot_run(cmd.exec())
+    }
+
     fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<Output, Failure> {
         let mut cmd = self.command(args);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -412,6 +490,74 @@ impl NewSession<'_> {
     }
 }
 
+/// The `list-panes -F` format of a [`PaneRow`], fields split by tabs; the session name goes
+/// last, as the one field that may hold a tab.
+const PANE_ROW_FORMAT: &str = "#{&&:#{pane_active},#{window_active}}\t#{pane_pid}\t#{pane_dead}\t#{pane_dead_status}\t#{pane_dead_signal}\t#{pane_dead_time}\t#{session_created}\t#{session_name}";
+
+/// One session's pane, as `list-panes -a` reports it. The `dead_*` fields are set only when
+/// the session keeps its dead pane (`remain-on-exit`, which the launcher sets).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaneRow {
+    pub session: String,
+    pub pid: Option<u32>,
+    pub dead: bool,
+    /// The dead pane's exit status, when it exited.
+    pub dead_status: Option<i32>,
+    /// The signal that ended the dead pane, when one did.
+    pub dead_signal: Option<i32>,
+    /// When the pane died (seconds since the epoch).
+    pub dead_time: Option<i64>,
+    /// When the session was created (seconds since the epoch).
+    pub created: Option<i64>,
+}
+
+impl PaneRow {
+    /// A row, and whether it is its session's active pane in its current window.
+    fn parse(line: &str) -> Option<(bool, PaneRow)> {
+        let mut fields = line.splitn(8, '\t');
+        let mut next = || fields.next();
+        let (active, pid, dead, status, signal, dead_time, created) = (
+            next()?,
+            next()?,
+            next()?,
+            next()?,
+            next()?,
+            next()?,
+            next()?,
+        );
+        let row = PaneRow {
+            pid: pid.parse().ok(),
+            dead: dead == "1",
+            dead_status: status.parse().ok(),
+            dead_signal: signal.parse().ok(),
+            dead_time: dead_time.parse().ok(),
+            created: created.parse().ok(),
+            session: next()?.to_string(),
+        };
+        Some((active == "1", row))
+    }
+}
+
+/// Where `tmux -L NAME` keeps its socket: `${TMUX_TMPDIR:-/tmp}/tmux-UID/NAME`.
+pub fn socket_path(socket: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::env::var_os("TMUX_TMPDIR")
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| "/tmp".into());
+    // /proc/self belongs to our uid; no raw call needed.
+    let uid = std::fs::metadata("/proc/self").map_or(0, |m| m.uid());
+    Path::new(&dir).join(format!("tmux-{uid}")).join(socket)
+}
+
+/// tmux's answer for a session (or server) that is not there.
+fn is_missing(out: &Output) -> bool {
+    let err = String::from_utf8_lossy(&out.stderr);
+    err.contains("can't find")
+        || err.contains("no such")
+        || err.contains("no server running")
+        || err.contains("error connecting")
+}
+
 fn cannot_run(e: std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => "cannot run tmux: not found on PATH".to_string(),
@@ -497,6 +643,27 @@ mod tests {
         assert_eq!(no_trailing_semicolon(OsStr::new("/a;"), b"/"), "/a;/");
         assert_eq!(no_trailing_semicolon(OsStr::new("x \\;"), b" "), "x \\; ");
         assert_eq!(no_trailing_semicolon(OsStr::new("a;b"), b" "), "a;b");
+    }
+
+    #[test]
+    fn pane_rows_parse_with_any_session_name() {
+        let (active, live) = PaneRow::parse("1\t42\t0\t\t\t\t1795775603\ta\tb").unwrap();
+        assert!(active);
+        assert_eq!(
+            (live.session.as_str(), live.pid, live.dead, live.created),
+            ("a\tb", Some(42), false, Some(1795775603))
+        );
+        let (_, dead) = PaneRow::parse("0\t43\t1\t\t15\t1795775604\t1795775603\tc").unwrap();
+        assert_eq!(
+            (
+                dead.dead,
+                dead.dead_status,
+                dead.dead_signal,
+                dead.dead_time
+            ),
+            (true, None, Some(15), Some(1795775604))
+        );
+        assert_eq!(PaneRow::parse("1\t42\t0"), None);
     }
 
     #[test]

@@ -110,11 +110,17 @@ fn strangers(dir: &Path, agent: &[u8]) -> Vec<OsString> {
     let lock = [b".", agent, b".hb.lock"].concat();
     let bell = [b".", agent, b".hb.bell"].concat();
     let temp = [b".", agent, b".hb."].concat();
+    // The launch configuration `mosaic-fleet restart` reads.
+    let launch = [b".", agent, b".launch"].concat();
     names(dir)
         .into_iter()
         .filter(|n| {
             let n = n.as_bytes();
-            n != file && n != lock && n != bell && !(n.starts_with(&temp) && n.ends_with(b".tmp"))
+            n != file
+                && n != lock
+                && n != bell
+                && n != launch
+                && !(n.starts_with(&temp) && n.ends_with(b".tmp"))
         })
         .collect()
 }

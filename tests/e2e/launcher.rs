@@ -202,6 +202,9 @@ fn sidecar_is_started_through_setsid_on_path() {
         "60",
         "--agent",
         "my-fleet-agent",
+        // What the agent leaves behind when it dies is ended after 10 s (mosaic_hb::teardown).
+        "--reap",
+        "10",
     ];
     assert_eq!(args, want);
 }

@@ -15,7 +15,9 @@ is doing (two cores shared with builds) falls on both alike. In the order they r
 3. death-to-status latency at a 30 s interval;
 4. PSS of many sidecars of each kind (they stay running, for 5);
 5. launch latency with about 200 agents running;
-6. `mosaic-hb status --json` over 1,000 heartbeat files (ours only: bash had no such report).
+6. `mosaic-fleet ls --json` with those 200 agents running (ours only): one tmux round trip and
+   one pass over the heartbeat directory;
+7. `mosaic-hb status --json` over 1,000 heartbeat files (ours only: bash had no such report).
 
 Heartbeat files live on tmpfs when there is one, as in production (the launcher's default is
 `$XDG_RUNTIME_DIR/mosaic/heartbeat`).
@@ -117,6 +119,8 @@ struct Results {
     pss: [Vec<f64>; 2],
     status: Values,
     exporter: Values,
+    /// `mosaic-fleet ls --json` with `scale` agents running (ms).
+    fleet_ls: Values,
 }
 
 pub fn run(args: &Args) -> Result {
@@ -207,6 +211,11 @@ fn measure(bin: &Path, sizes: &Sizes, cpu: &procfs::Cpu) -> Result<Results> {
     ));
     fill(&mut fleet, sizes.scale)?;
     let scaled = launches(&mut fleet, "scaled", n)?;
+    step(&format!(
+        "mosaic-fleet ls --json with {} agents running",
+        fleet.running()
+    ));
+    let fleet_ls = fleet_ls(&fleet, bin, sizes)?;
     let fs = fleet.storages[0].fs.clone();
     drop(fleet);
     step(&format!(
@@ -231,7 +240,36 @@ fn measure(bin: &Path, sizes: &Sizes, cpu: &procfs::Cpu) -> Result<Results> {
         pss,
         status,
         exporter,
+        fleet_ls,
     })
+}
+
+/// Milliseconds per `mosaic-fleet ls --json` over the running fleet (every session on the
+/// socket, both kinds, joined with our heartbeat directory), or why it cannot run.
+fn fleet_ls(fleet: &Fleet, bin: &Path, sizes: &Sizes) -> Result<Values> {
+    let mut cmd = fleet.fleet_cli(bin);
+    cmd.args(["ls", "--json"]);
+    let mut ms = Vec::new();
+    // Run 0 warms the page cache and is not counted.
+    for run in 0..=sizes.status_runs {
+        let start = Instant::now();
+        let out = cmd
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", util::show(&cmd)))?;
+        let took = start.elapsed();
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            return Ok(Values::Unavailable(format!(
+                "{}: {}",
+                out.status,
+                err.lines().next().unwrap_or_default().trim()
+            )));
+        }
+        if run > 0 {
+            ms.push(millis(took));
+        }
+    }
+    Ok(Values::Samples(ms))
 }
 
 fn step(what: &str) {
@@ -673,6 +711,12 @@ fn rows(r: &Results, s: &Sizes) -> Vec<Row> {
     rows.push(both(format!("PSS of {} sidecars (MiB)", s.pss), &r.pss));
     rows.push(death_row(r, s));
     rows.push(Row {
+        what: format!("`mosaic-fleet ls --json`, {} agents running (ms)", s.scale),
+        ours: r.fleet_ls.clone(),
+        baseline: Values::Absent,
+        compare: false,
+    });
+    rows.push(Row {
         what: format!("`mosaic-hb status --json`, {} files (ms)", s.status_files),
         ours: r.status.clone(),
         baseline: Values::Absent,
@@ -778,6 +822,17 @@ fn targets(r: &Results, s: &Sizes) -> Vec<Target> {
                 _ => ms(r.exporter.median()),
             },
             met: r.exporter.median().map(|ms| ms <= 50.0),
+        },
+        Target {
+            goal: format!(
+                "`mosaic-fleet ls --json` with {} agents running ≤ 50 ms (median)",
+                s.scale
+            ),
+            measured: match &r.fleet_ls {
+                Values::Unavailable(why) => Some(format!("unavailable ({why})")),
+                _ => ms(r.fleet_ls.median()),
+            },
+            met: r.fleet_ls.median().map(|ms| ms <= 50.0),
         },
     ]);
     targets

@@ -9,6 +9,7 @@ mod bench;
 mod compat;
 mod demo;
 mod fuzz;
+mod install;
 mod procfs;
 mod prometheus;
 mod test;
@@ -32,8 +33,10 @@ struct Cli {
 enum Task {
     /// Every test: unit tests, then the end-to-end suite against the release binaries and a real tmux.
     Test(test::Args),
-    /// Start a demo agent, watch its heartbeat say ok, end it, watch it say exited, clean up.
-    Demo,
+    /// The operator's loop on a private socket: start two agents, ls, logs, stop one, ls.
+    Demo(demo::Args),
+    /// Build the binaries static and install them into ROOT/bin (default ~/.cargo/bin).
+    Install(install::Args),
     /// Run an external start-agent-session.sh test suite against the built launcher.
     Compat(compat::Args),
     /// Measure the launcher and sidecar against the bash baseline; write BENCHMARKS.md.
@@ -53,7 +56,8 @@ fn main() -> ExitCode {
     }
     let result = match cli.task {
         Task::Test(args) => test::run(&args),
-        Task::Demo => demo::run(),
+        Task::Demo(args) => demo::run(&args),
+        Task::Install(args) => install::run(&args),
         Task::Compat(args) => compat::run(&args),
         Task::Bench(args) => bench::run(&args),
         Task::Fuzz(args) => fuzz::run(&args),

@@ -24,7 +24,7 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| project_root().join("target"))
 }
 
-/// Where `build_release` puts `mosaic-launcher` and `mosaic-hb`.
+/// Where `build_release` puts `mosaic-launcher`, `mosaic-fleet` and `mosaic-hb`.
 pub fn release_dir() -> PathBuf {
     target_dir().join(host_triple()).join("release")
 }
@@ -42,7 +42,8 @@ pub fn host_triple() -> &'static str {
     })
 }
 
-/// Builds the two release binaries as static, non-PIE executables.
+/// Builds the release binaries (`mosaic-launcher`, `mosaic-fleet`, `mosaic-hb`) as static,
+/// non-PIE executables.
 ///
 /// Why: a fleet runs one sidecar per agent for days, and its memory is mostly what dynamic
 /// linking dirties per process (relocated GOTs of libc, ld.so and libgcc_s, and the PIE's own

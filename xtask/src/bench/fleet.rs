@@ -196,6 +196,17 @@ impl Fleet {
         cmd
     }
 
+    /// `mosaic-fleet` from `bin_dir` on this fleet's socket, reading our heartbeat directory
+    /// (the first storage's).
+    pub fn fleet_cli(&self, bin_dir: &Path) -> Command {
+        let mut cmd = self.command(bin_dir.join("mosaic-fleet"));
+        cmd.env(
+            "MOSAIC_HEARTBEAT_RUN_DIR",
+            self.storages[0].dir.join(Kind::Ours.hb_dir()),
+        );
+        cmd
+    }
+
     fn tmux(&self) -> Command {
         let mut cmd = self.command("tmux");
         cmd.args(["-L", &self.socket]);

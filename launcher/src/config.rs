@@ -1,0 +1,295 @@
+/*!
+An agent's launch configuration, stored with the agent so it can be started again the same way
+(`mosaic-fleet restart`, and later a restart policy) whatever the caller's environment.
+
+The launcher writes it when it creates a session with a heartbeat: `HB_DIR/.AGENT.launch`, beside
+the record, replaced whole by rename like the record (and, like the sidecars' lock and temp
+files, a dotfile, so `mosaic-hb status` does not take it for an agent). It outlives the session,
+so an agent that died and lost its session can still be restarted. An agent started with
+`--no-heartbeat` has no heartbeat directory, so nothing is stored for it.
+
+```text
+agent=builder-1
+socket=mosaic
+workdir=/home/me/src/app
+command=mosaic yolo claude
+runtime_bin=/opt/claude/bin        (only when given)
+hb_dir=/run/user/1000/mosaic/heartbeat
+hb_interval=30
+idle_after=60
+```
+
+Values are bytes (paths and commands need not be UTF-8): printable ASCII but `\` is written as
+is, every other byte as `\xNN`, so a value is one line and comes back byte for byte.
+*/
+
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use std::time::Duration;
+
+use mosaic_hb::validate;
+
+use crate::cli::Cli;
+
+/// The largest launch file we read: a real one is a few hundred bytes.
+const READ_LIMIT: u64 = 256 * 1024;
+
+/// Everything a launch was given, resolved (absolute paths, defaults applied).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LaunchConfig {
+    pub agent: String,
+    pub socket: String,
+    pub workdir: PathBuf,
+    /// The agent command as the launcher ran it (after `exec`), byte for byte.
+    pub command: OsString,
+    pub runtime_bin: Option<PathBuf>,
+    pub hb_dir: PathBuf,
+    /// Between heartbeats, as the sidecar was given it.
+    pub hb_interval: Duration,
+    /// Without output for this long, the sidecar calls the agent idle.
+    pub idle_after: Duration,
+}
+
+impl LaunchConfig {
+    /// Where the launch configuration of `agent` lives in heartbeat directory `hb_dir`.
+    pub fn path(hb_dir: &Path, agent: &str) -> PathBuf {
+        hb_dir.join(format!(".{agent}.launch"))
+    }
+
+    /// Writes the file (atomically, never through a symlink).
+    pub fn store(&self) -> Result<(), String> {
+        let name = format!(".{}.launch", self.agent);
+        replace_file(&self.hb_dir, &name, &self.render(), 0o600).map_err(|e| {
+            format!(
+                "cannot write launch file {}: {}",
+                self.hb_dir.join(&name).display(),
+                mosaic_hb::why(&e)
+            )
+        })
+    }
+
+    /// Reads the stored configuration of `agent`; `Ok(None)` when none is stored.
+    pub fn load(hb_dir: &Path, agent: &str) -> Result<Option<LaunchConfig>, String> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = Self::path(hb_dir, agent);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&path);
+        let bad = |why: String| format!("cannot read launch file {}: {why}", path.display());
+        let file = match file {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(bad(mosaic_hb::why(&e))),
+        };
+        let mut bytes = Vec::new();
+        file.take(READ_LIMIT)
+            .read_to_end(&mut bytes)
+            .map_err(|e| bad(mosaic_hb::why(&e)))?;
+        Self::parse(&bytes).map(Some).map_err(bad)
+    }
+
+    /// The launcher's arguments that start this agent again.
+    pub fn to_cli(&self, json: bool) -> Cli {
+        Cli {
+            agent: self.agent.clone().into(),
+            socket: self.socket.clone().into(),
+            workdir: Some(self.workdir.clone().into()),
+            runtime: None,
+            command: Some(self.command.clone()),
+            runtime_bin: self.runtime_bin.clone().map(Into::into),
+            hb_dir: Some(self.hb_dir.clone().into()),
+            hb_interval: validate::format_interval(self.hb_interval).into(),
+            idle_after: validate::format_interval(self.idle_after).into(),
+            no_heartbeat: false,
+            // How long to wait for tmux and how long a start must live are the caller's call.
+            settle: None,
+            tmux_timeout: None,
+            json,
+            hb_bin: None,
+        }
+    }
+
+    fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        let mut line = |key: &str, value: &[u8]| {
+            out.extend_from_slice(key.as_bytes());
+            out.push(b'=');
+            escape(&mut out, value);
+            out.push(b'\n');
+        };
+        line("agent", self.agent.as_bytes());
+        line("socket", self.socket.as_bytes());
+        line("workdir", self.workdir.as_os_str().as_bytes());
+        line("command", self.command.as_bytes());
+        if let Some(dir) = &self.runtime_bin {
+            line("runtime_bin", dir.as_os_str().as_bytes());
+        }
+        line("hb_dir", self.hb_dir.as_os_str().as_bytes());
+        line(
+            "hb_interval",
+            validate::format_interval(self.hb_interval).as_bytes(),
+        );
+        line(
+            "idle_after",
+            validate::format_interval(self.idle_after).as_bytes(),
+        );
+        out
+    }
+
+    fn parse(bytes: &[u8]) -> Result<LaunchConfig, String> {
+        let (mut agent, mut socket, mut workdir, mut command) = (None, None, None, None);
+        let (mut runtime_bin, mut hb_dir, mut hb_interval, mut idle_after) =
+            (None, None, None, None);
+        for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let at = line
+                .iter()
+                .position(|&b| b == b'=')
+                .ok_or("a line without '='")?;
+            let (key, value) = (&line[..at], unescape(&line[at + 1..])?);
+            let text = |v: Vec<u8>| {
+                String::from_utf8(v).map_err(|_| "a value that is not UTF-8".to_string())
+            };
+            match key {
+                b"agent" => agent = Some(text(value)?),
+                b"socket" => socket = Some(text(value)?),
+                b"workdir" => workdir = Some(PathBuf::from(OsString::from_vec(value))),
+                b"command" => command = Some(OsString::from_vec(value)),
+                b"runtime_bin" => runtime_bin = Some(PathBuf::from(OsString::from_vec(value))),
+                b"hb_dir" => hb_dir = Some(PathBuf::from(OsString::from_vec(value))),
+                b"hb_interval" => hb_interval = Some(validate::interval(&text(value)?)?),
+                b"idle_after" => idle_after = Some(validate::idle_after(&text(value)?)?),
+                _ => {}
+            }
+        }
+        let missing = |key: &str| format!("no {key}=");
+        Ok(LaunchConfig {
+            agent: agent.ok_or_else(|| missing("agent"))?,
+            socket: socket.ok_or_else(|| missing("socket"))?,
+            workdir: workdir.ok_or_else(|| missing("workdir"))?,
+            command: command.ok_or_else(|| missing("command"))?,
+            runtime_bin,
+            hb_dir: hb_dir.ok_or_else(|| missing("hb_dir"))?,
+            hb_interval: hb_interval.ok_or_else(|| missing("hb_interval"))?,
+            // Optional: files written before the launcher had it take its default.
+            idle_after: match idle_after {
+                Some(d) => d,
+                None => validate::idle_after(validate::DEFAULT_IDLE_AFTER)?,
+            },
+        })
+    }
+}
+
+fn escape(out: &mut Vec<u8>, value: &[u8]) {
+    for &b in value {
+        if (0x20..0x7f).contains(&b) && b != b'\\' {
+            out.push(b);
+        } else {
+            out.extend_from_slice(format!("\\x{b:02x}").as_bytes());
+        }
+    }
+}
+
+fn unescape(value: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(value.len());
+    let mut i = 0;
+    while i < value.len() {
+        if value[i] != b'\\' {
+            out.push(value[i]);
+            i += 1;
+            continue;
+        }
+        let hex = value
+            .get(i + 1..i + 4)
+            .filter(|h| h[0] == b'x')
+            .and_then(|h| std::str::from_utf8(&h[1..]).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .ok_or("a bad escape")?;
+        out.push(hex);
+        i += 4;
+    }
+    Ok(out)
+}
+
+/// Replaces `dir/name` with `bytes`: a temp file created `O_EXCL | O_NOFOLLOW` beside it (a
+/// planted name is never written through), then a rename (a reader sees the old file or the
+/// new one, never a mix; a symlink at `name` is replaced, not followed).
+pub fn replace_file(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = dir.join(format!(".{name}.{}.{nanos}.tmp", std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .and_then(|mut file| file.write_all(bytes))
+        .and_then(|()| std::fs::rename(&tmp, dir.join(name)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// Takes the sidecars' lock of `dir/AGENT.hb` (`mosaic_hb::lock`), as a sidecar would.
+pub fn lock_agent(dir: &Path, agent: &str) -> Result<mosaic_hb::lock::Lock, String> {
+    use std::os::fd::AsFd;
+    let handle = std::fs::File::open(dir).map_err(|e| {
+        format!(
+            "cannot open heartbeat dir {}: {}",
+            dir.display(),
+            mosaic_hb::why(&e)
+        )
+    })?;
+    let name = std::ffi::CString::new(format!("{agent}.hb")).map_err(|e| e.to_string())?;
+    mosaic_hb::lock::Lock::acquire(handle.as_fd(), &name).map_err(|e| match e {
+        mosaic_hb::lock::LockError::Held(pid) => format!(
+            "{}: kept by a sidecar{}",
+            dir.join(format!("{agent}.hb")).display(),
+            pid.map_or(String::new(), |p| format!(" (pid {p})"))
+        ),
+        mosaic_hb::lock::LockError::Io(e) => format!(
+            "cannot lock {}: {}",
+            dir.join(format!("{agent}.hb")).display(),
+            mosaic_hb::why(&e)
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_comes_back_byte_for_byte() {
+        let config = LaunchConfig {
+            agent: "a-1".into(),
+            socket: "s".into(),
+            workdir: PathBuf::from(OsString::from_vec(b"/w/\xff\n\\x41 =#".to_vec())),
+            command: OsString::from_vec(b"sh -c 'echo \"$HOME\"; sleep 1'\t\x01".to_vec()),
+            runtime_bin: Some("/opt/bin".into()),
+            hb_dir: "/run/hb".into(),
+            hb_interval: Duration::from_millis(500),
+            idle_after: Duration::from_secs(60),
+        };
+        let bytes = config.render();
+        assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), 8);
+        assert_eq!(LaunchConfig::parse(&bytes), Ok(config));
+    }
+
+    #[test]
+    fn a_broken_file_is_refused() {
+        assert!(LaunchConfig::parse(b"agent=a\n")
+            .unwrap_err()
+            .contains("socket"));
+        assert!(LaunchConfig::parse(b"agent=\\xZZ\n").is_err());
+        assert!(LaunchConfig::parse(b"agent\n").is_err());
+    }
+}

@@ -1,0 +1,535 @@
+/*!
+`mosaic-fleet ls`: tmux's panes joined with the heartbeat records, one row per agent.
+
+Two reads, whatever the fleet's size: one `tmux list-panes -a` (every session's pane: pid,
+dead or alive, exit status or signal) and one pass over the heartbeat directory
+([`mosaic_hb::status::report`], which classifies each record as `mosaic-hb status` does).
+
+| state          | tmux session            | heartbeat record                                        |
+|----------------|-------------------------|---------------------------------------------------------|
+| `running`      | pane alive              | `ok`, fresh, for this pane's pid                        |
+| `stale`        | pane alive              | `ok` for this pid but old: the sidecar is gone          |
+| `no-heartbeat` | pane alive              | none, or not for this pid, or the sidecar was stopped   |
+| `exited`       | pane dead, or none      | any (dead pane), or `exited` (no session)               |
+| `restarting`   | any                     | `restarting`, fresh: its restart policy starts it again |
+| `failed`       | pane dead, or none      | `failed`: its restart policy gave up                    |
+| `stopped`      | none                    | `stopped`: a deliberate stop                            |
+| `orphan-file`  | none                    | `ok` (fresh or stale): a record for no session here     |
+| `invalid`      | any                     | does not parse (with the reason)                        |
+
+Live agents (`running`, `stale`, `no-heartbeat`) come first. Agents without a session whose
+record is older than [`HIDE_AFTER`] are hidden unless `--all`; the footer says how many.
+*/
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use clap::Args;
+use mosaic_hb::status::{self, Row, State};
+
+use super::{failed, print, tmux_failed, Fail, Fleet, Where};
+use crate::tmux::PaneRow;
+
+pub const HELP: &str = "Environment: each option above reads the variable shown beside it.\n\
+    Exit codes: 0 the report was printed, 1 tmux or the heartbeat dir failed at run time, 2 bad \
+    input.\n\
+    States: running, stale (sidecar gone), no-heartbeat, restarting, exited, failed (its restart \
+    policy gave up), stopped, orphan-file (a record with no session on this socket), invalid.";
+
+/// Records of agents long gone are hidden after this (seconds) unless `--all`.
+pub const HIDE_AFTER: f64 = 24.0 * 3600.0;
+
+/// A record is stale after this many of its intervals, as for `mosaic-hb status`.
+const STALE_AFTER: f64 = 3.0;
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Also show agents gone for more than 24 hours.
+    #[arg(long)]
+    all: bool,
+    /// Print a JSON object: {socket, hb_dir, agents: [...], hidden}.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    place: Where,
+}
+
+/// An agent's state in the fleet view. The order is the listing's and the summary's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AgentState {
+    Running,
+    Stale,
+    NoHeartbeat,
+    Restarting,
+    Exited,
+    Failed,
+    Stopped,
+    OrphanFile,
+    Invalid,
+}
+
+impl AgentState {
+    pub const ALL: [AgentState; 9] = [
+        AgentState::Running,
+        AgentState::Stale,
+        AgentState::NoHeartbeat,
+        AgentState::Restarting,
+        AgentState::Exited,
+        AgentState::Failed,
+        AgentState::Stopped,
+        AgentState::OrphanFile,
+        AgentState::Invalid,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentState::Running => "running",
+            AgentState::Stale => "stale",
+            AgentState::NoHeartbeat => "no-heartbeat",
+            AgentState::Restarting => "restarting",
+            AgentState::Exited => "exited",
+            AgentState::Failed => "failed",
+            AgentState::Stopped => "stopped",
+            AgentState::OrphanFile => "orphan-file",
+            AgentState::Invalid => "invalid",
+        }
+    }
+
+    /// Whether tmux shows the agent's process alive.
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            AgentState::Running | AgentState::Stale | AgentState::NoHeartbeat
+        )
+    }
+}
+
+/// One agent: its session's pane and its heartbeat record, either of which may be missing.
+#[derive(Clone, Debug)]
+pub struct Agent {
+    pub name: String,
+    pub state: AgentState,
+    pub pane: Option<PaneRow>,
+    pub row: Option<Row>,
+}
+
+impl Agent {
+    /// The agent's pid: the pane's, else the record's.
+    pub fn pid(&self) -> Option<i64> {
+        self.pane
+            .as_ref()
+            .and_then(|p| p.pid.map(i64::from))
+            .or_else(|| self.record_pid())
+    }
+
+    fn record_pid(&self) -> Option<i64> {
+        self.row.as_ref()?.record.as_ref().map(|r| i64::from(r.pid))
+    }
+
+    /// Seconds since the heartbeat record was written.
+    pub fn hb_age(&self) -> Option<f64> {
+        self.row.as_ref()?.age
+    }
+
+    /// Seconds the session has been up (live panes only).
+    pub fn uptime(&self, now: i64) -> Option<i64> {
+        let pane = self.pane.as_ref().filter(|p| !p.dead)?;
+        Some(now - pane.created?)
+    }
+
+    /// Whether it is gone for longer than [`HIDE_AFTER`] (never a session, never invalid).
+    fn long_gone(&self) -> bool {
+        self.pane.is_none()
+            && self.state != AgentState::Invalid
+            && self.hb_age().is_some_and(|age| age > HIDE_AFTER)
+    }
+}
+
+/// The fleet view: panes and records joined, sorted live first, then by name.
+pub fn join(panes: Vec<PaneRow>, rows: Vec<Row>) -> Vec<Agent> {
+    let mut rows: std::collections::HashMap<String, Row> =
+        rows.into_iter().map(|r| (r.agent.clone(), r)).collect();
+    let mut agents: Vec<Agent> = Vec::with_capacity(panes.len() + rows.len());
+    for pane in panes {
+        let row = rows.remove(&pane.session);
+        agents.push(Agent {
+            name: pane.session.clone(),
+            state: with_session(&pane, row.as_ref()),
+            pane: Some(pane),
+            row,
+        });
+    }
+    for (name, row) in rows {
+        agents.push(Agent {
+            name,
+            state: without_session(&row),
+            pane: None,
+            row: Some(row),
+        });
+    }
+    agents.sort_by(|a, b| (!a.state.is_live(), &a.name).cmp(&(!b.state.is_live(), &b.name)));
+    agents
+}
+
+fn with_session(pane: &PaneRow, row: Option<&Row>) -> AgentState {
+    if row.is_some_and(|r| r.state == State::Invalid) {
+        return AgentState::Invalid;
+    }
+    let said = row.map(|r| r.state);
+    if said == Some(State::Restarting) {
+        return AgentState::Restarting;
+    }
+    if pane.dead {
+        return match said {
+            Some(State::Failed) => AgentState::Failed,
+            _ => AgentState::Exited,
+        };
+    }
+    let record = row.and_then(|r| r.record.as_ref().map(|rec| (r.state, rec)));
+    match record {
+        Some((state, rec))
+            if pane
+                .pid
+                .is_none_or(|pid| i64::from(rec.pid) == i64::from(pid)) =>
+        {
+            match state {
+                State::Ok => AgentState::Running,
+                State::Stale => AgentState::Stale,
+                // The pane is alive: a sidecar that stopped (or saw its pid end while tmux
+                // still shows it) no longer vouches for it.
+                _ => AgentState::NoHeartbeat,
+            }
+        }
+        _ => AgentState::NoHeartbeat,
+    }
+}
+
+fn without_session(row: &Row) -> AgentState {
+    match row.state {
+        State::Invalid => AgentState::Invalid,
+        State::Exited => AgentState::Exited,
+        State::Failed => AgentState::Failed,
+        State::Restarting => AgentState::Restarting,
+        State::Stopped => AgentState::Stopped,
+        State::Ok | State::Stale => AgentState::OrphanFile,
+    }
+}
+
+/// Reads the fleet: one tmux round trip and one pass over the heartbeat directory. A missing
+/// heartbeat directory is an empty one (no agent has written there yet).
+pub fn read(fleet: &Fleet) -> Result<Vec<Agent>, Fail> {
+    let panes = fleet.tmux().list_panes().map_err(tmux_failed)?;
+    let rows = if fleet.hb_dir.exists() {
+        status::report(&fleet.hb_dir, STALE_AFTER).map_err(|f| failed(f.message))?
+    } else {
+        Vec::new()
+    };
+    Ok(join(panes, rows))
+}
+
+pub fn run(args: &LsArgs) -> Result<ExitCode, Fail> {
+    let fleet = args.place.resolve()?;
+    let agents = read(&fleet)?;
+    let (shown, hidden): (Vec<Agent>, Vec<Agent>) =
+        agents.into_iter().partition(|a| args.all || !a.long_gone());
+    let now = Utc::now();
+    let text = if args.json {
+        json(&fleet, &shown, hidden.len(), now)
+    } else {
+        table(&fleet, &shown, hidden.len(), now)
+    };
+    print(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What ended a dead pane, and when: `status 3, 2m ago` / `signal 15, 5s ago`.
+fn exit_text(pane: &PaneRow, now: i64) -> Option<String> {
+    if !pane.dead {
+        return None;
+    }
+    let how = match (pane.dead_signal, pane.dead_status) {
+        (Some(sig), _) => format!("signal {sig}"),
+        (None, Some(status)) => format!("status {status}"),
+        (None, None) => "dead".to_string(),
+    };
+    Some(match pane.dead_time {
+        Some(t) => format!(
+            "{how}, {} ago",
+            status::render::format_age((now - t) as f64)
+        ),
+        None => how,
+    })
+}
+
+fn note(agent: &Agent) -> String {
+    match agent.state {
+        // `mosaic-hb status` says why a record is invalid or stale.
+        AgentState::Invalid | AgentState::Stale => agent
+            .row
+            .as_ref()
+            .and_then(|r| r.reason.clone())
+            .unwrap_or_default(),
+        AgentState::NoHeartbeat => "no sidecar watches it".into(),
+        AgentState::OrphanFile => "a record with no session on this socket".into(),
+        _ => String::new(),
+    }
+}
+
+fn table(fleet: &Fleet, agents: &[Agent], hidden: usize, now: DateTime<Utc>) -> String {
+    let secs = now.timestamp();
+    let mut out = format!(
+        "socket {} ({}), heartbeat dir {}\n",
+        fleet.socket,
+        crate::tmux::socket_path(&fleet.socket).display(),
+        fleet.hb_dir.display()
+    );
+    let dash = || "-".to_string();
+    let mut cells: Vec<[String; 7]> = vec![[
+        "AGENT",
+        "STATE",
+        "PID",
+        "UPTIME",
+        "EXIT",
+        "HEARTBEAT",
+        "NOTE",
+    ]
+    .map(String::from)];
+    for agent in agents {
+        cells.push([
+            printable(&agent.name),
+            agent.state.as_str().to_string(),
+            agent.pid().map_or_else(dash, |p| p.to_string()),
+            agent
+                .uptime(secs)
+                .map_or_else(dash, |s| status::render::format_age(s as f64)),
+            agent
+                .pane
+                .as_ref()
+                .and_then(|p| exit_text(p, secs))
+                .unwrap_or_else(dash),
+            agent.hb_age().map_or_else(dash, |age| {
+                format!("{} ago", status::render::format_age(age))
+            }),
+            printable(&note(agent)),
+        ]);
+    }
+    let mut widths = [0; 7];
+    for line in &cells {
+        for (width, cell) in widths.iter_mut().zip(line) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    if !agents.is_empty() {
+        for line in &cells {
+            let mut text = String::new();
+            for (cell, width) in line.iter().zip(widths) {
+                let _ = write!(text, "{cell:<width$}  ");
+            }
+            out.push_str(text.trim_end());
+            out.push('\n');
+        }
+    }
+    out.push_str(&summary(agents));
+    if hidden > 0 {
+        let _ = write!(
+            out,
+            " ({hidden} gone for over 24h not shown; --all shows them)"
+        );
+    }
+    out.push('\n');
+    out
+}
+
+/// `4 agents: 2 running, 1 exited, 1 stopped` (states with no agent left out).
+pub fn summary(agents: &[Agent]) -> String {
+    let mut out = format!(
+        "{} agent{}",
+        agents.len(),
+        if agents.len() == 1 { "" } else { "s" }
+    );
+    let mut sep = ": ";
+    for state in AgentState::ALL {
+        let count = agents.iter().filter(|a| a.state == state).count();
+        if count > 0 {
+            let _ = write!(out, "{sep}{count} {}", state.as_str());
+            sep = ", ";
+        }
+    }
+    out
+}
+
+fn json(fleet: &Fleet, agents: &[Agent], hidden: usize, now: DateTime<Utc>) -> String {
+    use mosaic_hb::json::string;
+    let secs = now.timestamp();
+    let mut out = String::from("{\"socket\": ");
+    string(&mut out, &fleet.socket);
+    out.push_str(", \"hb_dir\": ");
+    string(&mut out, &fleet.hb_dir.to_string_lossy());
+    out.push_str(", \"agents\": [");
+    for (i, agent) in agents.iter().enumerate() {
+        out.push_str(if i == 0 {
+            "\n  {\"agent\": "
+        } else {
+            ",\n  {\"agent\": "
+        });
+        string(&mut out, &agent.name);
+        let _ = write!(out, ", \"state\": \"{}\"", agent.state.as_str());
+        let pane = agent.pane.as_ref();
+        let num = |out: &mut String, key: &str, v: Option<String>| {
+            let _ = write!(out, ", \"{key}\": {}", v.as_deref().unwrap_or("null"));
+        };
+        num(&mut out, "pid", agent.pid().map(|p| p.to_string()));
+        let _ = write!(out, ", \"session\": {}", pane.is_some());
+        num(
+            &mut out,
+            "uptime_s",
+            agent.uptime(secs).map(|s| s.to_string()),
+        );
+        num(
+            &mut out,
+            "exit_status",
+            pane.filter(|p| p.dead)
+                .and_then(|p| p.dead_status)
+                .map(|s| s.to_string()),
+        );
+        num(
+            &mut out,
+            "exit_signal",
+            pane.filter(|p| p.dead)
+                .and_then(|p| p.dead_signal)
+                .map(|s| s.to_string()),
+        );
+        out.push_str(", \"exited_at\": ");
+        match pane
+            .filter(|p| p.dead)
+            .and_then(|p| DateTime::from_timestamp(p.dead_time?, 0))
+        {
+            Some(t) => string(&mut out, &t.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            None => out.push_str("null"),
+        }
+        num(&mut out, "hb_age_s", agent.hb_age().map(|a| a.to_string()));
+        out.push_str(", \"note\": ");
+        let note = note(agent);
+        if note.is_empty() {
+            out.push_str("null");
+        } else {
+            string(&mut out, &note);
+        }
+        out.push('}');
+    }
+    if !agents.is_empty() {
+        out.push('\n');
+    }
+    let _ = writeln!(out, "], \"hidden\": {hidden}}}");
+    out
+}
+
+/// A name for a terminal: control characters are shown escaped, never sent to it.
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mosaic_hb::record::Status;
+
+    fn pane(name: &str, pid: u32, dead: bool) -> PaneRow {
+        PaneRow {
+            session: name.into(),
+            pid: Some(pid),
+            dead,
+            dead_status: dead.then_some(3),
+            dead_signal: None,
+            dead_time: dead.then_some(100),
+            created: Some(50),
+        }
+    }
+
+    /// A row as `mosaic-hb status` makes it, from a record that classifies as `state`.
+    fn row(name: &str, pid: i32, state: State) -> Row {
+        use mosaic_hb::status::scan::Keeper;
+        let status = match state {
+            State::Exited => Status::Exited,
+            State::Stopped => Status::Stopped,
+            _ => Status::Ok,
+        };
+        let ts = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+        let text = format!(
+            "ts={ts}\npid={pid}\nstatus={}\ninterval=1\n",
+            status.as_str()
+        );
+        let read = match state {
+            State::Invalid => Err("bad".to_string()),
+            _ => mosaic_hb::record::parse(text.as_bytes()),
+        };
+        // A free lock makes an ok record stale at once.
+        let keeper = match state {
+            State::Stale => Keeper::LockFree,
+            _ => Keeper::Held,
+        };
+        let row = Row::new(name.as_bytes().to_vec(), read, keeper, Utc::now(), 3.0);
+        assert_eq!(row.state, state, "{row:?}");
+        row
+    }
+
+    #[test]
+    fn every_state_comes_from_its_join() {
+        let panes = vec![
+            pane("live", 10, false),
+            pane("dead", 11, true),
+            pane("stale", 12, false),
+            pane("bare", 13, false),
+            pane("reused", 14, false),
+        ];
+        let rows = vec![
+            row("live", 10, State::Ok),
+            row("dead", 11, State::Exited),
+            row("stale", 12, State::Stale),
+            row("reused", 99, State::Ok),
+            row("stopped", 15, State::Stopped),
+            row("gone", 16, State::Exited),
+            row("orphan", 17, State::Ok),
+            row("junk", 0, State::Invalid),
+        ];
+        let got: Vec<(String, AgentState)> = join(panes, rows)
+            .into_iter()
+            .map(|a| (a.name, a.state))
+            .collect();
+        use AgentState::*;
+        let want = [
+            ("bare", NoHeartbeat),
+            ("live", Running),
+            ("reused", NoHeartbeat),
+            ("stale", Stale),
+            ("dead", Exited),
+            ("gone", Exited),
+            ("junk", Invalid),
+            ("orphan", OrphanFile),
+            ("stopped", Stopped),
+        ];
+        let want: Vec<(String, AgentState)> =
+            want.iter().map(|(n, s)| (n.to_string(), *s)).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn dead_panes_say_how_and_when() {
+        let mut p = pane("d", 1, true);
+        assert_eq!(exit_text(&p, 130).as_deref(), Some("status 3, 30s ago"));
+        p.dead_signal = Some(15);
+        p.dead_status = None;
+        assert_eq!(exit_text(&p, 100).as_deref(), Some("signal 15, 0s ago"));
+        assert_eq!(exit_text(&pane("l", 1, false), 100), None);
+    }
+}

@@ -1,0 +1,367 @@
+/*!
+`mosaic-fleet`: the operator's CLI over one tmux socket and one heartbeat directory.
+
+```text
+mosaic-fleet start AGENT      exactly `mosaic-launcher AGENT` (same flags, variables, output)
+mosaic-fleet ls               one row per agent: tmux panes joined with heartbeat records  (ls)
+mosaic-fleet logs AGENT       the pane's output, also a dead pane's
+mosaic-fleet attach AGENT     tmux attach (switch-client from inside that server)
+mosaic-fleet stop AGENT...    a deliberate stop: status=stopped, the process tree ended   (stop)
+mosaic-fleet restart AGENT    stop, then start with the stored launch configuration       (stop)
+mosaic-fleet prune            remove records nobody runs or keeps                         (prune)
+```
+
+Every verb finds the fleet the way the launcher does: `--socket` / `MOSAIC_TMUX_SOCKET`, and
+`--hb-dir` / `MOSAIC_HEARTBEAT_RUN_DIR` (else [`mosaic_hb::dirs::default_dir`]). tmux is asked
+through [`crate::tmux`] only, once per verb where it can be (`list-panes -a`).
+*/
+
+pub mod ls;
+pub mod prune;
+pub mod stop;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use mosaic_hb::exit::Exit;
+use mosaic_hb::{dirs, validate};
+
+use crate::cli::Cli;
+use crate::tmux::{Failure, Tmux};
+
+/// Exit codes and variables every verb's help ends with.
+const VERB_HELP: &str = "Environment: each option above reads the variable shown beside it.\n\
+    Exit codes: 0 done, 1 failed at run time (tmux, a file), 2 bad input.";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mosaic-fleet",
+    version,
+    about = "See and steer a fleet of agents: start, ls, logs, attach, stop, restart, prune.",
+    long_about = "See and steer a fleet of agents started by mosaic-launcher: each agent is a \
+        tmux session on one socket (`tmux -L SOCKET`) with a heartbeat file HB_DIR/AGENT.hb.\n\n\
+        `mosaic-fleet start AGENT` is `mosaic-launcher AGENT`. `mosaic-hb status` remains the \
+        tmux-free reader for monitoring hosts.",
+    after_help = "Environment: MOSAIC_TMUX_SOCKET, MOSAIC_HEARTBEAT_RUN_DIR and the launcher's \
+        MOSAIC_* variables (see each verb's --help).\n\
+        Exit codes: 0 done, 1 failed at run time, 2 bad input."
+)]
+pub struct FleetCli {
+    #[command(subcommand)]
+    verb: Verb,
+}
+
+#[derive(Subcommand, Debug)]
+enum Verb {
+    /// Start an agent: exactly `mosaic-launcher AGENT` (see `mosaic-launcher --help`).
+    #[command(after_help = START_HELP)]
+    Start(Cli),
+    /// One row per agent: tmux sessions joined with heartbeat records, live agents first.
+    #[command(after_help = ls::HELP)]
+    Ls(ls::LsArgs),
+    /// Print the pane's last output (also of a dead pane).
+    #[command(after_help = VERB_HELP)]
+    Logs(LogsArgs),
+    /// Attach to the agent's tmux session (switch-client when inside that tmux server).
+    #[command(after_help = ATTACH_HELP)]
+    Attach(AttachArgs),
+    /// Stop agents deliberately: record status=stopped, end every process of their session,
+    /// remove the session.
+    #[command(after_help = stop::STOP_HELP)]
+    Stop(stop::StopArgs),
+    /// Stop an agent, then start it again with the configuration it was launched with.
+    #[command(after_help = stop::RESTART_HELP)]
+    Restart(stop::RestartArgs),
+    /// Remove the heartbeat records and lock files of agents neither running nor kept by a
+    /// sidecar.
+    #[command(after_help = prune::HELP)]
+    Prune(prune::PruneArgs),
+}
+
+const START_HELP: &str = "Environment: each option above reads the variable shown beside it; \
+    also\n  MOSAIC_HB_BIN    path of mosaic-hb (default: next to this executable, else on PATH)\n  \
+    PATH             where `tmux` and `setsid` are found\n\
+    Exit codes: 0 done (started, or already running), 1 failed at run time, 2 bad input.";
+
+const ATTACH_HELP: &str = "Environment: each option above reads the variable shown beside it; \
+    TMUX (set inside tmux) decides between attach-session and switch-client.\n\
+    Exit codes: does not return when tmux starts; 1 tmux cannot run, 2 bad input or no such \
+    session.";
+
+/// Where the fleet is: the tmux socket and the heartbeat directory.
+#[derive(Args, Debug, Clone)]
+pub struct Where {
+    /// tmux socket name, as in `tmux -L SOCKET`.
+    #[arg(
+        long,
+        env = "MOSAIC_TMUX_SOCKET",
+        value_name = "SOCKET",
+        default_value = "mosaic"
+    )]
+    socket: OsString,
+    /// Heartbeat directory [default: $XDG_RUNTIME_DIR/mosaic/heartbeat, else
+    /// /tmp/mosaic-UID/heartbeat].
+    #[arg(long, env = "MOSAIC_HEARTBEAT_RUN_DIR", value_name = "DIR")]
+    hb_dir: Option<OsString>,
+    /// Deadline in seconds for every tmux call, 0.01 to 3600.
+    #[arg(
+        long,
+        env = "MOSAIC_TMUX_TIMEOUT",
+        value_name = "SECS",
+        default_value = "10",
+        value_parser = tmux_timeout
+    )]
+    tmux_timeout: Duration,
+}
+
+fn tmux_timeout(text: &str) -> Result<Duration, String> {
+    // An empty variable counts as unset.
+    if text.is_empty() {
+        return Ok(crate::tmux::DEFAULT_TIMEOUT);
+    }
+    match text.trim().parse::<f64>() {
+        Ok(secs) if secs.is_finite() && (0.01..=3600.0).contains(&secs) => {
+            Ok(Duration::from_secs_f64(secs))
+        }
+        _ => Err("must be a number of seconds from 0.01 to 3600".into()),
+    }
+}
+
+/// A validated [`Where`].
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    pub socket: String,
+    pub hb_dir: PathBuf,
+    /// The deadline of every tmux call.
+    pub timeout: Duration,
+}
+
+impl Fleet {
+    pub fn tmux(&self) -> Tmux<'_> {
+        Tmux::new(&self.socket, self.timeout, None)
+    }
+
+    pub fn hb_file(&self, agent: &str) -> PathBuf {
+        self.hb_dir.join(format!("{agent}.hb"))
+    }
+}
+
+impl Where {
+    fn resolve(&self) -> Result<Fleet, Fail> {
+        let socket = self.socket.to_str().ok_or_else(|| {
+            usage(format!(
+                "invalid tmux socket name {:?}: not UTF-8",
+                self.socket
+            ))
+        })?;
+        // An empty variable counts as unset, as for the launcher.
+        let socket = if socket.is_empty() { "mosaic" } else { socket };
+        let socket = validate::socket(socket).map_err(usage)?.to_string();
+        let hb_dir = match self.hb_dir.as_ref().filter(|d| !d.is_empty()) {
+            Some(dir) => std::path::absolute(dir).map_err(|e| {
+                usage(format!(
+                    "invalid heartbeat dir {}: {}",
+                    PathBuf::from(dir).display(),
+                    mosaic_hb::why(&e)
+                ))
+            })?,
+            None => dirs::default_dir(),
+        };
+        Ok(Fleet {
+            socket,
+            hb_dir,
+            timeout: self.tmux_timeout,
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+struct LogsArgs {
+    /// Agent name.
+    #[arg(value_name = "AGENT")]
+    agent: String,
+    /// How many of the last lines to print (0: all the pane kept).
+    #[arg(short = 'n', long, value_name = "LINES", default_value_t = 40)]
+    lines: usize,
+    /// Print as a JSON object: {agent, lines}.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    place: Where,
+}
+
+#[derive(Args, Debug)]
+struct AttachArgs {
+    /// Agent name.
+    #[arg(value_name = "AGENT")]
+    agent: String,
+    #[command(flatten)]
+    place: Where,
+}
+
+/// Why a verb did not succeed.
+pub struct Fail(pub Exit, pub String);
+
+pub fn usage(message: String) -> Fail {
+    Fail(Exit::Usage, message)
+}
+
+pub fn failed(message: String) -> Fail {
+    Fail(Exit::Failed, message)
+}
+
+/// A tmux call that gave no answer: it failed, timed out, or (not for the fleet CLI, which
+/// catches no signal) was interrupted.
+pub fn tmux_failed(failure: Failure) -> Fail {
+    match failure {
+        Failure::Error(why) => failed(why),
+        Failure::Interrupted(sig) => failed(format!("tmux interrupted by signal {sig}")),
+    }
+}
+
+/// Checks an agent name given on the command line.
+pub fn agent_name(name: &str) -> Result<&str, Fail> {
+    validate::agent(name).map_err(usage)
+}
+
+/// `mosaic-fleet`, from parsed arguments to exit code.
+pub fn run(cli: FleetCli) -> ExitCode {
+    let result = match cli.verb {
+        Verb::Start(cli) => return crate::launch::run(cli),
+        Verb::Ls(args) => ls::run(&args),
+        Verb::Logs(args) => logs(&args),
+        Verb::Attach(args) => attach(&args),
+        Verb::Stop(args) => stop::run_stop(&args),
+        Verb::Restart(args) => stop::run_restart(&args),
+        Verb::Prune(args) => prune::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(Fail(code, message)) => {
+            // An empty message: stdout was closed (`| head`), nothing worth saying.
+            if !message.is_empty() {
+                eprintln!("mosaic-fleet: {message}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Writes a report to stdout; a reader that closed the pipe is not an error worth a message.
+pub fn print(text: &str) -> Result<(), Fail> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            Err(Fail(Exit::Failed, String::new()))
+        }
+        Err(e) => Err(failed(format!(
+            "cannot write report to stdout: {}",
+            mosaic_hb::why(&e)
+        ))),
+    }
+}
+
+fn logs(args: &LogsArgs) -> Result<ExitCode, Fail> {
+    let agent = agent_name(&args.agent)?;
+    let fleet = args.place.resolve()?;
+    let Some(text) = fleet.tmux().capture(agent).map_err(tmux_failed)? else {
+        return Err(failed(format!(
+            "no agent {agent} on tmux socket {}: no such session",
+            fleet.socket
+        )));
+    };
+    let text = String::from_utf8_lossy(&text);
+    let lines = last_lines(&text, args.lines);
+    let out = if args.json {
+        let mut out = String::from("{\"agent\":");
+        mosaic_hb::json::string(&mut out, agent);
+        out += ",\"lines\":[";
+        for (i, line) in lines.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            mosaic_hb::json::string(&mut out, line);
+        }
+        out += "]}\n";
+        out
+    } else {
+        lines.iter().map(|l| format!("{l}\n")).collect()
+    };
+    print(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The last `n` lines of a capture (all when `n` is 0), without the blank rows below the
+/// output that a pane's screen always has.
+fn last_lines(text: &str, n: usize) -> Vec<&str> {
+    let mut lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+    while lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    if n > 0 && lines.len() > n {
+        lines.drain(..lines.len() - n);
+    }
+    lines
+}
+
+fn attach(args: &AttachArgs) -> Result<ExitCode, Fail> {
+    let agent = agent_name(&args.agent)?;
+    let fleet = args.place.resolve()?;
+    let tmux = fleet.tmux();
+    let panes = tmux.list_panes().map_err(tmux_failed)?;
+    if !panes.iter().any(|p| p.session == agent) {
+        return Err(usage(format!(
+            "no agent {agent} on tmux socket {}: no such session (see `mosaic-fleet ls`)",
+            fleet.socket
+        )));
+    }
+    Err(failed(tmux.attach(agent)))
+}
+
+/// A duration in seconds from the command line: 0 to one day, fractions allowed.
+pub fn seconds(text: &str) -> Result<Duration, String> {
+    match text.trim().parse::<f64>() {
+        Ok(secs) if secs.is_finite() && (0.0..=86400.0).contains(&secs) => {
+            Ok(Duration::from_secs_f64(secs))
+        }
+        _ => Err("must be a number of seconds from 0 to 86400".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_consistent() {
+        FleetCli::command().debug_assert();
+    }
+
+    #[test]
+    fn start_takes_the_launchers_arguments() {
+        let cli =
+            FleetCli::try_parse_from(["mosaic-fleet", "start", "a-1", "--command", "x"]).unwrap();
+        let Verb::Start(start) = cli.verb else {
+            panic!("not start: {cli:?}")
+        };
+        assert_eq!(start.agent, "a-1");
+        assert_eq!(start.command.as_deref(), Some(std::ffi::OsStr::new("x")));
+    }
+
+    #[test]
+    fn logs_keep_the_last_lines_without_the_blank_screen() {
+        let text = "a\nb  \nc\n\n\n";
+        assert_eq!(last_lines(text, 2), ["b", "c"]);
+        assert_eq!(last_lines(text, 0), ["a", "b", "c"]);
+        assert_eq!(last_lines("", 5), Vec::<&str>::new());
+    }
+}

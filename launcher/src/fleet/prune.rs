@@ -1,0 +1,185 @@
+/*!
+`mosaic-fleet prune`: removes the files of agents that are neither running nor kept.
+
+An agent's files are `AGENT.hb` (the record), `.AGENT.hb.lock` (the sidecars' lock),
+`.AGENT.hb.bell` (the bell mark of its activity watch) and `.AGENT.launch` (its launch
+configuration). They go only when the agent has no tmux session on
+the socket *and* we can take its lock: a file a live sidecar holds is never touched. The lock
+is held while the files are removed, the lock file last; a sidecar that was waiting for that
+lock finds its file unlinked and opens a fresh one ([`mosaic_hb::lock`]), so two sidecars
+never hold two different lock files for one agent.
+*/
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Args;
+use mosaic_hb::lock;
+
+use super::{failed, print, tmux_failed, Fail, Fleet, Where};
+
+pub const HELP: &str = "Environment: each option above reads the variable shown beside it.\n\
+    Exit codes: 0 done (also when nothing was removed), 1 failed at run time (tmux, the \
+    heartbeat dir), 2 bad input.";
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Say what would be removed, remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Report a JSON object: {pruned: [...], kept: [...], files}.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    place: Where,
+}
+
+/// What prune did with each agent that has files.
+#[derive(Debug, Default)]
+pub struct Pruned {
+    pub pruned: Vec<String>,
+    /// Agents with a session, or whose lock a sidecar holds.
+    pub kept: Vec<String>,
+    /// Files removed (or, dry, that would be).
+    pub files: usize,
+}
+
+/// The agents with files in `dir`, and which of their files exist.
+fn agents_with_files(dir: &Path) -> Result<BTreeMap<String, Vec<String>>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        format!(
+            "cannot read heartbeat dir {}: {}",
+            dir.display(),
+            mosaic_hb::why(&e)
+        )
+    })?;
+    let mut agents: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for entry in entries.flatten() {
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let agent = name
+            .strip_suffix(".hb")
+            .filter(|a| !a.starts_with('.'))
+            .or_else(|| name.strip_prefix('.')?.strip_suffix(".hb.lock"))
+            .or_else(|| name.strip_prefix('.')?.strip_suffix(".hb.bell"))
+            .or_else(|| name.strip_prefix('.')?.strip_suffix(".launch"));
+        // Only names an agent can have: nothing else in the directory is ours to remove.
+        if let Some(agent) = agent.filter(|a| mosaic_hb::validate::agent(a).is_ok()) {
+            agents.entry(agent.to_string()).or_default().push(name);
+        }
+    }
+    Ok(agents)
+}
+
+pub fn prune(fleet: &Fleet, dry_run: bool) -> Result<Pruned, Fail> {
+    let mut result = Pruned::default();
+    if !fleet.hb_dir.exists() {
+        return Ok(result);
+    }
+    let sessions: HashSet<String> = fleet
+        .tmux()
+        .list_panes()
+        .map_err(tmux_failed)?
+        .into_iter()
+        .map(|p| p.session)
+        .collect();
+    for (agent, mut files) in agents_with_files(&fleet.hb_dir).map_err(failed)? {
+        let record = fleet.hb_file(&agent);
+        let lock_name = format!(".{agent}.hb.lock");
+        // Probing a lock file that does not exist would create it.
+        let held = files.contains(&lock_name) && !matches!(lock::is_held(&record), Ok(false));
+        if sessions.contains(&agent) || held {
+            result.kept.push(agent);
+            continue;
+        }
+        if dry_run {
+            result.files += files.len();
+            result.pruned.push(agent);
+            continue;
+        }
+        // Held while we remove; a sidecar that starts meanwhile waits, then keeps this agent.
+        let Ok(_lock) = crate::config::lock_agent(&fleet.hb_dir, &agent) else {
+            result.kept.push(agent);
+            continue;
+        };
+        // The lock file goes last, while we still hold it.
+        files.sort_by_key(|f| *f == lock_name);
+        if !files.contains(&lock_name) {
+            // acquire created it: remove it too.
+            files.push(lock_name);
+        }
+        for file in &files {
+            match std::fs::remove_file(fleet.hb_dir.join(file)) {
+                Ok(()) => result.files += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(failed(format!(
+                        "cannot remove {}: {}",
+                        fleet.hb_dir.join(file).display(),
+                        mosaic_hb::why(&e)
+                    )))
+                }
+            }
+        }
+        result.pruned.push(agent);
+    }
+    Ok(result)
+}
+
+pub fn run(args: &PruneArgs) -> Result<ExitCode, Fail> {
+    let fleet = args.place.resolve()?;
+    let result = prune(&fleet, args.dry_run)?;
+    let text = if args.json {
+        let list = |names: &[String]| {
+            let mut out = String::from("[");
+            for (i, name) in names.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                mosaic_hb::json::string(&mut out, name);
+            }
+            out + "]"
+        };
+        format!(
+            "{{\"hb_dir\":{},\"dry_run\":{},\"pruned\":{},\"kept\":{},\"files\":{}}}\n",
+            {
+                let mut s = String::new();
+                mosaic_hb::json::string(&mut s, &fleet.hb_dir.to_string_lossy());
+                s
+            },
+            args.dry_run,
+            list(&result.pruned),
+            list(&result.kept),
+            result.files
+        )
+    } else {
+        let verb = if args.dry_run {
+            "would prune"
+        } else {
+            "pruned"
+        };
+        let mut text = format!(
+            "{verb} {} agent{} in {} ({} file{})",
+            result.pruned.len(),
+            if result.pruned.len() == 1 { "" } else { "s" },
+            fleet.hb_dir.display(),
+            result.files,
+            if result.files == 1 { "" } else { "s" },
+        );
+        if !result.pruned.is_empty() {
+            text += &format!(": {}", result.pruned.join(", "));
+        }
+        if !result.kept.is_empty() {
+            text += &format!(
+                "; kept {} (running or kept by a sidecar): {}",
+                result.kept.len(),
+                result.kept.join(", ")
+            );
+        }
+        text + "\n"
+    };
+    print(&text)?;
+    Ok(ExitCode::SUCCESS)
+}

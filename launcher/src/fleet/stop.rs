@@ -1,0 +1,436 @@
+/*!
+`mosaic-fleet stop` and `restart`: a deliberate stop, and a stop followed by the same launch.
+
+A stop, for each agent, in an order that keeps the record true:
+
+1. the sidecar (the holder of `.AGENT.hb.lock`) gets SIGTERM while the agent still lives, so it
+   writes `status=stopped`, not `exited`, and leaves; we wait for it (pidfd);
+2. the pane's session and process group get SIGTERM, then SIGKILL after `--grace`
+   ([`mosaic_hb::teardown`]); every agent's grace runs at once, so `--all` waits one grace;
+3. if no sidecar said `stopped` (none was running: a stale record), we take the lock and
+   write that record ourselves;
+4. `kill-session`.
+
+An agent that is not running is not an error: the report says so (exit 0). A session whose
+pane is dead (kept by `remain-on-exit`) is removed, and what its agent left behind is ended.
+*/
+
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use mosaic_hb::lock;
+use mosaic_hb::record::Status;
+use mosaic_hb::teardown::{self, Step, Teardown};
+
+use super::{agent_name, failed, print, tmux_failed, usage, Fail, Fleet, Where};
+use crate::config::LaunchConfig;
+use crate::tmux::PaneRow;
+
+pub const STOP_HELP: &str = "Environment: each option above reads the variable shown beside it.\n\
+    Exit codes: 0 every agent named is stopped (or was not running), 1 failed at run time \
+    (tmux, the heartbeat dir), 2 bad input.\n\
+    What is ended: every process whose session id or process group is the pane's pid \
+    (/proc/PID/stat fields 6 and 5); a child that called setsid itself escapes.";
+
+pub const RESTART_HELP: &str = "Environment: each option above reads the variable shown beside \
+    it; the agent starts again with the configuration stored when it was launched \
+    (HB_DIR/.AGENT.launch), not with the caller's MOSAIC_* variables.\n\
+    Exit codes: 0 restarted, 1 failed at run time (or no stored configuration), 2 bad input.";
+
+/// How long the sidecar gets to write `status=stopped` and leave.
+const SIDECAR_WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Args, Debug)]
+pub struct StopArgs {
+    /// Agents to stop.
+    #[arg(
+        value_name = "AGENT",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    agents: Vec<String>,
+    /// Stop every agent with a session on the socket.
+    #[arg(long)]
+    all: bool,
+    /// Seconds between SIGTERM and SIGKILL, 0 to 86400.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = super::seconds)]
+    grace: Duration,
+    /// Report one JSON object per agent, one per line.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    place: Where,
+}
+
+#[derive(Args, Debug)]
+pub struct RestartArgs {
+    /// Agent to restart.
+    #[arg(value_name = "AGENT")]
+    agent: String,
+    /// Seconds between SIGTERM and SIGKILL, 0 to 86400.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = super::seconds)]
+    grace: Duration,
+    /// Report the stop and the start as one JSON object each, one per line.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    place: Where,
+}
+
+/// What the agent was doing when the stop began.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Was {
+    Running,
+    /// Its session kept a dead pane.
+    Exited,
+    /// No session on the socket.
+    NotRunning,
+}
+
+/// What a stop did, for one agent.
+#[derive(Clone, Debug)]
+pub struct Stopped {
+    pub agent: String,
+    pub was: Was,
+    /// Processes of the agent's session ended (by SIGTERM or SIGKILL).
+    pub ended: usize,
+    /// Whether SIGKILL was needed.
+    pub killed: bool,
+    /// Whether the record now says `status=stopped`.
+    pub recorded: bool,
+    /// Whether no tmux session is left (removed by us, or gone with its pane).
+    pub session_gone: bool,
+    /// A step that did not work out, for the report (the stop still went on).
+    pub warning: Option<String>,
+}
+
+struct Pending {
+    report: Stopped,
+    pane_pid: Option<i32>,
+    teardown: Option<Teardown>,
+    /// The record's file, when one exists, and whether a sidecar wrote `stopped` to it.
+    hb_file: Option<PathBuf>,
+    /// The sidecar told to stop, until it has left.
+    sidecar: Option<(i32, OwnedFd)>,
+}
+
+/// Stops `agents` (all at once: one grace for all). `panes` is the socket's `list-panes -a`.
+pub fn stop(fleet: &Fleet, agents: &[&str], panes: &[PaneRow], grace: Duration) -> Vec<Stopped> {
+    let mut pending: Vec<Pending> = agents
+        .iter()
+        .map(|&agent| begin(fleet, agent, panes.iter().find(|p| p.session == agent)))
+        .collect();
+    // Every sidecar was told at once; they leave together, within one wait.
+    let deadline = Instant::now() + SIDECAR_WAIT;
+    for p in &mut pending {
+        if let Some((pid, pidfd)) = p.sidecar.take() {
+            match teardown::wait_exit(&pidfd, deadline) {
+                Ok(true) => {}
+                Ok(false) => {
+                    p.report.warning = Some(format!(
+                        "sidecar pid {pid} did not leave within {}s",
+                        SIDECAR_WAIT.as_secs()
+                    ))
+                }
+                Err(e) => {
+                    p.report.warning = Some(format!(
+                        "cannot wait for sidecar pid {pid}: {}",
+                        mosaic_hb::why(&e)
+                    ))
+                }
+            }
+        }
+    }
+    for p in &mut pending {
+        // Only now, after every sidecar was told: a stopped sidecar no longer reaps.
+        if let Some(pid) = p.pane_pid {
+            p.teardown = Some(Teardown::begin(pid, grace));
+        }
+    }
+    loop {
+        let mut waiting = false;
+        for p in &mut pending {
+            if let Some(t) = p.teardown.as_mut() {
+                waiting |= t.step() == Step::Waiting;
+            }
+        }
+        if !waiting {
+            break;
+        }
+        let wait = pending
+            .iter()
+            .filter_map(|p| p.teardown.as_ref().map(Teardown::wait))
+            .min()
+            .unwrap_or_default();
+        std::thread::sleep(wait);
+    }
+    pending.into_iter().map(|p| finish(fleet, p)).collect()
+}
+
+/// Step 1: finds the agent and tells its sidecar to stop.
+fn begin(fleet: &Fleet, agent: &str, pane: Option<&PaneRow>) -> Pending {
+    let was = match pane {
+        Some(p) if !p.dead => Was::Running,
+        Some(_) => Was::Exited,
+        None => Was::NotRunning,
+    };
+    let hb_file = fleet.hb_file(agent);
+    let hb_file = hb_file.exists().then_some(hb_file);
+    let mut warning = None;
+    let mut sidecar = None;
+    if let (Some(file), Was::Running) = (&hb_file, was) {
+        match stop_sidecar(file) {
+            Ok(told) => sidecar = told,
+            Err(why) => warning = Some(why),
+        }
+    }
+    // A dead pane's pid is ended only while no live process has it: its leftovers keep the
+    // session id from reuse, and a live process with that pid would be a stranger.
+    let pane_pid = pane.and_then(|p| p.pid).map(|pid| pid as i32);
+    let pane_pid = match was {
+        Was::Running => pane_pid,
+        Was::Exited => pane_pid.filter(|&pid| !teardown::alive(pid)),
+        Was::NotRunning => None,
+    };
+    Pending {
+        report: Stopped {
+            agent: agent.to_string(),
+            was,
+            ended: 0,
+            killed: false,
+            recorded: false,
+            session_gone: false,
+            warning,
+        },
+        pane_pid,
+        teardown: None,
+        hb_file,
+        sidecar,
+    }
+}
+
+/// Steps 3 and 4: the record, then the session.
+fn finish(fleet: &Fleet, mut p: Pending) -> Stopped {
+    let report = &mut p.report;
+    if let Some(t) = &p.teardown {
+        report.ended = t.ended();
+        report.killed = t.killed();
+    }
+    if let Some(file) = &p.hb_file {
+        report.recorded = says_stopped(file);
+        if !report.recorded && report.was == Was::Running {
+            match record_stopped(file, p.pane_pid, &report.agent) {
+                Ok(()) => report.recorded = true,
+                Err(why) => report.warning = Some(why),
+            }
+        }
+    }
+    if report.was != Was::NotRunning {
+        match fleet.tmux().end_session(&report.agent) {
+            Ok(_) => report.session_gone = true,
+            Err(why) => report.warning = Some(super::tmux_failed(why).1),
+        }
+    }
+    p.report
+}
+
+/// SIGTERMs the sidecar keeping `file` (the lock's holder); returns it, to wait for.
+fn stop_sidecar(file: &Path) -> Result<Option<(i32, OwnedFd)>, String> {
+    if !matches!(lock::is_held(file), Ok(true)) {
+        return Ok(None);
+    }
+    let Some(pid) = lock_holder(file) else {
+        return Err(format!(
+            "the sidecar keeping {} did not say its pid",
+            file.display()
+        ));
+    };
+    let pidfd = teardown::pidfd(pid)
+        .map_err(|e| format!("cannot reach sidecar pid {pid}: {}", mosaic_hb::why(&e)))?;
+    // The lock is still held by that very process (a pidfd pins it): not a reused pid.
+    if !matches!(lock::is_held(file), Ok(true)) {
+        return Ok(None);
+    }
+    teardown::send_term(&pidfd)
+        .map(|()| Some((pid, pidfd)))
+        .map_err(|e| format!("cannot stop sidecar pid {pid}: {}", mosaic_hb::why(&e)))
+}
+
+/// The pid a sidecar wrote into its lock file.
+fn lock_holder(file: &Path) -> Option<i32> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = file.file_name()?.to_str()?;
+    let path = file.with_file_name(format!(".{name}.lock"));
+    let mut text = String::new();
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?
+        .take(32)
+        .read_to_string(&mut text)
+        .ok()?;
+    text.trim().parse().ok()
+}
+
+fn says_stopped(file: &Path) -> bool {
+    std::fs::read(file)
+        .ok()
+        .and_then(|b| mosaic_hb::record::parse(&b).ok())
+        .is_some_and(|r| r.status == Status::Stopped)
+}
+
+/// Writes `status=stopped` under the lock, for an agent no sidecar kept.
+fn record_stopped(file: &Path, pane_pid: Option<i32>, agent: &str) -> Result<(), String> {
+    let old = std::fs::read(file)
+        .ok()
+        .and_then(|b| mosaic_hb::record::parse(&b).ok());
+    let pid = pane_pid
+        .or(old.as_ref().map(|r| r.pid))
+        .ok_or("no pid for the record")?;
+    let interval = old
+        .as_ref()
+        .and_then(|r| r.interval)
+        .map_or(Duration::from_secs(30), Duration::from_secs_f64);
+    let (dir, agent_file) = (file.parent().ok_or("no directory")?, agent);
+    let _lock = crate::config::lock_agent(dir, agent_file)
+        .map_err(|why| format!("cannot write status=stopped: {why}"))?;
+    let beat = mosaic_hb::record::Beat {
+        pid,
+        status: Status::Stopped,
+        agent: Some(agent),
+        interval,
+        seq: old.as_ref().and_then(|r| r.seq).map_or(1, |s| s + 1),
+        hb_pid: std::process::id(),
+        started: old.as_ref().and_then(|r| r.started),
+        lifecycle: Default::default(),
+        activity: None,
+    };
+    let mut buf = Vec::new();
+    mosaic_hb::record::render(&mut buf, chrono::Utc::now(), &beat);
+    // 0644, as the sidecar writes it: readers may be other users.
+    crate::config::replace_file(dir, &format!("{agent}.hb"), &buf, 0o644).map_err(|e| {
+        format!(
+            "cannot write status=stopped to {}: {}",
+            file.display(),
+            mosaic_hb::why(&e)
+        )
+    })
+}
+
+pub fn run_stop(args: &StopArgs) -> Result<ExitCode, Fail> {
+    let fleet = args.place.resolve()?;
+    for agent in &args.agents {
+        agent_name(agent)?;
+    }
+    let panes = fleet.tmux().list_panes().map_err(tmux_failed)?;
+    let agents: Vec<&str> = if args.all {
+        panes.iter().map(|p| p.session.as_str()).collect()
+    } else {
+        args.agents.iter().map(String::as_str).collect()
+    };
+    let reports = stop(&fleet, &agents, &panes, args.grace);
+    let mut out = String::new();
+    for report in &reports {
+        out += &if args.json {
+            render_json(report)
+        } else {
+            render_text(report, &fleet)
+        };
+        out.push('\n');
+    }
+    if args.all && reports.is_empty() && !args.json {
+        out += &format!(
+            "no agent is running on tmux socket {}: nothing to stop\n",
+            fleet.socket
+        );
+    }
+    print(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_restart(args: &RestartArgs) -> Result<ExitCode, Fail> {
+    let agent = agent_name(&args.agent)?;
+    let asked = args.place.resolve()?;
+    let Some(config) = LaunchConfig::load(&asked.hb_dir, agent).map_err(failed)? else {
+        return Err(failed(format!(
+            "cannot restart {agent}: no launch configuration in {} (started with \
+             --no-heartbeat, or by an older launcher); stop it and use `mosaic-fleet start`",
+            asked.hb_dir.display()
+        )));
+    };
+    if config.agent != agent {
+        return Err(usage(format!(
+            "cannot restart {agent}: its launch file names agent {}",
+            config.agent
+        )));
+    }
+    // The agent runs where it was started, whatever the caller's socket.
+    let fleet = Fleet {
+        socket: config.socket.clone(),
+        hb_dir: config.hb_dir.clone(),
+        timeout: asked.timeout,
+    };
+    let panes = fleet.tmux().list_panes().map_err(tmux_failed)?;
+    let report = stop(&fleet, &[agent], &panes, args.grace).remove(0);
+    let line = if args.json {
+        render_json(&report)
+    } else {
+        render_text(&report, &fleet)
+    };
+    print(&format!("{line}\n"))?;
+    Ok(crate::launch::run(config.to_cli(args.json)))
+}
+
+fn render_text(r: &Stopped, fleet: &Fleet) -> String {
+    let ended = match (r.ended, r.killed) {
+        (1, false) => "ended 1 process".to_string(),
+        (n, false) => format!("ended {n} processes"),
+        (n, true) => format!(
+            "ended {n} process{} (SIGKILL after the grace)",
+            if n == 1 { "" } else { "es" }
+        ),
+    };
+    let mut line = match r.was {
+        Was::Running => format!("stopped agent {}: {ended}", r.agent),
+        Was::Exited => format!(
+            "agent {} was not running (its pane had exited): session removed, {ended}",
+            r.agent
+        ),
+        Was::NotRunning => format!(
+            "agent {} is not running on tmux socket {}: nothing to stop",
+            r.agent, fleet.socket
+        ),
+    };
+    if r.recorded && r.was == Was::Running {
+        line += ", heartbeat says stopped";
+    }
+    if let Some(warning) = &r.warning {
+        line += &format!(" (warning: {warning})");
+    }
+    line
+}
+
+fn render_json(r: &Stopped) -> String {
+    let mut out = String::from("{\"agent\":");
+    mosaic_hb::json::string(&mut out, &r.agent);
+    let was = match r.was {
+        Was::Running => "running",
+        Was::Exited => "exited",
+        Was::NotRunning => "not running",
+    };
+    out += &format!(
+        ",\"was\":\"{was}\",\"ended\":{},\"sigkill\":{},\"recorded_stopped\":{},\"session_gone\":{},\"warning\":",
+        r.ended, r.killed, r.recorded, r.session_gone
+    );
+    match &r.warning {
+        Some(w) => mosaic_hb::json::string(&mut out, w),
+        None => out += "null",
+    }
+    out.push('}');
+    out
+}
