@@ -540,8 +540,16 @@ fn help_lists_every_variable() {
         "MOSAIC_HEARTBEAT_RUN_DIR",
         "MOSAIC_HEARTBEAT_INTERVAL",
         "MOSAIC_HB_BIN",
+        "MOSAIC_SETTLE",
+        "MOSAIC_TMUX_TIMEOUT",
     ] {
         assert!(out.contains(var), "--help does not mention {var}:\n{out}");
+    }
+    for code in ["0 done", "1 failed", "2 bad input", "129/130/143"] {
+        assert!(
+            out.contains(code),
+            "--help does not mention exit {code}:\n{out}"
+        );
     }
 }
 
