@@ -110,7 +110,7 @@ pub fn run(args: &Args) -> Result {
         format!("{f} stop --all         # SIGTERM, grace, SIGKILL; records say stopped"),
         format!("{f} prune              # remove the records of agents gone"),
         format!(
-            "{} status             # the tmux-free view",
+            "{} status                # the tmux-free view",
             quote(&bin.join("mosaic-hb"))
         ),
     ];
