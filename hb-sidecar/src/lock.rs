@@ -48,7 +48,7 @@ impl Lock {
         let mut fd = open(dir, name).map_err(LockError::Io)?;
         let deadline = std::time::Instant::now() + PATIENCE;
         loop {
-            fd = match try_flock(fd) {
+            fd = match try_flock(fd, FlockArg::LockExclusiveNonblock) {
                 // `mosaic-fleet prune` removes a lock file while holding it: a lock on an
                 // unlinked file guards nothing, so open the name again.
                 Ok(locked) if unlinked(&locked) => {
@@ -87,8 +87,11 @@ pub fn is_held(path: &Path) -> io::Result<bool> {
     let dir = std::fs::File::open(dir)?;
     use std::os::fd::AsFd;
     let fd = open(dir.as_fd(), &name)?;
-    // Taking and dropping the lock is the probe; a sidecar starting in this instant waits.
-    match try_flock(fd) {
+    // Taking and dropping a *shared* lock is the probe: a sidecar's exclusive lock refuses it,
+    // and it never refuses another probe (a `status` reader or the exporter probes the same
+    // way), so two probes at one instant cannot each take the other for a sidecar. A sidecar
+    // starting in this instant waits.
+    match try_flock(fd, FlockArg::LockSharedNonblock) {
         Ok(_) => Ok(false),
         Err((_, None)) => Ok(true),
         Err((_, Some(e))) => Err(e),
@@ -113,9 +116,12 @@ fn open(dir: BorrowedFd, name: &CStr) -> io::Result<OwnedFd> {
 
 /// Takes the lock without waiting; gives the descriptor back when it cannot, with the error
 /// unless the reason is only that another process holds it.
-fn try_flock(mut fd: OwnedFd) -> Result<Flock<OwnedFd>, (OwnedFd, Option<io::Error>)> {
+fn try_flock(
+    mut fd: OwnedFd,
+    how: FlockArg,
+) -> Result<Flock<OwnedFd>, (OwnedFd, Option<io::Error>)> {
     loop {
-        fd = match Flock::lock(fd, FlockArg::LockExclusiveNonblock) {
+        fd = match Flock::lock(fd, how) {
             Ok(locked) => return Ok(locked),
             Err((fd, Errno::EINTR)) => fd,
             Err((fd, Errno::EWOULDBLOCK)) => return Err((fd, None)),
@@ -129,4 +135,33 @@ fn read_pid(fd: &OwnedFd) -> Option<u32> {
     let n = pread(fd, &mut buf, 0).ok()?;
     let text = std::str::from_utf8(&buf[..n]).ok()?;
     text.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reader_probing_at_the_same_instant_is_not_a_sidecar() {
+        let dir = std::env::temp_dir().join(format!("mosaic-lock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("a.hb");
+        assert!(!is_held(&file).unwrap(), "nobody holds it");
+        let lock = std::fs::File::open(dir.join(".a.hb.lock")).unwrap();
+        // A reader's probe (status, the exporter) holds a shared lock for an instant.
+        let probe = Flock::lock(lock, FlockArg::LockSharedNonblock)
+            .map_err(|(_, e)| e)
+            .unwrap();
+        assert!(!is_held(&file).unwrap(), "a probe is not a sidecar");
+        let lock = probe.unlock().map_err(|(_, e)| e).unwrap();
+        // A sidecar holds it exclusively.
+        let sidecar = Flock::lock(lock, FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| e)
+            .unwrap();
+        assert!(is_held(&file).unwrap());
+        drop(sidecar);
+        assert!(!is_held(&file).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -14,8 +14,9 @@ A sidecar holds an exclusive `flock` on `.NAME.hb.lock` for its whole life, and 
 drops it the instant the sidecar is gone, however it died. So a reader that can open the lock
 file learns at once whether a keeper is there ([`Keeper`]), whatever the interval. The probe
 asks for a *shared* lock without waiting: refused means the sidecar holds it; granted (and
-released at once) means nobody does. A shared probe never blocks another reader's probe, and
-a sidecar that starts in that instant waits for it (it retries its lock for a moment).
+released at once) means nobody does. A shared probe never refuses another probe, a reader's
+or the launcher's (`lock::is_held` probes the same way), so no probe takes another for a
+sidecar; a sidecar that starts in that instant waits for it (it retries its lock a moment).
 
 The lock is probed *before* the file is read: a sidecar writes its last record before it lets
 go of the lock, so a reader that found the lock free reads that last record, and never calls
