@@ -3,9 +3,11 @@ Where heartbeat files live, and how their directory is made safe to use.
 
 One rule for the default directory, shared by `mosaic-launcher`, `mosaic-hb` and
 `mosaic-hb status`: `$XDG_RUNTIME_DIR/mosaic/heartbeat` when the session has a runtime directory,
-else `/tmp/mosaic-<uid>/heartbeat`. The `/tmp` fallback lives in a world-writable directory, so
-it is trusted only when every level we own is ours and closed to group and others, the same
-rule tmux applies to its socket directory.
+else `/tmp/mosaic-<uid>/heartbeat`. A default directory is trusted only when every level is a
+real directory of ours, closed to group and others, the rule tmux applies to its socket
+directory: the `/tmp` fallback lives in a world-writable directory, and `XDG_RUNTIME_DIR` may
+name someone else's (`su` without `-` keeps the previous user's). Each level is checked before
+anything is created inside it; `$XDG_RUNTIME_DIR` itself is checked, never created.
 */
 
 use std::fs::DirBuilder;
@@ -36,16 +38,18 @@ fn tmp_root() -> PathBuf {
     PathBuf::from(format!("/tmp/mosaic-{uid}"))
 }
 
-/// Creates `dir` (and missing parents) with mode 0700. When `dir` is the `/tmp` fallback, also
-/// refuses it unless `/tmp/mosaic-<uid>` and `dir` are real directories owned by us and not
-/// writable by group or others.
+/// Creates `dir` (and missing parents) with mode 0700. When `dir` is a default directory, also
+/// refuses it unless every level (`$XDG_RUNTIME_DIR`, `mosaic`, `heartbeat`; or
+/// `/tmp/mosaic-<uid>`, `heartbeat`) is a real directory owned by us and not writable by group
+/// or others.
 pub fn prepare(dir: &Path) -> Result<(), String> {
-    let root = tmp_root();
-    if dir == root.join("heartbeat") {
-        // Level by level, checking each before creating anything inside it.
-        for level in [root.as_path(), dir] {
-            create(level, false)?;
-            check_private(level)?;
+    if let Some((base, levels)) = default_levels(dir) {
+        if let Some(base) = base {
+            check_private(&base)?;
+        }
+        for level in levels {
+            create(&level, false)?;
+            check_private(&level)?;
         }
         return Ok(());
     }
@@ -57,6 +61,24 @@ pub fn prepare(dir: &Path) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// When `dir` is a default directory (by this process's environment): the level that must
+/// already be ours (`$XDG_RUNTIME_DIR`; none for `/tmp`, which is everyone's), and the levels
+/// to create and check, outermost first.
+fn default_levels(dir: &Path) -> Option<(Option<PathBuf>, [PathBuf; 2])> {
+    let root = tmp_root();
+    if dir == root.join("heartbeat") {
+        return Some((None, [root, dir.to_path_buf()]));
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(xdg) if Path::new(&xdg).is_absolute() => {
+            let xdg = PathBuf::from(xdg);
+            let mosaic = xdg.join("mosaic");
+            (dir == mosaic.join("heartbeat")).then(|| (Some(xdg), [mosaic, dir.to_path_buf()]))
+        }
+        _ => None,
+    }
 }
 
 fn create(dir: &Path, parents: bool) -> Result<(), String> {

@@ -757,6 +757,103 @@ fn a_target_named_like_a_zombie_is_alive() {
     wait_gone(hb);
 }
 
+// `XDG_RUNTIME_DIR` is checked level by level like the `/tmp` fallback (`su` without `-` keeps
+// the previous user's): a world-writable one with another user's symlink planted at `mosaic`,
+// ours with that symlink, and ours with another user's world-writable `mosaic/heartbeat`. Both
+// binaries refuse each, and nothing is created through the link; a private one is used.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn xdg_runtime_dir_is_checked_level_by_level() {
+    e2e!();
+    if !is_root() {
+        let why = format!("needs root to plant another user's files (uid {})", euid());
+        return skip(test_name!(), why);
+    }
+    let sb = Sandbox::new();
+    let elsewhere = sb.path("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let target = sb.spawn_target();
+    let make = |name: &str, mode: u32| {
+        let xdg = sb.path(name);
+        std::fs::create_dir(&xdg).unwrap();
+        std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(mode)).unwrap();
+        xdg
+    };
+    let plant_link = |xdg: &Path| {
+        let link = xdg.join("mosaic");
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+    };
+    let open_link = make("xdg-open", 0o777);
+    plant_link(&open_link);
+    let ours_link = make("xdg-link", 0o700);
+    plant_link(&ours_link);
+    let foreign = make("xdg-foreign", 0o700);
+    let heartbeat = foreign.join("mosaic/heartbeat");
+    std::fs::create_dir_all(&heartbeat).unwrap();
+    std::fs::set_permissions(
+        foreign.join("mosaic"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    std::fs::set_permissions(&heartbeat, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::os::unix::fs::chown(&heartbeat, Some(65534), Some(65534)).unwrap();
+    let cases = [
+        (
+            &open_link,
+            open_link.clone(),
+            "it is writable by group or others (mode 777)",
+        ),
+        (
+            &ours_link,
+            ours_link.join("mosaic"),
+            "it is not a real directory",
+        ),
+        (
+            &foreign,
+            heartbeat.clone(),
+            "it is owned by uid 65534, not 0",
+        ),
+    ];
+    for (xdg, refused_dir, reason) in cases {
+        let file = xdg.join("mosaic/heartbeat/x.hb");
+        let mut hb = sb.hb();
+        hb.args(["--pid", &target.to_string(), "--file"])
+            .arg(&file)
+            .env("XDG_RUNTIME_DIR", xdg);
+        let err = refused(&mut hb, 2, "mosaic-hb");
+        let want = format!("refusing heartbeat dir {}: {reason}", refused_dir.display());
+        assert!(err.contains(&want), "{want}\n{err}");
+        let mut launcher = sb.launcher("x");
+        launcher
+            .env_remove("MOSAIC_HEARTBEAT_RUN_DIR")
+            .env("XDG_RUNTIME_DIR", xdg);
+        let err = refused(&mut launcher, 1, "mosaic-launcher");
+        assert!(err.contains(&want), "{want}\n{err}");
+        assert!(!sb.has_session("x"), "{}", xdg.display());
+        assert_eq!(
+            tree(&elsewhere),
+            BTreeSet::new(),
+            "{}: written through the planted link",
+            xdg.display()
+        );
+    }
+    assert!(!heartbeat.join("x.hb").exists());
+    // A private one is used, and what we create there is private too.
+    let private = make("xdg-private", 0o700);
+    let mut launcher = sb.launcher("x");
+    launcher
+        .env_remove("MOSAIC_HEARTBEAT_RUN_DIR")
+        .env("XDG_RUNTIME_DIR", &private);
+    succeeds(&mut launcher);
+    let file = private.join("mosaic/heartbeat/x.hb");
+    wait_for_status(&file, Status::Ok, WAIT);
+    for level in [private.join("mosaic"), private.join("mosaic/heartbeat")] {
+        let mode = std::fs::metadata(&level).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", level.display());
+    }
+}
+
 // The `/tmp` fallback dir, planted by another user before us: a symlink to elsewhere, or a real
 // directory they own. Both binaries refuse it, and nothing is created through it. Run in a
 // private mount namespace with its own `/tmp`, so the machine's real `/tmp/mosaic-UID` is never
