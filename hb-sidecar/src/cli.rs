@@ -139,33 +139,63 @@ struct WatchArgs {
 struct RestartArgs {
     /// Restart policy: no, on-failure (non-zero exit or a signal), always (also after exit 0).
     /// Never after a stop signal. Restarting respawns pane `=AGENT:` on tmux socket SOCKET
-    /// through `mosaic-fleet respawn` (found next to mosaic-hb).
+    /// through `mosaic-respawn` (found next to mosaic-hb).
     #[arg(long, value_name = "POLICY", default_value = "no")]
     restart: String,
     /// tmux socket of the agent's session (`tmux -L SOCKET`), for restarts.
     #[arg(long, value_name = "SOCKET")]
     socket: Option<String>,
     /// Seconds before the first restart, doubled after each unstable death.
-    #[arg(long, value_name = "SECS", default_value = "1")]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = "1",
+        allow_hyphen_values = true
+    )]
     restart_delay: String,
     /// Longest delay before a restart, in seconds.
-    #[arg(long, value_name = "SECS", default_value = "300")]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = "300",
+        allow_hyphen_values = true
+    )]
     restart_max_delay: String,
     /// A run at least this long (seconds) was stable: its death restarts after the first
     /// delay again.
-    #[arg(long, value_name = "SECS", default_value = "600")]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = "600",
+        allow_hyphen_values = true
+    )]
     restart_stable: String,
     /// Give up (`status=failed`) at this many unstable deaths within --restart-window.
-    #[arg(long, value_name = "N", default_value = "5")]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value = "5",
+        allow_hyphen_values = true
+    )]
     restart_burst: String,
     /// Seconds over which unstable deaths are counted.
-    #[arg(long, value_name = "SECS", default_value = "900")]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = "900",
+        allow_hyphen_values = true
+    )]
     restart_window: String,
     /// At most one restart per this many seconds among all agents of the heartbeat
     /// directory (0: no limit).
-    #[arg(long, value_name = "SECS", default_value = "10")]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = "10",
+        allow_hyphen_values = true
+    )]
     restart_guard: String,
-    /// Path of the respawn helper (default: mosaic-fleet next to mosaic-hb).
+    /// Path of the respawn helper (default: mosaic-respawn next to mosaic-hb).
     #[arg(long, value_name = "PATH", hide = true)]
     respawn_bin: Option<PathBuf>,
 }

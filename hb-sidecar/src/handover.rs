@@ -4,7 +4,9 @@ the pane, and how the sidecar answers. Both sides call this module, so the argv,
 and the exit codes are written once.
 
 1. The launcher spawns `mosaic-hb` with [`Request::args`]: `--pid - --file FILE --interval SECS
-   --idle-after SECS --agent NAME [--reap SECS]`, while tmux is still creating the session.
+   --idle-after SECS --agent NAME [--reap SECS]` (and, under a restart policy, `--socket SOCKET
+   --restart POLICY` with the limits that are not the default), while tmux is still creating
+   the session.
 2. The sidecar validates, prepares its file, and reads one line from stdin:
    [`Target::line`], `PID [STARTED]\n` (STARTED: `/proc/PID/stat` field 22, so a stranger that
    took the PID in between is refused). EOF instead means "no sidecar wanted": it leaves
@@ -40,6 +42,8 @@ pub struct Request<'a> {
     /// After each death of the agent, end what it left in its session, with this grace
     /// ([`crate::teardown`]).
     pub reap: Option<Duration>,
+    /// The restart policy's arguments, [`crate::supervise::sidecar_args`] (none for `no`).
+    pub restart: &'a [String],
 }
 
 impl Request<'_> {
@@ -60,6 +64,7 @@ impl Request<'_> {
         if let Some(grace) = self.reap {
             args.extend(["--reap".into(), validate::format_interval(grace).into()]);
         }
+        args.extend(self.restart.iter().map(Into::into));
         args
     }
 }
@@ -161,6 +166,7 @@ mod tests {
             idle_after: Duration::from_secs(60),
             agent: "a",
             reap: None,
+            restart: &[],
         };
         let args: Vec<String> = request
             .args()

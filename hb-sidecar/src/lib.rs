@@ -41,9 +41,10 @@ policy, before the restart: a new run never starts beside the last one's leftove
 
 Under a restart policy (`--restart on-failure|always`, opt-in), the target's death does not
 end the loop ([`restart`], policy and arithmetic in [`supervise`]). The sidecar then spawns its
-one kind of child, a short-lived *respawn helper* (`mosaic-fleet respawn --socket S --pid P
+one kind of child, a short-lived *respawn helper* (`mosaic-respawn --socket S --pid P
 AGENT`, next to its own executable), with its stdin and stdout as pipes: the helper asks tmux
-how the pane died and prints `dead status N` (or `signal N`). The policy says leave
+how the pane died and prints `dead status N` (or `signal N`); with `--reap`, what the dead run
+left in its session has been ended first. The policy says leave
 (`status=exited`, with `exit_status=`/`exit_signal=`), give up (`status=failed`), or restart
 after a delay: the record says `status=restarting` and `restart_at=`, is rewritten every
 beat, and the delay is the `ppoll`'s timeout. When it is over and the fleet-wide guard

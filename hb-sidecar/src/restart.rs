@@ -3,7 +3,7 @@ The sidecar's side of a restart: after its agent died, decide ([`crate::supervis
 and have the dead pane started again, all from the one `ppoll` of the event loop.
 
 The sidecar talks to tmux only through one short-lived child per death, the *respawn
-helper* (`mosaic-fleet respawn --socket SOCKET --pid PID AGENT`, found next to the sidecar's own
+helper* (`mosaic-respawn --socket SOCKET --pid PID AGENT`, found next to the sidecar's own
 executable; tmux itself is only ever run by the launcher crate's `tmux.rs`):
 
 ```text
@@ -49,7 +49,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 const BUSY_RETRY: Duration = Duration::from_millis(20);
 
 /// The name of the helper's executable, looked for next to the sidecar's own.
-pub const HELPER: &str = "mosaic-fleet";
+pub const HELPER: &str = "mosaic-respawn";
 
 /// Restarts one agent under its policy.
 pub struct Supervisor {
@@ -478,7 +478,7 @@ struct Answers {
 }
 
 impl Helper {
-    /// `BIN respawn --socket SOCKET --pid PID [--started TICKS] -- AGENT`, where PID (started
+    /// `BIN --socket SOCKET --pid PID [--started TICKS] -- AGENT`, where PID (started
     /// at TICKS) is the pane process that died: the helper ends what is left of its tree.
     fn spawn(
         bin: &Path,
@@ -487,7 +487,7 @@ impl Helper {
         (pid, started): (i32, Option<u64>),
     ) -> io::Result<Helper> {
         let mut cmd = Command::new(bin);
-        cmd.args(["respawn", "--socket", socket, "--pid", &pid.to_string()]);
+        cmd.args(["--socket", socket, "--pid", &pid.to_string()]);
         if let Some(started) = started {
             cmd.args(["--started", &started.to_string()]);
         }

@@ -19,7 +19,7 @@ signals it): a stopped sidecar has ended, so nothing is left that could restart 
   stability period (10 min). A death after a stable run restarts after the floor and clears
   the count.
 - **Give-up.** The burst-th unstable death within the window (5 in 15 min) is not restarted:
-  the agent is `failed` until someone restarts it by hand.
+  the agent is `failed` until someone restarts it (`mosaic-fleet restart`).
 - **Fleet-wide guard.** At most one restart per guard period (10 s) among all the agents of one
   heartbeat directory, so an outage that kills every agent brings them back one by one. The
   guard is the file `.restart-guard` in the heartbeat directory (agent names never start with
@@ -514,34 +514,44 @@ impl Flags<'_> {
     }
 }
 
+/// A restart policy and its limits as flag names (without `--`) and values: the policy, then
+/// each limit that is not the default; nothing for `no`. What the launcher hands the sidecar
+/// and stores with the agent for `mosaic-fleet restart`.
+pub fn settings(policy: Restart, limits: &Limits) -> Vec<(&'static str, String)> {
+    if policy == Restart::No {
+        return Vec::new();
+    }
+    let mut out = vec![("restart", policy.as_str().to_string())];
+    let d = Limits::DEFAULT;
+    let secs = |v: Duration| format!("{}", v.as_secs_f64());
+    for (flag, value, default) in [
+        ("restart-delay", limits.floor, d.floor),
+        ("restart-max-delay", limits.cap, d.cap),
+        ("restart-stable", limits.stable, d.stable),
+        ("restart-window", limits.window, d.window),
+        ("restart-guard", limits.guard, d.guard),
+    ] {
+        if value != default {
+            out.push((flag, secs(value)));
+        }
+    }
+    if limits.burst != d.burst {
+        out.push(("restart-burst", limits.burst.to_string()));
+    }
+    out
+}
+
 /// The sidecar's arguments that carry a restart policy (none for `no`): the policy, the tmux
 /// socket, and each limit that is not the default. The policy lives in the sidecar's argv, so
 /// it outlives the shell that launched the agent.
 pub fn sidecar_args(policy: Restart, limits: &Limits, socket: &str) -> Vec<String> {
-    if policy == Restart::No {
+    let settings = settings(policy, limits);
+    if settings.is_empty() {
         return Vec::new();
     }
-    let mut args = vec![
-        "--restart".to_string(),
-        policy.as_str().to_string(),
-        "--socket".to_string(),
-        socket.to_string(),
-    ];
-    let d = Limits::DEFAULT;
-    let secs = |v: Duration| format!("{}", v.as_secs_f64());
-    for (flag, value, default) in [
-        ("--restart-delay", limits.floor, d.floor),
-        ("--restart-max-delay", limits.cap, d.cap),
-        ("--restart-stable", limits.stable, d.stable),
-        ("--restart-window", limits.window, d.window),
-        ("--restart-guard", limits.guard, d.guard),
-    ] {
-        if value != default {
-            args.extend([flag.to_string(), secs(value)]);
-        }
-    }
-    if limits.burst != d.burst {
-        args.extend(["--restart-burst".to_string(), limits.burst.to_string()]);
+    let mut args = vec!["--socket".to_string(), socket.to_string()];
+    for (flag, value) in settings {
+        args.extend([format!("--{flag}"), value]);
     }
     args
 }
@@ -676,7 +686,7 @@ mod tests {
         let args = sidecar_args(policy, &limits, "sock");
         assert_eq!(
             args.join(" "),
-            "--restart on-failure --socket sock --restart-delay 0.5 --restart-burst 3"
+            "--socket sock --restart on-failure --restart-delay 0.5 --restart-burst 3"
         );
         assert!(sidecar_args(Restart::No, &limits, "sock").is_empty());
         // What the launcher passes, the sidecar reads back the same.

@@ -240,7 +240,7 @@ impl<'a> Sidecar<'a> {
                 let mut written = self.writer.write(status);
                 if let Some(grace) = reap {
                     // The death is on record at once; what it left is ended after, and counted.
-                    let reaped = reap_leftovers(&self.target, grace, signals);
+                    let (reaped, _) = reap_leftovers(&self.target, grace, signals);
                     self.writer.lifecycle.reaped = Some(reaped);
                     written = self.writer.write(status);
                 }
@@ -252,7 +252,13 @@ impl<'a> Sidecar<'a> {
             self.writer.write(Status::Restarting);
             if let Some(grace) = reap {
                 // A restarted run must not start beside the last one's leftovers.
-                self.writer.lifecycle.reaped = Some(reap_leftovers(&self.target, grace, signals));
+                let (reaped, stop) = reap_leftovers(&self.target, grace, signals);
+                self.writer.lifecycle.reaped = Some(reaped);
+                if let Some(sig) = stop {
+                    // A stop during the teardown is a stop: nothing is restarted.
+                    let written = self.writer.write(Status::Stopped);
+                    return (End::Stopped(sig), Some((Status::Stopped, written)));
+                }
             }
             match supervisor.after_death(&mut self.writer, signals, self.interval) {
                 Outcome::Restarted(target) => {
@@ -359,21 +365,28 @@ impl<'a> Sidecar<'a> {
 /// processes. The loop's one `ppoll` (on the signals only) is the only wait: a stop signal skips
 /// the rest of the grace, and the whole phase lasts at most the grace plus
 /// [`teardown::KILL_WAIT`].
-fn reap_leftovers(target: &Target, grace: Duration, signals: &Signals) -> u32 {
+/// Also returns the stop signal that cut the grace short, if one did.
+fn reap_leftovers(target: &Target, grace: Duration, signals: &Signals) -> (u32, Option<i32>) {
     // A pid that names another process now means no member was left to pin the session id,
     // which a stranger may have taken since.
     if teardown::leader_reused(target.pid(), target.started()) {
-        return 0;
+        return (0, None);
     }
+    let mut stop = None;
     let mut teardown = Teardown::begin(target.pid(), grace);
     while teardown.step() == Step::Waiting {
         match wait(None, signals.fd(), None, teardown.wait()) {
-            Event::Signal if signals.take().is_some() => teardown.hurry(),
+            Event::Signal => {
+                if let Some(sig) = signals.take() {
+                    stop = Some(sig);
+                    teardown.hurry();
+                }
+            }
             Event::Failed(_) => teardown.hurry(),
             _ => {}
         }
     }
-    u32::try_from(teardown.ended()).unwrap_or(u32::MAX)
+    (u32::try_from(teardown.ended()).unwrap_or(u32::MAX), stop)
 }
 
 /// What woke the one `ppoll`.

@@ -110,6 +110,77 @@ pub struct Cli {
     )]
     pub tmux_timeout: Option<OsString>,
 
+    /// Restart policy, kept by the agent's sidecar: no, on-failure (after a non-zero exit or a
+    /// signal), always (also after exit 0). Never after a stop. Needs the heartbeat sidecar.
+    #[arg(
+        long,
+        env = "MOSAIC_RESTART",
+        value_name = "POLICY",
+        default_value = "no"
+    )]
+    pub restart: Option<OsString>,
+
+    /// Seconds before the first restart, doubled after each unstable death (0.01 up).
+    #[arg(
+        long,
+        env = "MOSAIC_RESTART_DELAY",
+        value_name = "SECS",
+        default_value = "1",
+        allow_hyphen_values = true
+    )]
+    pub restart_delay: Option<OsString>,
+
+    /// Longest delay before a restart, in seconds.
+    #[arg(
+        long,
+        env = "MOSAIC_RESTART_MAX_DELAY",
+        value_name = "SECS",
+        default_value = "300",
+        allow_hyphen_values = true
+    )]
+    pub restart_max_delay: Option<OsString>,
+
+    /// A run at least this long (seconds) was stable: the next delay is the first again.
+    #[arg(
+        long,
+        env = "MOSAIC_RESTART_STABLE",
+        value_name = "SECS",
+        default_value = "600",
+        allow_hyphen_values = true
+    )]
+    pub restart_stable: Option<OsString>,
+
+    /// Unstable deaths within --restart-window that give up: `status=failed`.
+    #[arg(
+        long,
+        env = "MOSAIC_RESTART_BURST",
+        value_name = "N",
+        default_value = "5",
+        allow_hyphen_values = true
+    )]
+    pub restart_burst: Option<OsString>,
+
+    /// Seconds over which unstable deaths are counted.
+    #[arg(
+        long,
+        env = "MOSAIC_RESTART_WINDOW",
+        value_name = "SECS",
+        default_value = "900",
+        allow_hyphen_values = true
+    )]
+    pub restart_window: Option<OsString>,
+
+    /// At most one restart per this many seconds among the agents of the heartbeat
+    /// directory (0: no limit).
+    #[arg(
+        long,
+        env = "MOSAIC_RESTART_GUARD",
+        value_name = "SECS",
+        default_value = "10",
+        allow_hyphen_values = true
+    )]
+    pub restart_guard: Option<OsString>,
+
     /// Path of the mosaic-hb binary.
     #[arg(long, env = "MOSAIC_HB_BIN", value_name = "PATH", hide = true)]
     pub hb_bin: Option<OsString>,

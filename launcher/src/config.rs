@@ -17,6 +17,8 @@ runtime_bin=/opt/claude/bin        (only when given)
 hb_dir=/run/user/1000/mosaic/heartbeat
 hb_interval=30
 idle_after=60
+restart=on-failure                 (only under a restart policy)
+restart-delay=0.5                  (each restart limit that is not the default)
 ```
 
 Values are bytes (paths and commands need not be UTF-8): printable ASCII but `\` is written as
@@ -50,6 +52,9 @@ pub struct LaunchConfig {
     pub hb_interval: Duration,
     /// Without output for this long, the sidecar calls the agent idle.
     pub idle_after: Duration,
+    /// The restart policy and its limits as flag names and values (`restart`,
+    /// `restart-delay`, ...: [`mosaic_hb::supervise::settings`]); empty for none.
+    pub restart: Vec<(String, String)>,
 }
 
 impl LaunchConfig {
@@ -110,7 +115,22 @@ impl LaunchConfig {
             tmux_timeout: None,
             json,
             hb_bin: None,
+            restart: self.restart_flag("restart"),
+            restart_delay: self.restart_flag("restart-delay"),
+            restart_max_delay: self.restart_flag("restart-max-delay"),
+            restart_stable: self.restart_flag("restart-stable"),
+            restart_burst: self.restart_flag("restart-burst"),
+            restart_window: self.restart_flag("restart-window"),
+            restart_guard: self.restart_flag("restart-guard"),
         }
+    }
+
+    /// A stored restart setting; absent is the default (the launch validates them again).
+    fn restart_flag(&self, flag: &str) -> Option<OsString> {
+        self.restart
+            .iter()
+            .find(|(f, _)| f == flag)
+            .map(|(_, v)| v.into())
     }
 
     fn render(&self) -> Vec<u8> {
@@ -137,6 +157,9 @@ impl LaunchConfig {
             "idle_after",
             validate::format_interval(self.idle_after).as_bytes(),
         );
+        for (flag, value) in &self.restart {
+            line(flag, value.as_bytes());
+        }
         out
     }
 
@@ -144,6 +167,7 @@ impl LaunchConfig {
         let (mut agent, mut socket, mut workdir, mut command) = (None, None, None, None);
         let (mut runtime_bin, mut hb_dir, mut hb_interval, mut idle_after) =
             (None, None, None, None);
+        let mut restart = Vec::new();
         for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             let at = line
                 .iter()
@@ -162,6 +186,9 @@ impl LaunchConfig {
                 b"hb_dir" => hb_dir = Some(PathBuf::from(OsString::from_vec(value))),
                 b"hb_interval" => hb_interval = Some(validate::interval(&text(value)?)?),
                 b"idle_after" => idle_after = Some(validate::idle_after(&text(value)?)?),
+                flag if flag.starts_with(b"restart") => {
+                    restart.push((text(flag.to_vec())?, text(value)?));
+                }
                 _ => {}
             }
         }
@@ -179,6 +206,7 @@ impl LaunchConfig {
                 Some(d) => d,
                 None => validate::idle_after(validate::DEFAULT_IDLE_AFTER)?,
             },
+            restart,
         })
     }
 }
@@ -278,9 +306,17 @@ mod tests {
             hb_dir: "/run/hb".into(),
             hb_interval: Duration::from_millis(500),
             idle_after: Duration::from_secs(60),
+            restart: vec![
+                ("restart".into(), "on-failure".into()),
+                ("restart-delay".into(), "0.5".into()),
+            ],
         };
         let bytes = config.render();
-        assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), 8);
+        assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), 10);
+        let cli = config.to_cli(false);
+        assert_eq!(cli.restart.as_deref(), Some("on-failure".as_ref()));
+        assert_eq!(cli.restart_delay.as_deref(), Some("0.5".as_ref()));
+        assert_eq!(cli.restart_guard, None, "a default is not stored");
         assert_eq!(LaunchConfig::parse(&bytes), Ok(config));
     }
 

@@ -28,7 +28,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use mosaic_hb::exit::Exit;
-use mosaic_hb::{dirs, json, validate};
+use mosaic_hb::{dirs, json, supervise, validate};
 
 use crate::child::Stop;
 use crate::cli::Cli;
@@ -63,6 +63,9 @@ pub struct Plan {
     /// The command and runtime-bin as resolved, for the stored [`LaunchConfig`].
     pub command: OsString,
     pub runtime_bin: Option<PathBuf>,
+    /// The restart policy and its limits as flags (`restart`, `restart-delay`, ...), for the
+    /// stored [`LaunchConfig`]; empty for `no`.
+    pub restart: Vec<(&'static str, String)>,
 }
 
 pub struct Heartbeat {
@@ -71,6 +74,8 @@ pub struct Heartbeat {
     pub interval: Duration,
     pub idle_after: Duration,
     pub hb_bin: Option<PathBuf>,
+    /// The sidecar's restart arguments (none without a restart policy).
+    pub restart: Vec<String>,
 }
 
 /// How the agent came to be running.
@@ -282,6 +287,27 @@ pub fn plan(cli: Cli) -> Result<Plan, Fail> {
     .unwrap_or(tmux::DEFAULT_TIMEOUT);
     let settle =
         seconds(&cli.settle, "settle time (--settle, MOSAIC_SETTLE)", 0.0)?.unwrap_or_default();
+    let (policy, limits) = supervise::Flags {
+        policy: restart_text(
+            cli.restart.as_deref(),
+            "restart policy (--restart, MOSAIC_RESTART)",
+        )?,
+        delay: restart_text(cli.restart_delay.as_deref(), "--restart-delay")?,
+        max_delay: restart_text(cli.restart_max_delay.as_deref(), "--restart-max-delay")?,
+        stable: restart_text(cli.restart_stable.as_deref(), "--restart-stable")?,
+        burst: restart_text(cli.restart_burst.as_deref(), "--restart-burst")?,
+        window: restart_text(cli.restart_window.as_deref(), "--restart-window")?,
+        guard: restart_text(cli.restart_guard.as_deref(), "--restart-guard")?,
+        env: true,
+    }
+    .parse()
+    .map_err(usage)?;
+    if cli.no_heartbeat && policy != supervise::Restart::No {
+        return Err(usage(format!(
+            "--restart {} needs the heartbeat sidecar, which restarts the agent: drop --no-heartbeat",
+            policy.as_str()
+        )));
+    }
     let heartbeat = if cli.no_heartbeat {
         None
     } else {
@@ -295,6 +321,7 @@ pub fn plan(cli: Cli) -> Result<Plan, Fail> {
             interval,
             idle_after,
             hb_bin: cli.hb_bin.filter(|b| !b.is_empty()).map(PathBuf::from),
+            restart: supervise::sidecar_args(policy, &limits, &socket),
         })
     };
     Ok(Plan {
@@ -307,6 +334,7 @@ pub fn plan(cli: Cli) -> Result<Plan, Fail> {
         settle,
         command,
         runtime_bin,
+        restart: supervise::settings(policy, &limits),
     })
 }
 
@@ -324,6 +352,14 @@ fn seconds(value: &Option<OsString>, what: &str, min: f64) -> Result<Option<Dura
             "invalid {what} {text:?}: seconds from {min} to 3600 expected"
         ))),
     }
+}
+
+/// An optional value that must be text.
+fn restart_text<'a>(
+    value: Option<&'a std::ffi::OsStr>,
+    what: &str,
+) -> Result<Option<&'a str>, Fail> {
+    value.map(|v| text(v, what)).transpose()
 }
 
 /// A value that must be text: names, sockets, runtimes and intervals are never raw bytes.
@@ -414,6 +450,7 @@ pub fn launch(plan: &Plan, stop: &Stop) -> Result<Report, Fail> {
                 hb.interval,
                 hb.idle_after,
                 &plan.agent,
+                &hb.restart,
                 plan.timeout,
             ) {
                 Ok(pending) => Some(pending),
@@ -760,6 +797,7 @@ impl Launch<'_> {
                         hb.interval,
                         hb.idle_after,
                         self.agent(),
+                        &hb.restart,
                         self.plan.timeout,
                     )
                     .map_err(failed)?;
@@ -861,6 +899,11 @@ fn store_config(plan: &Plan, report: &Report) {
         hb_dir: hb.dir.clone(),
         hb_interval: hb.interval,
         idle_after: hb.idle_after,
+        restart: plan
+            .restart
+            .iter()
+            .map(|(flag, value)| (flag.to_string(), value.clone()))
+            .collect(),
     };
     if let Err(why) = config.store() {
         say(&format!(

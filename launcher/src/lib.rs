@@ -7,6 +7,7 @@ The launcher's library: everything that talks to tmux and starts agents, shared 
 - [`pane`]: the pane command and the only shell quoting.
 - [`sidecar`]: finding and starting `mosaic-hb` for a pane.
 - [`cli`]: the launcher's flags and their `MOSAIC_*` variables.
+- [`respawn`]: `mosaic-respawn`, the supervising sidecar's hands in tmux.
 - [`verdict`]: the start verdict: started means the agent's command was executed.
 - [`child`]: bounded waits for child processes, the stop signals, no leaked descriptors.
 */
@@ -19,6 +20,7 @@ pub mod launch;
 pub mod pane;
 #[cfg(test)]
 mod proptests;
+pub mod respawn;
 pub mod sidecar;
 pub mod tmux;
 pub mod verdict;

@@ -71,6 +71,7 @@ impl Sidecar {
         interval: Duration,
         idle_after: Duration,
         agent: &str,
+        restart: &[String],
         timeout: Duration,
     ) -> Result<Pending, String> {
         let request = Request {
@@ -80,6 +81,7 @@ impl Sidecar {
             agent,
             // A pane's process leads its session: what it leaves behind is ended at its death.
             reap: Some(mosaic_hb::teardown::DEFAULT_GRACE),
+            restart,
         };
         let mut cmd = Command::new(&self.setsid);
         cmd.arg(&self.hb)

@@ -272,10 +272,22 @@ impl<'a> Tmux<'a> {
         workdir: &Path,
         pane_command: &OsStr,
     ) -> Result<Option<PanePids>, Failure> {
+        self.respawn_pane(agent, pane_args(agent, workdir, pane_command))
+    }
+
+    /// Starts the agent's dead pane again exactly as it was made: `respawn-pane` without a
+    /// command reruns the pane's own argument vector in its own start directory, with the
+    /// session's environment (tmux 3.3a). The restart of a supervised agent, which knows no
+    /// more of it than its name. `None` when the pane is live (someone respawned it first).
+    pub fn respawn_as_before(&self, agent: &str) -> Result<Option<PanePids>, Failure> {
+        self.respawn_pane(agent, Vec::new())
+    }
+
+    fn respawn_pane(&self, agent: &str, pane: Vec<OsString>) -> Result<Option<PanePids>, Failure> {
         let target = format!("={agent}:");
         let mut args: Vec<OsString> =
             vec!["respawn-pane".into(), "-t".into(), target.clone().into()];
-        args.extend(pane_args(agent, workdir, pane_command));
+        args.extend(pane);
         args.extend([
             ";".into(),
             "display-message".into(),

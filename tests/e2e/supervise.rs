@@ -1,7 +1,7 @@
 /*!
 Supervision end to end: restart policies, backoff, give-up, stops and the fleet-wide guard.
 
-The sidecar-level tests here replace the respawn helper (`mosaic-fleet respawn`) with a script
+The sidecar-level tests here replace the respawn helper (`mosaic-respawn`) with a script
 (`--respawn-bin`) that says how the "pane" died and, on `go`, starts the next run of a scripted
 agent itself: they test the sidecar's restart driver with real processes, real signals and
 real files, and no tmux.
@@ -359,5 +359,275 @@ fn twenty_agents_dying_together_are_restarted_one_per_guard_period() {
             .hb_pid
             .unwrap();
         sb.track(hb as i32);
+    }
+}
+
+// Through the whole stack: the launcher's --restart reaches the sidecar, which restarts the
+// tmux pane through `mosaic-respawn`.
+
+/// An agent script for the launcher: logs each run's start and its pid to `runs`, starts a
+/// `nohup` child that would outlive it (its pid to `children`), lives `secs`, exits `code`.
+fn agent_script(sb: &Sandbox, name: &str, secs: &str, code: u8) -> String {
+    let path = sb.path(name);
+    let runs = sb.path("runs");
+    let children = sb.path("children");
+    write_script(
+        &path,
+        &format!(
+            "#!/bin/sh\necho \"$(date +%s.%N) $$\" >> '{}'\nnohup sleep 1000 >/dev/null 2>&1 &\necho $! >> '{}'\nsleep {secs}\nexit {code}\n",
+            runs.display(),
+            children.display()
+        ),
+    );
+    path.display().to_string()
+}
+
+fn runs(sb: &Sandbox) -> Vec<(f64, i32)> {
+    std::fs::read_to_string(sb.path("runs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let (t, pid) = line.split_once(' ')?;
+            Some((t.parse().ok()?, pid.parse().ok()?))
+        })
+        .collect()
+}
+
+fn children(sb: &Sandbox) -> Vec<i32> {
+    std::fs::read_to_string(sb.path("children"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+// An agent that dies soon after each start is restarted with growing delays, gives up after
+// the burst (status=failed, restarts and the exit status kept), `mosaic-hb status` says
+// failed, and no process of an old run survives its restart.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn launched_with_restart_a_crashing_agent_backs_off_and_gives_up() {
+    e2e!();
+    let sb = Sandbox::new();
+    let command = agent_script(&sb, "crash.sh", "0.3", 1);
+    let mut cmd = sb.launcher("crash");
+    cmd.env("MOSAIC_AGENT_COMMAND", &command).args([
+        "--restart",
+        "on-failure",
+        "--restart-delay",
+        "0.2",
+        "--restart-burst",
+        "4",
+        "--restart-guard",
+        "0",
+    ]);
+    expect_success(&mut cmd);
+    let file = sb.hb_file("crash");
+    let rec = wait_for_status(&file, Status::Failed, Duration::from_secs(30));
+    assert_eq!(rec.lifecycle.restarts, Some(3), "{}", show_file(&file));
+    assert_eq!(rec.lifecycle.exit_status, Some(1));
+    let runs = runs(&sb);
+    assert_eq!(runs.len(), 4, "{runs:?}");
+    // Run k+1 started at least its run (0.3 s) and its delay (0.2, 0.4, 0.8 s) after run k.
+    for (pair, delay) in runs.windows(2).zip([0.2, 0.4, 0.8]) {
+        assert!(pair[1].0 - pair[0].0 >= 0.3 + delay, "{runs:?}");
+    }
+    // Every run's nohup child was ended before the next run (and after the last death).
+    for child in children(&sb) {
+        sb.track(child);
+        wait_gone(child);
+    }
+    let out = expect_exit(sb.hb().args(["status", "--check"]).arg(sb.hb_dir()), 1).0;
+    assert!(out.contains("failed"), "{out}");
+    // The dead pane stays, for its last output.
+    assert!(sb.has_session("crash"));
+}
+
+// Exit 0 under on-failure is not restarted: exited, exit_status=0, one run.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn launched_with_on_failure_a_clean_exit_is_not_restarted() {
+    e2e!();
+    let sb = Sandbox::new();
+    let command = agent_script(&sb, "done.sh", "0.3", 0);
+    let mut cmd = sb.launcher("done");
+    cmd.env("MOSAIC_AGENT_COMMAND", &command)
+        .env("MOSAIC_RESTART", "on-failure")
+        .env("MOSAIC_RESTART_DELAY", "0.1");
+    expect_success(&mut cmd);
+    let file = sb.hb_file("done");
+    let rec = wait_for_status(&file, Status::Exited, Duration::from_secs(10));
+    assert_eq!(
+        (rec.lifecycle.restarts, rec.lifecycle.exit_status),
+        (Some(0), Some(0)),
+        "{}",
+        show_file(&file)
+    );
+    wait_gone(rec.hb_pid.unwrap() as i32);
+    assert_eq!(runs(&sb).len(), 1);
+}
+
+// A bad policy or limit is a usage error before anything starts; so is --restart without
+// the sidecar that would do it.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn restart_flags_are_checked_before_anything_starts() {
+    e2e!();
+    let sb = Sandbox::new();
+    for (flags, says) in [
+        (&["--restart", "sometimes"][..], "invalid restart policy"),
+        (
+            &["--restart", "always", "--restart-delay", "-1"],
+            "--restart-delay",
+        ),
+        (
+            &[
+                "--restart",
+                "always",
+                "--restart-delay",
+                "9",
+                "--restart-max-delay",
+                "1",
+            ],
+            "longer than cap",
+        ),
+        (
+            &["--restart", "always", "--restart-burst", "0"],
+            "--restart-burst",
+        ),
+        (&["--restart", "always", "--no-heartbeat"], "--no-heartbeat"),
+    ] {
+        let (_, err) = expect_exit(sb.launcher("bad").args(flags), 2);
+        assert!(err.contains(says), "{flags:?}: {err}");
+        assert!(!sb.has_session("bad"), "{flags:?} started a session");
+    }
+}
+
+/// `mosaic-fleet ARGS...` in this sandbox (its socket and heartbeat dir), nothing from outside.
+fn fleet(sb: &Sandbox, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin("mosaic-fleet"));
+    cmd.args(args);
+    for (key, _) in std::env::vars_os() {
+        let key_text = key.to_string_lossy();
+        if key_text.starts_with("MOSAIC_") || key == "TMUX" || key == "XDG_RUNTIME_DIR" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("HOME", sb.path("home"))
+        .env("MOSAIC_TMUX_SOCKET", &sb.socket)
+        .env("MOSAIC_HEARTBEAT_RUN_DIR", sb.hb_dir())
+        .stdin(Stdio::null());
+    cmd
+}
+
+// `mosaic-fleet stop` is never followed by a restart: not of a running agent, and not of one
+// whose restart is pending. Both records say stopped, both sidecars are gone, nothing runs.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn a_stop_is_never_followed_by_a_restart() {
+    e2e!();
+    let sb = Sandbox::new();
+    let command = agent_script(&sb, "brief.sh", "0.3", 1);
+    let mut pending = sb.launcher("pending");
+    pending.env("MOSAIC_AGENT_COMMAND", &command).args([
+        "--restart",
+        "always",
+        "--restart-delay",
+        "2",
+        "--restart-guard",
+        "0",
+    ]);
+    expect_success(&mut pending);
+    let mut running = sb.launcher("running");
+    running.env("MOSAIC_AGENT_COMMAND", "sleep 600").args([
+        "--restart",
+        "always",
+        "--restart-delay",
+        "0.1",
+        "--restart-guard",
+        "0",
+    ]);
+    expect_success(&mut running);
+    let pending_file = sb.hb_file("pending");
+    wait_until(
+        "a restart to be due",
+        Duration::from_secs(10),
+        || read_record(&pending_file).filter(|r| r.lifecycle.restart_at.is_some()),
+        || show_file(&pending_file),
+    );
+    let running_file = sb.hb_file("running");
+    wait_for_status(&running_file, Status::Ok, Duration::from_secs(10));
+    let hbs: Vec<i32> = [&pending_file, &running_file]
+        .iter()
+        .map(|f| read_record(f).unwrap().hb_pid.unwrap() as i32)
+        .collect();
+    expect_success(&mut fleet(
+        &sb,
+        &["stop", "pending", "running", "--grace", "1"],
+    ));
+    for (file, hb) in [&pending_file, &running_file].iter().zip(&hbs) {
+        let rec = wait_for_status(file, Status::Stopped, Duration::from_secs(5));
+        assert_eq!(rec.lifecycle.restart_at, None, "{}", show_file(file));
+        wait_gone(*hb);
+    }
+    // Past the pending restart's due time (2 s) and the running one's delay: nothing started.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(runs(&sb).len(), 1, "{:?}", runs(&sb));
+    assert!(!sb.has_session("pending") && !sb.has_session("running"));
+    for file in [&pending_file, &running_file] {
+        assert_eq!(read_record(file).unwrap().status, Status::Stopped);
+    }
+}
+
+// A given-up agent is re-armed by `mosaic-fleet restart`: a fresh run, restarts counted from 0,
+// the same policy (it keeps restarting), and `mosaic-fleet ls` shows each step.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn mosaic_fleet_restart_rearms_a_failed_agent() {
+    e2e!();
+    let sb = Sandbox::new();
+    let command = agent_script(&sb, "flaky.sh", "0.3", 2);
+    let mut cmd = sb.launcher("flaky");
+    cmd.env("MOSAIC_AGENT_COMMAND", &command).args([
+        "--restart",
+        "on-failure",
+        "--restart-delay",
+        "0.1",
+        "--restart-burst",
+        "2",
+        "--restart-guard",
+        "0",
+    ]);
+    expect_success(&mut cmd);
+    let file = sb.hb_file("flaky");
+    let failed = wait_for_status(&file, Status::Failed, Duration::from_secs(20));
+    assert_eq!(failed.lifecycle.restarts, Some(1));
+    let ls = expect_success(&mut fleet(&sb, &["ls"]));
+    let row = ls
+        .lines()
+        .find(|l| l.starts_with("flaky"))
+        .unwrap_or_default();
+    assert!(
+        row.contains("failed") && row.split_whitespace().any(|w| w == "1"),
+        "{ls}"
+    );
+    let before = runs(&sb).len();
+    expect_success(&mut fleet(&sb, &["restart", "flaky", "--grace", "1"]));
+    // A new sidecar (the old one gave up and left), the count from 0, then the policy again.
+    let rec = wait_until(
+        "the re-armed agent to be restarted by its policy",
+        Duration::from_secs(20),
+        || {
+            read_record(&file).filter(|r| {
+                r.hb_pid != failed.hb_pid
+                    && r.lifecycle.restarts.is_some_and(|n| n >= 1)
+                    && runs(&sb).len() >= before + 2
+            })
+        },
+        || format!("{} runs {:?}", show_file(&file), runs(&sb)),
+    );
+    signal(rec.hb_pid.unwrap() as i32, libc::SIGTERM);
+    for child in children(&sb) {
+        sb.track(child);
     }
 }

@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use crate::util::{self, Result};
 
 /// What `install` copies: everything [`util::build_release`] builds.
-pub const BINARIES: [&str; 4] = [
+pub const BINARIES: [&str; 5] = [
     "mosaic-launcher",
     "mosaic-fleet",
+    "mosaic-respawn",
     "mosaic-hb",
     "mosaic-hb-exporter",
 ];

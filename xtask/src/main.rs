@@ -8,6 +8,7 @@ argument vectors (never a shell string), and uses the `cargo` that invoked it.
 mod bench;
 mod compat;
 mod demo;
+mod demo_restart;
 mod fuzz;
 mod install;
 mod procfs;
@@ -37,6 +38,8 @@ enum Task {
     Demo(demo::Args),
     /// Build the binaries static and install them into ROOT/bin (default ~/.cargo/bin).
     Install(install::Args),
+    /// Supervision: an agent that keeps crashing is restarted with growing delays, then given up.
+    DemoRestart,
     /// Run an external start-agent-session.sh test suite against the built launcher.
     Compat(compat::Args),
     /// Measure the launcher and sidecar against the bash baseline; write BENCHMARKS.md.
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Task::Test(args) => test::run(&args),
         Task::Demo(args) => demo::run(&args),
         Task::Install(args) => install::run(&args),
+        Task::DemoRestart => demo_restart::run(),
         Task::Compat(args) => compat::run(&args),
         Task::Bench(args) => bench::run(&args),
         Task::Fuzz(args) => fuzz::run(&args),

@@ -115,6 +115,11 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// Restarts by the sidecar's restart policy, when it has one.
+    pub fn restarts(&self) -> Option<u32> {
+        self.row.as_ref()?.record.as_ref()?.lifecycle.restarts
+    }
+
     /// The agent's pid: the pane's, else the record's.
     pub fn pid(&self) -> Option<i64> {
         self.pane
@@ -285,11 +290,14 @@ fn table(fleet: &Fleet, agents: &[Agent], hidden: usize, now: DateTime<Utc>) -> 
         fleet.hb_dir.display()
     );
     let dash = || "-".to_string();
-    let mut cells: Vec<[String; 7]> = vec![[
+    // RESTARTS only when some agent runs under a restart policy.
+    let with_restarts = agents.iter().any(|a| a.restarts().is_some());
+    let mut cells: Vec<[String; 8]> = vec![[
         "AGENT",
         "STATE",
         "PID",
         "UPTIME",
+        "RESTARTS",
         "EXIT",
         "HEARTBEAT",
         "NOTE",
@@ -303,6 +311,7 @@ fn table(fleet: &Fleet, agents: &[Agent], hidden: usize, now: DateTime<Utc>) -> 
             agent
                 .uptime(secs)
                 .map_or_else(dash, |s| status::render::format_age(s as f64)),
+            agent.restarts().map_or_else(dash, |n| n.to_string()),
             agent
                 .pane
                 .as_ref()
@@ -314,7 +323,7 @@ fn table(fleet: &Fleet, agents: &[Agent], hidden: usize, now: DateTime<Utc>) -> 
             printable(&note(agent)),
         ]);
     }
-    let mut widths = [0; 7];
+    let mut widths = [0; 8];
     for line in &cells {
         for (width, cell) in widths.iter_mut().zip(line) {
             *width = (*width).max(cell.chars().count());
@@ -323,7 +332,10 @@ fn table(fleet: &Fleet, agents: &[Agent], hidden: usize, now: DateTime<Utc>) -> 
     if !agents.is_empty() {
         for line in &cells {
             let mut text = String::new();
-            for (cell, width) in line.iter().zip(widths) {
+            for (i, (cell, width)) in line.iter().zip(widths).enumerate() {
+                if i == 4 && !with_restarts {
+                    continue;
+                }
                 let _ = write!(text, "{cell:<width$}  ");
             }
             out.push_str(text.trim_end());
@@ -409,6 +421,11 @@ fn json(fleet: &Fleet, agents: &[Agent], hidden: usize, now: DateTime<Utc>) -> S
             None => out.push_str("null"),
         }
         num(&mut out, "hb_age_s", agent.hb_age().map(|a| a.to_string()));
+        num(
+            &mut out,
+            "restarts",
+            agent.restarts().map(|n| n.to_string()),
+        );
         out.push_str(", \"note\": ");
         let note = note(agent);
         if note.is_empty() {

@@ -59,7 +59,7 @@ pub struct FleetCli {
 enum Verb {
     /// Start an agent: exactly `mosaic-launcher AGENT` (see `mosaic-launcher --help`).
     #[command(after_help = START_HELP)]
-    Start(Cli),
+    Start(Box<Cli>),
     /// One row per agent: tmux sessions joined with heartbeat records, live agents first.
     #[command(after_help = ls::HELP)]
     Ls(ls::LsArgs),
@@ -231,7 +231,7 @@ pub fn agent_name(name: &str) -> Result<&str, Fail> {
 /// `mosaic-fleet`, from parsed arguments to exit code.
 pub fn run(cli: FleetCli) -> ExitCode {
     let result = match cli.verb {
-        Verb::Start(cli) => return crate::launch::run(cli),
+        Verb::Start(cli) => return crate::launch::run(*cli),
         Verb::Ls(args) => ls::run(&args),
         Verb::Logs(args) => logs(&args),
         Verb::Attach(args) => attach(&args),

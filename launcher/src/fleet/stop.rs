@@ -182,7 +182,9 @@ fn begin(fleet: &Fleet, agent: &str, pane: Option<&PaneRow>) -> Pending {
     let hb_file = hb_file.exists().then_some(hb_file);
     let mut warning = None;
     let mut sidecar = None;
-    if let (Some(file), Was::Running) = (&hb_file, was) {
+    // Also for a dead pane: a sidecar under a restart policy may be about to restart it, and a
+    // stopped sidecar restarts nothing.
+    if let Some(file) = &hb_file {
         match stop_sidecar(file) {
             Ok(told) => sidecar = told,
             Err(why) => warning = Some(why),
