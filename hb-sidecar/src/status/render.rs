@@ -134,11 +134,16 @@ pub fn table(rows: &[Row]) -> String {
     out
 }
 
-/// How the last run ended, for people: `exit 1`, `signal 9 (KILL)`.
+/// How the last run ended, for people and `awk`: its exit status, or the signal's name.
 fn exit(life: &Lifecycle) -> Option<String> {
-    match (life.exit_status, life.exit_signal) {
-        (None, None) => None,
-        (status, signal) => Some(Death::from_pane(status, signal).describe()),
+    // One word, so the table stays a table for `awk`: `3`, `SIGKILL`, `SIG40`.
+    match Death::from_pane(life.exit_status, life.exit_signal) {
+        Death::Status(code) => Some(code.to_string()),
+        Death::Signal(sig) => Some(match crate::supervise::signal_name(sig) {
+            Some(name) => format!("SIG{name}"),
+            None => format!("SIG{sig}"),
+        }),
+        Death::Unknown => None,
     }
 }
 
@@ -279,7 +284,7 @@ e      stale  -           42   9s   1s        no beat for 9s (over 3 × 1s): sid
         let expected = "\
 AGENT  STATE   PID  AGE  INTERVAL  RESTARTS  EXIT
 a      ok      42   1s   1s        -         -
-b      failed  42   2s   1s        4         signal 9 (KILL)
+b      failed  42   2s   1s        4         SIGKILL
 2 agents: 1 ok, 1 failed
 ";
         assert_eq!(table(&rows), expected);
