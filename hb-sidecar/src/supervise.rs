@@ -574,13 +574,9 @@ const WEEK: f64 = 604_800.0;
 /// `CLOCK_BOOTTIME`: monotonic, shared by every process on the machine, and it keeps counting
 /// while the machine is suspended (a restart an hour ago stays an hour ago).
 pub fn boot_clock() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: fills a live timespec; CLOCK_BOOTTIME exists since Linux 2.6.39.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    // CLOCK_BOOTTIME exists since Linux 2.6.39: a failure is impossible here.
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map_or(Duration::ZERO, Duration::from)
 }
 
 #[cfg(test)]

@@ -44,30 +44,28 @@ pub fn agent(name: &str) -> Result<&str, String> {
 
 /// A heartbeat interval in seconds: a finite number from 0.01 to 86400; fractions allowed.
 pub fn interval(text: &str) -> Result<Duration, String> {
-    let bad = |why: &str| format!("invalid interval {text:?}: {why}");
-    let secs: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| bad("not a number of seconds"))?;
-    if !secs.is_finite() || secs <= 0.0 {
-        return Err(bad("must be a positive finite number of seconds"));
-    }
-    if !(INTERVAL_MIN..=INTERVAL_MAX).contains(&secs) {
-        return Err(bad("must be from 0.01 to 86400 seconds"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    seconds(text, "interval", INTERVAL_MIN, INTERVAL_MAX)
 }
 
 /// An idle threshold in seconds (`--idle-after`, `MOSAIC_IDLE_AFTER`): from 1 (activity is
 /// only seen to about a second) to 86400; fractions allowed.
 pub fn idle_after(text: &str) -> Result<Duration, String> {
-    let bad = |why: &str| format!("invalid idle threshold {text:?}: {why}");
+    seconds(text, "idle threshold", 1.0, INTERVAL_MAX)
+}
+
+/// A finite number of seconds from `min` to `max` (both positive); `what` names the value in
+/// the refusal.
+fn seconds(text: &str, what: &str, min: f64, max: f64) -> Result<Duration, String> {
+    let bad = |why: String| format!("invalid {what} {text:?}: {why}");
     let secs: f64 = text
         .trim()
         .parse()
-        .map_err(|_| bad("not a number of seconds"))?;
-    if !(1.0..=INTERVAL_MAX).contains(&secs) {
-        return Err(bad("must be from 1 to 86400 seconds"));
+        .map_err(|_| bad("not a number of seconds".into()))?;
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(bad("must be a positive finite number of seconds".into()));
+    }
+    if !(min..=max).contains(&secs) {
+        return Err(bad(format!("must be from {min} to {max} seconds")));
     }
     Ok(Duration::from_secs_f64(secs))
 }
