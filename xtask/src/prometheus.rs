@@ -11,7 +11,8 @@ asks Prometheus, through its HTTP API (`promtool query instant`), for what the i
 - every agent's series, with the right values, one set per fleet;
 - a pane killed is `exited` within two scrapes (counted in Prometheus's own samples);
 - a sidecar killed -9 turns into a firing `MosaicAgentStale` with nothing refreshed by hand;
-- a pane killed fires `MosaicAgentDied`; a deliberately stopped agent raises no alert;
+- a pane killed fires `MosaicAgentDied`; an agent stopped with `mosaic-fleet stop` raises no
+  alert;
 - `promtool check metrics` finds nothing to say about the exporter's answer;
 - the textfile path (node_exporter) keeps two fleets' same-named agents apart, and a textfile
   nobody refreshes turns stale by the rule computed in PromQL.
@@ -200,9 +201,15 @@ pub fn run() -> Result {
     util::output(Command::new("kill").args(["-KILL", &gamma.hb_pid.to_string()]))?;
     wait_alert(&api, "MosaicAgentStale", "gamma")?;
 
-    step("a deliberate stop (SIGTERM to the sidecar): stopped, and no alert");
-    let alpha = blue.record("alpha")?;
-    util::output(Command::new("kill").args(["-TERM", &alpha.hb_pid.to_string()]))?;
+    step("a deliberate stop (mosaic-fleet stop): stopped, and no alert");
+    util::output(
+        Command::new(bin.join("mosaic-fleet"))
+            .args(["stop", "alpha", "--grace", "2", "--socket", &blue.socket])
+            .arg("--hb-dir")
+            .arg(&blue.dir)
+            .env_remove("TMUX")
+            .stdin(Stdio::null()),
+    )?;
     let stopped =
         "mosaic_agent_state{job=\"mosaic\",fleet=\"blue\",agent=\"alpha\",state=\"stopped\"} == 1";
     wait("alpha stopped in Prometheus", || {
@@ -279,6 +286,7 @@ fn install() -> Result {
 /// A fleet: agents on their own tmux socket, their heartbeats in their own directory.
 struct Fleet {
     dir: PathBuf,
+    socket: String,
     _server: TmuxServer,
 }
 
@@ -309,6 +317,7 @@ impl Fleet {
         }
         let fleet = Fleet {
             dir,
+            socket,
             _server: server,
         };
         for agent in agents {
