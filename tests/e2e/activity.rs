@@ -398,3 +398,37 @@ fn a_claude_session_file_decides_while_it_is_there() {
     trigger(&sb, "gone");
     wait_for_activity(&sb, "cc", Activity::Busy, Duration::from_secs(5));
 }
+
+// `mosaic-fleet ls` shows it too: the ACTIVITY column and the JSON fields.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn fleet_ls_shows_activity() {
+    e2e!();
+    let sb = Sandbox::new();
+    let script = format!("{WAIT_FOR}echo up\nwait_for ring\nprintf 'ok? \\a'\nsleep 600\n");
+    launch_script(&sb, "fl", &script, "60", "30");
+    trigger(&sb, "ring");
+    wait_for_activity(&sb, "fl", Activity::Waiting, Duration::from_secs(5));
+    let ls = |json: bool| {
+        let mut cmd = std::process::Command::new(bin("mosaic-fleet"));
+        cmd.arg("ls").args(json.then_some("--json"));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("MOSAIC_") || key == "TMUX" {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env("HOME", sb.path("home"))
+            .env("MOSAIC_TMUX_SOCKET", &sb.socket)
+            .env("MOSAIC_HEARTBEAT_RUN_DIR", sb.hb_dir())
+            .stdin(std::process::Stdio::null());
+        expect_success(&mut cmd)
+    };
+    let table = ls(false);
+    let mut lines = table.lines().skip(1);
+    let header = lines.next().unwrap();
+    assert!(header.starts_with("AGENT  STATE    ACTIVITY"), "{table}");
+    let row = lines.next().unwrap();
+    assert!(row.starts_with("fl     running  waiting "), "{table}");
+    let json = ls(true);
+    assert!(json.contains("\"activity\": \"waiting\""), "{json}");
+}

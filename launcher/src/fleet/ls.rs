@@ -17,6 +17,10 @@ dead or alive, exit status or signal) and one pass over the heartbeat directory
 | `orphan-file`  | none                    | `ok` (fresh or stale): a record for no session here     |
 | `invalid`      | any                     | does not parse (with the reason)                        |
 
+A `running` agent whose sidecar reports its activity shows it with its length (`busy 12s`,
+`waiting 3m`: see `mosaic_hb::activity`), in the ACTIVITY column (left out when no agent has
+one) and as `activity`/`activity_s` in JSON.
+
 Live agents (`running`, `stale`, `no-heartbeat`) come first. Agents without a session whose
 record is older than [`HIDE_AFTER`] are hidden unless `--all`; the footer says how many.
 */
@@ -26,6 +30,7 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::Args;
+use mosaic_hb::activity::Activity;
 use mosaic_hb::status::{self, Row, State};
 
 use super::{failed, print, tmux_failed, Fail, Fleet, Where};
@@ -130,6 +135,15 @@ impl Agent {
 
     fn record_pid(&self) -> Option<i64> {
         self.row.as_ref()?.record.as_ref().map(|r| i64::from(r.pid))
+    }
+
+    /// Its activity (busy, idle, waiting) and for how long, while it is running and its
+    /// sidecar reports one.
+    pub fn activity(&self) -> Option<(Activity, f64)> {
+        if self.state != AgentState::Running {
+            return None;
+        }
+        self.row.as_ref()?.activity
     }
 
     /// Seconds since the heartbeat record was written.
@@ -292,9 +306,10 @@ fn table(fleet: &Fleet, agents: &[Agent], hidden: usize, now: DateTime<Utc>) -> 
     let dash = || "-".to_string();
     // RESTARTS only when some agent runs under a restart policy.
     let with_restarts = agents.iter().any(|a| a.restarts().is_some());
-    let mut cells: Vec<[String; 8]> = vec![[
+    let mut cells: Vec<[String; 9]> = vec![[
         "AGENT",
         "STATE",
+        "ACTIVITY",
         "PID",
         "UPTIME",
         "RESTARTS",
@@ -303,10 +318,15 @@ fn table(fleet: &Fleet, agents: &[Agent], hidden: usize, now: DateTime<Utc>) -> 
         "NOTE",
     ]
     .map(String::from)];
+    // ACTIVITY only when some agent reports one (sidecars started alone, on no terminal, do not).
+    let with_activity = agents.iter().any(|a| a.activity().is_some());
     for agent in agents {
         cells.push([
             printable(&agent.name),
             agent.state.as_str().to_string(),
+            agent
+                .activity()
+                .map_or_else(dash, status::render::format_activity),
             agent.pid().map_or_else(dash, |p| p.to_string()),
             agent
                 .uptime(secs)
@@ -323,7 +343,7 @@ fn table(fleet: &Fleet, agents: &[Agent], hidden: usize, now: DateTime<Utc>) -> 
             printable(&note(agent)),
         ]);
     }
-    let mut widths = [0; 8];
+    let mut widths = [0; 9];
     for line in &cells {
         for (width, cell) in widths.iter_mut().zip(line) {
             *width = (*width).max(cell.chars().count());
@@ -333,7 +353,7 @@ fn table(fleet: &Fleet, agents: &[Agent], hidden: usize, now: DateTime<Utc>) -> 
         for line in &cells {
             let mut text = String::new();
             for (i, (cell, width)) in line.iter().zip(widths).enumerate() {
-                if i == 4 && !with_restarts {
+                if (i == 2 && !with_activity) || (i == 5 && !with_restarts) {
                     continue;
                 }
                 let _ = write!(text, "{cell:<width$}  ");
@@ -425,6 +445,16 @@ fn json(fleet: &Fleet, agents: &[Agent], hidden: usize, now: DateTime<Utc>) -> S
             &mut out,
             "restarts",
             agent.restarts().map(|n| n.to_string()),
+        );
+        out.push_str(", \"activity\": ");
+        match agent.activity() {
+            Some((activity, _)) => string(&mut out, activity.as_str()),
+            None => out.push_str("null"),
+        }
+        num(
+            &mut out,
+            "activity_s",
+            agent.activity().map(|(_, secs)| secs.to_string()),
         );
         out.push_str(", \"note\": ");
         let note = note(agent);
