@@ -631,11 +631,7 @@ impl Launch<'_> {
         }
         if let (Some(d), Some(raw)) = (death.as_mut(), wait_status) {
             if d.status.is_none() && d.signal.is_none() {
-                if libc::WIFSIGNALED(raw) {
-                    d.signal = Some(libc::WTERMSIG(raw));
-                } else {
-                    d.status = Some(libc::WEXITSTATUS(raw));
-                }
+                d.fill_from_wait_status(raw);
             }
         }
         // The pane's last output may still be on its way into tmux's screen: a few looks.

@@ -73,6 +73,15 @@ pub struct Death {
 }
 
 impl Death {
+    /// Fills in the status or signal from a raw wait status (the zombie's own).
+    pub fn fill_from_wait_status(&mut self, raw: i32) {
+        if libc::WIFSIGNALED(raw) {
+            self.signal = Some(libc::WTERMSIG(raw));
+        } else {
+            self.status = Some(libc::WEXITSTATUS(raw));
+        }
+    }
+
     /// "status 127 (command not found)", "signal 9", or "an unknown status". The shell's
     /// meaning of 126 and 127 is spelt out: tmux may lose the end of the shell's own message
     /// when the pane dies while its last output is still being read.
@@ -191,6 +200,25 @@ impl<'a> Tmux<'a> {
 
     /// The agent's pane: the active pane of the session's current window.
     pub fn pane(&self, agent: &str) -> Result<Pane, Failure> {
+        let pane = self.pane_once(agent)?;
+        let Pane::Dead(mut death) = pane else {
+            return Ok(pane);
+        };
+        if death.status.is_some() || death.signal.is_some() || death.pid == 0 {
+            return Ok(Pane::Dead(death));
+        }
+        // tmux 3.3a sometimes misses its child's SIGCHLD: the pane reads dead (its pty hit
+        // EOF) with no status, and the process stays an unreaped zombie until some later
+        // SIGCHLD. A zombie's pid cannot be reused, so its own wait status is this pane's.
+        if let Some(raw) = crate::verdict::zombie_status(death.pid as i32) {
+            death.fill_from_wait_status(raw);
+            return Ok(Pane::Dead(death));
+        }
+        // No zombie: tmux has reaped it since it answered, and keeps its status now.
+        self.pane_once(agent)
+    }
+
+    fn pane_once(&self, agent: &str) -> Result<Pane, Failure> {
         let target = format!("={agent}:");
         let out = self.run(&[
             "list-panes",

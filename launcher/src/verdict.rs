@@ -117,7 +117,7 @@ fn read_cmdline(path: &str) -> std::io::Result<Vec<u8>> {
 
 /// The wait status of zombie `pid` (field 52 of `/proc/PID/stat`, Linux 3.5+), while it is one:
 /// tmux does not always learn it (its pane may close before it reaps the child).
-fn zombie_status(pid: i32) -> Option<i32> {
+pub fn zombie_status(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     if !fields.first()?.starts_with('Z') {
