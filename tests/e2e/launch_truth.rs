@@ -400,6 +400,13 @@ fn a_stopped_or_late_sidecar_is_healed() {
     let stopped = rec.hb_pid.unwrap() as i32;
     sb.track(stopped);
     signal(stopped, libc::SIGSTOP);
+    // kill(2) returns before the signal is delivered: the launcher must find it stopped.
+    wait_until(
+        "the sidecar to be stopped (state T in /proc)",
+        WAIT,
+        || (proc_state(stopped) == Some('T')).then_some(()),
+        || format!("state {:?}", proc_state(stopped)),
+    );
     let out = expect_success(sb.launcher("st").env("MOSAIC_HEARTBEAT_INTERVAL", "86400"));
     assert!(
         out.contains("already running") && out.contains("(sidecar restarted)"),
@@ -517,4 +524,10 @@ fn zombie_wait_status(pid: i32) -> Option<i32> {
         return None;
     }
     fields.get(52 - 3)?.parse().ok()
+}
+
+/// The state letter of `/proc/PID/stat` (R, S, T, Z...).
+fn proc_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
