@@ -626,7 +626,10 @@ fn mosaic_fleet_restart_rearms_a_failed_agent() {
         },
         || format!("{} runs {:?}", show_file(&file), runs(&sb)),
     );
-    signal(rec.hb_pid.unwrap() as i32, libc::SIGTERM);
+    assert_ne!(rec.hb_pid, failed.hb_pid);
+    // The operator's stop, not a bare signal: a run the policy starts after the last look at
+    // `children` would otherwise leave its `nohup` child behind the test.
+    expect_success(&mut fleet(&sb, &["stop", "flaky", "--grace", "1"]));
     for child in children(&sb) {
         sb.track(child);
     }
