@@ -305,6 +305,11 @@ impl Drop for Sandbox {
         }
         for &pid in self.pids.lock().unwrap().iter() {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            // A tracked pid that led its own group (a `setsid sh -c` run) may have forked the
+            // real work into that group: it goes too, or it outlives the test.
+            if pid > 1 {
+                let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
+            }
         }
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline && !sidecars_writing_under(&self.dir).is_empty() {
