@@ -75,11 +75,7 @@ pub struct Death {
 impl Death {
     /// Fills in the status or signal from a raw wait status (the zombie's own).
     pub fn fill_from_wait_status(&mut self, raw: i32) {
-        if libc::WIFSIGNALED(raw) {
-            self.signal = Some(libc::WTERMSIG(raw));
-        } else {
-            self.status = Some(libc::WEXITSTATUS(raw));
-        }
+        (self.status, self.signal) = status_or_signal(raw);
     }
 
     /// "status 127 (command not found)", "signal 9", or "an unknown status". The shell's
@@ -93,6 +89,15 @@ impl Death {
             (Some(status), None) => format!("status {status}"),
             (None, None) => "an unknown status".into(),
         }
+    }
+}
+
+/// A raw wait status as (exit status, signal): one of the two is set.
+fn status_or_signal(raw: i32) -> (Option<i32>, Option<i32>) {
+    if libc::WIFSIGNALED(raw) {
+        (None, Some(libc::WTERMSIG(raw)))
+    } else {
+        (Some(libc::WEXITSTATUS(raw)), None)
     }
 }
 
@@ -373,6 +378,18 @@ impl<'a> Tmux<'a> {
                     }
                 }
                 _ => rows.push(row),
+            }
+        }
+        // As in `pane`: a dead pane whose SIGCHLD tmux missed has no status, but its process
+        // is still an unreaped zombie whose own wait status is the pane's.
+        for row in rows.iter_mut() {
+            if row.dead && row.dead_status.is_none() && row.dead_signal.is_none() {
+                let zombie = row
+                    .pid
+                    .and_then(|pid| crate::verdict::zombie_status(pid as i32));
+                if let Some(raw) = zombie {
+                    (row.dead_status, row.dead_signal) = status_or_signal(raw);
+                }
             }
         }
         Ok(rows)
