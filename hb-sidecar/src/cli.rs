@@ -248,7 +248,7 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
     let usage = |message: String| Fail::new(Exit::Usage, message);
     if !args.foreground {
         // Before we open anything: a daemon keeps no descriptor its caller leaked to it.
-        sys::close_inherited_fds();
+        sys::release_inherited_fds(sys::Inherited::Close);
     }
     // `--pid -`: the target arrives on stdin once the file is prepared (the hand-over).
     let given_pid = match args.pid.as_deref().unwrap_or_default() {

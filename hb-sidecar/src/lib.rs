@@ -96,6 +96,9 @@ mod hbfile;
 mod proptests;
 mod restart;
 mod sys;
+
+/// Closing or marking close-on-exec what a process inherited: the launcher's too.
+pub use sys::{release_inherited_fds, Inherited};
 mod target;
 mod watch;
 

@@ -56,14 +56,31 @@ pub fn random_u64() -> u64 {
     t ^ (u64::from(std::process::id()) << 32)
 }
 
-/// Closes every descriptor from 3 up: a daemon keeps nothing it did not open itself.
-pub fn close_inherited_fds() {
-    // SAFETY: close_range only closes descriptors; nothing of ours is open yet.
-    let ret = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+/// What to do with the descriptors a process inherited above 2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inherited {
+    /// Close them: a daemon keeps nothing it did not open itself.
+    Close,
+    /// Mark them close-on-exec: the process still runs with them, but nothing it starts
+    /// (a tmux server, a sidecar) inherits a caller's held `flock` or pipe end.
+    CloseOnExec,
+}
+
+/// Closes, or marks close-on-exec, every descriptor from 3 up. Call it before anything of
+/// ours is open: nobody in this process owns an inherited descriptor yet.
+pub fn release_inherited_fds(how: Inherited) {
+    let flags = match how {
+        Inherited::Close => 0,
+        Inherited::CloseOnExec => libc::CLOSE_RANGE_CLOEXEC,
+    };
+    // SAFETY: close_range only closes descriptors or sets a flag on them; nothing of ours is
+    // open yet (the caller's contract).
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, flags) };
     if ret == 0 {
         return;
     }
-    // Kernels before 5.9: walk /proc/self/fd (collect first: the walk has its own fd).
+    // Kernels before 5.9 (5.11 for the flag): walk /proc/self/fd (collect first: the walk has
+    // its own fd).
     let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
         Ok(dir) => dir
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
@@ -72,9 +89,15 @@ pub fn close_inherited_fds() {
         Err(_) => return,
     };
     for fd in fds {
-        // SAFETY: the descriptor was inherited and nobody in this process owns it yet, so
-        // taking ownership to close it cannot close anything still in use.
-        drop(unsafe { OwnedFd::from_raw_fd(fd) });
+        match how {
+            // SAFETY: the descriptor was inherited and nobody in this process owns it yet, so
+            // taking ownership to close it cannot close anything still in use.
+            Inherited::Close => drop(unsafe { OwnedFd::from_raw_fd(fd) }),
+            // SAFETY: F_SETFD on a descriptor number; a closed one (the walk's own) just fails.
+            Inherited::CloseOnExec => unsafe {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            },
+        }
     }
 }
 

@@ -61,7 +61,9 @@ impl Stop {
     /// Catches SIGINT, SIGTERM and SIGHUP, and marks inherited descriptors above 2
     /// close-on-exec.
     pub fn new() -> Stop {
-        cloexec_inherited();
+        // Whatever our caller leaked to us (a held `flock`, the write end of a pipe) must not
+        // live on in a tmux server or a sidecar.
+        mosaic_hb::release_inherited_fds(mosaic_hb::Inherited::CloseOnExec);
         let mut fds = [-1; 2];
         // SAFETY: pipe2 fills a live two-element array; the result is checked.
         let ok = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } == 0;
@@ -137,35 +139,6 @@ impl Drop for Stop {
             let _ =
                 PIPE.compare_exchange(write.as_raw_fd(), -1, Ordering::Relaxed, Ordering::Relaxed);
         }
-    }
-}
-
-/// Marks every descriptor above 2 close-on-exec: whatever our caller leaked to us (a held
-/// `flock`, the write end of a pipe) must not live on in a tmux server or a sidecar.
-pub fn cloexec_inherited() {
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on descriptors.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    if ret == 0 {
-        return;
-    }
-    // Kernels before 5.11: walk /proc/self/fd (collect first: the walk has its own fd).
-    let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
-        Ok(dir) => dir
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .filter(|&fd| fd > 2)
-            .collect(),
-        Err(_) => return,
-    };
-    for fd in fds {
-        // SAFETY: F_SETFD on a descriptor number; a closed one just fails.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
 }
 
