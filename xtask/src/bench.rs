@@ -249,27 +249,7 @@ fn measure(bin: &Path, sizes: &Sizes, cpu: &procfs::Cpu) -> Result<Results> {
 fn fleet_ls(fleet: &Fleet, bin: &Path, sizes: &Sizes) -> Result<Values> {
     let mut cmd = fleet.fleet_cli(bin);
     cmd.args(["ls", "--json"]);
-    let mut ms = Vec::new();
-    // Run 0 warms the page cache and is not counted.
-    for run in 0..=sizes.status_runs {
-        let start = Instant::now();
-        let out = cmd
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", util::show(&cmd)))?;
-        let took = start.elapsed();
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            return Ok(Values::Unavailable(format!(
-                "{}: {}",
-                out.status,
-                err.lines().next().unwrap_or_default().trim()
-            )));
-        }
-        if run > 0 {
-            ms.push(millis(took));
-        }
-    }
-    Ok(Values::Samples(ms))
+    time_runs(&mut cmd, sizes.status_runs, |out| !out.status.success())
 }
 
 fn step(what: &str) {
@@ -510,16 +490,27 @@ fn status(bin: &Path, sizes: &Sizes) -> Result<Values> {
     cmd.args(["status", "--json"])
         .arg(tmp.path())
         .stdin(Stdio::null());
+    // A report with a non-zero exit is a fleet with problems, not a missing command.
+    time_runs(&mut cmd, sizes.status_runs, |out| {
+        out.stdout.is_empty() && !out.status.success()
+    })
+}
+
+/// Milliseconds per run of `cmd`, spawn to exit, over `runs` runs after one uncounted (it
+/// warms the page cache); or, at the first run that `failed` judges a failure, why.
+fn time_runs(
+    cmd: &mut Command,
+    runs: usize,
+    failed: impl Fn(&std::process::Output) -> bool,
+) -> Result<Values> {
     let mut ms = Vec::new();
-    // Run 0 warms the page cache and is not counted.
-    for run in 0..=sizes.status_runs {
+    for run in 0..=runs {
         let start = Instant::now();
         let out = cmd
             .output()
-            .map_err(|e| format!("cannot run {}: {e}", util::show(&cmd)))?;
+            .map_err(|e| format!("cannot run {}: {e}", util::show(cmd)))?;
         let took = start.elapsed();
-        // A report with a non-zero exit is a fleet with problems, not a missing command.
-        if out.stdout.is_empty() && !out.status.success() {
+        if failed(&out) {
             let err = String::from_utf8_lossy(&out.stderr);
             return Ok(Values::Unavailable(format!(
                 "{}: {}",
