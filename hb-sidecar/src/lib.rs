@@ -99,6 +99,8 @@ mod sys;
 
 /// Closing or marking close-on-exec what a process inherited: the launcher's too.
 pub use sys::{release_inherited_fds, Inherited};
+/// How a zombie ended, from `/proc/PID/stat`: the launcher reads dead panes' status with it.
+pub use target::zombie_status;
 mod target;
 mod watch;
 

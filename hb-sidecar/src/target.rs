@@ -181,14 +181,23 @@ pub fn zombie_status(pid: i32) -> Option<i32> {
 }
 
 fn parse_zombie_status(stat: &[u8]) -> Option<i32> {
-    let close = stat.iter().rposition(|&b| b == b')')?;
-    let text = std::str::from_utf8(&stat[close + 1..]).ok()?;
-    let fields: Vec<&str> = text.split_ascii_whitespace().collect();
-    // fields[0] is field 3 (the state).
-    if !matches!(fields.first(), Some(&"Z")) {
+    let mut fields = stat_fields(stat)?;
+    if fields.next()? != "Z" {
         return None;
     }
-    fields.get(52 - 3)?.parse().ok()
+    // The state was field 3: field 52 is 48 further.
+    fields.nth(52 - 4)?.parse().ok()
+}
+
+/// The fields of `/proc/PID/stat` from field 3 (the state) on: counted after the last `)`,
+/// because the command name (field 2) may hold spaces and parentheses. Allocates nothing.
+pub(crate) fn stat_fields(stat: &[u8]) -> Option<std::str::SplitAsciiWhitespace<'_>> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    Some(
+        std::str::from_utf8(&stat[close + 1..])
+            .ok()?
+            .split_ascii_whitespace(),
+    )
 }
 
 /// Parses the bytes of `/proc/PID/stat`: (state, starttime).

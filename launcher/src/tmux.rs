@@ -215,7 +215,7 @@ impl<'a> Tmux<'a> {
         // tmux 3.3a sometimes misses its child's SIGCHLD: the pane reads dead (its pty hit
         // EOF) with no status, and the process stays an unreaped zombie until some later
         // SIGCHLD. A zombie's pid cannot be reused, so its own wait status is this pane's.
-        if let Some(raw) = crate::verdict::zombie_status(death.pid as i32) {
+        if let Some(raw) = mosaic_hb::zombie_status(death.pid as i32) {
             death.fill_from_wait_status(raw);
             return Ok(Pane::Dead(death));
         }
@@ -384,9 +384,7 @@ impl<'a> Tmux<'a> {
         // is still an unreaped zombie whose own wait status is the pane's.
         for row in rows.iter_mut() {
             if row.dead && row.dead_status.is_none() && row.dead_signal.is_none() {
-                let zombie = row
-                    .pid
-                    .and_then(|pid| crate::verdict::zombie_status(pid as i32));
+                let zombie = row.pid.and_then(|pid| mosaic_hb::zombie_status(pid as i32));
                 if let Some(raw) = zombie {
                     (row.dead_status, row.dead_signal) = status_or_signal(raw);
                 }

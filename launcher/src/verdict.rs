@@ -66,7 +66,7 @@ pub fn watch(
         }
         let line = read_cmdline(&cmdline_path);
         if exited(pidfd.as_ref(), pid) || (pidfd.is_none() && line.is_err()) {
-            return Ok(Verdict::Exited(zombie_status(pid)));
+            return Ok(Verdict::Exited(mosaic_hb::zombie_status(pid)));
         }
         // Empty while the kernel swaps in the new program (and for a zombie, which the pidfd
         // or /proc/PID/stat tell): not yet anything.
@@ -87,7 +87,7 @@ pub fn watch(
     }
     // Read while it lived; a pidfd readable now means it died right after its exec.
     if exited(pidfd.as_ref(), pid) {
-        return Ok(Verdict::Exited(zombie_status(pid)));
+        return Ok(Verdict::Exited(mosaic_hb::zombie_status(pid)));
     }
     if !settle.is_zero() {
         let died = match &pidfd {
@@ -98,7 +98,7 @@ pub fn watch(
             }
         };
         if died {
-            return Ok(Verdict::Exited(zombie_status(pid)));
+            return Ok(Verdict::Exited(mosaic_hb::zombie_status(pid)));
         }
     }
     Ok(Verdict::Running)
@@ -113,17 +113,6 @@ fn read_cmdline(path: &str) -> std::io::Result<Vec<u8>> {
     let n = file.read(&mut buf)?;
     buf.truncate(n);
     Ok(buf)
-}
-
-/// The wait status of zombie `pid` (field 52 of `/proc/PID/stat`, Linux 3.5+), while it is one:
-/// tmux does not always learn it (its pane may close before it reaps the child).
-pub fn zombie_status(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    if !fields.first()?.starts_with('Z') {
-        return None;
-    }
-    fields.get(52 - 3)?.parse().ok()
 }
 
 /// Whether the process has exited (pidfd readable), or without a pidfd, is gone or a zombie.

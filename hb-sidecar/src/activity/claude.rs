@@ -308,10 +308,7 @@ fn sessions_dir() -> Option<PathBuf> {
 /// A process's parent and start time, from `/proc/PID/stat` (fields 4 and 22).
 fn stat(pid: i32) -> Option<(i32, u64)> {
     let text = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields start after the last ')'.
-    let close = text.iter().rposition(|&b| b == b')')?;
-    let rest = std::str::from_utf8(&text[close + 1..]).ok()?;
-    let mut fields = rest.split_ascii_whitespace();
+    let mut fields = crate::target::stat_fields(&text)?;
     let parent = fields.nth(1)?.parse().ok()?;
     let start = fields.nth(17)?.parse().ok()?;
     Some((parent, start))
