@@ -9,10 +9,12 @@ so two holders never lock two different files. The holder
 writes its pid into the file so that a refused sidecar can name it.
 */
 
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
+use std::fs::File;
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -29,16 +31,23 @@ pub struct Lock {
 
 pub enum LockError {
     /// Another process holds the lock; its pid when it has written it.
-    Held(Option<u32>),
+    Held(Option<i32>),
     Io(io::Error),
 }
 
-/// The lock file's name for heartbeat file `name`.
-pub fn lock_name(name: &CStr) -> CString {
-    let mut bytes = b".".to_vec();
-    bytes.extend_from_slice(name.to_bytes());
-    bytes.extend_from_slice(b".lock");
-    CString::new(bytes).expect("a name from a C string has no NUL")
+/// The lock file's name for heartbeat file `name`: `.NAME.lock`. The one place that knows it.
+pub fn lock_name(name: &[u8]) -> Vec<u8> {
+    let mut lock = Vec::with_capacity(name.len() + 6);
+    lock.push(b'.');
+    lock.extend_from_slice(name);
+    lock.extend_from_slice(b".lock");
+    lock
+}
+
+/// The lock file beside heartbeat file `file`.
+pub fn lock_path(file: &Path) -> PathBuf {
+    let name = file.file_name().unwrap_or_default().as_bytes();
+    file.with_file_name(std::ffi::OsString::from_vec(lock_name(name)))
 }
 
 impl Lock {
@@ -66,7 +75,7 @@ impl Lock {
                     std::thread::sleep(Duration::from_millis(10));
                     fd
                 }
-                Err((fd, None)) => return Err(LockError::Held(read_pid(&fd))),
+                Err((fd, None)) => return Err(LockError::Held(read_pid(fd.as_fd()))),
                 Err((_, Some(e))) => return Err(LockError::Io(e)),
             }
         }
@@ -84,18 +93,56 @@ impl Lock {
 /// Whether a sidecar holds the lock for heartbeat file `path` right now.
 pub fn is_held(path: &Path) -> io::Result<bool> {
     let (dir, name) = crate::hbfile::split(path).map_err(io::Error::other)?;
-    let dir = std::fs::File::open(dir)?;
-    use std::os::fd::AsFd;
-    let fd = open(dir.as_fd(), &name)?;
-    // Taking and dropping a *shared* lock is the probe: a sidecar's exclusive lock refuses it,
-    // and it never refuses another probe (a `status` reader or the exporter probes the same
-    // way), so two probes at one instant cannot each take the other for a sidecar. A sidecar
-    // starting in this instant waits.
+    let dir = File::open(dir)?;
+    probe(open(dir.as_fd(), &name)?)
+}
+
+/// A reader's probe of the lock of heartbeat file `name` in directory `dir`: whether a sidecar
+/// holds it right now; `None` when there is no lock file to ask (it is never created: a reader
+/// leaves the directory as it found it), it is not a regular file, or the probe failed.
+pub fn probe_at(dir: BorrowedFd, name: &CStr) -> Option<bool> {
+    let flags = OFlag::O_RDONLY
+        | OFlag::O_NOFOLLOW
+        | OFlag::O_NONBLOCK
+        | OFlag::O_NOCTTY
+        | OFlag::O_CLOEXEC;
+    let fd = openat(
+        dir,
+        lock_name(name.to_bytes()).as_slice(),
+        flags,
+        Mode::empty(),
+    )
+    .ok()?;
+    let file = File::from(fd);
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    probe(file.into()).ok()
+}
+
+/// Whether a sidecar holds lock file `fd`. Taking and dropping a *shared* lock is the probe: a
+/// sidecar's exclusive lock refuses it, and it never refuses another probe (a `status` reader,
+/// the exporter, the launcher), so two probes at one instant cannot each take the other for a
+/// sidecar. A sidecar starting in this instant waits.
+fn probe(fd: OwnedFd) -> io::Result<bool> {
     match try_flock(fd, FlockArg::LockSharedNonblock) {
-        Ok(_) => Ok(false),
+        // Dropping the guard lets go at once.
+        Ok(_probe) => Ok(false),
         Err((_, None)) => Ok(true),
         Err((_, Some(e))) => Err(e),
     }
+}
+
+/// The pid the holder of heartbeat file `file`'s lock wrote into it (it may be gone since:
+/// ask [`is_held`]). The lock file is read without following a symlink.
+pub fn holder(file: &Path) -> Option<i32> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let lock = File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(lock_path(file))
+        .ok()?;
+    read_pid(lock.as_fd())
 }
 
 /// Whether the file behind `fd` has no name left.
@@ -104,11 +151,11 @@ fn unlinked(fd: &OwnedFd) -> bool {
 }
 
 fn open(dir: BorrowedFd, name: &CStr) -> io::Result<OwnedFd> {
-    let lock = lock_name(name);
+    let lock = lock_name(name.to_bytes());
     let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     Ok(openat(
         dir,
-        lock.as_c_str(),
+        lock.as_slice(),
         flags,
         Mode::from_bits_truncate(0o644),
     )?)
@@ -130,11 +177,12 @@ fn try_flock(
     }
 }
 
-fn read_pid(fd: &OwnedFd) -> Option<u32> {
+/// The pid a holder wrote (`record_pid`): a positive number on the first line.
+fn read_pid(fd: BorrowedFd) -> Option<i32> {
     let mut buf = [0u8; 16];
     let n = pread(fd, &mut buf, 0).ok()?;
     let text = std::str::from_utf8(&buf[..n]).ok()?;
-    text.trim().parse().ok()
+    text.trim().parse().ok().filter(|&pid| pid > 0)
 }
 
 #[cfg(test)]
@@ -162,6 +210,47 @@ mod tests {
         assert!(is_held(&file).unwrap());
         drop(sidecar);
         assert!(!is_held(&file).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn one_name_for_the_lock_beside_its_file() {
+        assert_eq!(lock_name(b"a.hb"), b".a.hb.lock");
+        assert_eq!(
+            lock_path(Path::new("/run/hb/agent-1.hb")),
+            Path::new("/run/hb/.agent-1.hb.lock")
+        );
+    }
+
+    #[test]
+    fn readers_probe_without_creating_and_read_the_holders_pid() {
+        use std::os::unix::fs::symlink;
+        let dir = std::env::temp_dir().join(format!("mosaic-lock-probe-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let handle = File::open(&dir).unwrap();
+        let name = c"a.hb";
+        assert_eq!(
+            probe_at(handle.as_fd(), name),
+            None,
+            "no lock file: no answer"
+        );
+        assert!(!dir.join(".a.hb.lock").exists(), "a reader creates nothing");
+        assert_eq!(holder(&dir.join("a.hb")), None);
+
+        let lock = Lock::acquire(handle.as_fd(), name).ok().unwrap();
+        assert_eq!(probe_at(handle.as_fd(), name), Some(true));
+        let me = i32::try_from(std::process::id()).unwrap();
+        assert_eq!(holder(&dir.join("a.hb")), Some(me));
+        drop(lock);
+        assert_eq!(probe_at(handle.as_fd(), name), Some(false));
+
+        // A planted link is neither probed nor read through.
+        symlink(dir.join(".a.hb.lock"), dir.join(".b.hb.lock")).unwrap();
+        assert_eq!(probe_at(handle.as_fd(), c"b.hb"), None);
+        assert_eq!(holder(&dir.join("b.hb")), None);
+        std::fs::write(dir.join(".c.hb.lock"), b"-1\n").unwrap();
+        assert_eq!(holder(&dir.join("c.hb")), None, "not a pid");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

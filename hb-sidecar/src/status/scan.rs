@@ -15,8 +15,9 @@ drops it the instant the sidecar is gone, however it died. So a reader that can 
 file learns at once whether a keeper is there ([`Keeper`]), whatever the interval. The probe
 asks for a *shared* lock without waiting: refused means the sidecar holds it; granted (and
 released at once) means nobody does. A shared probe never refuses another probe, a reader's
-or the launcher's (`lock::is_held` probes the same way), so no probe takes another for a
-sidecar; a sidecar that starts in that instant waits for it (it retries its lock a moment).
+or the launcher's (one probe for all: `lock::probe_at` here, `lock::is_held` there), so no
+probe takes another for a sidecar; a sidecar that starts in that instant waits for it (it
+retries its lock a moment).
 
 The lock is probed *before* the file is read: a sidecar writes its last record before it lets
 go of the lock, so a reader that found the lock free reads that last record, and never calls
@@ -31,13 +32,13 @@ namespaces and for a reader of another user, where a pid may name nothing or som
 use std::ffi::CStr;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
 use nix::dir::Dir;
 use nix::errno::Errno;
-use nix::fcntl::{open, openat, Flock, FlockArg, OFlag};
+use nix::fcntl::{open, openat, OFlag};
 use nix::sys::stat::Mode;
 
 use crate::record::{self, Record};
@@ -99,7 +100,7 @@ pub fn scan(dir: &Path) -> io::Result<Vec<Found>> {
             continue;
         }
         // First the lock, then the file: see the module doc.
-        let lock = probe_lock(&fd, bytes);
+        let lock = crate::lock::probe_at(fd.as_fd(), name);
         if let Some(reading) = read_file(&fd, name, &mut buf) {
             let keeper = match (lock, &reading) {
                 (Some(true), _) => Keeper::Held,
@@ -159,32 +160,6 @@ fn read_file(dir: &OwnedFd, name: &CStr, buf: &mut Vec<u8>) -> Option<Reading> {
         return Some(Err(format!("too large (over {} KiB)", READ_LIMIT / 1024)));
     }
     Some(record::parse(buf))
-}
-
-/// Whether the lock of heartbeat file `name` (`.NAME.lock`) is held right now; `None` when
-/// there is no lock file to ask, or it is not a regular file.
-fn probe_lock(dir: &OwnedFd, name: &[u8]) -> Option<bool> {
-    let mut lock = Vec::with_capacity(name.len() + 6);
-    lock.push(b'.');
-    lock.extend_from_slice(name);
-    lock.extend_from_slice(b".lock");
-    // Read-only and never created: a reader leaves the directory as it found it.
-    let flags = OFlag::O_RDONLY
-        | OFlag::O_NOFOLLOW
-        | OFlag::O_NONBLOCK
-        | OFlag::O_NOCTTY
-        | OFlag::O_CLOEXEC;
-    let fd = openat(dir, lock.as_slice(), flags, Mode::empty()).ok()?;
-    let file = File::from(fd);
-    if !file.metadata().ok()?.is_file() {
-        return None;
-    }
-    match Flock::lock(file, FlockArg::LockSharedNonblock) {
-        // Dropping the guard lets go at once.
-        Ok(_probe) => Some(false),
-        Err((_, Errno::EWOULDBLOCK)) => Some(true),
-        Err(_) => None,
-    }
 }
 
 /// Whether the process `hb_pid` still exists: only `ESRCH` says it does not (`EPERM` means it

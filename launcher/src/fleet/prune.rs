@@ -87,7 +87,11 @@ pub fn prune(fleet: &Fleet, dry_run: bool) -> Result<Pruned, Fail> {
         .collect();
     for (agent, mut files) in agents_with_files(&fleet.hb_dir).map_err(failed)? {
         let record = fleet.hb_file(&agent);
-        let lock_name = format!(".{agent}.hb.lock");
+        let lock_name = lock::lock_path(&record)
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or_default()
+            .to_string();
         // Probing a lock file that does not exist would create it.
         let held = files.contains(&lock_name) && !matches!(lock::is_held(&record), Ok(false));
         if sessions.contains(&agent) || held {

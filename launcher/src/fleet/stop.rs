@@ -15,7 +15,6 @@ An agent that is not running is not an error: the report says so (exit 0). A ses
 pane is dead (kept by `remain-on-exit`) is removed, and what its agent left behind is ended.
 */
 
-use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -245,7 +244,7 @@ fn stop_sidecar(file: &Path) -> Result<Option<(i32, OwnedFd)>, String> {
     if !matches!(lock::is_held(file), Ok(true)) {
         return Ok(None);
     }
-    let Some(pid) = lock_holder(file) else {
+    let Some(pid) = lock::holder(file) else {
         return Err(format!(
             "the sidecar keeping {} did not say its pid",
             file.display()
@@ -260,23 +259,6 @@ fn stop_sidecar(file: &Path) -> Result<Option<(i32, OwnedFd)>, String> {
     teardown::send_term(&pidfd)
         .map(|()| Some((pid, pidfd)))
         .map_err(|e| format!("cannot stop sidecar pid {pid}: {}", mosaic_hb::why(&e)))
-}
-
-/// The pid a sidecar wrote into its lock file.
-fn lock_holder(file: &Path) -> Option<i32> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let name = file.file_name()?.to_str()?;
-    let path = file.with_file_name(format!(".{name}.lock"));
-    let mut text = String::new();
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .ok()?
-        .take(32)
-        .read_to_string(&mut text)
-        .ok()?;
-    text.trim().parse().ok()
 }
 
 fn says_stopped(file: &Path) -> bool {
