@@ -30,7 +30,7 @@ pub fn format_age(secs: f64) -> String {
 
 /// A name for a terminal: control characters (a newline, an escape sequence planted in a file
 /// name) are shown escaped, never sent to the terminal.
-fn printable(text: &str) -> String {
+pub fn printable(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if c.is_control() {
@@ -44,20 +44,56 @@ fn printable(text: &str) -> String {
 
 /// The summary line: `5 agents: 3 ok, 1 stale, 1 exited` (states with no agent left out).
 pub fn summary(rows: &[Row]) -> String {
-    let mut out = format!(
-        "{} agent{}",
+    summary_line(
         rows.len(),
-        if rows.len() == 1 { "" } else { "s" }
-    );
+        State::ALL.map(|state| {
+            let count = rows.iter().filter(|row| row.state == state).count();
+            (state.as_str(), count)
+        }),
+    )
+}
+
+/// `5 agents: 3 ok, 1 stale`: the number of agents, then how many are in each state (a state
+/// with none is left out). The one summary line of `mosaic-hb status` and `mosaic-fleet ls`.
+pub fn summary_line<'a>(
+    agents: usize,
+    counts: impl IntoIterator<Item = (&'a str, usize)>,
+) -> String {
+    let mut out = format!("{agents} agent{}", if agents == 1 { "" } else { "s" });
     let mut sep = ": ";
-    for state in State::ALL {
-        let count = rows.iter().filter(|row| row.state == state).count();
-        if count > 0 {
-            let _ = write!(out, "{sep}{count} {}", state.as_str());
-            sep = ", ";
-        }
+    for (state, count) in counts.into_iter().filter(|&(_, count)| count > 0) {
+        let _ = write!(out, "{sep}{count} {state}");
+        sep = ", ";
     }
     out
+}
+
+/// Writes `lines` (the header first) as an aligned table: each cell padded to the widest of its
+/// column, columns two spaces apart, only the columns `shown` keeps, no trailing blanks. The one
+/// table writer of `mosaic-hb status` and `mosaic-fleet ls`.
+pub fn columns<const N: usize>(
+    out: &mut String,
+    lines: &[[String; N]],
+    shown: impl Fn(usize) -> bool,
+) {
+    let mut widths = [0; N];
+    for line in lines {
+        for (width, cell) in widths.iter_mut().zip(line) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    for line in lines {
+        let start = out.len();
+        for (i, (cell, width)) in line.iter().zip(widths).enumerate() {
+            if shown(i) {
+                let _ = write!(out, "{cell:<width$}  ");
+            }
+        }
+        // Rows ending in short or empty cells would otherwise end in padding.
+        let end = start + out[start..].trim_end().len();
+        out.truncate(end);
+        out.push('\n');
+    }
 }
 
 /// `busy 12s`: the activity and how long it has lasted.
@@ -81,15 +117,6 @@ pub fn table(rows: &[Row]) -> String {
     let with_restarts = rows.iter().any(|row| life(row).restarts.is_some());
     let with_exit = rows.iter().any(|row| exit(&life(row)).is_some());
     let with_reason = rows.iter().any(|row| row.reason.is_some());
-    let shown: Vec<usize> = (0..header.len())
-        .filter(|&i| match i {
-            2 => with_activity,
-            6 => with_restarts,
-            7 => with_exit,
-            8 => with_reason,
-            _ => true,
-        })
-        .collect();
     let mut cells: Vec<[String; 9]> = Vec::with_capacity(rows.len() + 1);
     cells.push(header.map(String::from));
     for row in rows {
@@ -109,26 +136,14 @@ pub fn table(rows: &[Row]) -> String {
             row.reason.as_deref().map(printable).unwrap_or_default(),
         ]);
     }
-    let mut widths = [0; 9];
-    for line in &cells {
-        for (width, cell) in widths.iter_mut().zip(line) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
     let mut out = String::new();
-    for line in &cells {
-        let mut text = String::new();
-        for (n, &i) in shown.iter().enumerate() {
-            if n + 1 == shown.len() {
-                text.push_str(&line[i]);
-            } else {
-                let _ = write!(text, "{:<width$}  ", line[i], width = widths[i]);
-            }
-        }
-        // Rows without a reason would otherwise end in padding.
-        out.push_str(text.trim_end());
-        out.push('\n');
-    }
+    columns(&mut out, &cells, |i| match i {
+        2 => with_activity,
+        6 => with_restarts,
+        7 => with_exit,
+        8 => with_reason,
+        _ => true,
+    });
     out.push_str(&summary(rows));
     out.push('\n');
     out
@@ -188,6 +203,35 @@ mod tests {
     use super::*;
     use crate::record::Status;
     use crate::status::classify::tests::{record, row, with_activity};
+
+    #[test]
+    fn one_table_writer_aligns_shown_columns_without_trailing_blanks() {
+        let lines = [
+            ["NAME", "HIDDEN", "N", "NOTE"],
+            ["a", "xxxxxxxx", "10", ""],
+            ["ünïcode", "-", "2", "why"],
+        ]
+        .map(|line| line.map(String::from));
+        let mut out = String::from("head\n");
+        columns(&mut out, &lines, |i| i != 1);
+        assert_eq!(
+            out, "head\nNAME     N   NOTE\na        10\nünïcode  2   why\n",
+            "widths count characters, not bytes"
+        );
+    }
+
+    #[test]
+    fn summary_lines_leave_out_empty_states() {
+        assert_eq!(summary_line(0, [("ok", 0)]), "0 agents");
+        assert_eq!(
+            summary_line(1, [("ok", 0), ("stale", 1)]),
+            "1 agent: 1 stale"
+        );
+        assert_eq!(
+            summary_line(5, [("ok", 3), ("stale", 0), ("exited", 2)]),
+            "5 agents: 3 ok, 2 exited"
+        );
+    }
 
     #[test]
     fn ages_read_like_people_say_them() {

@@ -322,7 +322,7 @@ fn table(fleet: &Fleet, agents: &[Agent], hidden: usize, now: DateTime<Utc>) -> 
     let with_activity = agents.iter().any(|a| a.activity().is_some());
     for agent in agents {
         cells.push([
-            printable(&agent.name),
+            status::render::printable(&agent.name),
             agent.state.as_str().to_string(),
             agent
                 .activity()
@@ -340,27 +340,15 @@ fn table(fleet: &Fleet, agents: &[Agent], hidden: usize, now: DateTime<Utc>) -> 
             agent.hb_age().map_or_else(dash, |age| {
                 format!("{} ago", status::render::format_age(age))
             }),
-            printable(&note(agent)),
+            status::render::printable(&note(agent)),
         ]);
     }
-    let mut widths = [0; 9];
-    for line in &cells {
-        for (width, cell) in widths.iter_mut().zip(line) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
     if !agents.is_empty() {
-        for line in &cells {
-            let mut text = String::new();
-            for (i, (cell, width)) in line.iter().zip(widths).enumerate() {
-                if (i == 2 && !with_activity) || (i == 5 && !with_restarts) {
-                    continue;
-                }
-                let _ = write!(text, "{cell:<width$}  ");
-            }
-            out.push_str(text.trim_end());
-            out.push('\n');
-        }
+        status::render::columns(&mut out, &cells, |i| match i {
+            2 => with_activity,
+            5 => with_restarts,
+            _ => true,
+        });
     }
     out.push_str(&summary(agents));
     if hidden > 0 {
@@ -375,20 +363,13 @@ fn table(fleet: &Fleet, agents: &[Agent], hidden: usize, now: DateTime<Utc>) -> 
 
 /// `4 agents: 2 running, 1 exited, 1 stopped` (states with no agent left out).
 pub fn summary(agents: &[Agent]) -> String {
-    let mut out = format!(
-        "{} agent{}",
+    status::render::summary_line(
         agents.len(),
-        if agents.len() == 1 { "" } else { "s" }
-    );
-    let mut sep = ": ";
-    for state in AgentState::ALL {
-        let count = agents.iter().filter(|a| a.state == state).count();
-        if count > 0 {
-            let _ = write!(out, "{sep}{count} {}", state.as_str());
-            sep = ", ";
-        }
-    }
-    out
+        AgentState::ALL.map(|state| {
+            let count = agents.iter().filter(|a| a.state == state).count();
+            (state.as_str(), count)
+        }),
+    )
 }
 
 fn json(fleet: &Fleet, agents: &[Agent], hidden: usize, now: DateTime<Utc>) -> String {
@@ -418,20 +399,13 @@ fn json(fleet: &Fleet, agents: &[Agent], hidden: usize, now: DateTime<Utc>) -> S
             "uptime_s",
             agent.uptime(secs).map(|s| s.to_string()),
         );
-        num(
-            &mut out,
-            "exit_status",
-            pane.filter(|p| p.dead)
-                .and_then(|p| p.dead_status)
-                .map(|s| s.to_string()),
-        );
-        num(
-            &mut out,
-            "exit_signal",
-            pane.filter(|p| p.dead)
-                .and_then(|p| p.dead_signal)
-                .map(|s| s.to_string()),
-        );
+        let dead = pane.filter(|p| p.dead);
+        for (key, value) in [
+            ("exit_status", dead.and_then(|p| p.dead_status)),
+            ("exit_signal", dead.and_then(|p| p.dead_signal)),
+        ] {
+            num(&mut out, key, value.map(|v| v.to_string()));
+        }
         out.push_str(", \"exited_at\": ");
         match pane
             .filter(|p| p.dead)
@@ -470,20 +444,6 @@ fn json(fleet: &Fleet, agents: &[Agent], hidden: usize, now: DateTime<Utc>) -> S
     }
     let _ = writeln!(out, "], \"hidden\": {hidden}}}");
     out
-}
-
-/// A name for a terminal: control characters are shown escaped, never sent to it.
-fn printable(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
 }
 
 #[cfg(test)]
