@@ -158,40 +158,24 @@ impl<'a> Tmux<'a> {
             4..4,
             ["-P".into(), "-F".into(), "#{pane_pid} #{pid}".into()],
         );
-        for (opts, name, value) in [
-            ("-p", "remain-on-exit", OsStr::new("on")),
-            ("", "@mosaic_launch", OsStr::new(spec.token)),
-        ] {
-            args.extend([";".into(), "set-option".into()]);
+        // Then, in the same sequence: `; VERB [OPTS] -t =AGENT: NAME VALUE` each.
+        let mut then: Vec<(&str, &str, &str, OsString)> = vec![
+            ("set-option", "-p", "remain-on-exit", "on".into()),
+            ("set-option", "", "@mosaic_launch", spec.token.into()),
+        ];
+        if let Some(file) = spec.hb_file {
+            let file = no_trailing_semicolon(file.as_os_str(), b" ");
+            then.push(("set-option", "", "@mosaic_hb", file));
+        }
+        if let Some(hook) = spec.bell_hook {
+            then.push(("set-hook", "", "alert-bell", hook.into()));
+        }
+        for (verb, opts, name, value) in then {
+            args.extend([";".into(), verb.into()]);
             if !opts.is_empty() {
                 args.push(opts.into());
             }
-            args.extend([
-                "-t".into(),
-                target.clone().into(),
-                name.into(),
-                value.into(),
-            ]);
-        }
-        if let Some(file) = spec.hb_file {
-            args.extend([
-                ";".into(),
-                "set-option".into(),
-                "-t".into(),
-                target.clone().into(),
-                "@mosaic_hb".into(),
-                no_trailing_semicolon(file.as_os_str(), b" "),
-            ]);
-        }
-        if let Some(hook) = spec.bell_hook {
-            args.extend([
-                ";".into(),
-                "set-hook".into(),
-                "-t".into(),
-                target.clone().into(),
-                "alert-bell".into(),
-                hook.into(),
-            ]);
+            args.extend(["-t".into(), target.clone().into(), name.into(), value]);
         }
         let mut cmd = self.command(&args);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());

@@ -43,6 +43,14 @@ pub const RESTART_HELP: &str = "Environment: each option above reads the variabl
 /// How long the sidecar gets to write `status=stopped` and leave.
 const SIDECAR_WAIT: Duration = Duration::from_secs(5);
 
+/// `--grace`, the same for `stop` and `restart`.
+#[derive(Args, Debug)]
+pub struct Grace {
+    /// Seconds between SIGTERM and SIGKILL, 0 to 86400.
+    #[arg(long = "grace", value_name = "SECS", default_value = "10", value_parser = super::seconds)]
+    secs: Duration,
+}
+
 #[derive(Args, Debug)]
 pub struct StopArgs {
     /// Agents to stop.
@@ -55,9 +63,8 @@ pub struct StopArgs {
     /// Stop every agent with a session on the socket.
     #[arg(long)]
     all: bool,
-    /// Seconds between SIGTERM and SIGKILL, 0 to 86400.
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = super::seconds)]
-    grace: Duration,
+    #[command(flatten)]
+    grace: Grace,
     /// Report one JSON object per agent, one per line.
     #[arg(long)]
     json: bool,
@@ -70,9 +77,8 @@ pub struct RestartArgs {
     /// Agent to restart.
     #[arg(value_name = "AGENT")]
     agent: String,
-    /// Seconds between SIGTERM and SIGKILL, 0 to 86400.
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = super::seconds)]
-    grace: Duration,
+    #[command(flatten)]
+    grace: Grace,
     /// Report the stop and the start as one JSON object each, one per line.
     #[arg(long)]
     json: bool,
@@ -317,7 +323,7 @@ pub fn run_stop(args: &StopArgs) -> Result<ExitCode, Fail> {
     } else {
         args.agents.iter().map(String::as_str).collect()
     };
-    let reports = stop(&fleet, &agents, &panes, args.grace);
+    let reports = stop(&fleet, &agents, &panes, args.grace.secs);
     let mut out = String::new();
     for report in &reports {
         out += &if args.json {
@@ -360,7 +366,7 @@ pub fn run_restart(args: &RestartArgs) -> Result<ExitCode, Fail> {
         timeout: asked.timeout,
     };
     let panes = fleet.tmux().list_panes().map_err(tmux_failed)?;
-    let report = stop(&fleet, &[agent], &panes, args.grace).remove(0);
+    let report = stop(&fleet, &[agent], &panes, args.grace.secs).remove(0);
     let line = if args.json {
         render_json(&report)
     } else {
