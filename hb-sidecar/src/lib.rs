@@ -72,9 +72,6 @@ fleet's state for people and for monitoring.
 - `status=ok` is written only after a check that the target is still the process we attached to.
 */
 
-// Only the binary daemonizes; the library declares it because they share one dependency list.
-use daemonix as _;
-
 // The surface other crates use: the launcher and the fleet CLI (the hand-over, record parsing,
 // activity's bell file, lock probing, the default directory, validation, exit codes), and `mosaic-hb` itself (`cli`).
 pub mod activity;
