@@ -17,7 +17,7 @@ use crate::hbfile::HbFile;
 use crate::lock::{Lock, LockError};
 use crate::record::Status;
 use crate::restart::Supervisor;
-use crate::supervise::{Backoff, Flags, Restart};
+use crate::supervise::{self, Backoff, Flags, Restart};
 use crate::target::Target;
 use crate::watch::{End, Sidecar, Signals, Writer};
 use crate::{activity, dirs, status, sys, validate, why};
@@ -145,56 +145,8 @@ struct RestartArgs {
     /// tmux socket of the agent's session (`tmux -L SOCKET`), for restarts.
     #[arg(long, value_name = "SOCKET")]
     socket: Option<String>,
-    /// Seconds before the first restart, doubled after each unstable death.
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value = "1",
-        allow_hyphen_values = true
-    )]
-    restart_delay: String,
-    /// Longest delay before a restart, in seconds.
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value = "300",
-        allow_hyphen_values = true
-    )]
-    restart_max_delay: String,
-    /// A run at least this long (seconds) was stable: its death restarts after the first
-    /// delay again.
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value = "600",
-        allow_hyphen_values = true
-    )]
-    restart_stable: String,
-    /// Give up (`status=failed`) at this many unstable deaths within --restart-window.
-    #[arg(
-        long,
-        value_name = "N",
-        default_value = "5",
-        allow_hyphen_values = true
-    )]
-    restart_burst: String,
-    /// Seconds over which unstable deaths are counted.
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value = "900",
-        allow_hyphen_values = true
-    )]
-    restart_window: String,
-    /// At most one restart per this many seconds among all agents of the heartbeat
-    /// directory (0: no limit).
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value = "10",
-        allow_hyphen_values = true
-    )]
-    restart_guard: String,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Path of the respawn helper (default: mosaic-respawn next to mosaic-hb).
     #[arg(long, value_name = "PATH", hide = true)]
     respawn_bin: Option<PathBuf>,
@@ -203,18 +155,71 @@ struct RestartArgs {
 impl RestartArgs {
     /// The policy and its limits, checked; `None` for `--restart no`.
     fn backoff(&self) -> Result<Option<Backoff>, String> {
+        // In the order of `supervise::LIMIT_FLAGS`.
+        let [delay, max_delay, stable, burst, window, guard] = self.limits.0.each_ref();
         let (policy, limits) = Flags {
             policy: Some(&self.restart),
-            delay: Some(&self.restart_delay),
-            max_delay: Some(&self.restart_max_delay),
-            stable: Some(&self.restart_stable),
-            burst: Some(&self.restart_burst),
-            window: Some(&self.restart_window),
-            guard: Some(&self.restart_guard),
+            delay: Some(delay),
+            max_delay: Some(max_delay),
+            stable: Some(stable),
+            burst: Some(burst),
+            window: Some(window),
+            guard: Some(guard),
             env: false,
         }
         .parse()?;
         Ok((policy != Restart::No).then(|| Backoff::new(policy, limits)))
+    }
+}
+
+/// The restart limits, one flag each from one table ([`supervise::LIMIT_FLAGS`]), in its order.
+struct LimitArgs([String; 6]);
+
+/// `--help` for each of [`supervise::LIMIT_FLAGS`] (no final period, as clap shows a doc comment).
+const LIMIT_HELP: [&str; 6] = [
+    "Seconds before the first restart, doubled after each unstable death",
+    "Longest delay before a restart, in seconds",
+    "A run at least this long (seconds) was stable: its death restarts after the first delay \
+     again",
+    "Give up (`status=failed`) at this many unstable deaths within --restart-window",
+    "Seconds over which unstable deaths are counted",
+    "At most one restart per this many seconds among all agents of the heartbeat directory \
+     (0: no limit)",
+];
+
+impl clap::FromArgMatches for LimitArgs {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        // Each has a default, so each has a value.
+        Ok(LimitArgs(supervise::LIMIT_FLAGS.map(|(flag, _, _)| {
+            matches.get_one::<String>(flag).cloned().unwrap_or_default()
+        })))
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Args for LimitArgs {
+    fn augment_args(mut cmd: clap::Command) -> clap::Command {
+        for ((flag, value_name, default), help) in
+            supervise::LIMIT_FLAGS.into_iter().zip(LIMIT_HELP)
+        {
+            cmd = cmd.arg(
+                clap::Arg::new(flag)
+                    .long(flag)
+                    .value_name(value_name)
+                    .default_value(default)
+                    .allow_hyphen_values(true)
+                    .help(help),
+            );
+        }
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
     }
 }
 
@@ -484,4 +489,38 @@ fn daemonize(log: Option<std::fs::File>) -> Result<(), Fail> {
 fn redirect_stderr(log: &std::fs::File) {
     // Best effort, as a daemon's stderr: without it diagnostics go where they went before.
     let _ = nix::unistd::dup2_stderr(log);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_restart_limit_reaches_its_flag() {
+        Cli::command().debug_assert();
+        let mut argv: Vec<String> = [
+            "mosaic-hb",
+            "--pid",
+            "1",
+            "--file",
+            "/x.hb",
+            "--restart",
+            "always",
+        ]
+        .map(String::from)
+        .to_vec();
+        let given = ["0.5", "60", "120", "3", "600", "0"];
+        for ((flag, _, _), value) in supervise::LIMIT_FLAGS.iter().zip(given) {
+            argv.extend([format!("--{flag}"), value.to_string()]);
+        }
+        let cli = Cli::try_parse_from(argv).unwrap();
+        assert_eq!(cli.watch.restart.limits.0, given);
+        let backoff = cli.watch.restart.backoff().unwrap().unwrap();
+        assert_eq!(backoff.limits().burst, 3);
+        let defaults = Cli::try_parse_from(["mosaic-hb", "--pid", "1", "--file", "/x.hb"]).unwrap();
+        assert_eq!(
+            defaults.watch.restart.limits.0,
+            supervise::LIMIT_FLAGS.map(|(_, _, default)| default)
+        );
+    }
 }

@@ -446,6 +446,17 @@ impl Answer {
     }
 }
 
+/// The restart limits' flags as both binaries take them, in the order `--help` lists them:
+/// flag (without `--`), value name, default (as [`Limits::DEFAULT`] has it).
+pub const LIMIT_FLAGS: [(&str, &str, &str); 6] = [
+    ("restart-delay", "SECS", "1"),
+    ("restart-max-delay", "SECS", "300"),
+    ("restart-stable", "SECS", "600"),
+    ("restart-burst", "N", "5"),
+    ("restart-window", "SECS", "900"),
+    ("restart-guard", "SECS", "10"),
+];
+
 /// The restart flags as text, as both binaries take them (`None` or empty: the default).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Flags<'a> {
@@ -584,6 +595,27 @@ mod tests {
     use super::*;
 
     const S: fn(u64) -> Duration = Duration::from_secs;
+
+    #[test]
+    fn the_limit_flags_defaults_are_the_limits_defaults() {
+        let [delay, max_delay, stable, burst, window, guard] =
+            LIMIT_FLAGS.map(|(_, _, default)| Some(default));
+        let flags = Flags {
+            policy: Some("always"),
+            delay,
+            max_delay,
+            stable,
+            burst,
+            window,
+            guard,
+            env: false,
+        };
+        assert_eq!(flags.parse().unwrap(), (Restart::Always, Limits::DEFAULT));
+        let names = LIMIT_FLAGS.map(|(flag, _, _)| flag);
+        assert!(settings(Restart::Always, &Limits::DEFAULT)
+            .iter()
+            .all(|(flag, _)| *flag == "restart" || names.contains(flag)));
+    }
 
     #[test]
     fn the_policy_table() {
