@@ -250,13 +250,8 @@ mod tests {
     /// with the system's `cc` (the test fails, not skips, without one).
     fn pthread_exit_program(dir: &std::path::Path) -> std::path::PathBuf {
         let src = dir.join("main-exits.c");
-        std::fs::write(
-            &src,
-            "#include <pthread.h>\n#include <unistd.h>\n\
-             static void *worker(void *a) { (void)a; sleep(600); return 0; }\n\
-             int main(void) { pthread_t t; pthread_create(&t, 0, worker, 0); pthread_exit(0); }\n",
-        )
-        .unwrap();
+        // The e2e suite builds the same program.
+        std::fs::write(&src, include_str!("../../tests/e2e/main-exits.c")).unwrap();
         let bin = dir.join("main-exits");
         let out = std::process::Command::new("cc")
             .args(["-pthread", "-o"])

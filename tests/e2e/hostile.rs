@@ -212,18 +212,11 @@ fn which(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("{name} is not on PATH"))
 }
 
-/// POSIX single quotes, written here independently of the launcher's `pane::quote`.
+/// POSIX single quotes, written here independently of the launcher's `pane::quote`: the text
+/// split at each `'`, the pieces quoted and joined by an escaped quote (`'\''`).
 fn sh_quote(bytes: &[u8]) -> Vec<u8> {
-    let mut out = vec![b'\''];
-    for &b in bytes {
-        if b == b'\'' {
-            out.extend_from_slice(b"'\\''");
-        } else {
-            out.push(b);
-        }
-    }
-    out.push(b'\'');
-    out
+    let pieces: Vec<&[u8]> = bytes.split(|&b| b == b'\'').collect();
+    [&b"'"[..], &pieces.join(&b"'\\''"[..]), &b"'"[..]].concat()
 }
 
 fn euid() -> u32 {

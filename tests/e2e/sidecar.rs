@@ -176,13 +176,7 @@ fn a_live_process_whose_main_thread_exited_is_not_a_zombie() {
     e2e!();
     let sb = Sandbox::new();
     let src = sb.path("main-exits.c");
-    std::fs::write(
-        &src,
-        "#include <pthread.h>\n#include <unistd.h>\n\
-         static void *worker(void *a) { (void)a; sleep(600); return 0; }\n\
-         int main(void) { pthread_t t; pthread_create(&t, 0, worker, 0); pthread_exit(0); }\n",
-    )
-    .unwrap();
+    std::fs::write(&src, include_str!("main-exits.c")).unwrap();
     let program = sb.path("main-exits");
     let mut cc = Command::new("cc");
     cc.args(["-pthread", "-o"]).arg(&program).arg(&src);
