@@ -368,7 +368,7 @@ impl<'a> Tmux<'a> {
         // is still an unreaped zombie whose own wait status is the pane's.
         for row in rows.iter_mut() {
             if row.dead && row.dead_status.is_none() && row.dead_signal.is_none() {
-                let zombie = row.pid.and_then(|pid| mosaic_hb::zombie_status(pid as i32));
+                let zombie = row.pid.and_then(mosaic_hb::zombie_status);
                 if let Some(raw) = zombie {
                     (row.dead_status, row.dead_signal) = status_or_signal(raw);
                 }
@@ -538,7 +538,7 @@ const PANE_ROW_FORMAT: &str = "#{&&:#{pane_active},#{window_active}}\t#{pane_pid
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PaneRow {
     pub session: String,
-    pub pid: Option<u32>,
+    pub pid: Option<i32>,
     pub dead: bool,
     /// The dead pane's exit status, when it exited.
     pub dead_status: Option<i32>,
@@ -565,7 +565,7 @@ impl PaneRow {
             next()?,
         );
         let row = PaneRow {
-            pid: pid.parse().ok(),
+            pid: mosaic_hb::validate::pid(pid).ok(),
             dead: dead == "1",
             dead_status: status.parse().ok(),
             dead_signal: signal.parse().ok(),

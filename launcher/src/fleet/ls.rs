@@ -126,15 +126,15 @@ impl Agent {
     }
 
     /// The agent's pid: the pane's, else the record's.
-    pub fn pid(&self) -> Option<i64> {
+    pub fn pid(&self) -> Option<i32> {
         self.pane
             .as_ref()
-            .and_then(|p| p.pid.map(i64::from))
+            .and_then(|p| p.pid)
             .or_else(|| self.record_pid())
     }
 
-    fn record_pid(&self) -> Option<i64> {
-        self.row.as_ref()?.record.as_ref().map(|r| i64::from(r.pid))
+    fn record_pid(&self) -> Option<i32> {
+        self.row.as_ref()?.record.as_ref().map(|r| r.pid)
     }
 
     /// Its activity (busy, idle, waiting) and for how long, while it is running and its
@@ -207,11 +207,7 @@ fn with_session(pane: &PaneRow, row: Option<&Row>) -> AgentState {
     }
     let record = row.and_then(|r| r.record.as_ref().map(|rec| (r.state, rec)));
     match record {
-        Some((state, rec))
-            if pane
-                .pid
-                .is_none_or(|pid| i64::from(rec.pid) == i64::from(pid)) =>
-        {
+        Some((state, rec)) if pane.pid.is_none_or(|pid| rec.pid == pid) => {
             match state {
                 State::Ok => AgentState::Running,
                 State::Stale => AgentState::Stale,
@@ -451,7 +447,7 @@ mod tests {
     use super::*;
     use mosaic_hb::record::Status;
 
-    fn pane(name: &str, pid: u32, dead: bool) -> PaneRow {
+    fn pane(name: &str, pid: i32, dead: bool) -> PaneRow {
         PaneRow {
             session: name.into(),
             pid: Some(pid),

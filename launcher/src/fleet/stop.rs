@@ -197,7 +197,7 @@ fn begin(fleet: &Fleet, agent: &str, pane: Option<&PaneRow>) -> Pending {
     }
     // A dead pane's pid is ended only while no live process has it: its leftovers keep the
     // session id from reuse, and a live process with that pid would be a stranger.
-    let pane_pid = pane.and_then(|p| p.pid).map(|pid| pid as i32);
+    let pane_pid = pane.and_then(|p| p.pid);
     let pane_pid = match was {
         Was::Running => pane_pid,
         Was::Exited => pane_pid.filter(|&pid| !teardown::alive(pid)),
