@@ -3,7 +3,8 @@
 */
 
 // The binary shares its package's dependency list with the library, where the lint does its
-// job; here it would only flag the library's dependencies.
+// job; here it would only flag the library's dependencies (rustc checks each target against
+// the whole list: rust-lang/rust#95513), and Cargo has no per-target dependencies.
 #![allow(unused_crate_dependencies)]
 
 use std::process::ExitCode;
