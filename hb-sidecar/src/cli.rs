@@ -365,7 +365,13 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
             None
         }
     };
-    if !args.foreground {
+    // The hand-over's sidecar is already the launcher's child in a session of its own: it
+    // stays that process and answers on its stdout once its first record is written (see
+    // `handover`). Anyone else's returns once the daemon runs.
+    let mut answer = None;
+    if given_pid.is_none() && !args.foreground {
+        answer = Some(detach_in_place(log)?);
+    } else if !args.foreground {
         daemonize(log)?;
         file.renew_temp_name();
     } else if let Some(log) = log {
@@ -383,6 +389,9 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
         .with_reap(reap);
     if let Some(supervisor) = supervisor {
         sidecar = sidecar.supervised(supervisor);
+    }
+    if let Some(answer) = answer {
+        sidecar = sidecar.on_first_record(answer);
     }
     // Start-up (argument parsing above all) leaves freed heap behind; a fleet runs one sidecar
     // per agent for days, so hand those pages back. The loop itself allocates nothing.
@@ -405,6 +414,8 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
     drop(lock);
     match end {
         End::Failed(_) => std::process::exit(i32::from(Exit::Failed.code())),
+        // Gone before its first record (the launcher still waits): "target gone".
+        _ if !sidecar.answered() => std::process::exit(i32::from(gone)),
         _ => Ok(()),
     }
 }
@@ -458,6 +469,25 @@ fn absolute(path: PathBuf) -> Result<PathBuf, Fail> {
             format!("invalid heartbeat file {}: {}", path.display(), why(&e)),
         )
     })
+}
+
+/// The hand-over's way into the background, without a fork: the launcher spawned us through
+/// `setsid`, so we lead a session of our own with no terminal (and open none: the pane's is
+/// opened `O_NOCTTY`), and once the launcher has read our answer, we are orphaned to init like
+/// any daemon. Here: our own session (if `setsid` did not make one), cwd `/`, stdin on
+/// /dev/null. Returns the answer, which once the first record is written says so on stdout
+/// and lets go of stdout and stderr (stderr goes to the log, if any).
+fn detach_in_place(log: Option<std::fs::File>) -> Result<handover::Ready, Fail> {
+    let failed = |what: &str, e: std::io::Error| {
+        Fail::new(Exit::Failed, format!("cannot {what}: {}", why(&e)))
+    };
+    if nix::unistd::getsid(None).ok() != Some(nix::unistd::getpid()) {
+        nix::unistd::setsid().map_err(|e| failed("start a session", e.into()))?;
+    }
+    std::env::set_current_dir("/").map_err(|e| failed("change directory to /", e))?;
+    let null = std::fs::File::open("/dev/null").map_err(|e| failed("open /dev/null", e))?;
+    let _ = nix::unistd::dup2_stdin(&null);
+    Ok(handover::Ready { null, log })
 }
 
 /// Forks into the background: own session, cwd `/`, stdio on /dev/null (stderr on the log).

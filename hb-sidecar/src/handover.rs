@@ -11,15 +11,23 @@ and the exit codes are written once.
    [`Target::line`], `PID [STARTED]\n` (STARTED: `/proc/PID/stat` field 22, so a stranger that
    took the PID in between is refused). EOF instead means "no sidecar wanted": it leaves
    having written nothing.
-3. The sidecar takes the lock and attaches, then daemonizes; its exit status is the answer,
-   [`Answer::from_code`]: 0 running, [`KEPT`] another sidecar keeps the file, [`TARGET_GONE`]
-   the target is not running, 1 or 2 a failure whose one-line reason is on stderr.
+3. The sidecar takes the lock and attaches, and stays the very process the launcher spawned
+   (no fork: `setsid` gave it a session of its own, see [`Ready`]). Once its first record is
+   written it prints [`READY`] on stdout and lets go of stdout and stderr: that line is the
+   answer "running", and the launcher returns at once, without waiting for a daemon's forks.
+   A sidecar that cannot run exits instead, and its exit status is the answer,
+   [`Answer::from_code`]: [`KEPT`] another sidecar keeps the file, [`TARGET_GONE`] the target
+   is not running (also when it died before the first record), 1 or 2 a failure whose
+   one-line reason is on stderr.
 
 The two extra codes are used only with `--pid -`: a person running `mosaic-hb --pid N` keeps
-the documented 0/1/2, and the launcher learns why a start failed without probing again.
+the documented 0/1/2 (and a daemon that forks away), and the launcher learns why a start
+failed without probing again.
 */
 
 use std::ffi::OsString;
+use std::fs::File;
+use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -108,10 +116,35 @@ impl Target {
     }
 }
 
+/// The sidecar's answer "running", on its stdout: its first record is written.
+pub const READY: &[u8] = b"running\n";
+
+/// The hand-over sidecar's promise to answer once its first record is written.
+pub struct Ready {
+    /// /dev/null, for the descriptors the launcher must stop waiting on.
+    pub null: File,
+    /// Where diagnostics go once the launcher has its answer (else /dev/null).
+    pub log: Option<File>,
+}
+
+impl Ready {
+    /// Says [`READY`] on stdout, then puts stderr on the log and stdout on /dev/null: the
+    /// launcher reads the line and nothing after it. Until now a diagnostic still reached the
+    /// launcher's stderr pipe, which it reads when a start fails.
+    pub fn send(self) {
+        let _ = nix::unistd::dup2_stderr(self.log.as_ref().unwrap_or(&self.null));
+        // A launcher that is gone (killed while waiting) leaves a broken pipe: the sidecar
+        // beats on regardless (SIGPIPE is ignored by Rust's runtime, so this is an error).
+        let _ = std::io::stdout().lock().write_all(READY);
+        let _ = nix::unistd::dup2_stdout(&self.null);
+    }
+}
+
 /// How a sidecar start ended, from its exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer {
-    /// The sidecar runs (it has daemonized).
+    /// The sidecar runs (with `--pid N`: it has daemonized; with `--pid -` it says [`READY`]
+    /// and does not exit).
     Running,
     /// Another sidecar already keeps the file (a racing launcher started it).
     Kept,

@@ -36,6 +36,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::time::TimeSpec;
 
 use crate::activity::{self, Activity};
+use crate::handover::Ready;
 use crate::hbfile::HbFile;
 use crate::record::{render, Beat, Lifecycle, Status};
 use crate::restart::{Ending, Outcome, Supervisor};
@@ -172,6 +173,8 @@ pub struct Sidecar<'a> {
     supervisor: Option<Supervisor>,
     /// The grace of the teardown after each death of the target, when asked to reap.
     reap: Option<Duration>,
+    /// The hand-over's answer, sent once the first record is written.
+    ready: Option<Ready>,
 }
 
 impl<'a> Sidecar<'a> {
@@ -184,6 +187,26 @@ impl<'a> Sidecar<'a> {
             activity: None,
             supervisor: None,
             reap: None,
+            ready: None,
+        }
+    }
+
+    /// Answers the launcher ([`Ready::send`]) once the first record is written: `ok`, or
+    /// under a restart policy `restarting` for a target that died at once.
+    pub fn on_first_record(mut self, ready: Ready) -> Self {
+        self.ready = Some(ready);
+        self
+    }
+
+    /// Whether the launcher has had its answer (or there was none to give): false for a
+    /// target that was gone before the first record.
+    pub fn answered(&self) -> bool {
+        self.ready.is_none()
+    }
+
+    fn answer(&mut self) {
+        if let Some(ready) = self.ready.take() {
+            ready.send();
         }
     }
 
@@ -250,6 +273,9 @@ impl<'a> Sidecar<'a> {
             supervisor.died(&self.target);
             self.writer.lifecycle.restart_at = None;
             self.writer.write(Status::Restarting);
+            if let Some(ready) = self.ready.take() {
+                ready.send();
+            }
             if let Some(grace) = reap {
                 // A restarted run must not start beside the last one's leftovers.
                 let (reaped, stop) = reap_leftovers(&self.target, grace, signals);
@@ -304,6 +330,7 @@ impl<'a> Sidecar<'a> {
             }
             self.writer.activity = self.activity.as_ref().map(activity::Watch::current);
             self.writer.write(Status::Ok);
+            self.answer();
             if let Some(supervisor) = &mut self.supervisor {
                 supervisor.reap();
             }

@@ -142,6 +142,14 @@ impl Drop for Stop {
     }
 }
 
+/// How a wait for a child ended.
+pub enum Finished {
+    /// It exited.
+    Exited(Output),
+    /// It said the line waited for, and runs on.
+    Said,
+}
+
 /// A started child with its pidfd, for bounded waits.
 pub struct Running {
     child: Child,
@@ -188,7 +196,30 @@ impl Running {
 
     /// Waits for the child's exit, reading its piped stdout and stderr, until `deadline` or a
     /// stop signal; then the child is killed and reaped.
-    pub fn finish(mut self, deadline: Instant, stop: Option<&Stop>) -> Result<Output, Cut> {
+    pub fn finish(self, deadline: Instant, stop: Option<&Stop>) -> Result<Output, Cut> {
+        match self.until(None, deadline, stop)? {
+            Finished::Exited(out) => Ok(out),
+            Finished::Said => unreachable!("no line to wait for"),
+        }
+    }
+
+    /// [`Running::finish`], or [`Finished::Said`] as soon as its stdout begins with `line`:
+    /// then the child runs on, never waited for (when we exit, init adopts it).
+    pub fn finish_or_said(
+        self,
+        line: &[u8],
+        deadline: Instant,
+        stop: Option<&Stop>,
+    ) -> Result<Finished, Cut> {
+        self.until(Some(line), deadline, stop)
+    }
+
+    fn until(
+        mut self,
+        line: Option<&[u8]>,
+        deadline: Instant,
+        stop: Option<&Stop>,
+    ) -> Result<Finished, Cut> {
         drop(self.child.stdin.take());
         let mut stdout = self.child.stdout.take();
         let mut stderr = self.child.stderr.take();
@@ -201,7 +232,9 @@ impl Running {
                 match self.pidfd.as_ref().map(AsRawFd::as_raw_fd) {
                     Some(fd) => Some(fd),
                     None => match self.child.try_wait() {
-                        Ok(Some(status)) => return Ok(collected(status, out, err)),
+                        Ok(Some(status)) => {
+                            return Ok(Finished::Exited(collected(status, out, err)))
+                        }
                         Ok(None) => None,
                         Err(e) => return Err(self.cut(Cut::Io(e))),
                     },
@@ -228,13 +261,16 @@ impl Running {
             }
             if ready[0] {
                 drain(&mut stdout, &mut out);
+                if line.is_some_and(|line| out.starts_with(line)) {
+                    return Ok(Finished::Said);
+                }
             }
             if ready[1] {
                 drain(&mut stderr, &mut err);
             }
             if ready[2] || (exit_fd.is_none() && out_fd.is_none() && err_fd.is_none()) {
                 match self.child.try_wait() {
-                    Ok(Some(status)) => return Ok(collected(status, out, err)),
+                    Ok(Some(status)) => return Ok(Finished::Exited(collected(status, out, err))),
                     Ok(None) => {}
                     Err(e) => return Err(self.cut(Cut::Io(e))),
                 }

@@ -677,10 +677,8 @@ impl Launch<'_> {
         file: &Path,
     ) -> Result<(SidecarState, Option<PathBuf>), Fail> {
         match pending.start(pane_pid) {
-            Ok(Started::Running) => {
-                sidecar::wait_first_record(file, pane_pid, self.deadline());
-                Ok((SidecarState::Started, Some(file.to_path_buf())))
-            }
+            // Its answer came after its first record.
+            Ok(Started::Running) => Ok((SidecarState::Started, Some(file.to_path_buf()))),
             Ok(Started::AlreadyKept) => match sidecar::keeper(file, pane_pid, self.deadline()) {
                 Keeper::Other { hb_pid, pid } => Err(self.undo(collision(file, hb_pid, pid))),
                 _ => Ok((SidecarState::Running, Some(file.to_path_buf()))),

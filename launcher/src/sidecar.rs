@@ -6,12 +6,13 @@ of [`mosaic_hb::handover`].
 `setsid` (from PATH) puts the sidecar in a session of its own, so it outlives a terminal that
 hangs up. It is spawned right after tmux is asked for the session and reads the pane's pid
 (and start time) from a pipe on its stdin once tmux has answered, so its start-up overlaps
-tmux's work instead of following it; a launch that needs no sidecar closes the pipe and the sidecar
-leaves without writing anything. We then wait for the `setsid`/`mosaic-hb` process itself:
-`mosaic-hb` takes its lock and attaches to the pane *before* it daemonizes, so its exit status
-says whether a sidecar is now running. Its stdout is /dev/null; its stderr is a pipe that
-reaches EOF once the daemon has moved its own stderr to /dev/null, so `$(mosaic-launcher a)`
-returns at once.
+tmux's work instead of following it; a launch that needs no sidecar closes the pipe and the
+sidecar leaves without writing anything. Handed its pane, `mosaic-hb` takes its lock,
+attaches, writes its first record and says so on its stdout ([`mosaic_hb::handover::READY`]):
+we return on that line, and the sidecar, still our child, is adopted by init when we exit (no
+daemon's double fork on the launch's path). A sidecar that cannot run exits instead, and its
+exit status says why. Its stderr is a pipe it gives up before it answers, so
+`$(mosaic-launcher a)` returns at once.
 */
 
 use std::io::Write;
@@ -20,9 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mosaic_hb::handover::{Answer, Request, Target};
+use mosaic_hb::handover::{Answer, Request, Target, READY};
 
-use crate::child::{self, Cut, Running};
+use crate::child::{self, Cut, Finished, Running};
 
 /// How a sidecar start ended.
 pub enum Started {
@@ -87,7 +88,7 @@ impl Sidecar {
         cmd.arg(&self.hb)
             .args(request.args())
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let child = child::spawn(&mut cmd, false).map_err(|e| {
             format!(
@@ -126,7 +127,7 @@ impl Pending {
         }
         // Past the hand-over the launch is committed: stop signals wait until it is done.
         let out = child
-            .finish(Instant::now() + self.timeout, None)
+            .finish_or_said(READY, Instant::now() + self.timeout, None)
             .map_err(|cut| match cut {
                 Cut::TimedOut => format!(
                     "heartbeat sidecar {} did not start within {} (MOSAIC_TMUX_TIMEOUT)",
@@ -137,6 +138,11 @@ impl Pending {
                 // Not asked for (no `Stop` given).
                 Cut::Interrupted(sig) => format!("mosaic-hb start cut by signal {sig}"),
             })?;
+        let out = match out {
+            // Its first record is written.
+            Finished::Said => return Ok(Started::Running),
+            Finished::Exited(out) => out,
+        };
         let err = String::from_utf8_lossy(&out.stderr);
         let err = err
             .lines()
@@ -144,6 +150,7 @@ impl Pending {
             .unwrap_or_default()
             .trim_start_matches("mosaic-hb: ");
         match Answer::from_code(out.status.code()) {
+            // Exit 0 without the line: not a sidecar we know (a stand-in `setsid`, say).
             Answer::Running => Ok(Started::Running),
             Answer::Kept => Ok(Started::AlreadyKept),
             Answer::TargetGone => Ok(Started::TargetGone(format!("pane {err}"))),
@@ -319,22 +326,4 @@ fn is_mosaic_hb(pid: i32) -> bool {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
     argv0.ends_with(b"mosaic-hb")
-}
-
-/// Waits until `file` holds a record for `pid` (the sidecar writes its first one right after
-/// it daemonizes), so that "started" is never said before the record exists.
-pub fn wait_first_record(file: &Path, pid: u32, deadline: Instant) -> bool {
-    loop {
-        let ok = std::fs::read(file)
-            .ok()
-            .and_then(|b| mosaic_hb::record::parse(&b).ok())
-            .is_some_and(|r| r.pid == pid as i32);
-        if ok {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_micros(100));
-    }
 }

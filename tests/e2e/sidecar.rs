@@ -402,7 +402,9 @@ fn a_stranger_under_the_pid_is_refused() {
     assert_eq!(rec.started, Some(started));
 }
 
-// `--pid -` takes the target from stdin once the file is prepared; EOF cancels, writing nothing.
+// `--pid -` takes the target from stdin once the file is prepared, and stays the process that
+// was spawned: it says `running` on stdout once its first record is on disk, then lets go of
+// stdout and stderr. EOF on stdin instead cancels, writing nothing.
 #[test]
 #[ignore = "end-to-end: run `cargo xtask test`"]
 fn pid_from_stdin() {
@@ -413,20 +415,57 @@ fn pid_from_stdin() {
     let mut cmd = sb.hb();
     cmd.args(["--pid", "-", "--interval", "0.05", "--file"])
         .arg(&file)
-        .stdin(std::process::Stdio::piped());
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().unwrap();
-    use std::io::Write;
+    use std::io::{Read, Write};
     child
         .stdin
         .take()
         .unwrap()
         .write_all(format!("{target}\n").as_bytes())
         .unwrap();
-    assert!(child.wait().unwrap().success());
-    let rec = wait_for_status(&file, Status::Ok, Duration::from_secs(5));
-    sb.track(rec.hb_pid.unwrap() as i32);
+    // Both pipes reach EOF while the sidecar runs on: nothing else is ever written to them.
+    let mut said = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut said)
+        .unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!((said.as_str(), err.as_str()), ("running\n", ""));
+    assert_eq!(
+        child.try_wait().unwrap(),
+        None,
+        "the sidecar is still running"
+    );
+    // The answer comes after the first record: no waiting for it.
+    let rec = read_record(&file).expect("a record when the sidecar says running");
+    assert_eq!(rec.status, Status::Ok);
+    assert_eq!(rec.hb_pid, Some(child.id()));
     assert_eq!(rec.pid, target);
     assert!(rec.started.is_some());
+    // It left the caller's session and directory.
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(fields[3], child.id().to_string(), "session id: {stat}");
+    let cwd = std::fs::read_link(format!("/proc/{}/cwd", child.id())).unwrap();
+    assert_eq!(cwd, std::path::Path::new("/"));
+    child.kill().unwrap();
+    child.wait().unwrap();
 
     let cancelled = sb.hb_file("cancelled");
     let mut cmd = sb.hb();
