@@ -19,8 +19,10 @@ terminal with a non-zero exit and nothing is left running:
 3. take the one-writer lock ([`lock`]);
 4. attach to the target: record its start time (or check the one given), open its pidfd
    ([`target`]);
-5. daemonize (double fork through `daemonix`), block the stop signals into a signalfd,
-   then run the event loop ([`watch`]), a single `ppoll` on the pidfd and the signalfd with the
+5. go into the background: with `--pid -`, where the launcher spawned us through `setsid`,
+   without a fork (cwd `/`, stdin on /dev/null; once the first record is written, `running` on
+   stdout and both stdout and stderr let go: [`handover`]); otherwise a double fork through
+   `daemonix`. Then block the stop signals into a signalfd and run the event loop ([`watch`]), a single `ppoll` on the pidfd and the signalfd with the
    time to the next beat as its timeout. A beat is seven system calls and no allocation:
    `ppoll`, `kill(pid, 0)`, a zero-timeout `poll` of the pidfd, then `openat`, `write`, `close`
    and `renameat` of the record. A `ppoll` error other than `EINTR` ends the loop with a

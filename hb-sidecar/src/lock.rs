@@ -1,8 +1,9 @@
 /*!
 One writer per heartbeat file: an exclusive `flock` on `.NAME.lock` beside it.
 
-The lock is taken before the sidecar daemonizes and travels with it through `fork` (a flock
-belongs to the open file description), so it dies exactly when its holder does; the lock file
+The lock is taken before the sidecar goes into the background (when that is a daemon's fork, it
+travels with it: a flock belongs to the open file description), so it dies exactly when its
+holder does; the lock file
 itself is never removed while an agent may still start (`mosaic-fleet prune` removes it only
 while holding it, and a sidecar that then finds its lock file unlinked opens the name again),
 so two holders never lock two different files. The holder

@@ -63,7 +63,7 @@ pub struct Writer<'a> {
     agent: Option<&'a str>,
     interval: Duration,
     seq: u64,
-    /// Our own pid, read once: create the writer after daemonizing.
+    /// Our own pid, read once: create the writer after going into the background.
     hb_pid: u32,
     buf: Vec<u8>,
     failing: bool,

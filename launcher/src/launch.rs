@@ -6,7 +6,7 @@ directory and find `setsid` and `mosaic-hb` (exit 1, nothing started); ask tmux 
 and, while it works, start the sidecar waiting for its pane; watch the pane's process until it
 has executed the agent's command ([`verdict`](crate::verdict)); then hand the sidecar its
 pane, or cancel it when the agent needs none (one already keeps the file, or tmux named no
-pane), and wait for the sidecar's first record.
+pane), and wait for the sidecar's answer, which follows its first record.
 
 Invariants:
 - A launch reports started only after exec: a command that cannot be executed (not found, not
@@ -657,8 +657,8 @@ impl Launch<'_> {
         why
     }
 
-    /// Hands the pane to the pending sidecar and waits for its first record. Returns the
-    /// sidecar's state and the heartbeat file.
+    /// Hands the pane to the pending sidecar and waits for its answer, which comes after its
+    /// first record. Returns the sidecar's state and the heartbeat file.
     fn hand_over(
         &self,
         pane_pid: u32,

@@ -116,7 +116,7 @@ pub struct Pending {
 impl Pending {
     /// Hands the sidecar pane `pid`, with the pane's start time read here at once (so the
     /// sidecar refuses a stranger that took the PID in the meantime), and waits until it has
-    /// daemonized or failed.
+    /// written its first record (it says `running`) or failed (it exits).
     pub fn start(mut self, pid: u32) -> Result<Started, String> {
         let mut child = self.child.take().expect("a pending sidecar starts once");
         let pid = i32::try_from(pid).map_err(|_| format!("pane pid {pid} is out of range"))?;
@@ -223,7 +223,7 @@ pub fn keeper(file: &Path, pane_pid: u32, deadline: Instant) -> Keeper {
         let record = std::fs::read(file)
             .ok()
             .and_then(|b| mosaic_hb::record::parse(&b).ok());
-        // The lock file names its holder only once the holder has daemonized: a dead pid there
+        // The lock file names its holder only once the holder is in the background: a dead pid there
         // is the predecessor's, not yet overwritten.
         let holder = lock_holder(file)
             .filter(|&p| !matches!(process_state(p as i32), None | Some('Z' | 'X')));
