@@ -534,17 +534,12 @@ fn exporter(bin: &Path, sizes: &Sizes) -> Result<Values> {
     std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     write_status_files(&dir, sizes.status_files)?;
     let log = tmp.path().join("exporter.log");
-    let err = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-    let mut cmd = Command::new(bin.join("mosaic-hb"));
-    cmd.args(["exporter", "--listen", "127.0.0.1:0"])
-        .arg(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(err);
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", util::show(&cmd)))?;
-    let _guard = util::KillOnDrop(child);
+    let _guard = util::spawn_quiet(
+        Command::new(bin.join("mosaic-hb"))
+            .args(["exporter", "--listen", "127.0.0.1:0"])
+            .arg(&dir),
+        Some(&log),
+    )?;
     let Some(addr) = util::exporter_addr(&log, Duration::from_secs(10)) else {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         return Ok(Values::Unavailable(

@@ -9,7 +9,7 @@ around: with `--keep` the fleet stays up for them; without, everything is remove
 step fails) and the commands say how to keep it next time.
 */
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -36,26 +36,64 @@ const AGENTS: [(&str, &str); 2] = [
     ),
 ];
 
+/// What each demo stands on: the release binaries, built; a tmux server on a private socket;
+/// a heartbeat dir in a temp dir. On drop the temp dir is removed, then the server killed.
+pub struct Stage {
+    pub bin: PathBuf,
+    pub socket: String,
+    pub hb_dir: PathBuf,
+    pub tmp: TempDir,
+    _server: TmuxServer,
+}
+
+impl Stage {
+    /// Says `building` (what is built and how long it takes), builds, and sets up a stage
+    /// whose socket and temp dir are named after `tag`.
+    pub fn new(tag: &str, building: &str) -> Result<Stage> {
+        eprintln!("xtask: {building}");
+        util::build_release()?;
+        let socket = format!("mosaic-{tag}-{}", std::process::id());
+        let server = TmuxServer(socket.clone());
+        let tmp = TempDir::new(tag)?;
+        Ok(Stage {
+            bin: util::release_dir(),
+            socket,
+            hb_dir: tmp.path().join("heartbeat"),
+            tmp,
+            _server: server,
+        })
+    }
+
+    /// Release binary `name`, run on this stage: its socket and heartbeat dir, a beat every
+    /// `interval` seconds, the temp dir as the agents' workdir, outside any tmux.
+    pub fn command(&self, name: &str, interval: &str) -> Command {
+        let mut cmd = Command::new(self.bin.join(name));
+        cmd.env("MOSAIC_TMUX_SOCKET", &self.socket)
+            .env("MOSAIC_HEARTBEAT_RUN_DIR", &self.hb_dir)
+            .env("MOSAIC_HEARTBEAT_INTERVAL", interval)
+            .env("MOSAIC_AGENT_WORKDIR", self.tmp.path())
+            .env_remove("TMUX");
+        cmd
+    }
+}
+
 pub fn run(args: &Args) -> Result {
-    eprintln!(
-        "xtask: building mosaic-launcher, mosaic-fleet and mosaic-hb (release, static; the first \
-         build takes a few minutes)"
-    );
-    util::build_release()?;
-    let bin = util::release_dir();
-    let socket = format!("mosaic-demo-{}", std::process::id());
-    let server = TmuxServer(socket.clone());
-    let tmp = TempDir::new("demo")?;
-    let hb_dir = tmp.path().join("heartbeat");
+    let stage = Stage::new(
+        "demo",
+        "building mosaic-launcher, mosaic-fleet and mosaic-hb (release, static; the first build \
+         takes a few minutes)",
+    )?;
+    let Stage {
+        bin,
+        socket,
+        hb_dir,
+        tmp,
+        ..
+    } = &stage;
     let fleet_bin = bin.join("mosaic-fleet");
     let fleet = |args: &[&str]| {
-        let mut cmd = Command::new(&fleet_bin);
-        cmd.args(args)
-            .env("MOSAIC_TMUX_SOCKET", &socket)
-            .env("MOSAIC_HEARTBEAT_RUN_DIR", &hb_dir)
-            .env("MOSAIC_HEARTBEAT_INTERVAL", "1")
-            .env("MOSAIC_AGENT_WORKDIR", tmp.path())
-            .env_remove("TMUX");
+        let mut cmd = stage.command("mosaic-fleet", "1");
+        cmd.args(args);
         cmd
     };
     let show = |args: &[&str]| -> Result {
@@ -98,7 +136,7 @@ pub fn run(args: &Args) -> Result {
     );
     let env = format!(
         "MOSAIC_TMUX_SOCKET={socket} MOSAIC_HEARTBEAT_RUN_DIR={}",
-        quote(&hb_dir)
+        quote(hb_dir)
     );
     let f = quote(&fleet_bin);
     let commands = [
@@ -124,8 +162,7 @@ pub fn run(args: &Args) -> Result {
             quote(tmp.path())
         );
         // Keep them: no kill-server, no removal.
-        std::mem::forget(server);
-        std::mem::forget(tmp);
+        std::mem::forget(stage);
     } else {
         step("cleaned up: tmux server killed, temp dir removed");
         println!("`cargo xtask demo --keep` leaves the fleet running to try these:");
@@ -136,7 +173,7 @@ pub fn run(args: &Args) -> Result {
     Ok(())
 }
 
-fn step(what: &str) {
+pub fn step(what: &str) {
     println!("\n== {what}");
 }
 

@@ -9,16 +9,12 @@ cleans up (even when a step fails).
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::util::{self, Result, TempDir, TmuxServer};
+use crate::demo::{step, Stage};
+use crate::util::{self, Result};
 
 pub fn run() -> Result {
-    eprintln!("xtask: building release binaries");
-    util::build_release()?;
-    let bin = util::release_dir();
-    let socket = format!("mosaic-demo-restart-{}", std::process::id());
-    let _server = TmuxServer(socket.clone());
-    let tmp = TempDir::new("demo-restart")?;
-    let hb_dir = tmp.path().join("heartbeat");
+    let stage = Stage::new("demo-restart", "building release binaries")?;
+    let hb_dir = &stage.hb_dir;
     let agent = "crashy";
     let file = hb_dir.join(format!("{agent}.hb"));
     let flags = [
@@ -35,19 +31,11 @@ pub fn run() -> Result {
         "mosaic-launcher {agent} {}   (an agent that exits 3 after 2 s)",
         flags.join(" ")
     ));
-    let mut launch = Command::new(bin.join("mosaic-launcher"));
-    launch
-        .arg(agent)
-        .args(flags)
-        .env("MOSAIC_TMUX_SOCKET", &socket)
-        .env("MOSAIC_AGENT_WORKDIR", tmp.path())
-        .env(
-            "MOSAIC_AGENT_COMMAND",
-            "sh -c 'echo working; sleep 2; echo crashing; exit 3'",
-        )
-        .env("MOSAIC_HEARTBEAT_RUN_DIR", &hb_dir)
-        .env("MOSAIC_HEARTBEAT_INTERVAL", "0.5")
-        .env_remove("TMUX");
+    let mut launch = stage.command("mosaic-launcher", "0.5");
+    launch.arg(agent).args(flags).env(
+        "MOSAIC_AGENT_COMMAND",
+        "sh -c 'echo working; sleep 2; echo crashing; exit 3'",
+    );
     print!("{}", util::output(&mut launch)?);
 
     step("the record, each time its status or restart count changes");
@@ -85,16 +73,12 @@ pub fn run() -> Result {
     print!("{gave_up}");
 
     step("mosaic-hb status");
-    let mut status = Command::new(bin.join("mosaic-hb"));
-    status.arg("status").arg(&hb_dir);
+    let mut status = Command::new(stage.bin.join("mosaic-hb"));
+    status.arg("status").arg(hb_dir);
     match util::output(&mut status) {
         Ok(out) => print!("{out}"),
         Err(e) => println!("(status not available: {e})"),
     }
     step("cleaned up: tmux server killed, temp dir removed");
     Ok(())
-}
-
-fn step(what: &str) {
-    println!("\n== {what}");
 }

@@ -57,18 +57,13 @@ pub fn run() -> Result {
 
     step("mosaic-hb exporter on a free loopback port");
     let log = tmp.path().join("exporter.log");
-    let err = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-    let mut cmd = Command::new(bin.join("mosaic-hb"));
-    cmd.args(["exporter", "--listen", "127.0.0.1:0", "--fleet", "blue"])
-        .arg(&blue.dir)
-        .arg(&green.dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(err);
-    let _exporter = KillOnDrop(
-        cmd.spawn()
-            .map_err(|e| format!("cannot run {}: {e}", util::show(&cmd)))?,
-    );
+    let _exporter = util::spawn_quiet(
+        Command::new(bin.join("mosaic-hb"))
+            .args(["exporter", "--listen", "127.0.0.1:0", "--fleet", "blue"])
+            .arg(&blue.dir)
+            .arg(&green.dir),
+        Some(&log),
+    )?;
     let exporter = util::exporter_addr(&log, PATIENCE).ok_or_else(|| {
         format!(
             "the exporter never said where it listens: {}",
@@ -96,21 +91,17 @@ pub fn run() -> Result {
         std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
     }
     let node = free_port()?;
-    let mut cmd = Command::new("prometheus-node-exporter");
-    cmd.arg(format!("--web.listen-address={node}"))
-        .arg("--collector.disable-defaults")
-        .arg("--collector.textfile")
-        .arg(format!(
-            "--collector.textfile.directory={}",
-            textfiles.display()
-        ))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let _node_exporter = KillOnDrop(
-        cmd.spawn()
-            .map_err(|e| format!("cannot run {}: {e}", util::show(&cmd)))?,
-    );
+    let _node_exporter = util::spawn_quiet(
+        Command::new("prometheus-node-exporter")
+            .arg(format!("--web.listen-address={node}"))
+            .arg("--collector.disable-defaults")
+            .arg("--collector.textfile")
+            .arg(format!(
+                "--collector.textfile.directory={}",
+                textfiles.display()
+            )),
+        None,
+    )?;
 
     step("Prometheus, scraping both every second, rules loaded");
     let web = free_port()?;
@@ -383,22 +374,16 @@ fn start_prometheus(
             .arg("config")
             .arg(&config),
     )?;
-    let log = tmp.join("prometheus.log");
-    let log = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-    let mut cmd = Command::new("prometheus");
-    cmd.arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            tmp.join("data").display()
-        ))
-        .arg(format!("--web.listen-address={web}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log);
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", util::show(&cmd)))?;
-    Ok(KillOnDrop(child))
+    util::spawn_quiet(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                tmp.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={web}")),
+        Some(&tmp.join("prometheus.log")),
+    )
 }
 
 /// `GET path` over HTTP/1.1 on a fresh connection; the body, when the status is 200.

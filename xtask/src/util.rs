@@ -169,6 +169,26 @@ pub fn wait_for<T>(
     }
 }
 
+/// Starts `cmd` in the background with stdin and stdout closed and stderr in the file `log`
+/// (created; `None`: discarded): a server we talk to over the network, whose log is the
+/// only thing worth keeping. It is killed when the guard drops.
+pub fn spawn_quiet(cmd: &mut Command, log: Option<&Path>) -> Result<KillOnDrop> {
+    use std::process::Stdio;
+    let stderr = match log {
+        Some(log) => std::fs::File::create(log)
+            .map_err(|e| format!("{}: {e}", log.display()))?
+            .into(),
+        None => Stdio::null(),
+    };
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", show(cmd)))?;
+    Ok(KillOnDrop(child))
+}
+
 /// A child process killed (and reaped) when this is dropped.
 pub struct KillOnDrop(pub std::process::Child);
 
