@@ -19,6 +19,7 @@ use crate::record::Status;
 use crate::restart::Supervisor;
 use crate::supervise::{self, Backoff, Flags, Restart};
 use crate::target::Target;
+use crate::validate::{DEFAULT_IDLE_AFTER, DEFAULT_INTERVAL};
 use crate::watch::{End, Sidecar, Signals, Writer};
 use crate::{activity, dirs, status, sys, validate, why};
 
@@ -92,13 +93,9 @@ struct WatchArgs {
     /// Heartbeat file to keep current; its directory is created 0700 if missing.
     #[arg(long, value_name = "PATH", required = true)]
     file: Option<PathBuf>,
+    // A SECS value may start with `-`, so that `validate` (not clap) refuses `-1` by name.
     /// Seconds between beats, 0.01 to 86400; fractions allowed.
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value = validate::DEFAULT_INTERVAL,
-        allow_hyphen_values = true
-    )]
+    #[arg(long, value_name = "SECS", default_value = DEFAULT_INTERVAL, allow_hyphen_values = true)]
     interval: String,
     /// Start time the target must have (clock ticks since boot, /proc/PID/stat field 22);
     /// another process with this PID is refused as a stranger that reused it.
@@ -106,12 +103,7 @@ struct WatchArgs {
     started: Option<String>,
     /// Seconds without output after which a target with a terminal counts as idle
     /// (`activity=idle`), 1 to 86400; fractions allowed.
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value = validate::DEFAULT_IDLE_AFTER,
-        allow_hyphen_values = true
-    )]
+    #[arg(long, value_name = "SECS", default_value = DEFAULT_IDLE_AFTER, allow_hyphen_values = true)]
     idle_after: String,
     /// Agent name, written as `agent=`.
     #[arg(long, value_name = "NAME")]
