@@ -127,7 +127,7 @@ type BeatParts = (
     Option<String>,
     Duration,
     u64,
-    u32,
+    i32,
     Option<u64>,
     Option<(Activity, DateTime<Utc>)>,
 );
@@ -146,7 +146,7 @@ fn beat_parts() -> impl Strategy<Value = BeatParts> {
         proptest::option::of(valid_agent()),
         interval(),
         any::<u64>(),
-        any::<u32>(),
+        1..=i32::MAX,
         proptest::option::of(any::<u64>()),
         proptest::option::of(activity()),
     )

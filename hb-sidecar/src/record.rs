@@ -96,7 +96,7 @@ pub struct Beat<'a> {
     pub agent: Option<&'a str>,
     pub interval: Duration,
     pub seq: u64,
-    pub hb_pid: u32,
+    pub hb_pid: i32,
     pub started: Option<u64>,
     pub lifecycle: Lifecycle,
     /// The activity and when it began: only for a target with a terminal.
@@ -175,7 +175,7 @@ pub struct Record {
     /// Seconds, when the file says.
     pub interval: Option<f64>,
     pub seq: Option<u64>,
-    pub hb_pid: Option<u32>,
+    pub hb_pid: Option<i32>,
     pub started: Option<u64>,
     pub lifecycle: Lifecycle,
     /// `activity=`; a value this reader does not know counts as absent.

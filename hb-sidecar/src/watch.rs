@@ -64,7 +64,7 @@ pub struct Writer<'a> {
     interval: Duration,
     seq: u64,
     /// Our own pid, read once: create the writer after going into the background.
-    hb_pid: u32,
+    hb_pid: i32,
     buf: Vec<u8>,
     failing: bool,
     /// Written with `status=ok` only.
@@ -88,7 +88,7 @@ impl<'a> Writer<'a> {
             agent,
             interval,
             seq: 0,
-            hb_pid: std::process::id(),
+            hb_pid: nix::unistd::getpid().as_raw(),
             buf: Vec::with_capacity(256),
             failing: false,
             activity: None,

@@ -109,7 +109,7 @@ impl SidecarState {
 /// What happened, for the report.
 pub struct Report {
     pub outcome: Outcome,
-    pub pane_pid: Option<u32>,
+    pub pane_pid: Option<i32>,
     pub sidecar: SidecarState,
     /// The heartbeat file the agent has (the session's own, which may differ from the plan's).
     pub heartbeat: Option<PathBuf>,
@@ -601,7 +601,7 @@ impl Launch<'_> {
 
     /// "agent A exited at once with status 127: sh: 1: exec: nosuchcmd: not found", from
     /// the dead pane tmux keeps (it may take tmux a moment to notice the exit).
-    fn why_exited(&self, pid: u32, wait_status: Option<i32>) -> String {
+    fn why_exited(&self, pid: i32, wait_status: Option<i32>) -> String {
         // tmux notices the exit in its event loop; its status follows the pane's EOF. Give it
         // a moment, not the whole deadline: the exit itself is already certain.
         let deadline = Instant::now() + self.plan.timeout.min(Duration::from_secs(2));
@@ -661,7 +661,7 @@ impl Launch<'_> {
     /// first record. Returns the sidecar's state and the heartbeat file.
     fn hand_over(
         &self,
-        pane_pid: u32,
+        pane_pid: i32,
         pending: Option<Pending>,
     ) -> Result<(SidecarState, Option<PathBuf>), Fail> {
         let (Some(hb), Some(pending)) = (&self.plan.heartbeat, pending) else {
@@ -673,7 +673,7 @@ impl Launch<'_> {
     fn start_sidecar(
         &self,
         pending: Pending,
-        pane_pid: u32,
+        pane_pid: i32,
         file: &Path,
     ) -> Result<(SidecarState, Option<PathBuf>), Fail> {
         match pending.start(pane_pid) {
@@ -764,7 +764,7 @@ impl Launch<'_> {
 
     fn running(
         &self,
-        pid: u32,
+        pid: i32,
         pending: Option<Pending>,
         sidecar: Option<&Sidecar>,
     ) -> Result<Report, Fail> {
@@ -868,7 +868,7 @@ impl Launch<'_> {
     }
 }
 
-fn collision(file: &Path, hb_pid: Option<u32>, pid: i32) -> Fail {
+fn collision(file: &Path, hb_pid: Option<i32>, pid: i32) -> Fail {
     let by = hb_pid.map_or("a sidecar".into(), |p| format!("mosaic-hb pid {p}"));
     failed(format!(
         "heartbeat file {} is kept by {by} for pid {pid}, another agent of the same name \

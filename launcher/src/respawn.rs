@@ -92,10 +92,10 @@ fn respawn(args: &RespawnArgs) -> Result<(), (Exit, String)> {
         return Ok(());
     }
     let answer = match tmux.respawn_as_before(&args.agent).map_err(failed)? {
-        Some(pids) => Answer::Started(pids.pane as i32, Target::now(pids.pane as i32).started),
+        Some(pids) => Answer::Started(pids.pane, Target::now(pids.pane).started),
         // Someone respawned it first: that run is the one to watch.
         None => match tmux.pane(&args.agent).map_err(failed)? {
-            Pane::Live(pid) => Answer::Live(pid as i32, Target::now(pid as i32).started),
+            Pane::Live(pid) => Answer::Live(pid, Target::now(pid).started),
             _ => Answer::Gone,
         },
     };
@@ -112,8 +112,8 @@ fn how_it_died(tmux: &Tmux, agent: &str, died: Option<i32>) -> Result<Answer, tm
             Pane::Dead(d) if d.status.is_some() || d.signal.is_some() || late => {
                 return Ok(Answer::Dead(Death::from_pane(d.status, d.signal)))
             }
-            Pane::Live(pid) if Some(pid as i32) != died => {
-                return Ok(Answer::Live(pid as i32, Target::now(pid as i32).started))
+            Pane::Live(pid) if Some(pid) != died => {
+                return Ok(Answer::Live(pid, Target::now(pid).started))
             }
             Pane::Live(_) if late => return Ok(Answer::Dead(Death::Unknown)),
             Pane::Gone(_) | Pane::Unknown => return Ok(Answer::Gone),

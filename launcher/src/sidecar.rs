@@ -117,9 +117,8 @@ impl Pending {
     /// Hands the sidecar pane `pid`, with the pane's start time read here at once (so the
     /// sidecar refuses a stranger that took the PID in the meantime), and waits until it has
     /// written its first record (it says `running`) or failed (it exits).
-    pub fn start(mut self, pid: u32) -> Result<Started, String> {
+    pub fn start(mut self, pid: i32) -> Result<Started, String> {
         let mut child = self.child.take().expect("a pending sidecar starts once");
-        let pid = i32::try_from(pid).map_err(|_| format!("pane pid {pid} is out of range"))?;
         let target = Target::now(pid);
         if let Some(mut stdin) = child.stdin() {
             // A sidecar that already failed has closed its end: its exit status says why.
@@ -206,14 +205,14 @@ pub enum Keeper {
     Healthy,
     /// A sidecar that keeps the file for another process (an agent of the same name on
     /// another tmux socket): `hb_pid` watches `pid`.
-    Other { hb_pid: Option<u32>, pid: i32 },
+    Other { hb_pid: Option<i32>, pid: i32 },
     /// A sidecar that holds the lock but does not beat: stopped, hung, or gone.
-    Stuck { hb_pid: Option<u32>, why: String },
+    Stuck { hb_pid: Option<i32>, why: String },
 }
 
 /// Reads the keeper of `file` for pane `pane_pid`, waiting until `deadline` for the first
 /// record of a keeper that is just starting (a racing launcher's).
-pub fn keeper(file: &Path, pane_pid: u32, deadline: Instant) -> Keeper {
+pub fn keeper(file: &Path, pane_pid: i32, deadline: Instant) -> Keeper {
     if !matches!(mosaic_hb::lock::is_held(file), Ok(true)) {
         return Keeper::Nobody;
     }
@@ -225,8 +224,8 @@ pub fn keeper(file: &Path, pane_pid: u32, deadline: Instant) -> Keeper {
             .and_then(|b| mosaic_hb::record::parse(&b).ok());
         // The lock file names its holder only once the holder is in the background: a dead pid there
         // is the predecessor's, not yet overwritten.
-        let holder = lock_holder(file)
-            .filter(|&p| !matches!(process_state(p as i32), None | Some('Z' | 'X')));
+        let holder = mosaic_hb::lock::holder(file)
+            .filter(|&p| !matches!(process_state(p), None | Some('Z' | 'X')));
         match record {
             // A dead process holds no lock: a dead pid in the lock file is a predecessor's,
             // not yet overwritten by the new holder.
@@ -234,14 +233,14 @@ pub fn keeper(file: &Path, pane_pid: u32, deadline: Instant) -> Keeper {
                 if r.hb_pid.is_some()
                     && r.hb_pid == holder
                     && holder
-                        .and_then(|p| process_state(p as i32))
+                        .and_then(process_state)
                         .is_some_and(|s| !matches!(s, 'Z' | 'X')) =>
             {
                 break r
             }
             _ if Instant::now() >= deadline => {
                 return Keeper::Stuck {
-                    hb_pid: lock_holder(file),
+                    hb_pid: mosaic_hb::lock::holder(file),
                     why: "it has written no record".into(),
                 }
             }
@@ -252,13 +251,13 @@ pub fn keeper(file: &Path, pane_pid: u32, deadline: Instant) -> Keeper {
         }
     };
     let hb_pid = record.hb_pid;
-    if record.pid != pane_pid as i32 {
+    if record.pid != pane_pid {
         return Keeper::Other {
             hb_pid,
             pid: record.pid,
         };
     }
-    let state = hb_pid.and_then(|p| process_state(p as i32));
+    let state = hb_pid.and_then(process_state);
     match state {
         Some('T' | 't') => {
             return Keeper::Stuck {
@@ -288,11 +287,11 @@ pub fn keeper(file: &Path, pane_pid: u32, deadline: Instant) -> Keeper {
 
 /// Ends a stuck keeper of `file` (only a `mosaic-hb` process, only the lock's holder) and
 /// waits until its lock is free.
-pub fn end_stuck(file: &Path, hb_pid: Option<u32>, deadline: Instant) -> Result<(), String> {
-    let holder = lock_holder(file).filter(|&p| Some(p) == hb_pid);
-    if let Some(pid) = holder.filter(|&p| is_mosaic_hb(p as i32)) {
+pub fn end_stuck(file: &Path, hb_pid: Option<i32>, deadline: Instant) -> Result<(), String> {
+    let holder = mosaic_hb::lock::holder(file).filter(|&p| Some(p) == hb_pid);
+    if let Some(pid) = holder.filter(|&p| is_mosaic_hb(p)) {
         // SAFETY: a plain kill(2) of a sidecar that holds the file's lock but does not beat.
-        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        unsafe { libc::kill(pid, libc::SIGKILL) };
     }
     while matches!(mosaic_hb::lock::is_held(file), Ok(true)) {
         if Instant::now() >= deadline {
@@ -305,16 +304,6 @@ pub fn end_stuck(file: &Path, hb_pid: Option<u32>, deadline: Instant) -> Result<
         std::thread::sleep(Duration::from_millis(2));
     }
     Ok(())
-}
-
-/// The pid the lock's holder wrote into `.NAME.lock`.
-fn lock_holder(file: &Path) -> Option<u32> {
-    let name = file.file_name()?;
-    let mut lock = std::ffi::OsString::from(".");
-    lock.push(name);
-    lock.push(".lock");
-    let text = std::fs::read_to_string(file.with_file_name(lock)).ok()?;
-    text.trim().parse().ok()
 }
 
 fn process_state(pid: i32) -> Option<char> {

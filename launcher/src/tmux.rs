@@ -20,6 +20,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use mosaic_hb::validate;
+
 use crate::child::{self, Cut, Running, Stop};
 
 /// How long any one tmux call may take unless `MOSAIC_TMUX_TIMEOUT` says otherwise.
@@ -46,14 +48,14 @@ pub enum Created {
 /// A pane's process and its tmux server, as tmux printed them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PanePids {
-    pub pane: u32,
-    pub server: u32,
+    pub pane: i32,
+    pub server: i32,
 }
 
 /// What tmux says about the agent's pane (the active pane of the session's current window).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Pane {
-    Live(u32),
+    Live(i32),
     /// Its process ended; `remain-on-exit` kept the pane.
     Dead(Death),
     /// tmux answered, but with no pid (the contract's fakes do this): no sidecar.
@@ -65,7 +67,7 @@ pub enum Pane {
 /// How a pane's process ended, as tmux keeps it.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Death {
-    pub pid: u32,
+    pub pid: i32,
     pub status: Option<i32>,
     pub signal: Option<i32>,
     /// Seconds since the epoch.
@@ -199,7 +201,7 @@ impl<'a> Tmux<'a> {
         // tmux 3.3a sometimes misses its child's SIGCHLD: the pane reads dead (its pty hit
         // EOF) with no status, and the process stays an unreaped zombie until some later
         // SIGCHLD. A zombie's pid cannot be reused, so its own wait status is this pane's.
-        if let Some(raw) = mosaic_hb::zombie_status(death.pid as i32) {
+        if let Some(raw) = mosaic_hb::zombie_status(death.pid) {
             death.fill_from_wait_status(raw);
             return Ok(Pane::Dead(death));
         }
@@ -231,10 +233,10 @@ impl<'a> Tmux<'a> {
     }
 
     /// The server's pid, when tmux tells it (a stand-in may not).
-    pub fn server_pid(&self) -> Option<u32> {
+    pub fn server_pid(&self) -> Option<i32> {
         let out = self.run(&["display-message", "-p", "#{pid}"]).ok()?;
         let text = String::from_utf8_lossy(&out.stdout);
-        text.trim().parse().ok().filter(|&p: &u32| p > 0)
+        text.trim().parse().ok().filter(|&p: &i32| p > 0)
     }
 
     /// The last line a dead pane's process wrote (its shell's complaint, say), if any.
@@ -626,8 +628,8 @@ fn escape_format(dir: &OsStr) -> OsString {
 fn parse_pids(stdout: &[u8]) -> Option<PanePids> {
     let line = std::str::from_utf8(stdout).ok()?.lines().next()?;
     let mut words = line.split_whitespace();
-    let pane = words.next()?.parse().ok()?;
-    let server = words.next()?.parse().ok()?;
+    let pane = validate::pid(words.next()?).ok()?;
+    let server = validate::pid(words.next()?).ok()?;
     Some(PanePids { pane, server })
 }
 
@@ -644,20 +646,21 @@ fn parse_pane(stdout: &[u8]) -> Pane {
         return Pane::Unknown;
     };
     let fields: Vec<&str> = line.split(':').collect();
-    let num = |i: usize| fields.get(i).and_then(|f| f.parse::<i64>().ok());
+    let pid = |i: usize| fields.get(i).and_then(|f| validate::pid(f).ok());
+    let num = |i: usize| fields.get(i).and_then(|f| f.parse::<i32>().ok());
     match fields.len() {
-        6 => match num(1) {
-            Some(pid) if pid > 0 && fields[2] == "1" => Pane::Dead(Death {
-                pid: pid as u32,
-                status: num(3).map(|s| s as i32),
-                signal: num(4).map(|s| s as i32),
-                time: num(5),
+        6 => match pid(1) {
+            Some(pid) if fields[2] == "1" => Pane::Dead(Death {
+                pid,
+                status: num(3),
+                signal: num(4),
+                time: fields[5].parse().ok(),
             }),
-            Some(pid) if pid > 0 => Pane::Live(pid as u32),
+            Some(pid) => Pane::Live(pid),
             _ => Pane::Unknown,
         },
-        1 => match num(0) {
-            Some(pid) if pid > 0 => Pane::Live(pid as u32),
+        1 => match pid(0) {
+            Some(pid) => Pane::Live(pid),
             _ => Pane::Unknown,
         },
         _ => Pane::Unknown,

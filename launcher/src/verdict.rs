@@ -48,7 +48,7 @@ pub fn watch(
     deadline: Instant,
     stop: &Stop,
 ) -> Result<Verdict, Cut> {
-    let pid = pids.pane as i32;
+    let pid = pids.pane;
     let pidfd = match child::pidfd_open(pid) {
         Ok(fd) => Some(fd),
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(Verdict::Exited(None)),

@@ -115,7 +115,7 @@ fn stop_ends_the_whole_tree_and_records_stopped() {
     let sb = Sandbox::new();
     start(&sb, "family", FAMILY, &[]);
     let ok = wait_for_status(&sb.hb_file("family"), Status::Ok, Duration::from_secs(10));
-    let sidecar = ok.hb_pid.unwrap() as i32;
+    let sidecar = ok.hb_pid.unwrap();
     let pane = sb.pane_pid("family");
     // sh (now sleep 600), sleep, nohup sleep, the trapping subshell and its sleep.
     let members = wait_until(
@@ -220,7 +220,7 @@ fn ls_shows_every_state() {
     }
     expect_success(&mut fleet(&sb, &["stop", "stopped"]));
     // The stale agent's sidecar dies without a word: its last ok ages.
-    let hb = read_record(&sb.hb_file("stale")).unwrap().hb_pid.unwrap() as i32;
+    let hb = read_record(&sb.hb_file("stale")).unwrap().hb_pid.unwrap();
     signal(hb, libc::SIGKILL);
     wait_gone(hb);
     wait_for_status(&sb.hb_file("dead"), Status::Exited, Duration::from_secs(10));

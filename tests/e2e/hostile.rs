@@ -987,7 +987,7 @@ fn twelve_launchers_one_agent_then_twelve_healers() {
     assert_eq!(sb.session_count(), 1);
     let pane = sb.pane_pid("herd");
     let rec = wait_for_status(&file, Status::Ok, WAIT);
-    let first = rec.hb_pid.unwrap() as i32;
+    let first = rec.hb_pid.unwrap();
     assert_eq!(sidecars_watching(pane), vec![first]);
     wait_until(
         "more beats from the same sidecar",
@@ -995,7 +995,7 @@ fn twelve_launchers_one_agent_then_twelve_healers() {
         || read_record(&file).filter(|r| r.seq > rec.seq.map(|s| s + 3)),
         || show_file(&file),
     );
-    assert_eq!(read_record(&file).unwrap().hb_pid, Some(first as u32));
+    assert_eq!(read_record(&file).unwrap().hb_pid, Some(first));
     assert_eq!(
         sidecars_watching(pane),
         vec![first],
@@ -1023,11 +1023,11 @@ fn twelve_launchers_one_agent_then_twelve_healers() {
     let healed = wait_until(
         "the new sidecar's record",
         WAIT,
-        || read_record(&file).filter(|r| r.hb_pid != Some(first as u32)),
+        || read_record(&file).filter(|r| r.hb_pid != Some(first)),
         || show_file(&file),
     );
     assert_eq!(healed.pid, pane);
-    assert_eq!(sidecars_watching(pane), vec![healed.hb_pid.unwrap() as i32]);
+    assert_eq!(sidecars_watching(pane), vec![healed.hb_pid.unwrap()]);
     assert_eq!(sb.session_count(), 1);
     end_agents(&sb);
 }
@@ -1057,7 +1057,7 @@ fn a_fleet_launched_at_once() {
         let pane = sb.pane_pid(a);
         assert_eq!((rec.pid, rec.agent.as_deref()), (pane, Some(a.as_str())));
         let watching = sidecars_watching(pane);
-        assert_eq!(watching, vec![rec.hb_pid.unwrap() as i32], "{a}");
+        assert_eq!(watching, vec![rec.hb_pid.unwrap()], "{a}");
         hb_pids.insert(watching[0]);
         panes.push(pane);
     }
@@ -1096,7 +1096,7 @@ fn twelve_sidecars_race_for_one_file() {
         .collect();
     let results = spawn_all(cmds);
     let rec = wait_for_status(&file, Status::Ok, WAIT);
-    let winner = rec.hb_pid.unwrap() as i32;
+    let winner = rec.hb_pid.unwrap();
     sb.track(winner);
     let mut won = 0;
     for (cmd, out) in &results {
@@ -1289,7 +1289,7 @@ fn tmux_server_killed_mid_run() {
     for a in agents {
         succeeds(&mut sb.launcher(a));
         let rec = wait_for_status(&sb.hb_file(a), Status::Ok, WAIT);
-        watched.push((rec.pid, rec.hb_pid.unwrap() as i32));
+        watched.push((rec.pid, rec.hb_pid.unwrap()));
     }
     let out = sb.tmux(&["display-message", "-p", "#{pid}"]);
     let server: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
@@ -1355,7 +1355,7 @@ fn heartbeat_dir_removed_under_a_running_sidecar() {
     cmd.args(["--pid", &target.to_string(), "--interval", "0.05", "--file"])
         .arg(&file);
     succeeds(&mut cmd);
-    let second = wait_for_status(&file, Status::Ok, WAIT).hb_pid.unwrap() as i32;
+    let second = wait_for_status(&file, Status::Ok, WAIT).hb_pid.unwrap();
     sb.track(second);
     let mut both = sidecars_watching(target);
     both.sort();
@@ -1524,7 +1524,7 @@ fn read_only_heartbeat_dir() {
         || read_record(&file).filter(|r| r.ts > last.ts),
         || show_file(&file),
     );
-    assert_eq!((fresh.status, fresh.hb_pid), (Status::Ok, Some(hb as u32)));
+    assert_eq!((fresh.status, fresh.hb_pid), (Status::Ok, Some(hb)));
     assert!(
         fresh.seq.unwrap() > last.seq.unwrap() + 1,
         "seq shows no gap"
@@ -1599,7 +1599,7 @@ fn full_disk() {
         || read_record(&file).filter(|r| r.ts > last.ts),
         || show_file(&file),
     );
-    assert_eq!((fresh.status, fresh.hb_pid), (Status::Ok, Some(hb as u32)));
+    assert_eq!((fresh.status, fresh.hb_pid), (Status::Ok, Some(hb)));
     wait_log(&log, "written again");
     let text = read_log(&log);
     assert_eq!(

@@ -397,7 +397,7 @@ fn a_stopped_or_late_sidecar_is_healed() {
     let file = sb.hb_file("st");
     expect_success(sb.launcher("st").env("MOSAIC_HEARTBEAT_INTERVAL", "86400"));
     let rec = wait_for_status(&file, Status::Ok, WAIT);
-    let stopped = rec.hb_pid.unwrap() as i32;
+    let stopped = rec.hb_pid.unwrap();
     sb.track(stopped);
     signal(stopped, libc::SIGSTOP);
     // kill(2) returns before the signal is delivered: the launcher must find it stopped.
@@ -416,18 +416,15 @@ fn a_stopped_or_late_sidecar_is_healed() {
     let healed = wait_until(
         "the new sidecar's record",
         WAIT,
-        || read_record(&file).filter(|r| r.hb_pid != Some(stopped as u32)),
+        || read_record(&file).filter(|r| r.hb_pid != Some(stopped)),
         || show_file(&file),
     );
     assert_eq!(healed.pid, rec.pid);
-    assert_eq!(
-        sidecars_watching(rec.pid),
-        vec![healed.hb_pid.unwrap() as i32]
-    );
+    assert_eq!(sidecars_watching(rec.pid), vec![healed.hb_pid.unwrap()]);
 
     // Late: a running sidecar whose last record is a minute old at a 0.2 s interval (what a
     // hung one leaves) is replaced too.
-    let late = healed.hb_pid.unwrap() as i32;
+    let late = healed.hb_pid.unwrap();
     sb.track(late);
     let old = chrono::Utc::now() - chrono::Duration::seconds(60);
     let record = format!(
@@ -444,13 +441,10 @@ fn a_stopped_or_late_sidecar_is_healed() {
     let fresh = wait_until(
         "the third sidecar's record",
         WAIT,
-        || read_record(&file).filter(|r| r.hb_pid != Some(late as u32) && r.seq == Some(1)),
+        || read_record(&file).filter(|r| r.hb_pid != Some(late) && r.seq == Some(1)),
         || show_file(&file),
     );
-    assert_eq!(
-        sidecars_watching(rec.pid),
-        vec![fresh.hb_pid.unwrap() as i32]
-    );
+    assert_eq!(sidecars_watching(rec.pid), vec![fresh.hb_pid.unwrap()]);
     // A healthy one is left alone.
     let out = expect_success(sb.launcher("st").env("MOSAIC_HEARTBEAT_INTERVAL", "86400"));
     assert!(out.contains("(sidecar running)"), "{out}");

@@ -291,7 +291,7 @@ fn racing_launchers_make_one_session_and_one_sidecar() {
     assert_eq!(started, 1, "exactly one launcher creates the session");
     assert_eq!(sb.session_count(), 1);
     let rec = wait_for_status(&sb.hb_file("racer"), Status::Ok, Duration::from_secs(5));
-    let hb_pid = rec.hb_pid.unwrap() as i32;
+    let hb_pid = rec.hb_pid.unwrap();
     // One writer: later records keep the same hb_pid, and only one mosaic-hb watches the pane.
     let later = wait_until(
         "three more beats",
@@ -299,7 +299,7 @@ fn racing_launchers_make_one_session_and_one_sidecar() {
         || read_record(&sb.hb_file("racer")).filter(|r| r.seq.unwrap_or(0) > rec.seq.unwrap() + 2),
         || show_file(&sb.hb_file("racer")),
     );
-    assert_eq!(later.hb_pid, Some(hb_pid as u32));
+    assert_eq!(later.hb_pid, Some(hb_pid));
     assert_eq!(sidecars_watching(rec.pid), vec![hb_pid]);
 }
 

@@ -56,8 +56,8 @@ fn base_index_one_changes_nothing() {
     let out = expect_success(&mut sb.launcher("a1"));
     assert!(out.contains("already running"), "{out}");
     let rec = wait_for_status(&sb.hb_file("a1"), Status::Ok, WAIT);
-    signal(rec.hb_pid.unwrap() as i32, libc::SIGKILL);
-    wait_gone(rec.hb_pid.unwrap() as i32);
+    signal(rec.hb_pid.unwrap(), libc::SIGKILL);
+    wait_gone(rec.hb_pid.unwrap());
     let out = expect_success(&mut sb.launcher("a1"));
     assert!(out.contains("(sidecar restarted)"), "{out}");
     let pane = pane_of(&sb, "a1").unwrap();
@@ -113,7 +113,7 @@ fn inherited_descriptors_stay_behind() {
             .trim()
             .parse()
             .unwrap();
-    let hb = read_record(&sb.hb_file("k2")).unwrap().hb_pid.unwrap() as i32;
+    let hb = read_record(&sb.hb_file("k2")).unwrap().hb_pid.unwrap();
     for pid in [server, hb, pane_of(&sb, "k2").unwrap()] {
         let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
             .unwrap()
@@ -211,11 +211,7 @@ fn signals_at_random_moments_leave_all_or_nothing() {
             let pane = pane_of(&sb, &agent).unwrap_or_else(|| panic!("{what}: no pane"));
             let rec = read_record(&file).unwrap_or_else(|| panic!("{what}: no record"));
             assert_eq!(rec.pid, pane, "{what}");
-            assert_eq!(
-                sidecars_watching(pane),
-                vec![rec.hb_pid.unwrap() as i32],
-                "{what}"
-            );
+            assert_eq!(sidecars_watching(pane), vec![rec.hb_pid.unwrap()], "{what}");
             completed += 1;
         } else {
             wait_until(
@@ -355,9 +351,9 @@ fn another_heartbeat_dir_finds_the_same_sidecar() {
         "{out}"
     );
     assert!(!other.join("w1.hb").exists());
-    assert_eq!(sidecars_watching(rec.pid), vec![rec.hb_pid.unwrap() as i32]);
-    signal(rec.hb_pid.unwrap() as i32, libc::SIGKILL);
-    wait_gone(rec.hb_pid.unwrap() as i32);
+    assert_eq!(sidecars_watching(rec.pid), vec![rec.hb_pid.unwrap()]);
+    signal(rec.hb_pid.unwrap(), libc::SIGKILL);
+    wait_gone(rec.hb_pid.unwrap());
     let out = expect_success(&mut cmd);
     assert!(
         out.contains(&format!("heartbeat {}", a.display())) && out.contains("(sidecar restarted)"),
@@ -370,10 +366,7 @@ fn another_heartbeat_dir_finds_the_same_sidecar() {
         || read_record(&a).filter(|r| r.status == Status::Ok && r.hb_pid != rec.hb_pid),
         || show_file(&a),
     );
-    assert_eq!(
-        sidecars_watching(rec.pid),
-        vec![healed.hb_pid.unwrap() as i32]
-    );
+    assert_eq!(sidecars_watching(rec.pid), vec![healed.hb_pid.unwrap()]);
     assert!(!other.join("w1.hb").exists());
 }
 

@@ -47,7 +47,7 @@ fn death_is_seen_without_pidfd() {
     expect_success(&mut cmd);
     let hb = wait_for_status(&file, Status::Ok, Duration::from_secs(5))
         .hb_pid
-        .unwrap() as i32;
+        .unwrap();
     sb.track(hb);
     sb.kill_target(target);
     wait_for_status(&file, Status::Exited, Duration::from_secs(5));
@@ -113,10 +113,10 @@ fn killed_sidecar_goes_stale_and_frees_its_lock() {
     let rec = wait_until(
         "the new sidecar's record",
         Duration::from_secs(5),
-        || read_record(&file).filter(|r| r.hb_pid != Some(hb as u32)),
+        || read_record(&file).filter(|r| r.hb_pid != Some(hb)),
         || show_file(&file),
     );
-    sb.track(rec.hb_pid.unwrap() as i32);
+    sb.track(rec.hb_pid.unwrap());
     assert_eq!(rec.status, Status::Ok);
 }
 
@@ -318,7 +318,7 @@ fn second_sidecar_is_refused() {
         || read_record(&file).filter(|r| r.seq.unwrap_or(0) > seq + 2),
         || show_file(&file),
     );
-    assert_eq!(later.hb_pid, Some(hb as u32));
+    assert_eq!(later.hb_pid, Some(hb));
 }
 
 // A target that is not alive at start: a record saying exited, a message, exit 1, no daemon.
@@ -398,7 +398,7 @@ fn a_stranger_under_the_pid_is_refused() {
         || read_record(&file).filter(|r| r.status == Status::Ok),
         || show_file(&file),
     );
-    sb.track(rec.hb_pid.unwrap() as i32);
+    sb.track(rec.hb_pid.unwrap());
     assert_eq!(rec.started, Some(started));
 }
 
@@ -450,7 +450,7 @@ fn pid_from_stdin() {
     // The answer comes after the first record: no waiting for it.
     let rec = read_record(&file).expect("a record when the sidecar says running");
     assert_eq!(rec.status, Status::Ok);
-    assert_eq!(rec.hb_pid, Some(child.id()));
+    assert_eq!(rec.hb_pid, Some(child.id() as i32));
     assert_eq!(rec.pid, target);
     assert!(rec.started.is_some());
     // It left the caller's session and directory.
@@ -673,7 +673,7 @@ fn daemon_hygiene() {
     expect_success(&mut cmd);
     let hb = wait_for_status(&file, Status::Ok, Duration::from_secs(5))
         .hb_pid
-        .unwrap() as i32;
+        .unwrap();
     sb.track(hb);
     let proc = |rel: &str| PathBuf::from(format!("/proc/{hb}/{rel}"));
     assert_eq!(std::fs::read_link(proc("cwd")).unwrap(), Path::new("/"));
@@ -751,7 +751,7 @@ fn relaunch_heals_a_killed_sidecar() {
     expect_success(&mut sb.launcher("heal"));
     let file = sb.hb_file("heal");
     let first = wait_for_status(&file, Status::Ok, Duration::from_secs(5));
-    let hb = first.hb_pid.unwrap() as i32;
+    let hb = first.hb_pid.unwrap();
     let out = expect_success(&mut sb.launcher("heal"));
     assert!(
         out.contains("already running") && out.contains("(sidecar running)"),
@@ -767,7 +767,7 @@ fn relaunch_heals_a_killed_sidecar() {
     let healed = wait_until(
         "a new sidecar's record",
         Duration::from_secs(5),
-        || read_record(&file).filter(|r| r.hb_pid != Some(hb as u32) && r.status == Status::Ok),
+        || read_record(&file).filter(|r| r.hb_pid != Some(hb) && r.status == Status::Ok),
         || show_file(&file),
     );
     assert_eq!(healed.pid, first.pid);
@@ -786,7 +786,7 @@ fn agent_exit_is_reported() {
     let out = sb.tmux(&["kill-session", "-t", "=ends"]);
     assert!(out.status.success());
     wait_for_status(&file, Status::Exited, Duration::from_secs(3));
-    wait_gone(rec.hb_pid.unwrap() as i32);
+    wait_gone(rec.hb_pid.unwrap());
 }
 
 // PID reuse, forced inside a private PID namespace: the watched pid is killed and handed to a

@@ -160,7 +160,7 @@ fn a_crash_loop_backs_off_then_gives_up() {
         || fake.calls(),
     );
     assert_eq!(fake.goes().len(), 3, "{}", fake.calls());
-    wait_gone(rec.hb_pid.unwrap() as i32);
+    wait_gone(rec.hb_pid.unwrap());
 }
 
 // Exit 0 under on-failure: not restarted; the record says exited with exit_status=0.
@@ -180,7 +180,7 @@ fn exit_0_is_not_restarted_under_on_failure() {
         (rec.lifecycle.restarts, rec.lifecycle.exit_status),
         (Some(0), Some(0))
     );
-    wait_gone(rec.hb_pid.unwrap() as i32);
+    wait_gone(rec.hb_pid.unwrap());
     assert!(fake.goes().is_empty(), "{}", fake.calls());
     assert!(fake.calls().contains("cancelled"), "{}", fake.calls());
 }
@@ -212,7 +212,7 @@ fn a_stop_while_restarting_cancels_the_restart() {
     );
     assert_eq!(rec.status, Status::Restarting);
     assert_eq!(rec.lifecycle.exit_status, Some(3));
-    let hb = rec.hb_pid.unwrap() as i32;
+    let hb = rec.hb_pid.unwrap();
     signal(hb, libc::SIGTERM);
     let stopped = wait_for_status(&file, Status::Stopped, Duration::from_secs(5));
     assert_eq!(
@@ -284,10 +284,7 @@ fn a_crash_after_a_stable_run_restarts_after_the_floor() {
         // restart_at and ts are taken a moment apart in one process: the delay itself.
         assert!((0.4..0.6).contains(delay), "not the floor: {delays:?}");
     }
-    signal(
-        read_record(&file).unwrap().hb_pid.unwrap() as i32,
-        libc::SIGTERM,
-    );
+    signal(read_record(&file).unwrap().hb_pid.unwrap(), libc::SIGTERM);
 }
 
 // Twenty agents that die together are restarted one per guard period, not all at once.
@@ -463,7 +460,7 @@ fn launched_with_on_failure_a_clean_exit_is_not_restarted() {
         "{}",
         show_file(&file)
     );
-    wait_gone(rec.hb_pid.unwrap() as i32);
+    wait_gone(rec.hb_pid.unwrap());
     assert_eq!(runs(&sb).len(), 1);
 }
 
@@ -559,7 +556,7 @@ fn a_stop_is_never_followed_by_a_restart() {
     wait_for_status(&running_file, Status::Ok, Duration::from_secs(10));
     let hbs: Vec<i32> = [&pending_file, &running_file]
         .iter()
-        .map(|f| read_record(f).unwrap().hb_pid.unwrap() as i32)
+        .map(|f| read_record(f).unwrap().hb_pid.unwrap())
         .collect();
     expect_success(&mut fleet(
         &sb,

@@ -236,7 +236,7 @@ fn in_range(record: &Record) -> Result<(), String> {
         }
     }
     if let Some(pid) = record.hb_pid {
-        if pid == 0 || i32::try_from(pid).is_err() {
+        if pid <= 0 {
             return Err(format!("hb_pid={pid} is not a process id"));
         }
     }
@@ -383,7 +383,7 @@ pub(super) mod tests {
 
     #[test]
     fn values_the_writer_refuses_are_invalid() {
-        let with = |interval: Option<f64>, hb_pid: Option<u32>, agent: Option<&str>| {
+        let with = |interval: Option<f64>, hb_pid: Option<i32>, agent: Option<&str>| {
             let mut rec = record(Status::Ok, 0, interval);
             rec.hb_pid = hb_pid;
             rec.agent = agent.map(String::from);
@@ -404,7 +404,7 @@ pub(super) mod tests {
             (got, why.as_deref()),
             (State::Invalid, Some("hb_pid=0 is not a process id"))
         );
-        assert_eq!(with(None, Some(u32::MAX), None).0, State::Invalid);
+        assert_eq!(with(None, Some(-1), None).0, State::Invalid);
         let (got, why) = with(None, None, Some("../x"));
         assert_eq!(got, State::Invalid);
         assert!(why.unwrap().starts_with("agent= invalid agent name"));

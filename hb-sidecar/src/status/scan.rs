@@ -69,7 +69,7 @@ pub enum Keeper {
     /// The lock is free: no sidecar keeps the file.
     LockFree,
     /// No lock file, and the record's `hb_pid` names no process.
-    PidGone(u32),
+    PidGone(i32),
     /// Neither the lock nor `hb_pid` could tell: judge by the record's age alone.
     Unknown,
 }
@@ -164,14 +164,11 @@ fn read_file(dir: &OwnedFd, name: &CStr, buf: &mut Vec<u8>) -> Option<Reading> {
 
 /// Whether the process `hb_pid` still exists: only `ESRCH` says it does not (`EPERM` means it
 /// runs as another user).
-fn probe_pid(hb_pid: u32) -> Keeper {
-    let Ok(pid) = i32::try_from(hb_pid) else {
-        return Keeper::Unknown;
-    };
-    if pid <= 0 {
+fn probe_pid(hb_pid: i32) -> Keeper {
+    if hb_pid <= 0 {
         return Keeper::Unknown;
     }
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(hb_pid), None) {
         Err(Errno::ESRCH) => Keeper::PidGone(hb_pid),
         _ => Keeper::Unknown,
     }

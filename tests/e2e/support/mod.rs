@@ -255,7 +255,7 @@ impl Sandbox {
         .args(extra);
         expect_success(&mut cmd);
         let rec = wait_for_status(file, Status::Ok, Duration::from_secs(10));
-        let hb = rec.hb_pid.expect("records carry hb_pid") as i32;
+        let hb = rec.hb_pid.expect("records carry hb_pid");
         self.track(hb);
         hb
     }
