@@ -96,8 +96,9 @@ mod proptests;
 mod restart;
 mod sys;
 
-/// Closing or marking close-on-exec what a process inherited: the launcher's too.
-pub use sys::{release_inherited_fds, Inherited};
+/// Closing or marking close-on-exec what a process inherited, a pidfd, an unguessable name:
+/// the launcher's too (so that its raw system calls are these, in one module).
+pub use sys::{pidfd_open, random_u64, release_inherited_fds, Inherited};
 /// How a zombie ended, from `/proc/PID/stat`: the launcher reads dead panes' status with it.
 pub use target::zombie_status;
 mod target;

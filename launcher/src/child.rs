@@ -15,11 +15,19 @@ Invariants:
 */
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Output};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::unistd::Pid;
+
+pub use mosaic_hb::pidfd_open;
 
 /// Why a wait ended without the child's own exit.
 #[derive(Debug)]
@@ -39,21 +47,23 @@ pub enum Cut {
 pub struct Stop {
     read: Option<OwnedFd>,
     write: Option<OwnedFd>,
-    old: Vec<(i32, libc::sigaction)>,
+    old: Vec<(Signal, SigAction)>,
     got: std::cell::Cell<Option<i32>>,
 }
 
-const STOP_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+const STOP_SIGNALS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
 
 /// Where the handler writes: the write end of the current `Stop`'s pipe, or -1.
 static PIPE: AtomicI32 = AtomicI32::new(-1);
 
 extern "C" fn on_stop_signal(sig: libc::c_int) {
-    let byte = sig as u8;
     let fd = PIPE.load(Ordering::Relaxed);
     if fd >= 0 {
-        // SAFETY: write(2) is async-signal-safe; a full pipe just drops the byte (one is enough).
-        unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+        // SAFETY: the write end of the current `Stop`'s pipe, which unhooks it (in `Drop`)
+        // before closing it.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        // write(2) is async-signal-safe; a full pipe just drops the byte (one is enough).
+        let _ = nix::unistd::write(fd, &[sig as u8]);
     }
 }
 
@@ -64,10 +74,7 @@ impl Stop {
         // Whatever our caller leaked to us (a held `flock`, the write end of a pipe) must not
         // live on in a tmux server or a sidecar.
         mosaic_hb::release_inherited_fds(mosaic_hb::Inherited::CloseOnExec);
-        let mut fds = [-1; 2];
-        // SAFETY: pipe2 fills a live two-element array; the result is checked.
-        let ok = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } == 0;
-        if !ok {
+        let Ok((read, write)) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK) else {
             // No pipe, no catching: the signals keep their default action (nothing is
             // created yet if they kill us now; later, tmux's own cleanup is all there is).
             return Stop {
@@ -76,23 +83,19 @@ impl Stop {
                 old: Vec::new(),
                 got: std::cell::Cell::new(None),
             };
-        }
-        // SAFETY: both descriptors were just created and are owned by nobody else.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        };
         PIPE.store(write.as_raw_fd(), Ordering::Relaxed);
+        let action = SigAction::new(
+            SigHandler::Handler(on_stop_signal),
+            SaFlags::SA_RESTART,
+            SigSet::empty(),
+        );
         let mut old = Vec::new();
         for sig in STOP_SIGNALS {
-            // SAFETY: sigaction is plain data, initialized here; the handler only calls
-            // write(2); the previous action is saved for Drop.
-            unsafe {
-                let mut action: libc::sigaction = std::mem::zeroed();
-                action.sa_sigaction = on_stop_signal as *const () as usize;
-                action.sa_flags = libc::SA_RESTART;
-                libc::sigemptyset(&mut action.sa_mask);
-                let mut previous: libc::sigaction = std::mem::zeroed();
-                if libc::sigaction(sig, &action, &mut previous) == 0 {
-                    old.push((sig, previous));
-                }
+            // SAFETY: the handler only calls write(2), which is async-signal-safe; the
+            // previous action is saved for Drop.
+            if let Ok(previous) = unsafe { signal::sigaction(sig, &action) } {
+                old.push((sig, previous));
             }
         }
         Stop {
@@ -107,11 +110,10 @@ impl Stop {
     pub fn signal(&self) -> Option<i32> {
         if self.got.get().is_none() {
             if let Some(fd) = &self.read {
-                let mut byte = 0u8;
-                // SAFETY: reads one byte into a live local from our non-blocking pipe.
-                let n = unsafe { libc::read(fd.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) };
-                if n == 1 {
-                    self.got.set(Some(i32::from(byte)));
+                let mut byte = [0u8];
+                // Non-blocking: EAGAIN when no signal came.
+                if nix::unistd::read(fd, &mut byte) == Ok(1) {
+                    self.got.set(Some(i32::from(byte[0])));
                 }
             }
         }
@@ -133,7 +135,7 @@ impl Drop for Stop {
     fn drop(&mut self) {
         for (sig, previous) in &self.old {
             // SAFETY: restores the action saved in `new`.
-            unsafe { libc::sigaction(*sig, previous, std::ptr::null_mut()) };
+            let _ = unsafe { signal::sigaction(*sig, previous) };
         }
         if let Some(write) = &self.write {
             let _ =
@@ -285,14 +287,12 @@ impl Running {
 
     /// Kills the child (and its group, when it has its own) and reaps it.
     pub fn kill(&mut self) {
-        let pid = self.child.id() as i32;
-        // SAFETY: plain kill(2); the child is unreaped, so its pid (and group id) is still ours.
-        unsafe {
-            if self.own_group {
-                libc::kill(-pid, libc::SIGKILL);
-            }
-            libc::kill(pid, libc::SIGKILL);
+        // The child is unreaped, so its pid (and group id) is still ours.
+        let pid = Pid::from_raw(self.child.id() as i32);
+        if self.own_group {
+            let _ = signal::killpg(pid, Signal::SIGKILL);
         }
+        let _ = signal::kill(pid, Signal::SIGKILL);
         let _ = self.child.wait();
     }
 }
@@ -319,41 +319,30 @@ fn drain<R: Read>(pipe: &mut Option<R>, into: &mut Vec<u8>) {
 /// Polls the descriptors given (None: not polled) until one is ready or `deadline`; returns
 /// which are ready. EINTR counts as nothing ready.
 fn poll(fds: &[Option<RawFd>; 4], deadline: Instant) -> std::io::Result<[bool; 4]> {
-    let mut pfds: Vec<libc::pollfd> = fds
+    let given: Vec<(usize, RawFd)> = fds
         .iter()
-        .map(|fd| libc::pollfd {
-            fd: fd.unwrap_or(-1),
-            events: libc::POLLIN,
-            revents: 0,
-        })
+        .enumerate()
+        .filter_map(|(i, fd)| Some((i, (*fd)?)))
         .collect();
+    let mut pfds: Vec<PollFd> = given
+        .iter()
+        // SAFETY: the caller's descriptors, open for the whole call.
+        .map(|&(_, fd)| PollFd::new(unsafe { BorrowedFd::borrow_raw(fd) }, PollFlags::POLLIN))
+        .collect();
+    // Rounded up to whole milliseconds: never wake before the deadline.
     let wait = deadline.saturating_duration_since(Instant::now());
-    let ms = wait.as_millis().min(i32::MAX as u128) as i32 + i32::from(wait.subsec_nanos() > 0);
-    // SAFETY: pfds is a live array of pollfd of the given length; fd -1 entries are ignored.
-    let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
-    if n < 0 {
-        let e = std::io::Error::last_os_error();
-        if e.kind() == std::io::ErrorKind::Interrupted {
-            return Ok([false; 4]);
-        }
-        return Err(e);
-    }
+    let ms = wait.as_millis() + u128::from(!wait.subsec_nanos().is_multiple_of(1_000_000));
+    let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
     let mut ready = [false; 4];
-    for (r, p) in ready.iter_mut().zip(&pfds) {
-        *r = p.fd >= 0 && p.revents != 0;
+    match nix::poll::poll(&mut pfds, timeout) {
+        Ok(_) => {}
+        Err(Errno::EINTR) => return Ok(ready),
+        Err(e) => return Err(e.into()),
+    }
+    for (&(i, _), p) in given.iter().zip(&pfds) {
+        ready[i] = p.revents().is_some_and(|r| !r.is_empty());
     }
     Ok(ready)
-}
-
-/// `pidfd_open(2)`; the descriptor is close-on-exec.
-pub fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
-    // SAFETY: a plain system call with integer arguments; the result is checked.
-    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if ret < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just gave us this descriptor.
-    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
 }
 
 /// Waits up to `timeout` for `pidfd` to turn readable (its process exited) or a stop signal.

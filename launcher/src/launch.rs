@@ -391,17 +391,7 @@ fn absolute(path: impl AsRef<Path>) -> Result<PathBuf, Fail> {
 /// A unique mark for the session this launch creates, so that its roll-back removes that
 /// session and never one a racing launcher made.
 fn launch_token() -> String {
-    let mut bytes = [0u8; 8];
-    // SAFETY: fills a live stack buffer of the given length.
-    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), libc::GRND_NONBLOCK) };
-    let salt = if n == 8 {
-        u64::from_ne_bytes(bytes)
-    } else {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64)
-    };
-    format!("{}-{salt:016x}", std::process::id())
+    format!("{}-{:016x}", std::process::id(), mosaic_hb::random_u64())
 }
 
 /// One launch, all or nothing. Signals in `stop` are looked at, never acted upon by default.
@@ -490,28 +480,19 @@ const MIN_OPEN_FILES: u64 = 32;
 /// Raises the soft open-file limit to what tmux needs, if the hard limit allows; refuses to
 /// start anything otherwise.
 fn enough_descriptors() -> Result<(), String> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return Ok(());
     };
-    // SAFETY: getrlimit fills a live rlimit.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+    // Raising the soft limit up to the hard one is always allowed.
+    if soft >= MIN_OPEN_FILES
+        || (hard >= MIN_OPEN_FILES
+            && setrlimit(Resource::RLIMIT_NOFILE, MIN_OPEN_FILES, hard).is_ok())
+    {
         return Ok(());
-    }
-    if limit.rlim_cur >= MIN_OPEN_FILES {
-        return Ok(());
-    }
-    if limit.rlim_max >= MIN_OPEN_FILES {
-        limit.rlim_cur = MIN_OPEN_FILES;
-        // SAFETY: setrlimit reads a live rlimit; raising the soft limit up to the hard one is
-        // always allowed.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0 {
-            return Ok(());
-        }
     }
     Err(format!(
-        "the open-file limit (ulimit -n) is {}: tmux needs at least {MIN_OPEN_FILES}; nothing was started",
-        limit.rlim_cur
+        "the open-file limit (ulimit -n) is {soft}: tmux needs at least {MIN_OPEN_FILES}; nothing was started"
     ))
 }
 

@@ -290,8 +290,11 @@ pub fn keeper(file: &Path, pane_pid: i32, deadline: Instant) -> Keeper {
 pub fn end_stuck(file: &Path, hb_pid: Option<i32>, deadline: Instant) -> Result<(), String> {
     let holder = mosaic_hb::lock::holder(file).filter(|&p| Some(p) == hb_pid);
     if let Some(pid) = holder.filter(|&p| is_mosaic_hb(p)) {
-        // SAFETY: a plain kill(2) of a sidecar that holds the file's lock but does not beat.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+        // A sidecar that holds the file's lock but does not beat.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
     while matches!(mosaic_hb::lock::is_held(file), Ok(true)) {
         if Instant::now() >= deadline {

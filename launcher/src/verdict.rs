@@ -10,9 +10,12 @@ exits 127) is seen the moment it happens and a reused pid is never mistaken for 
 */
 
 use std::ffi::OsStr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
+
 use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use crate::child::{self, Cut, Stop};
 use crate::tmux::{PanePids, PANE_SHELL};
@@ -119,13 +122,8 @@ fn read_cmdline(path: &str) -> std::io::Result<Vec<u8>> {
 fn exited(pidfd: Option<&OwnedFd>, pid: i32) -> bool {
     match pidfd {
         Some(fd) => {
-            let mut p = libc::pollfd {
-                fd: fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one live pollfd, zero timeout.
-            unsafe { libc::poll(&mut p, 1, 0) == 1 }
+            let mut p = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+            nix::poll::poll(&mut p, PollTimeout::ZERO) == Ok(1)
         }
         None => std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
             stat.rsplit(')')
