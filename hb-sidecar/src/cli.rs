@@ -4,6 +4,7 @@ The `mosaic-hb` command line: watch a process and keep its heartbeat file curren
 [`main`]. See the crate doc for the theory of operation.
 */
 
+use std::ffi::OsString;
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
@@ -138,7 +139,7 @@ struct RestartArgs {
     #[arg(long, value_name = "SOCKET")]
     socket: Option<String>,
     #[command(flatten)]
-    limits: LimitArgs,
+    limits: LimitArgs<false>,
     /// Path of the respawn helper (default: mosaic-respawn next to mosaic-hb).
     #[arg(long, value_name = "PATH", hide = true)]
     respawn_bin: Option<PathBuf>,
@@ -147,16 +148,9 @@ struct RestartArgs {
 impl RestartArgs {
     /// The policy and its limits, checked; `None` for `--restart no`.
     fn backoff(&self) -> Result<Option<Backoff>, String> {
-        // In the order of `supervise::LIMIT_FLAGS`.
-        let [delay, max_delay, stable, burst, window, guard] = self.limits.0.each_ref();
         let (policy, limits) = Flags {
             policy: Some(&self.restart),
-            delay: Some(delay),
-            max_delay: Some(max_delay),
-            stable: Some(stable),
-            burst: Some(burst),
-            window: Some(window),
-            guard: Some(guard),
+            limits: self.limits.texts()?,
             env: false,
         }
         .parse()?;
@@ -164,8 +158,11 @@ impl RestartArgs {
     }
 }
 
-/// The restart limits, one flag each from one table ([`supervise::LIMIT_FLAGS`]), in its order.
-struct LimitArgs([String; 6]);
+/// The restart limits as flags, one each from one table ([`supervise::LIMIT_FLAGS`], in its
+/// order), for both binaries: with `ENV` (the launcher's) each also reads `MOSAIC_RESTART_*`
+/// and stays absent unless given, so a stored launch keeps only what was asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitArgs<const ENV: bool>(pub [Option<OsString>; 6]);
 
 /// `--help` for each of [`supervise::LIMIT_FLAGS`] (no final period, as clap shows a doc comment).
 const LIMIT_HELP: [&str; 6] = [
@@ -179,11 +176,46 @@ const LIMIT_HELP: [&str; 6] = [
      (0: no limit)",
 ];
 
-impl clap::FromArgMatches for LimitArgs {
+/// The launcher's variable for each of [`supervise::LIMIT_FLAGS`] (`MOSAIC_` and the flag).
+const LIMIT_ENV: [&str; 6] = [
+    "MOSAIC_RESTART_DELAY",
+    "MOSAIC_RESTART_MAX_DELAY",
+    "MOSAIC_RESTART_STABLE",
+    "MOSAIC_RESTART_BURST",
+    "MOSAIC_RESTART_WINDOW",
+    "MOSAIC_RESTART_GUARD",
+];
+
+impl<const ENV: bool> LimitArgs<ENV> {
+    /// The values as text (a person's or the environment's bytes may not be), in order.
+    pub fn texts(&self) -> Result<[Option<&str>; 6], String> {
+        let mut texts = [None; 6];
+        for ((text, value), (flag, _, _)) in
+            texts.iter_mut().zip(&self.0).zip(supervise::LIMIT_FLAGS)
+        {
+            *text = match value {
+                Some(value) => Some(value.to_str().ok_or_else(|| {
+                    format!(
+                        "invalid {} {value:?}: not UTF-8 text",
+                        supervise::flag_name(flag, ENV)
+                    )
+                })?),
+                None => None,
+            };
+        }
+        Ok(texts)
+    }
+}
+
+impl<const ENV: bool> clap::FromArgMatches for LimitArgs<ENV> {
     fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
-        // Each has a default, so each has a value.
         Ok(LimitArgs(supervise::LIMIT_FLAGS.map(|(flag, _, _)| {
-            matches.get_one::<String>(flag).cloned().unwrap_or_default()
+            // A default the user did not give is left out: the limit's default stands anyway.
+            let given = matches.value_source(flag) != Some(clap::parser::ValueSource::DefaultValue);
+            matches
+                .get_one::<OsString>(flag)
+                .filter(|_| given || !ENV)
+                .cloned()
         })))
     }
 
@@ -193,19 +225,24 @@ impl clap::FromArgMatches for LimitArgs {
     }
 }
 
-impl Args for LimitArgs {
+impl<const ENV: bool> Args for LimitArgs<ENV> {
     fn augment_args(mut cmd: clap::Command) -> clap::Command {
-        for ((flag, value_name, default), help) in
-            supervise::LIMIT_FLAGS.into_iter().zip(LIMIT_HELP)
+        for (((flag, value_name, default), help), var) in supervise::LIMIT_FLAGS
+            .into_iter()
+            .zip(LIMIT_HELP)
+            .zip(LIMIT_ENV)
         {
-            cmd = cmd.arg(
-                clap::Arg::new(flag)
-                    .long(flag)
-                    .value_name(value_name)
-                    .default_value(default)
-                    .allow_hyphen_values(true)
-                    .help(help),
-            );
+            let mut arg = clap::Arg::new(flag)
+                .long(flag)
+                .value_name(value_name)
+                .value_parser(clap::value_parser!(OsString))
+                .default_value(default)
+                .allow_hyphen_values(true)
+                .help(help);
+            if ENV {
+                arg = arg.env(var);
+            }
+            cmd = cmd.arg(arg);
         }
         cmd
     }
@@ -518,6 +555,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_launchers_limit_variables_are_named_as_its_errors_name_them() {
+        for ((flag, _, _), var) in supervise::LIMIT_FLAGS.iter().zip(LIMIT_ENV) {
+            assert_eq!(
+                supervise::flag_name(flag, true),
+                format!("--{flag} ({var})")
+            );
+        }
+    }
+
+    #[test]
     fn each_restart_limit_reaches_its_flag() {
         Cli::command().debug_assert();
         let mut argv: Vec<String> = [
@@ -536,13 +583,13 @@ mod tests {
             argv.extend([format!("--{flag}"), value.to_string()]);
         }
         let cli = Cli::try_parse_from(argv).unwrap();
-        assert_eq!(cli.watch.restart.limits.0, given);
+        assert_eq!(cli.watch.restart.limits.texts().unwrap(), given.map(Some));
         let backoff = cli.watch.restart.backoff().unwrap().unwrap();
         assert_eq!(backoff.limits().burst, 3);
         let defaults = Cli::try_parse_from(["mosaic-hb", "--pid", "1", "--file", "/x.hb"]).unwrap();
         assert_eq!(
-            defaults.watch.restart.limits.0,
-            supervise::LIMIT_FLAGS.map(|(_, _, default)| default)
+            defaults.watch.restart.limits.texts().unwrap(),
+            supervise::LIMIT_FLAGS.map(|(_, _, default)| Some(default))
         );
     }
 }

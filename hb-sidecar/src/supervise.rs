@@ -461,14 +461,22 @@ pub const LIMIT_FLAGS: [(&str, &str, &str); 6] = [
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Flags<'a> {
     pub policy: Option<&'a str>,
-    pub delay: Option<&'a str>,
-    pub max_delay: Option<&'a str>,
-    pub stable: Option<&'a str>,
-    pub burst: Option<&'a str>,
-    pub window: Option<&'a str>,
-    pub guard: Option<&'a str>,
+    /// The limits, in the order of [`LIMIT_FLAGS`].
+    pub limits: [Option<&'a str>; 6],
     /// Name the `MOSAIC_RESTART*` variables in errors too (the launcher reads them).
     pub env: bool,
+}
+
+/// `--restart-delay`, or with `env` `--restart-delay (MOSAIC_RESTART_DELAY)`: a flag as an
+/// error names it.
+pub fn flag_name(flag: &str, env: bool) -> String {
+    let flag = flag.trim_start_matches("--");
+    if env {
+        let var = flag.replace('-', "_").to_uppercase();
+        format!("--{flag} (MOSAIC_{var})")
+    } else {
+        format!("--{flag}")
+    }
 }
 
 fn given(value: Option<&str>) -> Option<&str> {
@@ -478,17 +486,8 @@ fn given(value: Option<&str>) -> Option<&str> {
 impl Flags<'_> {
     /// The policy and its limits, checked together.
     pub fn parse(&self) -> Result<(Restart, Limits), String> {
-        let name = |flag: &str| {
-            if self.env {
-                let var = flag
-                    .trim_start_matches("--")
-                    .replace('-', "_")
-                    .to_uppercase();
-                format!("{flag} (MOSAIC_{var})")
-            } else {
-                flag.to_string()
-            }
-        };
+        let name = |flag: &str| flag_name(flag, self.env);
+        let [delay, max_delay, stable, burst, window, guard] = self.limits;
         let policy = match given(self.policy) {
             Some(text) => {
                 Restart::parse(text).map_err(|e| format!("{e} ({})", name("--restart")))?
@@ -500,7 +499,7 @@ impl Flags<'_> {
             Some(text) => seconds(text, &name(flag)),
             None => Ok(default),
         };
-        let burst = match given(self.burst) {
+        let burst = match given(burst) {
             Some(text) => match text.trim().parse::<u32>() {
                 Ok(n) if (1..=1000).contains(&n) => n,
                 _ => {
@@ -513,12 +512,12 @@ impl Flags<'_> {
             None => d.burst,
         };
         let limits = Limits {
-            floor: secs(self.delay, "--restart-delay", d.floor)?,
-            cap: secs(self.max_delay, "--restart-max-delay", d.cap)?,
-            stable: secs(self.stable, "--restart-stable", d.stable)?,
+            floor: secs(delay, "--restart-delay", d.floor)?,
+            cap: secs(max_delay, "--restart-max-delay", d.cap)?,
+            stable: secs(stable, "--restart-stable", d.stable)?,
             burst,
-            window: secs(self.window, "--restart-window", d.window)?,
-            guard: secs(self.guard, "--restart-guard", d.guard)?,
+            window: secs(window, "--restart-window", d.window)?,
+            guard: secs(guard, "--restart-guard", d.guard)?,
         };
         limits.check()?;
         Ok((policy, limits))
@@ -598,16 +597,9 @@ mod tests {
 
     #[test]
     fn the_limit_flags_defaults_are_the_limits_defaults() {
-        let [delay, max_delay, stable, burst, window, guard] =
-            LIMIT_FLAGS.map(|(_, _, default)| Some(default));
         let flags = Flags {
             policy: Some("always"),
-            delay,
-            max_delay,
-            stable,
-            burst,
-            window,
-            guard,
+            limits: LIMIT_FLAGS.map(|(_, _, default)| Some(default)),
             env: false,
         };
         assert_eq!(flags.parse().unwrap(), (Restart::Always, Limits::DEFAULT));
@@ -702,9 +694,7 @@ mod tests {
     fn flags_parse_and_travel_to_the_sidecar() {
         let flags = Flags {
             policy: Some("on-failure"),
-            delay: Some("0.5"),
-            burst: Some("3"),
-            guard: Some(""),
+            limits: [Some("0.5"), None, None, Some("3"), None, Some("")],
             ..Flags::default()
         };
         let (policy, limits) = flags.parse().unwrap();
@@ -720,13 +710,12 @@ mod tests {
         // What the launcher passes, the sidecar reads back the same.
         let back = Flags {
             policy: Some("on-failure"),
-            delay: Some("0.5"),
-            burst: Some("3"),
+            limits: [Some("0.5"), None, None, Some("3"), None, None],
             ..Flags::default()
         };
         assert_eq!(back.parse().unwrap(), (policy, limits));
         let env = Flags {
-            max_delay: Some("x"),
+            limits: [None, Some("x"), None, None, None, None],
             env: true,
             ..Flags::default()
         };

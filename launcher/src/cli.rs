@@ -6,6 +6,7 @@ The launcher's command line. Every option also reads the bash script's `MOSAIC_*
 use std::ffi::OsString;
 
 use clap::Parser;
+use mosaic_hb::cli::LimitArgs;
 use mosaic_hb::validate;
 
 #[derive(Parser, Debug)]
@@ -120,66 +121,8 @@ pub struct Cli {
     )]
     pub restart: Option<OsString>,
 
-    /// Seconds before the first restart, doubled after each unstable death (0.01 up).
-    #[arg(
-        long,
-        env = "MOSAIC_RESTART_DELAY",
-        value_name = "SECS",
-        default_value = "1",
-        allow_hyphen_values = true
-    )]
-    pub restart_delay: Option<OsString>,
-
-    /// Longest delay before a restart, in seconds.
-    #[arg(
-        long,
-        env = "MOSAIC_RESTART_MAX_DELAY",
-        value_name = "SECS",
-        default_value = "300",
-        allow_hyphen_values = true
-    )]
-    pub restart_max_delay: Option<OsString>,
-
-    /// A run at least this long (seconds) was stable: the next delay is the first again.
-    #[arg(
-        long,
-        env = "MOSAIC_RESTART_STABLE",
-        value_name = "SECS",
-        default_value = "600",
-        allow_hyphen_values = true
-    )]
-    pub restart_stable: Option<OsString>,
-
-    /// Unstable deaths within --restart-window that give up: `status=failed`.
-    #[arg(
-        long,
-        env = "MOSAIC_RESTART_BURST",
-        value_name = "N",
-        default_value = "5",
-        allow_hyphen_values = true
-    )]
-    pub restart_burst: Option<OsString>,
-
-    /// Seconds over which unstable deaths are counted.
-    #[arg(
-        long,
-        env = "MOSAIC_RESTART_WINDOW",
-        value_name = "SECS",
-        default_value = "900",
-        allow_hyphen_values = true
-    )]
-    pub restart_window: Option<OsString>,
-
-    /// At most one restart per this many seconds among the agents of the heartbeat
-    /// directory (0: no limit).
-    #[arg(
-        long,
-        env = "MOSAIC_RESTART_GUARD",
-        value_name = "SECS",
-        default_value = "10",
-        allow_hyphen_values = true
-    )]
-    pub restart_guard: Option<OsString>,
+    #[command(flatten)]
+    pub limits: LimitArgs<true>,
 
     /// Path of the mosaic-hb binary.
     #[arg(long, env = "MOSAIC_HB_BIN", value_name = "PATH", hide = true)]

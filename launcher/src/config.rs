@@ -31,6 +31,8 @@ use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
+use mosaic_hb::cli::LimitArgs;
+use mosaic_hb::supervise::LIMIT_FLAGS;
 use mosaic_hb::validate;
 
 use crate::cli::Cli;
@@ -116,12 +118,7 @@ impl LaunchConfig {
             json,
             hb_bin: None,
             restart: self.restart_flag("restart"),
-            restart_delay: self.restart_flag("restart-delay"),
-            restart_max_delay: self.restart_flag("restart-max-delay"),
-            restart_stable: self.restart_flag("restart-stable"),
-            restart_burst: self.restart_flag("restart-burst"),
-            restart_window: self.restart_flag("restart-window"),
-            restart_guard: self.restart_flag("restart-guard"),
+            limits: LimitArgs(LIMIT_FLAGS.map(|(flag, _, _)| self.restart_flag(flag))),
         }
     }
 
@@ -315,8 +312,9 @@ mod tests {
         assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), 10);
         let cli = config.to_cli(false);
         assert_eq!(cli.restart.as_deref(), Some("on-failure".as_ref()));
-        assert_eq!(cli.restart_delay.as_deref(), Some("0.5".as_ref()));
-        assert_eq!(cli.restart_guard, None, "a default is not stored");
+        let [delay, .., guard] = cli.limits.texts().unwrap();
+        assert_eq!(delay, Some("0.5"));
+        assert_eq!(guard, None, "a default is not stored");
         assert_eq!(LaunchConfig::parse(&bytes), Ok(config));
     }
 

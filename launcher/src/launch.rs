@@ -292,12 +292,7 @@ pub fn plan(cli: Cli) -> Result<Plan, Fail> {
             cli.restart.as_deref(),
             "restart policy (--restart, MOSAIC_RESTART)",
         )?,
-        delay: restart_text(cli.restart_delay.as_deref(), "--restart-delay")?,
-        max_delay: restart_text(cli.restart_max_delay.as_deref(), "--restart-max-delay")?,
-        stable: restart_text(cli.restart_stable.as_deref(), "--restart-stable")?,
-        burst: restart_text(cli.restart_burst.as_deref(), "--restart-burst")?,
-        window: restart_text(cli.restart_window.as_deref(), "--restart-window")?,
-        guard: restart_text(cli.restart_guard.as_deref(), "--restart-guard")?,
+        limits: cli.limits.texts().map_err(usage)?,
         env: true,
     }
     .parse()
