@@ -81,13 +81,20 @@ fn default_levels(dir: &Path) -> Option<(Option<PathBuf>, [PathBuf; 2])> {
     }
 }
 
+/// "cannot WHAT heartbeat dir DIR: WHY", the one way every reader and writer says it.
+pub fn cannot(what: &str, dir: &Path, err: &std::io::Error) -> String {
+    format!(
+        "cannot {what} heartbeat dir {}: {}",
+        dir.display(),
+        crate::why(err)
+    )
+}
+
 fn create(dir: &Path, parents: bool) -> Result<(), String> {
     match DirBuilder::new().recursive(parents).mode(0o700).create(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists || parents => Err(format!(
-            "cannot create heartbeat dir {}: {}",
-            dir.display(),
-            crate::why(&e)
-        )),
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists || parents => {
+            Err(cannot("create", dir, &e))
+        }
         _ => Ok(()),
     }
 }
@@ -99,13 +106,7 @@ fn check_private(dir: &Path) -> Result<(), String> {
             dir.display()
         ))
     };
-    let meta = std::fs::symlink_metadata(dir).map_err(|e| {
-        format!(
-            "cannot inspect heartbeat dir {}: {}",
-            dir.display(),
-            crate::why(&e)
-        )
-    })?;
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| cannot("inspect", dir, &e))?;
     let me = nix::unistd::geteuid().as_raw();
     if !meta.file_type().is_dir() {
         return refuse("it is not a real directory".into());

@@ -39,13 +39,8 @@ impl HbFile {
     pub fn open(path: &Path) -> Result<HbFile, String> {
         let (dir_path, name) = split(path)?;
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        let dir = open(dir_path.as_path(), flags, Mode::empty()).map_err(|e| {
-            format!(
-                "cannot open heartbeat dir {}: {}",
-                dir_path.display(),
-                crate::why(&e.into())
-            )
-        })?;
+        let dir = open(dir_path.as_path(), flags, Mode::empty())
+            .map_err(|e| crate::dirs::cannot("open", &dir_path, &e.into()))?;
         let mut file = HbFile {
             dir,
             path: path.to_path_buf(),

@@ -266,13 +266,7 @@ pub fn replace_file(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> std::io:
 /// Takes the sidecars' lock of `dir/AGENT.hb` (`mosaic_hb::lock`), as a sidecar would.
 pub fn lock_agent(dir: &Path, agent: &str) -> Result<mosaic_hb::lock::Lock, String> {
     use std::os::fd::AsFd;
-    let handle = std::fs::File::open(dir).map_err(|e| {
-        format!(
-            "cannot open heartbeat dir {}: {}",
-            dir.display(),
-            mosaic_hb::why(&e)
-        )
-    })?;
+    let handle = std::fs::File::open(dir).map_err(|e| mosaic_hb::dirs::cannot("open", dir, &e))?;
     let name = std::ffi::CString::new(format!("{agent}.hb")).map_err(|e| e.to_string())?;
     mosaic_hb::lock::Lock::acquire(handle.as_fd(), &name).map_err(|e| match e {
         mosaic_hb::lock::LockError::Held(pid) => format!(

@@ -114,7 +114,7 @@ pub fn report(dir: &Path, stale_after: f64) -> Result<Vec<Row>, Fail> {
             Some(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => Exit::Usage.code(),
             _ => Exit::Failed.code(),
         },
-        message: format!("cannot read heartbeat dir {}: {}", dir.display(), why(&e)),
+        message: crate::dirs::cannot("read", dir, &e),
     })?;
     // Once, and after the reads: every `ts` we saw was written before this instant, so a live
     // sidecar on this host never shows a negative age, and every row is judged by one clock.

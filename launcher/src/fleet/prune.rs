@@ -47,13 +47,7 @@ pub struct Pruned {
 
 /// The agents with files in `dir`, and which of their files exist.
 fn agents_with_files(dir: &Path) -> Result<BTreeMap<String, Vec<String>>, String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        format!(
-            "cannot read heartbeat dir {}: {}",
-            dir.display(),
-            mosaic_hb::why(&e)
-        )
-    })?;
+    let entries = std::fs::read_dir(dir).map_err(|e| mosaic_hb::dirs::cannot("read", dir, &e))?;
     let mut agents: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for entry in entries.flatten() {
         let Ok(name) = entry.file_name().into_string() else {

@@ -43,12 +43,18 @@ pub const RESTART_HELP: &str = "Environment: each option above reads the variabl
 /// How long the sidecar gets to write `status=stopped` and leave.
 const SIDECAR_WAIT: Duration = Duration::from_secs(5);
 
-/// `--grace`, the same for `stop` and `restart`.
+/// What `stop` and `restart` share: the grace, JSON, and where the fleet is.
 #[derive(Args, Debug)]
-pub struct Grace {
+pub struct Manner {
     /// Seconds between SIGTERM and SIGKILL, 0 to 86400.
     #[arg(long = "grace", value_name = "SECS", default_value = "10", value_parser = super::seconds)]
-    secs: Duration,
+    grace: Duration,
+    /// Report in JSON, one object per line (per agent stopped; `restart`: the stop, then the
+    /// start).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    place: Where,
 }
 
 #[derive(Args, Debug)]
@@ -64,12 +70,7 @@ pub struct StopArgs {
     #[arg(long)]
     all: bool,
     #[command(flatten)]
-    grace: Grace,
-    /// Report one JSON object per agent, one per line.
-    #[arg(long)]
-    json: bool,
-    #[command(flatten)]
-    place: Where,
+    manner: Manner,
 }
 
 #[derive(Args, Debug)]
@@ -78,12 +79,7 @@ pub struct RestartArgs {
     #[arg(value_name = "AGENT")]
     agent: String,
     #[command(flatten)]
-    grace: Grace,
-    /// Report the stop and the start as one JSON object each, one per line.
-    #[arg(long)]
-    json: bool,
-    #[command(flatten)]
-    place: Where,
+    manner: Manner,
 }
 
 /// What the agent was doing when the stop began.
@@ -313,7 +309,7 @@ fn record_stopped(file: &Path, pane_pid: Option<i32>, agent: &str) -> Result<(),
 }
 
 pub fn run_stop(args: &StopArgs) -> Result<ExitCode, Fail> {
-    let fleet = args.place.resolve()?;
+    let fleet = args.manner.place.resolve()?;
     for agent in &args.agents {
         agent_name(agent)?;
     }
@@ -323,17 +319,17 @@ pub fn run_stop(args: &StopArgs) -> Result<ExitCode, Fail> {
     } else {
         args.agents.iter().map(String::as_str).collect()
     };
-    let reports = stop(&fleet, &agents, &panes, args.grace.secs);
+    let reports = stop(&fleet, &agents, &panes, args.manner.grace);
     let mut out = String::new();
     for report in &reports {
-        out += &if args.json {
+        out += &if args.manner.json {
             render_json(report)
         } else {
             render_text(report, &fleet)
         };
         out.push('\n');
     }
-    if args.all && reports.is_empty() && !args.json {
+    if args.all && reports.is_empty() && !args.manner.json {
         out += &format!(
             "no agent is running on tmux socket {}: nothing to stop\n",
             fleet.socket
@@ -345,7 +341,7 @@ pub fn run_stop(args: &StopArgs) -> Result<ExitCode, Fail> {
 
 pub fn run_restart(args: &RestartArgs) -> Result<ExitCode, Fail> {
     let agent = agent_name(&args.agent)?;
-    let asked = args.place.resolve()?;
+    let asked = args.manner.place.resolve()?;
     let Some(config) = LaunchConfig::load(&asked.hb_dir, agent).map_err(failed)? else {
         return Err(failed(format!(
             "cannot restart {agent}: no launch configuration in {} (started with \
@@ -366,14 +362,14 @@ pub fn run_restart(args: &RestartArgs) -> Result<ExitCode, Fail> {
         timeout: asked.timeout,
     };
     let panes = fleet.tmux().list_panes().map_err(tmux_failed)?;
-    let report = stop(&fleet, &[agent], &panes, args.grace.secs).remove(0);
-    let line = if args.json {
+    let report = stop(&fleet, &[agent], &panes, args.manner.grace).remove(0);
+    let line = if args.manner.json {
         render_json(&report)
     } else {
         render_text(&report, &fleet)
     };
     print(&format!("{line}\n"))?;
-    Ok(crate::launch::run(config.to_cli(args.json)))
+    Ok(crate::launch::run(config.to_cli(args.manner.json)))
 }
 
 fn render_text(r: &Stopped, fleet: &Fleet) -> String {
