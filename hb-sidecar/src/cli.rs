@@ -419,12 +419,13 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
     if let Some(supervisor) = supervisor {
         sidecar = sidecar.supervised(supervisor);
     }
-    if let Some(answer) = answer {
-        sidecar = sidecar.on_first_record(answer);
+    // Start-up (argument parsing above all) leaves freed heap and mapped pages behind; a fleet
+    // runs one sidecar per agent for days, so hand those back. The loop itself allocates
+    // nothing. For the hand-over, once the launcher has its answer, not on its clock.
+    match answer {
+        Some(answer) => sidecar = sidecar.on_first_record(answer),
+        None => sys::release_free_memory(),
     }
-    // Start-up (argument parsing above all) leaves freed heap behind; a fleet runs one sidecar
-    // per agent for days, so hand those pages back. The loop itself allocates nothing.
-    sys::release_free_memory();
     let (end, last) = sidecar.run(&signals);
     let pid = sidecar.pid();
     let why = match end {

@@ -107,6 +107,59 @@ pub fn release_free_memory() {
     unsafe { libc::malloc_trim(0) };
 }
 
+/// Hands back what start-up alone needed, for a process that did not fork and now runs for
+/// days: the page-table entries of the program's own read-only pages (argument parsing,
+/// validation, clap), so that only what the loop touches again stays mapped, and then freed
+/// heap pages. (A daemon's fork does the first for free: a child starts with no entries for
+/// file pages.)
+pub fn release_startup_memory() {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+    let exe = std::fs::read_link("/proc/self/exe").ok();
+    for (start, len) in clean_read_only(&smaps, exe.as_deref()) {
+        // SAFETY: a read-only private mapping of our own executable with no anonymous (copied
+        // on write) page: every page in it is exactly the file's, so dropping its page-table
+        // entries loses nothing; the next access faults the same bytes back in from the file.
+        unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
+    }
+    // Last, so that the buffers above go back too.
+    drop((smaps, exe));
+    release_free_memory();
+}
+
+/// The mappings of `exe` in `/proc/self/smaps` text that are not writable and hold no
+/// anonymous page (none was ever written, e.g. by a relocation): `(start, length)`.
+fn clean_read_only(smaps: &str, exe: Option<&std::path::Path>) -> Vec<(usize, usize)> {
+    let Some(exe) = exe.and_then(std::path::Path::to_str) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut current: Option<(usize, usize)> = None;
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or_default();
+        if let Some((start, end)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
+            let perms = words.next().unwrap_or_default();
+            let path = words.nth(3).unwrap_or_default();
+            let range = usize::from_str_radix(start, 16)
+                .ok()
+                .zip(usize::from_str_radix(end, 16).ok());
+            current = match range {
+                Some((s, e)) if path == exe && perms.starts_with('r') && !perms.contains('w') => {
+                    Some((s, e - s))
+                }
+                _ => None,
+            };
+        } else if first == "Anonymous:" {
+            if let Some(range) = current.take() {
+                if words.next() == Some("0") {
+                    out.push(range);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// `inotify_init1(IN_NONBLOCK | IN_CLOEXEC)`. `nix` wraps inotify, but its reads allocate and
 /// its watch descriptors are opaque; the activity watch reads into a fixed buffer instead.
 pub fn inotify_init() -> io::Result<OwnedFd> {
@@ -132,4 +185,42 @@ pub fn inotify_add_watch(
         return Err(io::Error::last_os_error());
     }
     Ok(wd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_clean_read_only_mappings_of_the_executable_are_released() {
+        let smaps = "\
+00400000-00401000 r--p 00000000 08:01 12 /bin/hb
+Rss:                   4 kB
+Anonymous:             0 kB
+00401000-00403000 r-xp 00001000 08:01 12 /bin/hb
+Anonymous:             0 kB
+00403000-00404000 r--p 00003000 08:01 12 /bin/hb
+Anonymous:             4 kB
+00404000-00405000 rw-p 00004000 08:01 12 /bin/hb
+Anonymous:             0 kB
+00405000-00406000 r-xp 00000000 08:01 13 /lib/libc.so
+Anonymous:             0 kB
+7ffd0000-7ffd1000 rw-p 00000000 00:00 0 [stack]
+Anonymous:             4 kB
+";
+        let exe = std::path::Path::new("/bin/hb");
+        assert_eq!(
+            clean_read_only(smaps, Some(exe)),
+            [(0x400000, 0x1000), (0x401000, 0x2000)]
+        );
+        assert!(clean_read_only(smaps, None).is_empty());
+    }
+
+    #[test]
+    fn releasing_start_up_memory_leaves_a_working_process() {
+        release_startup_memory();
+        // The text we run and the constants we read fault back in from the file.
+        assert_eq!(format!("{:?}", Some(42u64)), "Some(42)");
+        assert!(clean_read_only("", Some(std::path::Path::new("/x"))).is_empty());
+    }
 }
