@@ -336,9 +336,12 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
     };
     let lock = match Lock::acquire(file.dir(), file.name()) {
         Ok(lock) => {
-            // Ours alone now: what a predecessor killed mid-beat left behind can go. A failure
-            // only leaves litter, which status never reads (dotfiles).
-            let _ = file.remove_stale_temps();
+            // Ours alone now: what a predecessor killed mid-beat left behind can go (for the
+            // hand-over, once the launcher has its answer). A failure only leaves litter,
+            // which status never reads (dotfiles).
+            if given_pid.is_some() {
+                let _ = file.remove_stale_temps();
+            }
             lock
         }
         Err(LockError::Held(holder)) => {

@@ -129,8 +129,7 @@ pub struct Ready {
 
 impl Ready {
     /// Says [`READY`] on stdout, then puts stderr on the log and stdout on /dev/null: the
-    /// launcher reads the line and nothing after it. Then what only start-up needed goes
-    /// ([`crate::sys`]'s `release_startup_memory`). Until now a diagnostic still reached the
+    /// launcher reads the line and nothing after it. Until now a diagnostic still reached the
     /// launcher's stderr pipe, which it reads when a start fails.
     pub fn send(self) {
         let _ = nix::unistd::dup2_stderr(self.log.as_ref().unwrap_or(&self.null));
@@ -138,7 +137,6 @@ impl Ready {
         // beats on regardless (SIGPIPE is ignored by Rust's runtime, so this is an error).
         let _ = std::io::stdout().lock().write_all(READY);
         let _ = nix::unistd::dup2_stdout(&self.null);
-        crate::sys::release_startup_memory();
     }
 }
 

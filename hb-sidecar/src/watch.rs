@@ -164,6 +164,18 @@ impl<'a> Writer<'a> {
     }
 }
 
+/// Answers the launcher, once, then does what start-up put off so as not to keep it waiting:
+/// removing what a predecessor killed mid-beat left behind, and handing back start-up's
+/// memory.
+fn answer(ready: &mut Option<Ready>, writer: &Writer) {
+    if let Some(ready) = ready.take() {
+        ready.send();
+        // A failure only leaves litter, which status never reads (dotfiles).
+        let _ = writer.file.remove_stale_temps();
+        crate::sys::release_startup_memory();
+    }
+}
+
 /// A target and its heartbeat file, driven by [`Sidecar::run`].
 pub struct Sidecar<'a> {
     target: Target,
@@ -205,9 +217,7 @@ impl<'a> Sidecar<'a> {
     }
 
     fn answer(&mut self) {
-        if let Some(ready) = self.ready.take() {
-            ready.send();
-        }
+        answer(&mut self.ready, &self.writer);
     }
 
     /// After each death of the target, also ends what it left in its session and process
@@ -273,9 +283,7 @@ impl<'a> Sidecar<'a> {
             supervisor.died(&self.target);
             self.writer.lifecycle.restart_at = None;
             self.writer.write(Status::Restarting);
-            if let Some(ready) = self.ready.take() {
-                ready.send();
-            }
+            answer(&mut self.ready, &self.writer);
             if let Some(grace) = reap {
                 // A restarted run must not start beside the last one's leftovers.
                 let (reaped, stop) = reap_leftovers(&self.target, grace, signals);

@@ -404,7 +404,8 @@ fn a_stranger_under_the_pid_is_refused() {
 
 // `--pid -` takes the target from stdin once the file is prepared, and stays the process that
 // was spawned: it says `running` on stdout once its first record is on disk, then lets go of
-// stdout and stderr. EOF on stdin instead cancels, writing nothing.
+// stdout and stderr, and only then removes a predecessor's stale temp files. EOF on stdin
+// instead cancels, writing nothing.
 #[test]
 #[ignore = "end-to-end: run `cargo xtask test`"]
 fn pid_from_stdin() {
@@ -412,6 +413,16 @@ fn pid_from_stdin() {
     let sb = Sandbox::new();
     let target = sb.spawn_target();
     let file = sb.hb_file("stdin");
+    let stale = sb.hb_dir().join(".stdin.hb.99999.tmp");
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(sb.hb_dir())
+            .unwrap();
+    }
+    std::fs::write(&stale, b"x").unwrap();
     let mut cmd = sb.hb();
     cmd.args(["--pid", "-", "--interval", "0.05", "--file"])
         .arg(&file)
@@ -464,6 +475,12 @@ fn pid_from_stdin() {
     assert_eq!(fields[3], child.id().to_string(), "session id: {stat}");
     let cwd = std::fs::read_link(format!("/proc/{}/cwd", child.id())).unwrap();
     assert_eq!(cwd, std::path::Path::new("/"));
+    wait_until(
+        "the stale temp file to go",
+        Duration::from_secs(5),
+        || (!stale.exists()).then_some(()),
+        || format!("{} is still there", stale.display()),
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 
