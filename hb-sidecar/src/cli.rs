@@ -515,7 +515,9 @@ fn detach_in_place(log: Option<std::fs::File>) -> Result<handover::Ready, Fail> 
         Fail::new(Exit::Failed, format!("cannot {what}: {}", why(&e)))
     };
     if nix::unistd::getsid(None).ok() != Some(nix::unistd::getpid()) {
-        nix::unistd::setsid().map_err(|e| failed("start a session", e.into()))?;
+        // A process group leader (run by hand from a job-control shell) cannot: it stays in
+        // its caller's session, where a hangup is a stop signal like any other.
+        let _ = nix::unistd::setsid();
     }
     std::env::set_current_dir("/").map_err(|e| failed("change directory to /", e))?;
     let null = std::fs::File::open("/dev/null").map_err(|e| failed("open /dev/null", e))?;

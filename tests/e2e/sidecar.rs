@@ -290,6 +290,46 @@ fn stale_temp_files_of_its_own_name_are_removed_at_start() {
     }
 }
 
+// Run by hand from a job-control shell, a hand-over sidecar leads its process group and cannot
+// start a session of its own: it still runs, and answers.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn a_hand_over_sidecar_that_leads_its_group_still_answers() {
+    e2e!();
+    use std::io::{Read, Write};
+    use std::os::unix::process::CommandExt;
+    let sb = Sandbox::new();
+    let target = sb.spawn_target();
+    let file = sb.hb_file("leader");
+    let mut cmd = sb.hb();
+    cmd.args(["--pid", "-", "--interval", "0.05", "--file"])
+        .arg(&file)
+        .process_group(0)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    writeln!(child.stdin.take().unwrap(), "{target}").unwrap();
+    let mut said = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut said)
+        .unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!((said.as_str(), err.as_str()), ("running\n", ""));
+    assert_eq!(read_record(&file).map(|r| r.status), Some(Status::Ok));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 // One writer per file: a second sidecar is refused with exit 1, naming the holder.
 #[test]
 #[ignore = "end-to-end: run `cargo xtask test`"]
