@@ -1,5 +1,6 @@
 /*!
-The only raw `libc` calls of the sidecar: the few system calls neither `std` nor `nix` wraps.
+The only raw `libc` calls of both crates: the few system calls neither `std` nor `nix` wraps,
+and the few unsafe `nix` ones (`madvise`), each with its `SAFETY` argument.
 
 Everything else (`openat`, `renameat`, `unlinkat`, `flock`, signalfd, `ppoll`, `umask`, `dup2`,
 directory reading) goes through `nix`, whose wrappers check results and hand out owned
@@ -9,6 +10,7 @@ descriptors; keeping the rest here keeps every raw call and its `SAFETY` argumen
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
+use nix::sys::mman::{madvise, MmapAdvise};
 use nix::sys::signal::Signal;
 
 /// `pidfd_open(2)` (Linux 5.3+; `nix` has no wrapper). `ENOSYS` on older kernels.
@@ -116,10 +118,13 @@ pub fn release_startup_memory() {
     let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
     let exe = std::fs::read_link("/proc/self/exe").ok();
     for (start, len) in clean_read_only(&smaps, exe.as_deref()) {
+        let Some(start) = std::ptr::NonNull::new(start as *mut std::ffi::c_void) else {
+            continue;
+        };
         // SAFETY: a read-only private mapping of our own executable with no anonymous (copied
         // on write) page: every page in it is exactly the file's, so dropping its page-table
         // entries loses nothing; the next access faults the same bytes back in from the file.
-        unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
+        let _ = unsafe { madvise(start, len, MmapAdvise::MADV_DONTNEED) };
     }
     // Last, so that the buffers above go back too.
     drop((smaps, exe));
