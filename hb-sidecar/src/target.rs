@@ -173,6 +173,12 @@ fn read_stat(path: &std::path::Path) -> Option<(u8, u64)> {
     parse_stat(&buf[..n])
 }
 
+/// The state of `pid` (field 3 of `/proc/PID/stat`: `R`, `S`, `T`, `Z`, ...), if it exists.
+pub fn process_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    stat_fields(&stat)?.next()?.chars().next()
+}
+
 /// The wait status of `pid` while it is a zombie (field 52 of `/proc/PID/stat`, Linux 3.5+):
 /// how it ended, readable until its parent (tmux, for a pane) reaps it.
 pub fn zombie_status(pid: i32) -> Option<i32> {
@@ -216,6 +222,24 @@ pub fn parse_stat(stat: &[u8]) -> Option<(u8, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_state_is_read_and_a_missing_process_has_none() {
+        assert!(matches!(
+            process_state(std::process::id() as i32),
+            Some('R' | 'S')
+        ));
+        // A child that exited and is not reaped yet is a zombie; reaped, it is gone.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while process_state(pid) != Some('Z') && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(process_state(pid), Some('Z'));
+        child.wait().unwrap();
+        assert_eq!(process_state(pid), None);
+    }
 
     #[test]
     fn parse_stat_counts_after_the_last_paren() {

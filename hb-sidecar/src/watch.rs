@@ -40,6 +40,7 @@ use crate::handover::Ready;
 use crate::hbfile::HbFile;
 use crate::record::{render, Beat, Lifecycle, Status};
 use crate::restart::{Ending, Outcome, Supervisor};
+use crate::supervise::Death;
 use crate::target::{Gone, Target};
 use crate::teardown::{self, Step, Teardown};
 
@@ -257,11 +258,9 @@ impl<'a> Sidecar<'a> {
                     // How it ended, when the zombie can still tell (before its parent, tmux,
                     // reaps it): readers that do not know the keys ignore them.
                     if let Some(raw) = crate::target::zombie_status(self.target.pid()) {
-                        if libc::WIFSIGNALED(raw) {
-                            self.writer.lifecycle.exit_signal = Some(libc::WTERMSIG(raw));
-                        } else if libc::WIFEXITED(raw) {
-                            self.writer.lifecycle.exit_status = Some(libc::WEXITSTATUS(raw));
-                        }
+                        let lifecycle = &mut self.writer.lifecycle;
+                        (lifecycle.exit_status, lifecycle.exit_signal) =
+                            Death::from_wait_status(raw).keys();
                     }
                 }
                 let status = match end {

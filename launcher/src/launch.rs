@@ -288,10 +288,11 @@ pub fn plan(cli: Cli) -> Result<Plan, Fail> {
     let settle =
         seconds(&cli.settle, "settle time (--settle, MOSAIC_SETTLE)", 0.0)?.unwrap_or_default();
     let (policy, limits) = supervise::Flags {
-        policy: restart_text(
-            cli.restart.as_deref(),
-            "restart policy (--restart, MOSAIC_RESTART)",
-        )?,
+        policy: cli
+            .restart
+            .as_deref()
+            .map(|v| text(v, "restart policy (--restart, MOSAIC_RESTART)"))
+            .transpose()?,
         limits: cli.limits.texts().map_err(usage)?,
         env: true,
     }
@@ -347,14 +348,6 @@ fn seconds(value: &Option<OsString>, what: &str, min: f64) -> Result<Option<Dura
             "invalid {what} {text:?}: seconds from {min} to 3600 expected"
         ))),
     }
-}
-
-/// An optional value that must be text.
-fn restart_text<'a>(
-    value: Option<&'a std::ffi::OsStr>,
-    what: &str,
-) -> Result<Option<&'a str>, Fail> {
-    value.map(|v| text(v, what)).transpose()
 }
 
 /// A value that must be text: names, sockets, runtimes and intervals are never raw bytes.

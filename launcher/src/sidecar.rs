@@ -22,6 +22,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mosaic_hb::handover::{Answer, Request, Target, READY};
+use mosaic_hb::process_state;
 
 use crate::child::{self, Cut, Finished, Running};
 
@@ -222,22 +223,14 @@ pub fn keeper(file: &Path, pane_pid: i32, deadline: Instant) -> Keeper {
         let record = std::fs::read(file)
             .ok()
             .and_then(|b| mosaic_hb::record::parse(&b).ok());
-        // The lock file names its holder only once the holder is in the background: a dead pid there
-        // is the predecessor's, not yet overwritten.
+        // The lock file names its holder only once the holder is in the background: a dead pid
+        // there is the predecessor's, not yet overwritten.
         let holder = mosaic_hb::lock::holder(file)
             .filter(|&p| !matches!(process_state(p), None | Some('Z' | 'X')));
         match record {
             // A dead process holds no lock: a dead pid in the lock file is a predecessor's,
             // not yet overwritten by the new holder.
-            Some(r)
-                if r.hb_pid.is_some()
-                    && r.hb_pid == holder
-                    && holder
-                        .and_then(process_state)
-                        .is_some_and(|s| !matches!(s, 'Z' | 'X')) =>
-            {
-                break r
-            }
+            Some(r) if r.hb_pid.is_some() && r.hb_pid == holder => break r,
             _ if Instant::now() >= deadline => {
                 return Keeper::Stuck {
                     hb_pid: mosaic_hb::lock::holder(file),
@@ -307,11 +300,6 @@ pub fn end_stuck(file: &Path, hb_pid: Option<i32>, deadline: Instant) -> Result<
         std::thread::sleep(Duration::from_millis(2));
     }
     Ok(())
-}
-
-fn process_state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit(')').next()?.trim_start().chars().next()
 }
 
 fn is_mosaic_hb(pid: i32) -> bool {

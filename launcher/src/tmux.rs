@@ -94,13 +94,9 @@ impl Death {
     }
 }
 
-/// A raw wait status as (exit status, signal): one of the two is set.
+/// A raw wait status as (exit status, signal), as the sidecar records them.
 fn status_or_signal(raw: i32) -> (Option<i32>, Option<i32>) {
-    if libc::WIFSIGNALED(raw) {
-        (None, Some(libc::WTERMSIG(raw)))
-    } else {
-        (Some(libc::WEXITSTATUS(raw)), None)
-    }
+    mosaic_hb::supervise::Death::from_wait_status(raw).keys()
 }
 
 /// A tmux call that did not produce an answer.

@@ -58,7 +58,11 @@ pub fn watch(
         // No pidfd (an old kernel, a seccomp filter): /proc alone, as below.
         Err(_) => None,
     };
-    let server_line = read_cmdline(&format!("/proc/{}/cmdline", pids.server)).ok();
+    // Two reads' worth, allocated once: the loop below looks every 100 µs.
+    let (mut first, mut second) = (vec![0u8; CMDLINE_MAX], vec![0u8; CMDLINE_MAX]);
+    let server_line = read_cmdline(&format!("/proc/{}/cmdline", pids.server), &mut first)
+        .ok()
+        .map(<[u8]>::to_vec);
     let cmdline_path = format!("/proc/{pid}/cmdline");
     // Short, even steps: the exec is a millisecond or two away, and every step of latency
     // here is launch time (a few dozen /proc reads cost far less).
@@ -67,19 +71,19 @@ pub fn watch(
         if let Some(sig) = stop.signal() {
             return Err(Cut::Interrupted(sig));
         }
-        let line = read_cmdline(&cmdline_path);
+        let line = read_cmdline(&cmdline_path, &mut first);
         if exited(pidfd.as_ref(), pid) || (pidfd.is_none() && line.is_err()) {
             return Ok(Verdict::Exited(mosaic_hb::zombie_status(pid)));
         }
         // Empty while the kernel swaps in the new program (and for a zombie, which the pidfd
         // or /proc/PID/stat tell): not yet anything.
         let line = line.unwrap_or_default();
-        let forked = server_line.as_deref() == Some(line.as_slice());
+        let forked = server_line.as_deref() == Some(line);
         // The same answer twice: an exec between two reads could have mixed two programs.
         if !line.is_empty()
             && !forked
             && line != shell_line
-            && read_cmdline(&cmdline_path).is_ok_and(|again| again == line)
+            && read_cmdline(&cmdline_path, &mut second).is_ok_and(|again| again == line)
         {
             break;
         }
@@ -109,14 +113,14 @@ pub fn watch(
 
 /// `/proc/PID/cmdline` in one `read(2)`: `std::fs::read` starts with a small probe read, and an
 /// exec between its reads would splice two programs' command lines into one that is neither.
-fn read_cmdline(path: &str) -> std::io::Result<Vec<u8>> {
+fn read_cmdline<'b>(path: &str, buf: &'b mut [u8]) -> std::io::Result<&'b [u8]> {
     use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let mut buf = vec![0u8; 64 * 1024];
-    let n = file.read(&mut buf)?;
-    buf.truncate(n);
-    Ok(buf)
+    let n = std::fs::File::open(path)?.read(buf)?;
+    Ok(&buf[..n])
 }
+
+/// How much of a command line is read: enough to tell the shell's from the agent's.
+const CMDLINE_MAX: usize = 64 * 1024;
 
 /// Whether the process has exited (pidfd readable), or without a pidfd, is gone or a zombie.
 fn exited(pidfd: Option<&OwnedFd>, pid: i32) -> bool {
@@ -125,12 +129,6 @@ fn exited(pidfd: Option<&OwnedFd>, pid: i32) -> bool {
             let mut p = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
             nix::poll::poll(&mut p, PollTimeout::ZERO) == Ok(1)
         }
-        None => std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
-            stat.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with(['Z', 'X'])
-        }),
+        None => mosaic_hb::process_state(pid).is_none_or(|s| matches!(s, 'Z' | 'X')),
     }
 }
