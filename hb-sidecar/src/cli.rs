@@ -400,16 +400,19 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
     // The hand-over's sidecar is already the launcher's child in a session of its own: it
     // stays that process and answers on its stdout once its first record is written (see
     // `handover`). Anyone else's returns once the daemon runs.
-    let mut answer = None;
-    if given_pid.is_none() && !args.foreground {
-        answer = Some(detach_in_place(log)?);
-    } else if !args.foreground {
-        daemonize(log)?;
-        file.renew_temp_name();
-    } else if let Some(log) = log {
-        redirect_stderr(&log);
-    }
-    lock.record_pid();
+    let answer = if given_pid.is_none() && !args.foreground {
+        Some(detach_in_place(log)?)
+    } else {
+        if !args.foreground {
+            daemonize(log)?;
+            // A new pid: the temp name and the lock's record follow it.
+            file.renew_temp_name();
+            lock.record_pid();
+        } else if let Some(log) = log {
+            redirect_stderr(&log);
+        }
+        None
+    };
     let signals = Signals::install().map_err(|e| {
         Fail::new(
             Exit::Failed,

@@ -82,7 +82,8 @@ impl Lock {
         }
     }
 
-    /// Records the holder's pid (call again after daemonizing: the pid changes).
+    /// Records the holder's pid ([`Lock::acquire`] does; call again after a fork: the pid
+    /// changes).
     pub fn record_pid(&self) {
         let text = format!("{}\n", std::process::id());
         // A failure only loses the pid in a refusal message.

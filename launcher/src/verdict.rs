@@ -10,12 +10,9 @@ exits 127) is seen the moment it happens and a reused pid is never mistaken for 
 */
 
 use std::ffi::OsStr;
-use std::os::fd::{AsFd, OwnedFd};
-
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
-
-use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use crate::child::{self, Cut, Stop};
 use crate::tmux::{PanePids, PANE_SHELL};
@@ -125,10 +122,7 @@ const CMDLINE_MAX: usize = 64 * 1024;
 /// Whether the process has exited (pidfd readable), or without a pidfd, is gone or a zombie.
 fn exited(pidfd: Option<&OwnedFd>, pid: i32) -> bool {
     match pidfd {
-        Some(fd) => {
-            let mut p = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-            nix::poll::poll(&mut p, PollTimeout::ZERO) == Ok(1)
-        }
+        Some(fd) => child::wait_exit(fd, Duration::ZERO, None).unwrap_or(false),
         None => mosaic_hb::process_state(pid).is_none_or(|s| matches!(s, 'Z' | 'X')),
     }
 }
