@@ -19,7 +19,8 @@ use mosaic_hb::validate;
         `export PATH=<runtime bins>:\"$PATH\"; exec <command>` in WORKDIR, then starts \
         `mosaic-hb` through `setsid` to keep HB_DIR/AGENT.hb current. Idempotent: an agent \
         that is already running is reported (\"already running\", exit 0), and its sidecar is \
-        restarted if it died or does not beat; a dead pane is started again (\"restarted\"). \
+        restarted if it died or does not beat; a dead pane is started again (\"restarted\"), \
+        unless its sidecar's own restart is pending (\"restarting\", left to it). \
         \"started\" means the pane's shell has executed the agent's command: one that cannot be \
         executed or exits at once is a failure, with its exit status and the shell's message. \
         Exit codes: 0 done, 1 failed, 2 bad input, 129/130/143 stopped by SIGHUP/SIGINT/SIGTERM \

@@ -18,7 +18,8 @@ Invariants:
   one that arrives later lets the launch complete, then exits 128+N saying so.
 - One agent, one sidecar: the session names its heartbeat file (`@mosaic_hb`); a relaunch
   reports (or heals) that file, and a heartbeat file kept for another process is never
-  reported as this agent's.
+  reported as this agent's. A restart its sidecar has pending is the sidecar's: a relaunch
+  says `restarting` and starts nothing.
 */
 
 use std::ffi::OsString;
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use mosaic_hb::exit::Exit;
 use mosaic_hb::{dirs, json, supervise, validate};
 
@@ -85,6 +87,9 @@ pub enum Outcome {
     AlreadyRunning,
     /// Its pane was dead (the previous run's end is kept here) and was started again.
     Restarted(Death),
+    /// Its pane is dead and its own supervising sidecar starts it again (when, if known):
+    /// left to that sidecar.
+    Restarting(Death, Option<DateTime<Utc>>),
 }
 
 /// The sidecar's part in the report.
@@ -792,8 +797,31 @@ impl Launch<'_> {
     }
 
     /// A dead pane: start the agent again in it (tmux refuses if a racer did first: then it
-    /// is already running).
+    /// is already running), unless its own sidecar is about to.
     fn restart(&self, death: Death, pending: Option<Pending>) -> Result<Report, Fail> {
+        let own = self
+            .tmux
+            .hb_file(self.agent())
+            .ok()
+            .flatten()
+            .map(PathBuf::from);
+        // Under a restart policy, the pane's sidecar outlives it and starts it again when its
+        // delay is up: a second start here would race it. Say so instead.
+        let kept = own
+            .clone()
+            .or_else(|| self.plan.heartbeat.as_ref().map(|hb| hb.file.clone()));
+        if let Some(file) = kept {
+            if let Some((_, at)) = sidecar::restarting(&file, death.pid) {
+                drop(pending);
+                return Ok(Report {
+                    outcome: Outcome::Restarting(death, at),
+                    pane_pid: None,
+                    sidecar: SidecarState::Running,
+                    heartbeat: Some(file),
+                    healed: false,
+                });
+            }
+        }
         let respawned = self
             .tmux
             .respawn(self.agent(), &self.plan.workdir, &self.plan.pane_command)
@@ -815,13 +843,7 @@ impl Launch<'_> {
         };
         // A failed restart leaves the pane dead, now with this run's end: no session to undo.
         self.verdict(pids)?;
-        let file = self
-            .tmux
-            .hb_file(self.agent())
-            .ok()
-            .flatten()
-            .map(PathBuf::from);
-        let (sidecar, heartbeat) = match (&self.plan.heartbeat, pending, file) {
+        let (sidecar, heartbeat) = match (&self.plan.heartbeat, pending, own) {
             (Some(hb), Some(pending), own) if own.as_ref().is_none_or(|f| *f == hb.file) => {
                 self.start_sidecar(pending, pids.pane, &hb.file)?
             }
@@ -890,13 +912,16 @@ fn render_text(plan: &Plan, report: &Report) -> String {
             plan.agent,
             plan.socket,
             death.describe(),
-            death
-                .time
-                .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-                .map_or(String::new(), |t| format!(
-                    " at {}",
-                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                ))
+            at(death.time.and_then(|t| DateTime::from_timestamp(t, 0)))
+        ),
+        Outcome::Restarting(death, due) => format!(
+            "agent {} is restarting on tmux socket {} (its last run ended with {}{}): its \
+             sidecar starts it again{}",
+            plan.agent,
+            plan.socket,
+            death.describe(),
+            at(death.time.and_then(|t| DateTime::from_timestamp(t, 0))),
+            at(*due)
         ),
     };
     if let Some(pid) = report.pane_pid {
@@ -915,6 +940,16 @@ fn render_text(plan: &Plan, report: &Report) -> String {
     line
 }
 
+/// ` at 2026-11-27T16:29:23Z`, or nothing.
+fn at(time: Option<DateTime<Utc>>) -> String {
+    time.map_or(String::new(), |t| {
+        format!(
+            " at {}",
+            t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )
+    })
+}
+
 fn render_json(plan: &Plan, report: &Report) -> String {
     let heartbeat = match (&report.heartbeat, report.sidecar) {
         (Some(file), SidecarState::Started | SidecarState::Running) => Some(file.to_string_lossy()),
@@ -924,6 +959,7 @@ fn render_json(plan: &Plan, report: &Report) -> String {
         Outcome::Started => "started",
         Outcome::AlreadyRunning => "already running",
         Outcome::Restarted(_) => "restarted",
+        Outcome::Restarting(..) => "restarting",
     };
     let mut out = String::new();
     let mut obj = json::Object::new(&mut out);
@@ -934,11 +970,15 @@ fn render_json(plan: &Plan, report: &Report) -> String {
         .string("heartbeat", heartbeat.as_deref())
         .string("sidecar", report.sidecar.as_str())
         .string("workdir", &*plan.workdir.to_string_lossy());
-    if let Outcome::Restarted(death) = &report.outcome {
+    if let Outcome::Restarted(death) | Outcome::Restarting(death, _) = &report.outcome {
         // How the previous run ended, as tmux kept it.
         obj.number("previous_exit_status", death.status)
             .number("previous_signal", death.signal)
             .number("previous_time", death.time);
+    }
+    if let Outcome::Restarting(_, due) = &report.outcome {
+        let due = due.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        obj.string("restart_at", due.as_deref());
     }
     obj.end();
     out

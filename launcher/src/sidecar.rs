@@ -21,8 +21,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use mosaic_hb::handover::{Answer, Request, Target, READY};
 use mosaic_hb::process_state;
+use mosaic_hb::record::Status;
 
 use crate::child::{self, Cut, Finished, Running};
 
@@ -211,6 +213,10 @@ pub enum Keeper {
     Stuck { hb_pid: Option<i32>, why: String },
 }
 
+/// How long a record that says `restarting` for another pid may take to name the pane its
+/// sidecar has just respawned.
+const RESPAWN_RECORD: Duration = Duration::from_secs(1);
+
 /// Reads the keeper of `file` for pane `pane_pid`, waiting until `deadline` for the first
 /// record of a keeper that is just starting (a racing launcher's).
 pub fn keeper(file: &Path, pane_pid: i32, deadline: Instant) -> Keeper {
@@ -244,6 +250,20 @@ pub fn keeper(file: &Path, pane_pid: i32, deadline: Instant) -> Keeper {
         }
     };
     let hb_pid = record.hb_pid;
+    if record.pid != pane_pid && record.status == Status::Restarting {
+        // A supervising sidecar that has just respawned the pane writes the new pid next: give
+        // it a moment before calling it another's.
+        let soon = deadline.min(Instant::now() + RESPAWN_RECORD);
+        while Instant::now() < soon {
+            std::thread::sleep(Duration::from_millis(2));
+            let now = std::fs::read(file)
+                .ok()
+                .and_then(|b| mosaic_hb::record::parse(&b).ok());
+            if now.is_some_and(|r| r.pid == pane_pid && r.hb_pid == hb_pid) {
+                return keeper(file, pane_pid, deadline);
+            }
+        }
+    }
     if record.pid != pane_pid {
         return Keeper::Other {
             hb_pid,
@@ -276,6 +296,23 @@ pub fn keeper(file: &Path, pane_pid: i32, deadline: Instant) -> Keeper {
         };
     }
     Keeper::Healthy
+}
+
+/// A supervising sidecar that will start the dead pane `dead` again: the live keeper of
+/// `file`, whose record says `restarting` for that very pid. Returns the sidecar's pid and
+/// when the restart is due.
+pub fn restarting(file: &Path, dead: i32) -> Option<(i32, Option<DateTime<Utc>>)> {
+    if !matches!(mosaic_hb::lock::is_held(file), Ok(true)) {
+        return None;
+    }
+    let bytes = std::fs::read(file).ok()?;
+    let record = mosaic_hb::record::parse(&bytes).ok()?;
+    let hb_pid = record.hb_pid?;
+    let ours = record.status == Status::Restarting
+        && record.pid == dead
+        && mosaic_hb::lock::holder(file) == Some(hb_pid)
+        && !matches!(process_state(hb_pid), None | Some('Z' | 'X' | 'T' | 't'));
+    ours.then_some((hb_pid, record.lifecycle.restart_at))
 }
 
 /// Ends a stuck keeper of `file` (only a `mosaic-hb` process, only the lock's holder) and
