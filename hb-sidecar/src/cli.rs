@@ -100,7 +100,7 @@ struct WatchArgs {
     interval: String,
     /// Start time the target must have (clock ticks since boot, /proc/PID/stat field 22);
     /// another process with this PID is refused as a stranger that reused it.
-    #[arg(long, value_name = "TICKS")]
+    #[arg(long, value_name = "TICKS", allow_hyphen_values = true)]
     started: Option<String>,
     /// Seconds without output after which a target with a terminal counts as idle
     /// (`activity=idle`), 1 to 86400; fractions allowed.
@@ -112,7 +112,7 @@ struct WatchArgs {
     /// After each death of the target, end the processes it left in its session and process
     /// group (SIGTERM, then SIGKILL after SECS) and record how many (`reaped=`). For a target
     /// that leads its session, as a tmux pane's process does; the launcher passes 10.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", allow_hyphen_values = true)]
     reap: Option<String>,
     /// Stay in the foreground instead of daemonizing.
     #[arg(long)]
@@ -297,7 +297,7 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
     let interval = validate::interval(&args.interval).map_err(usage)?;
     let idle_after = validate::idle_after(&args.idle_after).map_err(usage)?;
     let reap = match &args.reap {
-        Some(text) => Some(validate::interval(text).map_err(usage)?),
+        Some(text) => Some(validate::interval(text).map_err(|e| usage(format!("--reap: {e}")))?),
         None => None,
     };
     let started = match &args.started {

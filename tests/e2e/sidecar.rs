@@ -553,7 +553,7 @@ fn bad_arguments_are_refused() {
     let target = sb.spawn_target().to_string();
     let file = sb.hb_file("bad");
     let file = file.to_str().unwrap();
-    let cases: [(&[&str], &str); 12] = [
+    let cases: [(&[&str], &str); 14] = [
         (&["--pid", "0", "--file", file], "invalid pid \"0\""),
         (&["--pid", "-4", "--file", file], "invalid pid"),
         (&["--pid", "x", "--file", file], "invalid pid \"x\""),
@@ -589,6 +589,14 @@ fn bad_arguments_are_refused() {
         (
             &["--pid", &target, "--file", file, "--started", "soon"],
             "invalid start time",
+        ),
+        (
+            &["--pid", &target, "--file", file, "--started", "-5"],
+            "invalid start time \"-5\"",
+        ),
+        (
+            &["--pid", &target, "--file", file, "--reap", "-1"],
+            "--reap: invalid interval \"-1\"",
         ),
     ];
     for (args, message) in cases {
