@@ -671,7 +671,8 @@ fn a_relaunch_during_a_pending_restart_leaves_it_to_the_sidecar() {
     let text = expect_success(&mut launch(false));
     assert!(
         text.starts_with("agent flaky is restarting on tmux socket")
-            && text.contains("(its last run ended with status 1 at ")
+            // (tmux 3.3a may keep no time for a death whose SIGCHLD it missed: see README)
+            && text.contains("(its last run ended with status 1")
             && text.contains(&format!(
                 "its sidecar starts it again at {}",
                 due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -702,7 +703,13 @@ fn a_relaunch_during_a_pending_restart_leaves_it_to_the_sidecar() {
         || show_file(&file),
     );
     assert_eq!(restarted.hb_pid, pending.hb_pid, "{}", show_file(&file));
-    assert_eq!(runs(&sb).len(), 2, "{:?}", runs(&sb));
+    // The new run logs itself once its shell runs the script, a moment after the record.
+    wait_until(
+        "the second run",
+        Duration::from_secs(10),
+        || (runs(&sb).len() == 2).then_some(()),
+        || format!("{:?}", runs(&sb)),
+    );
 }
 
 // The window in which a supervising sidecar has respawned the pane but not yet written the new
