@@ -103,9 +103,10 @@ const PSS_SAMPLES: usize = 3;
 /// Every measurement, indexed by `Kind as usize` where there are two.
 struct Results {
     warm: [Vec<f64>; 2],
-    /// On the warm server, in the same rounds: a bare `tmux new-session -d`, and our launch
-    /// without a sidecar (`--no-heartbeat`: the session and the start verdict).
-    bare: [Vec<f64>; 2],
+    /// On the warm server, in the same rounds: a bare `tmux new-session -d`, our launch
+    /// without a sidecar (`--no-heartbeat`: the session and the start verdict), and a process
+    /// of ours that does nothing (`mosaic-launcher --version`: what any launcher costs).
+    bare: [Vec<f64>; 3],
     scaled: [Vec<f64>; 2],
     /// Per storage: the filesystem's name, and the figures with heartbeat files on it.
     cpu: Vec<(String, [Vec<f64>; 2])>,
@@ -266,26 +267,29 @@ fn launches(fleet: &mut Fleet, phase: &str, n: usize) -> Result<[Vec<f64>; 2]> {
     Ok(launches_and_bare(fleet, phase, n, false)?.0)
 }
 
-/// Milliseconds, one list per kind (or per yardstick).
+/// Milliseconds, one list per kind.
 type PerKind = [Vec<f64>; 2];
 
-/// [`launches`], and with `bare`, in the same rounds, a bare `tmux new-session` and a launch
-/// without a sidecar (`--no-heartbeat`): `[bare, no sidecar]`.
+/// [`launches`], and with `bare`, in the same rounds, a bare `tmux new-session`, a launch
+/// without a sidecar (`--no-heartbeat`) and a process of ours that does nothing:
+/// `[bare, no sidecar, nothing]`.
 fn launches_and_bare(
     fleet: &mut Fleet,
     phase: &str,
     n: usize,
     bare: bool,
-) -> Result<(PerKind, PerKind)> {
+) -> Result<(PerKind, [Vec<f64>; 3])> {
     let mut ms = [Vec::new(), Vec::new()];
-    let mut yard = [Vec::new(), Vec::new()];
+    let mut yard = [Vec::new(), Vec::new(), Vec::new()];
     for i in 0..=n {
         if bare {
             let took = fleet.bare_new_session(&format!("{phase}-t-{i}"))?;
             let plain = fleet.launch_without_sidecar(&format!("{phase}-n-{i}"))?;
+            let nothing = fleet.launcher_version()?;
             if i > 0 {
                 yard[0].push(millis(took));
                 yard[1].push(millis(plain));
+                yard[2].push(millis(nothing));
             }
         }
         for kind in Kind::alternate(i) {
@@ -615,6 +619,13 @@ fn over_bare(r: &Results, samples: &[f64]) -> Option<f64> {
     Some(ours / Values::Samples(r.bare[0].clone()).median()?)
 }
 
+/// What any launcher costs over the bare `tmux new-session` before it does anything: the bare
+/// new-session plus a process that does nothing, over the bare new-session (medians).
+fn floor(r: &Results) -> Option<f64> {
+    let bare = Values::Samples(r.bare[0].clone()).median()?;
+    Some((bare + Values::Samples(r.bare[2].clone()).median()?) / bare)
+}
+
 /// The scaled launch's median over the warm one's, for `kind`.
 fn scaling(r: &Results, kind: Kind) -> Option<f64> {
     let i = kind as usize;
@@ -675,6 +686,19 @@ fn rows(r: &Results, s: &Sizes) -> Vec<Row> {
         Row {
             what: "Launch without a sidecar (`--no-heartbeat`), warm server (ms)".into(),
             ours: Values::Samples(r.bare[1].clone()),
+            baseline: Values::Absent,
+            compare: false,
+        },
+        Row {
+            what: "A process of ours that does nothing (`mosaic-launcher --version`), spawn to exit (ms)"
+                .into(),
+            ours: Values::Samples(r.bare[2].clone()),
+            baseline: Values::Absent,
+            compare: false,
+        },
+        Row {
+            what: "Floor: (bare `tmux new-session` + that process) ÷ bare (ratio)".into(),
+            ours: floor(r).map_or(Values::Absent, |x| Values::Samples(vec![x])),
             baseline: Values::Absent,
             compare: false,
         },
@@ -843,7 +867,9 @@ fn method(r: &Results, s: &Sizes, cpu: &procfs::Cpu) -> Vec<String> {
          verdict, which waits until the pane's shell has executed the command, but no \
          sidecar); each session ended outside the timing. The verdict's cost is what the \
          launch without a sidecar takes over the bare new-session; the sidecar's is what the \
-         full launch takes over that."
+         full launch takes over that. The floor is what a launcher costs before it does \
+         anything: in the same rounds, `mosaic-launcher --version` (a process of ours, spawned \
+         and reaped like the others, that exits at once), added to the bare new-session."
             .to_string(),
         format!(
             "Launch with {} running: the same, after the server has been filled with {} agents \

@@ -308,6 +308,15 @@ impl Fleet {
         Ok(took)
     }
 
+    /// `mosaic-launcher --version`: a process of ours that does nothing; its wall-clock time.
+    pub fn launcher_version(&mut self) -> Result<Duration> {
+        let mut cmd = self.command(&self.launcher);
+        cmd.arg("--version");
+        let start = Instant::now();
+        util::output(&mut cmd)?;
+        Ok(start.elapsed())
+    }
+
     fn end_session(&self, name: &str) {
         let mut kill = self.tmux();
         kill.args(["kill-session", "-t", &format!("={name}")])
