@@ -98,7 +98,7 @@ mod sys;
 
 /// Closing or marking close-on-exec what a process inherited, a pidfd, an unguessable name:
 /// the launcher's too (so that its raw system calls are these, in one module).
-pub use sys::{pidfd_open, random_u64, release_inherited_fds, Inherited};
+pub use sys::{pidfd_open, pidfd_send_signal, random_u64, release_inherited_fds, Inherited};
 /// A process's state and how a zombie ended, from `/proc/PID/stat`: the launcher reads dead
 /// panes' status and sidecars' liveness with them.
 pub use target::{process_state, zombie_status};

@@ -15,7 +15,7 @@ Invariants:
 */
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Output};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -118,6 +118,11 @@ impl Stop {
             }
         }
         self.got.get()
+    }
+
+    /// The read end of the signal pipe, for a caller's own `poll`.
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.read.as_ref().map(AsFd::as_fd)
     }
 
     fn raw_fd(&self) -> Option<RawFd> {

@@ -45,6 +45,15 @@ pub enum Created {
     AlreadyRunning,
 }
 
+/// What [`Tmux::capture_and_pipe`] found.
+pub struct Piped {
+    /// The pane had a pipe already (and keeps it: none was opened).
+    pub already: bool,
+    pub server: Option<i32>,
+    /// Everything the pane kept, as `capture-pane -p -J -S -` prints it.
+    pub kept: Vec<u8>,
+}
+
 /// A pane's process and its tmux server, as tmux printed them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PanePids {
@@ -387,6 +396,101 @@ impl<'a> Tmux<'a> {
             return Ok(None);
         }
         Err(self.failure("capture-pane", &out).into())
+    }
+
+    /// In one tmux command, so that no output falls between them or is seen twice: whether
+    /// the agent's pane already has a pipe, the server's pid, everything the pane kept (as
+    /// [`Tmux::capture`]), and, only when it had no pipe, a pipe of its output from now on
+    /// into `fifo` (`pipe-pane -O`; tmux 3.3a's `-o` would close another's pipe). The shell
+    /// command reaches `pipe-pane` through the pane option `option`, never through tmux's
+    /// parser. `Ok(None)`: no such session.
+    pub fn capture_and_pipe(
+        &self,
+        agent: &str,
+        fifo: &Path,
+        option: &str,
+    ) -> Result<Option<Piped>, Failure> {
+        let target = format!("={agent}:");
+        let mut pipe = b"exec cat >".to_vec();
+        crate::pane::quote(&mut pipe, fifo.as_os_str().as_bytes());
+        let pipe = OsString::from_vec(pipe);
+        let open = format!("pipe-pane -O -t {target} \"#{{{option}}}\"");
+        let head = [
+            "display-message",
+            "-p",
+            "-t",
+            &target,
+            "#{pane_pipe} #{pid}",
+            ";",
+            "set-option",
+            "-p",
+            "-t",
+            &target,
+            option,
+        ];
+        let mut args: Vec<&OsStr> = head.iter().map(OsStr::new).collect();
+        args.push(&pipe);
+        let rest = [
+            ";",
+            "capture-pane",
+            "-p",
+            "-J",
+            "-S",
+            "-",
+            "-t",
+            &target,
+            ";",
+            "if-shell",
+            "-F",
+            "-t",
+            &target,
+            "#{pane_pipe}",
+            "",
+            &open,
+        ];
+        args.extend(rest.iter().map(OsStr::new));
+        let out = self.run(&args)?;
+        if !out.status.success() {
+            if is_missing(&out) {
+                return Ok(None);
+            }
+            return Err(self.failure("pipe-pane", &out).into());
+        }
+        let end = out
+            .stdout
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let (first, kept) = out.stdout.split_at(end);
+        let first = String::from_utf8_lossy(first);
+        let mut words = first.split_whitespace();
+        Ok(Some(Piped {
+            already: words.next() == Some("1"),
+            server: words.next().and_then(|w| validate::pid(w).ok()),
+            kept: kept.to_vec(),
+        }))
+    }
+
+    /// Closes the pipe of the agent's pane (`pipe-pane` without a command; tmux 3.3a refuses
+    /// for a dead pane) and removes the pane option `option`.
+    pub fn unpipe(&self, agent: &str, option: &str) {
+        let target = format!("={agent}:");
+        let _ = self.run(&[
+            "set-option",
+            "-pu",
+            "-t",
+            &target,
+            option,
+            ";",
+            "pipe-pane",
+            "-t",
+            &target,
+        ]);
+    }
+
+    /// Removes the pane option `option` (a pipe that is not ours stays).
+    pub fn unpipe_option(&self, agent: &str, option: &str) {
+        let _ = self.run(&["set-option", "-pu", "-t", &format!("={agent}:"), option]);
     }
 
     /// Ends session `agent`: `Ok(false)` when there was none.

@@ -4,7 +4,7 @@
 ```text
 mosaic-fleet start AGENT      exactly `mosaic-launcher AGENT` (same flags, variables, output)
 mosaic-fleet ls               one row per agent: tmux panes joined with heartbeat records  (ls)
-mosaic-fleet logs AGENT       the pane's output, also a dead pane's
+mosaic-fleet logs AGENT       the pane's output, also a dead pane's; --follow streams it (follow)
 mosaic-fleet attach AGENT     tmux attach (switch-client from inside that server)
 mosaic-fleet stop AGENT...    a deliberate stop: status=stopped, the process tree ended   (stop)
 mosaic-fleet restart AGENT    stop, then start with the stored launch configuration       (stop)
@@ -16,6 +16,7 @@ Every verb finds the fleet the way the launcher does: `--socket` / `MOSAIC_TMUX_
 through [`crate::tmux`] only, once per verb where it can be (`list-panes -a`).
 */
 
+pub mod follow;
 pub mod ls;
 pub mod prune;
 pub mod stop;
@@ -188,8 +189,12 @@ struct LogsArgs {
     #[arg(short = 'n', long, value_name = "LINES", default_value_t = 40)]
     lines: usize,
     /// Print as a JSON object: {agent, lines}.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "follow")]
     json: bool,
+    /// Then print the pane's output as it comes (escape sequences dropped), until the agent
+    /// exits, its session goes, or Ctrl-C (exit 130). One follower per pane.
+    #[arg(short = 'f', long)]
+    follow: bool,
     #[command(flatten)]
     place: Where,
 }
@@ -253,11 +258,13 @@ pub fn run(cli: FleetCli) -> ExitCode {
 
 /// Writes a report to stdout; a reader that closed the pipe is not an error worth a message.
 pub fn print(text: &str) -> Result<(), Fail> {
+    print_bytes(text.as_bytes())
+}
+
+/// [`print`] for bytes.
+pub fn print_bytes(bytes: &[u8]) -> Result<(), Fail> {
     let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
             Err(Fail(Exit::Failed, String::new()))
@@ -272,6 +279,9 @@ pub fn print(text: &str) -> Result<(), Fail> {
 fn logs(args: &LogsArgs) -> Result<ExitCode, Fail> {
     let agent = agent_name(&args.agent)?;
     let fleet = args.place.resolve()?;
+    if args.follow {
+        return follow::follow(&fleet.tmux(), agent, args.lines);
+    }
     let Some(text) = fleet.tmux().capture(agent).map_err(tmux_failed)? else {
         return Err(failed(format!(
             "no agent {agent} on tmux socket {}: no such session",

@@ -1,0 +1,310 @@
+/*!
+`mosaic-fleet logs AGENT --follow`: the pane's last lines, then its output as it comes, until
+the agent's process ends, its session goes, or a stop signal.
+
+One tmux command captures the pane and opens `pipe-pane -o -O` into a FIFO in a private
+directory of ours, so no output falls between the capture and the stream, and none is shown
+twice. We hold the FIFO open for reading and writing (a reader that is never at EOF, whoever
+writes), and ask tmux once a second whether the pane still lives. The stream is the pane's
+raw output: terminal control sequences and carriage returns are dropped ([`Printable`]), so
+an agent cannot drive the operator's terminal through us. On the way out, whatever the
+reason, the pipe is closed and the directory removed.
+
+One follower per pane: a pane that already has a pipe (another follower, or someone's
+`pipe-pane`) is refused, and that pipe is left alone.
+*/
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal;
+use nix::sys::stat::Mode;
+
+use super::{failed, last_lines, print, print_bytes, tmux_failed, Fail};
+use crate::child::Stop;
+use crate::tmux::{Pane, Tmux};
+
+/// How often tmux is asked whether the pane still lives.
+const LOOK: Duration = Duration::from_secs(1);
+
+/// How long the last output of a pane found dead may take to come through the pipe.
+const LAST_WORDS: Duration = Duration::from_millis(100);
+
+pub fn follow(tmux: &Tmux, agent: &str, lines: usize) -> Result<ExitCode, Fail> {
+    let stop = Stop::new();
+    let dir = Private::new()?;
+    let fifo = dir.path.join("pane");
+    nix::unistd::mkfifo(&fifo, Mode::S_IRUSR | Mode::S_IWUSR)
+        .map_err(|e| failed(format!("cannot make a FIFO in {}: {e}", dir.path.display())))?;
+    // Read and write: a reader that never sees EOF, whoever writes or stops writing.
+    let mut stream = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .map_err(|e| {
+            failed(format!(
+                "cannot open {}: {}",
+                fifo.display(),
+                mosaic_hb::why(&e)
+            ))
+        })?;
+    let option = format!("@mosaic_follow_{}", dir.id);
+    let Some(piped) = tmux
+        .capture_and_pipe(agent, &fifo, &option)
+        .map_err(tmux_failed)?
+    else {
+        return Err(failed(format!(
+            "no agent {agent} on tmux socket {}: no such session",
+            tmux.socket()
+        )));
+    };
+    if piped.already {
+        tmux.unpipe_option(agent, &option);
+        return Err(failed(format!(
+            "the pane of agent {agent} already has a pipe (another `logs --follow`, or tmux \
+             pipe-pane): one follower at a time"
+        )));
+    }
+    let result = stream_until_the_end(tmux, agent, lines, &piped.kept, &mut stream, &stop);
+    // Ours, found by the FIFO it writes to, while it still runs: tmux closes its pipe, or,
+    // for a dead pane (tmux 3.3a will not close that one), we end its process.
+    let ours = piped.server.and_then(|server| our_pipe(server, &fifo));
+    if ours.is_some() {
+        tmux.unpipe(agent, &option);
+    } else {
+        tmux.unpipe_option(agent, &option);
+    }
+    if let Some(pidfd) = ours {
+        let _ = mosaic_hb::pidfd_send_signal(pidfd.as_fd(), Signal::SIGTERM);
+    }
+    result
+}
+
+/// The process tmux runs for our pipe: the server's child whose stdout is `fifo` (our own,
+/// in a directory only we can enter), as a pidfd opened before that is checked. It lives as
+/// long as the pane's pipe is ours (tmux closing the pipe ends it), once its shell has
+/// opened the FIFO: a follow cut short right after it began gives it a moment.
+fn our_pipe(server: i32, fifo: &Path) -> Option<OwnedFd> {
+    let give_up = Instant::now() + PIPE_START;
+    loop {
+        let kids = std::fs::read_to_string(format!("/proc/{server}/task/{server}/children"));
+        let found = kids.ok()?.split_whitespace().find_map(|kid| {
+            let pidfd = mosaic_hb::pidfd_open(kid.parse().ok()?).ok()?;
+            let out = std::fs::read_link(format!("/proc/{kid}/fd/1")).ok()?;
+            (out == fifo).then_some(pidfd)
+        });
+        if found.is_some() || Instant::now() >= give_up {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// How long the pipe's process may take to open the FIFO.
+const PIPE_START: Duration = Duration::from_millis(500);
+
+fn stream_until_the_end(
+    tmux: &Tmux,
+    agent: &str,
+    lines: usize,
+    kept: &[u8],
+    stream: &mut File,
+    stop: &Stop,
+) -> Result<ExitCode, Fail> {
+    let kept = String::from_utf8_lossy(kept);
+    let mut text: String = last_lines(&kept, lines)
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    print(&std::mem::take(&mut text))?;
+    let mut printable = Printable::default();
+    let mut next_look = Instant::now() + LOOK;
+    loop {
+        let signals = stop.fd();
+        let wait = next_look.saturating_duration_since(Instant::now());
+        let mut fds = vec![PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
+        fds.extend(signals.map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
+        let timeout =
+            PollTimeout::try_from(wait.as_millis() as u64 + 1).unwrap_or(PollTimeout::MAX);
+        match nix::poll::poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(failed(format!("cannot wait for the pane's output: {e}"))),
+        }
+        if let Some(sig) = stop.signal() {
+            // Like a process the signal had ended: 128+N, with the pipe closed behind us.
+            return Ok(ExitCode::from(128 + sig as u8));
+        }
+        pass_on(stream, &mut printable)?;
+        if Instant::now() < next_look {
+            continue;
+        }
+        next_look = Instant::now() + LOOK;
+        let end = match tmux.pane(agent).map_err(tmux_failed)? {
+            Pane::Live(_) | Pane::Unknown => continue,
+            Pane::Dead(death) => format!("agent {agent} exited with {}", death.describe()),
+            Pane::Gone(_) => format!("the session of agent {agent} is gone"),
+        };
+        std::thread::sleep(LAST_WORDS);
+        pass_on(stream, &mut printable)?;
+        if printable.mid_line {
+            print("\n")?;
+        }
+        eprintln!("mosaic-fleet: {end}");
+        return Ok(ExitCode::SUCCESS);
+    }
+}
+
+/// Passes on what the pipe holds now, made printable.
+fn pass_on(stream: &mut File, printable: &mut Printable) -> Result<(), Fail> {
+    let mut buf = [0u8; 16 * 1024];
+    let mut out = Vec::new();
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => printable.push(&buf[..n], &mut out),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(failed(format!("cannot read the pane's output: {e}"))),
+        }
+    }
+    if out.is_empty() {
+        return Ok(());
+    }
+    print_bytes(&out)
+}
+
+/// A terminal's output stream made plain text: escape sequences (CSI, OSC, and the two-byte
+/// ones), carriage returns and other control characters are dropped; text, newlines and tabs
+/// pass. It keeps its state across chunks, since a sequence may be split between two reads.
+#[derive(Default)]
+pub struct Printable {
+    state: State,
+    /// The last byte passed on was not a newline.
+    pub mid_line: bool,
+}
+
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum State {
+    #[default]
+    Text,
+    /// After ESC.
+    Escape,
+    /// In `ESC [ ...`, until a final byte (0x40-0x7e).
+    Csi,
+    /// In `ESC ] ...` (or P, X, ^, _: strings), until BEL or `ESC \`.
+    String,
+    /// ESC inside a string: `\` ends it.
+    StringEscape,
+}
+
+impl Printable {
+    pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        for &b in input {
+            self.state = match (self.state, b) {
+                (State::Text, 0x1b) => State::Escape,
+                (State::Text, b'\n' | b'\t') | (State::Text, 0x20..=0x7e | 0x80..) => {
+                    out.push(b);
+                    self.mid_line = b != b'\n';
+                    State::Text
+                }
+                (State::Text, _) => State::Text,
+                (State::Escape, b'[') => State::Csi,
+                (State::Escape, b']' | b'P' | b'X' | b'^' | b'_') => State::String,
+                // `ESC (` and friends take one more byte; anything else ends here.
+                (State::Escape, 0x20..=0x2f) => State::Escape,
+                (State::Escape, _) => State::Text,
+                (State::Csi, 0x40..=0x7e) => State::Text,
+                (State::Csi, _) => State::Csi,
+                (State::String, 0x07) => State::Text,
+                (State::String, 0x1b) => State::StringEscape,
+                (State::String, _) => State::String,
+                (State::StringEscape, b'\\') => State::Text,
+                (State::StringEscape, _) => State::String,
+            };
+        }
+    }
+}
+
+/// A directory of our own under `$TMPDIR` (mode 0700), removed with what is in it when
+/// dropped.
+struct Private {
+    path: PathBuf,
+    /// `PID-RANDOM`: names the directory and our pane option.
+    id: String,
+}
+
+impl Private {
+    fn new() -> Result<Private, Fail> {
+        let base = std::env::temp_dir();
+        let id = format!("{}_{:016x}", std::process::id(), mosaic_hb::random_u64());
+        let path = base.join(format!("mosaic-follow-{id}"));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(|e| {
+                failed(format!(
+                    "cannot make a directory in {}: {}",
+                    base.display(),
+                    mosaic_hb::why(&e)
+                ))
+            })?;
+        Ok(Private { path, id })
+    }
+}
+
+impl Drop for Private {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plain(chunks: &[&[u8]]) -> String {
+        let mut p = Printable::default();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            p.push(chunk, &mut out);
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn escapes_and_carriage_returns_are_dropped() {
+        assert_eq!(plain(&[b"a\r\n\x1b[31mred\x1b[0m\tx\n"]), "a\nred\tx\n");
+        // A title (OSC, ended by BEL or ST), a charset switch, a bell, a backspace.
+        assert_eq!(
+            plain(&[b"\x1b]0;title\x07\x1b]2;t\x1b\\\x1b(Bok\x07\x08!"]),
+            "ok!"
+        );
+        // UTF-8 passes whole.
+        assert_eq!(plain(&["é→\n".as_bytes()]), "é→\n");
+    }
+
+    #[test]
+    fn a_sequence_split_between_reads_is_still_dropped() {
+        assert_eq!(
+            plain(&[b"x\x1b", b"[3", b"8;5;1mY\x1b]8;;", b"http://a\x1b", b"\\z"]),
+            "xYz"
+        );
+    }
+
+    #[test]
+    fn mid_line_tells_whether_a_newline_is_owed() {
+        let mut p = Printable::default();
+        let mut out = Vec::new();
+        p.push(b"done\n", &mut out);
+        assert!(!p.mid_line);
+        p.push(b"partial\x1b[0m", &mut out);
+        assert!(p.mid_line);
+    }
+}
