@@ -143,6 +143,7 @@ pub fn run(args: &Args) -> Result {
         format!("export {env}"),
         format!("{f} ls                 # the fleet, live agents first"),
         format!("{f} logs builder -n 20 # its last output"),
+        format!("{f} logs builder -f    # then its output as it comes (Ctrl-C to stop)"),
         format!("{f} attach builder     # its terminal (detach: Ctrl-b d)"),
         format!("{f} restart builder    # stop, then start with the same configuration"),
         format!("{f} stop --all         # SIGTERM, grace, SIGKILL; records say stopped"),
