@@ -73,8 +73,8 @@ pub fn follow(tmux: &Tmux, agent: &str, lines: usize) -> Result<ExitCode, Fail> 
         )));
     }
     let result = stream_until_the_end(tmux, agent, lines, &piped.kept, &mut stream, &stop);
-    // Ours, found by the FIFO it writes to, while it still runs: tmux closes its pipe, or,
-    // for a dead pane (tmux 3.3a will not close that one), we end its process.
+    // Ours, found by the FIFO it writes to, while it still runs: tmux closes its pipe (which
+    // ends it), and, for a dead pane, whose pipe tmux 3.3a will not close, we end it.
     let ours = piped.server.and_then(|server| our_pipe(server, &fifo));
     if ours.is_some() {
         tmux.unpipe(agent, &option);
@@ -119,18 +119,17 @@ fn stream_until_the_end(
     stop: &Stop,
 ) -> Result<ExitCode, Fail> {
     let kept = String::from_utf8_lossy(kept);
-    let mut text: String = last_lines(&kept, lines)
+    let text: String = last_lines(&kept, lines)
         .iter()
         .map(|l| format!("{l}\n"))
         .collect();
-    print(&std::mem::take(&mut text))?;
+    print(&text)?;
     let mut printable = Printable::default();
     let mut next_look = Instant::now() + LOOK;
     loop {
-        let signals = stop.fd();
         let wait = next_look.saturating_duration_since(Instant::now());
         let mut fds = vec![PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
-        fds.extend(signals.map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
+        fds.extend(stop.fd().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
         let timeout =
             PollTimeout::try_from(wait.as_millis() as u64 + 1).unwrap_or(PollTimeout::MAX);
         match nix::poll::poll(&mut fds, timeout) {
