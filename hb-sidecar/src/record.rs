@@ -183,6 +183,12 @@ pub struct Record {
     pub activity_since: Option<DateTime<Utc>>,
 }
 
+/// The record in heartbeat file `path`, if it holds a valid one (for a quick look; `status`
+/// reads a directory through its own descriptors).
+pub fn read(path: &std::path::Path) -> Option<Record> {
+    parse(&std::fs::read(path).ok()?).ok()
+}
+
 /// Parses a heartbeat file. Unknown keys are ignored; a missing or malformed `ts`, `pid` or
 /// `status`, or bytes that are not UTF-8, make the file invalid, with the reason.
 pub fn parse(bytes: &[u8]) -> Result<Record, String> {

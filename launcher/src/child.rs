@@ -15,7 +15,7 @@ Invariants:
 */
 
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Output};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -118,11 +118,6 @@ impl Stop {
             }
         }
         self.got.get()
-    }
-
-    /// The read end of the signal pipe, for a caller's own `poll`.
-    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
-        self.read.as_ref().map(AsFd::as_fd)
     }
 
     fn raw_fd(&self) -> Option<RawFd> {
@@ -350,13 +345,17 @@ fn poll(fds: &[Option<RawFd>; 4], deadline: Instant) -> std::io::Result<[bool; 4
     Ok(ready)
 }
 
-/// Waits up to `timeout` for `pidfd` to turn readable (its process exited) or a stop signal.
-/// Returns true when the process exited.
-pub fn wait_exit(pidfd: &OwnedFd, timeout: Duration, stop: Option<&Stop>) -> Result<bool, Cut> {
+/// Waits up to `timeout` for `fd` to turn readable (a pidfd: its process exited; a pipe: data
+/// came) or a stop signal. Returns true when it is readable.
+pub fn wait_readable(
+    fd: BorrowedFd<'_>,
+    timeout: Duration,
+    stop: Option<&Stop>,
+) -> Result<bool, Cut> {
     let deadline = Instant::now() + timeout;
     loop {
         let fds = [
-            Some(pidfd.as_raw_fd()),
+            Some(fd.as_raw_fd()),
             None,
             None,
             stop.and_then(Stop::raw_fd),

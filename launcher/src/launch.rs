@@ -898,6 +898,7 @@ fn store_config(plan: &Plan, report: &Report) {
 }
 
 fn render_text(plan: &Plan, report: &Report) -> String {
+    let ended = |death: &Death| at(death.time.and_then(|t| DateTime::from_timestamp(t, 0)));
     let mut line = match &report.outcome {
         Outcome::Started => format!(
             "started agent {} on tmux socket {}",
@@ -912,7 +913,7 @@ fn render_text(plan: &Plan, report: &Report) -> String {
             plan.agent,
             plan.socket,
             death.describe(),
-            at(death.time.and_then(|t| DateTime::from_timestamp(t, 0)))
+            ended(death)
         ),
         Outcome::Restarting(death, due) => format!(
             "agent {} is restarting on tmux socket {} (its last run ended with {}{}): its \
@@ -920,7 +921,7 @@ fn render_text(plan: &Plan, report: &Report) -> String {
             plan.agent,
             plan.socket,
             death.describe(),
-            at(death.time.and_then(|t| DateTime::from_timestamp(t, 0))),
+            ended(death),
             at(*due)
         ),
     };

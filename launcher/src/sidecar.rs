@@ -224,11 +224,12 @@ pub fn keeper(file: &Path, pane_pid: i32, deadline: Instant) -> Keeper {
         return Keeper::Nobody;
     }
     // Judge the holder by its own record: until the holder has written one (a sidecar that
-    // is just starting), the file may still hold its dead predecessor's.
+    // is just starting), the file may still hold its dead predecessor's. A supervising sidecar
+    // that has just respawned the pane still says `restarting` for the pane before: it names
+    // the new one next, so give it a moment before calling the file another's.
+    let respawned_by = deadline.min(Instant::now() + RESPAWN_RECORD);
     let record = loop {
-        let record = std::fs::read(file)
-            .ok()
-            .and_then(|b| mosaic_hb::record::parse(&b).ok());
+        let record = mosaic_hb::record::read(file);
         // The lock file names its holder only once the holder is in the background: a dead pid
         // there is the predecessor's, not yet overwritten.
         let holder = mosaic_hb::lock::holder(file)
@@ -236,7 +237,15 @@ pub fn keeper(file: &Path, pane_pid: i32, deadline: Instant) -> Keeper {
         match record {
             // A dead process holds no lock: a dead pid in the lock file is a predecessor's,
             // not yet overwritten by the new holder.
-            Some(r) if r.hb_pid.is_some() && r.hb_pid == holder => break r,
+            Some(r)
+                if r.hb_pid.is_some()
+                    && r.hb_pid == holder
+                    && (r.pid == pane_pid
+                        || r.status != Status::Restarting
+                        || Instant::now() >= respawned_by) =>
+            {
+                break r
+            }
             _ if Instant::now() >= deadline => {
                 return Keeper::Stuck {
                     hb_pid: mosaic_hb::lock::holder(file),
@@ -250,20 +259,6 @@ pub fn keeper(file: &Path, pane_pid: i32, deadline: Instant) -> Keeper {
         }
     };
     let hb_pid = record.hb_pid;
-    if record.pid != pane_pid && record.status == Status::Restarting {
-        // A supervising sidecar that has just respawned the pane writes the new pid next: give
-        // it a moment before calling it another's.
-        let soon = deadline.min(Instant::now() + RESPAWN_RECORD);
-        while Instant::now() < soon {
-            std::thread::sleep(Duration::from_millis(2));
-            let now = std::fs::read(file)
-                .ok()
-                .and_then(|b| mosaic_hb::record::parse(&b).ok());
-            if now.is_some_and(|r| r.pid == pane_pid && r.hb_pid == hb_pid) {
-                return keeper(file, pane_pid, deadline);
-            }
-        }
-    }
     if record.pid != pane_pid {
         return Keeper::Other {
             hb_pid,
@@ -305,8 +300,7 @@ pub fn restarting(file: &Path, dead: i32) -> Option<(i32, Option<DateTime<Utc>>)
     if !matches!(mosaic_hb::lock::is_held(file), Ok(true)) {
         return None;
     }
-    let bytes = std::fs::read(file).ok()?;
-    let record = mosaic_hb::record::parse(&bytes).ok()?;
+    let record = mosaic_hb::record::read(file)?;
     let hb_pid = record.hb_pid?;
     let ours = record.status == Status::Restarting
         && record.pid == dead

@@ -471,26 +471,15 @@ impl<'a> Tmux<'a> {
         }))
     }
 
-    /// Closes the pipe of the agent's pane (`pipe-pane` without a command; tmux 3.3a refuses
-    /// for a dead pane) and removes the pane option `option`.
-    pub fn unpipe(&self, agent: &str, option: &str) {
+    /// Removes the pane option `option` and, with `close`, the pane's pipe (`pipe-pane`
+    /// without a command, after it: tmux 3.3a refuses that for a dead pane).
+    pub fn unpipe(&self, agent: &str, option: &str, close: bool) {
         let target = format!("={agent}:");
-        let _ = self.run(&[
-            "set-option",
-            "-pu",
-            "-t",
-            &target,
-            option,
-            ";",
-            "pipe-pane",
-            "-t",
-            &target,
-        ]);
-    }
-
-    /// Removes the pane option `option` (a pipe that is not ours stays).
-    pub fn unpipe_option(&self, agent: &str, option: &str) {
-        let _ = self.run(&["set-option", "-pu", "-t", &format!("={agent}:"), option]);
+        let mut args = vec!["set-option", "-pu", "-t", &target, option];
+        if close {
+            args.extend([";", "pipe-pane", "-t", &target]);
+        }
+        let _ = self.run(&args);
     }
 
     /// Ends session `agent`: `Ok(false)` when there was none.

@@ -10,7 +10,7 @@ exits 127) is seen the moment it happens and a reused pid is never mistaken for 
 */
 
 use std::ffi::OsStr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
@@ -95,7 +95,7 @@ pub fn watch(
     }
     if !settle.is_zero() {
         let died = match &pidfd {
-            Some(fd) => child::wait_exit(fd, settle, Some(stop))?,
+            Some(fd) => child::wait_readable(fd.as_fd(), settle, Some(stop))?,
             None => {
                 std::thread::sleep(settle);
                 exited(None, pid)
@@ -122,7 +122,7 @@ const CMDLINE_MAX: usize = 64 * 1024;
 /// Whether the process has exited (pidfd readable), or without a pidfd, is gone or a zombie.
 fn exited(pidfd: Option<&OwnedFd>, pid: i32) -> bool {
     match pidfd {
-        Some(fd) => child::wait_exit(fd, Duration::ZERO, None).unwrap_or(false),
+        Some(fd) => child::wait_readable(fd.as_fd(), Duration::ZERO, None).unwrap_or(false),
         None => mosaic_hb::process_state(pid).is_none_or(|s| matches!(s, 'Z' | 'X')),
     }
 }

@@ -296,7 +296,6 @@ fn stale_temp_files_of_its_own_name_are_removed_at_start() {
 #[ignore = "end-to-end: run `cargo xtask test`"]
 fn a_hand_over_sidecar_that_leads_its_group_still_answers() {
     e2e!();
-    use std::io::{Read, Write};
     use std::os::unix::process::CommandExt;
     let sb = Sandbox::new();
     let target = sb.spawn_target();
@@ -304,30 +303,40 @@ fn a_hand_over_sidecar_that_leads_its_group_still_answers() {
     let mut cmd = sb.hb();
     cmd.args(["--pid", "-", "--interval", "0.05", "--file"])
         .arg(&file)
-        .process_group(0)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
+        .process_group(0);
+    let (mut child, said, err) = hand_over(&mut cmd, target);
+    assert_eq!((said.as_str(), err.as_str()), ("running\n", ""));
+    assert_eq!(read_record(&file).map(|r| r.status), Some(Status::Ok));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Spawns a `--pid -` sidecar, hands it `target` on its stdin, and reads its stdout and
+/// stderr to EOF: the child (still running when it answered), and what each pipe carried.
+fn hand_over(cmd: &mut Command, target: i32) -> (std::process::Child, String, String) {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     writeln!(child.stdin.take().unwrap(), "{target}").unwrap();
-    let mut said = String::new();
+    let (mut said, mut err) = (String::new(), String::new());
     child
         .stdout
         .take()
         .unwrap()
         .read_to_string(&mut said)
         .unwrap();
-    let mut err = String::new();
     child
         .stderr
         .take()
         .unwrap()
         .read_to_string(&mut err)
         .unwrap();
-    assert_eq!((said.as_str(), err.as_str()), ("running\n", ""));
-    assert_eq!(read_record(&file).map(|r| r.status), Some(Status::Ok));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    (child, said, err)
 }
 
 // One writer per file: a second sidecar is refused with exit 1, naming the holder.
@@ -465,33 +474,9 @@ fn pid_from_stdin() {
     std::fs::write(&stale, b"x").unwrap();
     let mut cmd = sb.hb();
     cmd.args(["--pid", "-", "--interval", "0.05", "--file"])
-        .arg(&file)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    use std::io::{Read, Write};
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{target}\n").as_bytes())
-        .unwrap();
+        .arg(&file);
     // Both pipes reach EOF while the sidecar runs on: nothing else is ever written to them.
-    let mut said = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut said)
-        .unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let (mut child, said, err) = hand_over(&mut cmd, target);
     assert_eq!((said.as_str(), err.as_str()), ("running\n", ""));
     assert_eq!(
         child.try_wait().unwrap(),

@@ -22,12 +22,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 
 use super::{failed, last_lines, print, print_bytes, tmux_failed, Fail};
-use crate::child::Stop;
+use crate::child::{self, Cut, Stop};
 use crate::tmux::{Pane, Tmux};
 
 /// How often tmux is asked whether the pane still lives.
@@ -66,7 +65,7 @@ pub fn follow(tmux: &Tmux, agent: &str, lines: usize) -> Result<ExitCode, Fail> 
         )));
     };
     if piped.already {
-        tmux.unpipe_option(agent, &option);
+        tmux.unpipe(agent, &option, false);
         return Err(failed(format!(
             "the pane of agent {agent} already has a pipe (another `logs --follow`, or tmux \
              pipe-pane): one follower at a time"
@@ -76,11 +75,7 @@ pub fn follow(tmux: &Tmux, agent: &str, lines: usize) -> Result<ExitCode, Fail> 
     // Ours, found by the FIFO it writes to, while it still runs: tmux closes its pipe (which
     // ends it), and, for a dead pane, whose pipe tmux 3.3a will not close, we end it.
     let ours = piped.server.and_then(|server| our_pipe(server, &fifo));
-    if ours.is_some() {
-        tmux.unpipe(agent, &option);
-    } else {
-        tmux.unpipe_option(agent, &option);
-    }
+    tmux.unpipe(agent, &option, ours.is_some());
     if let Some(pidfd) = ours {
         let _ = mosaic_hb::pidfd_send_signal(pidfd.as_fd(), Signal::SIGTERM);
     }
@@ -128,17 +123,16 @@ fn stream_until_the_end(
     let mut next_look = Instant::now() + LOOK;
     loop {
         let wait = next_look.saturating_duration_since(Instant::now());
-        let mut fds = vec![PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
-        fds.extend(stop.fd().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
-        let timeout =
-            PollTimeout::try_from(wait.as_millis() as u64 + 1).unwrap_or(PollTimeout::MAX);
-        match nix::poll::poll(&mut fds, timeout) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(failed(format!("cannot wait for the pane's output: {e}"))),
-        }
-        if let Some(sig) = stop.signal() {
+        match child::wait_readable(stream.as_fd(), wait, Some(stop)) {
+            Ok(_) | Err(Cut::TimedOut) => {}
             // Like a process the signal had ended: 128+N, with the pipe closed behind us.
-            return Ok(ExitCode::from(128 + sig as u8));
+            Err(Cut::Interrupted(sig)) => return Ok(ExitCode::from(128 + sig as u8)),
+            Err(Cut::Io(e)) => {
+                return Err(failed(format!(
+                    "cannot wait for the pane's output: {}",
+                    mosaic_hb::why(&e)
+                )))
+            }
         }
         pass_on(stream, &mut printable)?;
         if Instant::now() < next_look {

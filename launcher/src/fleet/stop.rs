@@ -264,17 +264,12 @@ fn stop_sidecar(file: &Path) -> Result<Option<(i32, OwnedFd)>, String> {
 }
 
 fn says_stopped(file: &Path) -> bool {
-    std::fs::read(file)
-        .ok()
-        .and_then(|b| mosaic_hb::record::parse(&b).ok())
-        .is_some_and(|r| r.status == Status::Stopped)
+    mosaic_hb::record::read(file).is_some_and(|r| r.status == Status::Stopped)
 }
 
 /// Writes `status=stopped` under the lock, for an agent no sidecar kept.
 fn record_stopped(file: &Path, pane_pid: Option<i32>, agent: &str) -> Result<(), String> {
-    let old = std::fs::read(file)
-        .ok()
-        .and_then(|b| mosaic_hb::record::parse(&b).ok());
+    let old = mosaic_hb::record::read(file);
     let pid = pane_pid
         .or(old.as_ref().map(|r| r.pid))
         .ok_or("no pid for the record")?;

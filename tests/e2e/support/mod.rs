@@ -479,7 +479,7 @@ pub fn wait_gone(pid: i32) {
 
 /// The heartbeat record at `path`, when it exists and parses.
 pub fn read_record(path: &Path) -> Option<Record> {
-    parse(&std::fs::read(path).ok()?).ok()
+    mosaic_hb::record::read(path)
 }
 
 /// What is at `path` now, for failure messages.
