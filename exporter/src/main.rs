@@ -7,7 +7,7 @@ mosaic-hb exporter [--listen ADDR] [--fleet NAME]... [--stale-after N] [DIR...]
 
 `GET /metrics` reads every heartbeat directory at that moment (the same scan and
 classification as `mosaic-hb status`, so a killed sidecar is `stale` at the next scrape) and
-answers with the families of [`mosaic_hb::status::metrics`]; `GET /` answers one line; anything
+answers with the families of [`mosaic_core::status::metrics`]; `GET /` answers one line; anything
 else is 404 (405 for a method other than GET or HEAD). Nothing else is served.
 
 # A small server that garbage cannot stall
@@ -48,9 +48,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use mosaic_hb::exit::Exit;
-use mosaic_hb::status::{self, metrics};
-use mosaic_hb::{dirs, why};
+use mosaic_core::exit::Exit;
+use mosaic_core::status::{self, metrics};
+use mosaic_core::{dirs, why};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -101,7 +101,7 @@ struct Cli {
     #[arg(long, value_name = "NAME")]
     fleet: Vec<String>,
     /// An agent whose last `status=ok` beat is more than N of its intervals old is stale.
-    #[arg(long, value_name = "N", default_value = "3", value_parser = status::stale_after)]
+    #[arg(long, value_name = "N", default_value_t = status::classify::STALE_AFTER, value_parser = status::stale_after)]
     stale_after: f64,
     /// Heartbeat directories [default: $MOSAIC_HEARTBEAT_RUN_DIR, else
     /// $XDG_RUNTIME_DIR/mosaic/heartbeat, else /tmp/mosaic-<uid>/heartbeat]. A directory that
@@ -137,7 +137,7 @@ impl Fleets {
 }
 
 fn main() -> ExitCode {
-    let cli: Cli = mosaic_hb::exit::parse_args("mosaic-hb");
+    let cli: Cli = mosaic_core::exit::parse_args("mosaic-hb");
     let dirs = if cli.dirs.is_empty() {
         vec![dirs::dir_from_env()]
     } else {

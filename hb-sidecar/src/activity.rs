@@ -42,67 +42,18 @@ run alone on any PID) has no activity at all.
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::path::{Path, PathBuf};
+
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use nix::fcntl::{open, openat, OFlag};
 use nix::sys::stat::{fstat, Mode, SFlag};
 
-use crate::sys::{inotify_add_watch, inotify_init};
+use mosaic_core::activity::{Activity, QUIET};
+use mosaic_core::layout::bell_name;
+use mosaic_core::sys::{inotify_add_watch, inotify_init};
 
 pub mod claude;
-
-/// How long an agent must be silent to count as idle, unless told (`--idle-after`).
-pub const IDLE_AFTER_DEFAULT: Duration = Duration::from_secs(60);
-
-/// After a wake-up from the terminal or the bell, how long we leave the inotify descriptor
-/// unpolled: the bound on wake-ups (about one a second) and on the lag of what we report.
-pub const QUIET: Duration = Duration::from_secs(1);
-
-/// What the agent is doing, as the record says it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Activity {
-    /// Output within the idle threshold.
-    Busy,
-    /// No output for at least the idle threshold.
-    Idle,
-    /// A bell since the last output: the agent asked for attention.
-    Waiting,
-}
-
-impl Activity {
-    pub const ALL: [Activity; 3] = [Activity::Busy, Activity::Idle, Activity::Waiting];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Activity::Busy => "busy",
-            Activity::Idle => "idle",
-            Activity::Waiting => "waiting",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Activity> {
-        Activity::ALL.into_iter().find(|a| a.as_str() == text)
-    }
-}
-
-/// The bell mark's name for heartbeat file `name`: `.NAME.bell`, beside the lock file.
-pub fn bell_name(name: &CStr) -> CString {
-    let mut bytes = b".".to_vec();
-    bytes.extend_from_slice(name.to_bytes());
-    bytes.extend_from_slice(b".bell");
-    CString::new(bytes).expect("a name from a C string has no NUL")
-}
-
-/// The bell mark's path for heartbeat file `file` (the launcher's hook appends to it).
-pub fn bell_path(file: &Path) -> Option<PathBuf> {
-    use std::os::unix::ffi::OsStrExt;
-    let name = CString::new(file.file_name()?.as_bytes()).ok()?;
-    let bell = bell_name(&name);
-    let bell = std::ffi::OsStr::from_bytes(bell.to_bytes());
-    Some(file.with_file_name(bell))
-}
 
 /// The watch on one agent's terminal and bell mark, and what it concluded so far.
 pub struct Watch {
@@ -155,7 +106,7 @@ impl Watch {
                 crate::log(format_args!(
                     "cannot watch the bell mark {:?}: {} (activity without bells)",
                     bell_name(name),
-                    crate::why(&e)
+                    mosaic_core::why(&e)
                 ));
                 None
             }
@@ -372,26 +323,4 @@ fn add_watch(inotify: &OwnedFd, file: &OwnedFd, mask: u32) -> io::Result<libc::c
 fn modified(fd: &OwnedFd) -> Option<DateTime<Utc>> {
     let st = fstat(fd).ok()?;
     DateTime::from_timestamp(st.st_mtime, st.st_mtime_nsec as u32)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_parse_back() {
-        for a in Activity::ALL {
-            assert_eq!(Activity::parse(a.as_str()), Some(a));
-        }
-        assert_eq!(Activity::parse("stuck"), None);
-    }
-
-    #[test]
-    fn the_bell_mark_sits_beside_the_heartbeat_file() {
-        assert_eq!(
-            bell_path(Path::new("/run/hb/a-1.hb")),
-            Some(PathBuf::from("/run/hb/.a-1.hb.bell"))
-        );
-        assert_eq!(bell_path(Path::new("/")), None);
-    }
 }

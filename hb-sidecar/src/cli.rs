@@ -4,7 +4,6 @@ The `mosaic-hb` command line: watch a process and keep its heartbeat file curren
 [`main`]. See the crate doc for the theory of operation.
 */
 
-use std::ffi::OsString;
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
@@ -12,17 +11,19 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use crate::exit::Exit;
-use crate::handover::{self, PID_FROM_STDIN};
+use crate::activity;
 use crate::hbfile::HbFile;
-use crate::lock::{Lock, LockError};
-use crate::record::Status;
 use crate::restart::Supervisor;
-use crate::supervise::{self, Backoff, Flags, Restart};
 use crate::target::Target;
-use crate::validate::{DEFAULT_IDLE_AFTER, DEFAULT_INTERVAL};
 use crate::watch::{End, Sidecar, Signals, Writer};
-use crate::{activity, dirs, status, sys, validate, why};
+use mosaic_core::exit::Exit;
+use mosaic_core::handover::{self, PID_FROM_STDIN};
+use mosaic_core::limits::LimitArgs;
+use mosaic_core::lock::{Lock, LockError};
+use mosaic_core::record::Status;
+use mosaic_core::supervise::{Backoff, Flags, Restart};
+use mosaic_core::validate::{DEFAULT_IDLE_AFTER, DEFAULT_INTERVAL};
+use mosaic_core::{dirs, status, sys, validate, why};
 
 /// A failed run: its exit code and its one-line message.
 struct Fail(u8, String);
@@ -158,100 +159,6 @@ impl RestartArgs {
     }
 }
 
-/// The restart limits as flags, one each from one table ([`supervise::LIMIT_FLAGS`], in its
-/// order), for both binaries: with `ENV` (the launcher's) each also reads `MOSAIC_RESTART_*`
-/// and stays absent unless given, so a stored launch keeps only what was asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LimitArgs<const ENV: bool>(pub [Option<OsString>; 6]);
-
-/// `--help` for each of [`supervise::LIMIT_FLAGS`] (no final period, as clap shows a doc comment).
-const LIMIT_HELP: [&str; 6] = [
-    "Seconds before the first restart, doubled after each unstable death",
-    "Longest delay before a restart, in seconds",
-    "A run at least this long (seconds) was stable: its death restarts after the first delay \
-     again",
-    "Give up (`status=failed`) at this many unstable deaths within --restart-window",
-    "Seconds over which unstable deaths are counted",
-    "At most one restart per this many seconds among all agents of the heartbeat directory \
-     (0: no limit)",
-];
-
-/// The launcher's variable for each of [`supervise::LIMIT_FLAGS`] (`MOSAIC_` and the flag).
-const LIMIT_ENV: [&str; 6] = [
-    "MOSAIC_RESTART_DELAY",
-    "MOSAIC_RESTART_MAX_DELAY",
-    "MOSAIC_RESTART_STABLE",
-    "MOSAIC_RESTART_BURST",
-    "MOSAIC_RESTART_WINDOW",
-    "MOSAIC_RESTART_GUARD",
-];
-
-impl<const ENV: bool> LimitArgs<ENV> {
-    /// The values as text (a person's or the environment's bytes may not be), in order.
-    pub fn texts(&self) -> Result<[Option<&str>; 6], String> {
-        let mut texts = [None; 6];
-        for ((text, value), (flag, _, _)) in
-            texts.iter_mut().zip(&self.0).zip(supervise::LIMIT_FLAGS)
-        {
-            *text = match value {
-                Some(value) => Some(value.to_str().ok_or_else(|| {
-                    format!(
-                        "invalid {} {value:?}: not UTF-8 text",
-                        supervise::flag_name(flag, ENV)
-                    )
-                })?),
-                None => None,
-            };
-        }
-        Ok(texts)
-    }
-}
-
-impl<const ENV: bool> clap::FromArgMatches for LimitArgs<ENV> {
-    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
-        Ok(LimitArgs(supervise::LIMIT_FLAGS.map(|(flag, _, _)| {
-            // A default the user did not give is left out: the limit's default stands anyway.
-            let given = matches.value_source(flag) != Some(clap::parser::ValueSource::DefaultValue);
-            matches
-                .get_one::<OsString>(flag)
-                .filter(|_| given || !ENV)
-                .cloned()
-        })))
-    }
-
-    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
-        *self = Self::from_arg_matches(matches)?;
-        Ok(())
-    }
-}
-
-impl<const ENV: bool> Args for LimitArgs<ENV> {
-    fn augment_args(mut cmd: clap::Command) -> clap::Command {
-        for (((flag, value_name, default), help), var) in supervise::LIMIT_FLAGS
-            .into_iter()
-            .zip(LIMIT_HELP)
-            .zip(LIMIT_ENV)
-        {
-            let mut arg = clap::Arg::new(flag)
-                .long(flag)
-                .value_name(value_name)
-                .value_parser(clap::value_parser!(OsString))
-                .default_value(default)
-                .allow_hyphen_values(true)
-                .help(help);
-            if ENV {
-                arg = arg.env(var);
-            }
-            cmd = cmd.arg(arg);
-        }
-        cmd
-    }
-
-    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
-        Self::augment_args(cmd)
-    }
-}
-
 /// Runs `mosaic-hb` with the process's arguments.
 pub fn main() -> ExitCode {
     // `status --help` names this user's default directory, resolved, not only its rule.
@@ -261,7 +168,7 @@ pub fn main() -> ExitCode {
         dirs::dir_from_env().display()
     );
     let command = Cli::command().mut_subcommand("status", |sub| sub.after_help(here));
-    let cli: Cli = crate::exit::parse_command("mosaic-hb", command);
+    let cli: Cli = mosaic_core::exit::parse_command("mosaic-hb", command);
     let result = match cli.command {
         Some(Command::Status(args)) => return ExitCode::from(status::run(&args)),
         Some(Command::Exporter { args }) => exporter(args),
@@ -327,7 +234,7 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
     let path = absolute(args.file.expect("clap requires --file"))?;
     // Heartbeat files are 0644 whatever umask we inherited; directories we create stay 0700.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
-    let (dir, _) = crate::hbfile::split(&path).map_err(usage)?;
+    let (dir, _) = mosaic_core::layout::split(&path).map_err(usage)?;
     dirs::prepare(&dir).map_err(usage)?;
     let mut file = HbFile::open(&path).map_err(usage)?;
     let (pid, started) = match given_pid {
@@ -562,16 +469,7 @@ fn redirect_stderr(log: &std::fs::File) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_launchers_limit_variables_are_named_as_its_errors_name_them() {
-        for ((flag, _, _), var) in supervise::LIMIT_FLAGS.iter().zip(LIMIT_ENV) {
-            assert_eq!(
-                supervise::flag_name(flag, true),
-                format!("--{flag} ({var})")
-            );
-        }
-    }
+    use mosaic_core::supervise;
 
     #[test]
     fn each_restart_limit_reaches_its_flag() {

@@ -13,7 +13,6 @@ consistency, not durability, and the directory is usually tmpfs.
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -21,7 +20,8 @@ use nix::fcntl::{open, openat, renameat, OFlag};
 use nix::sys::stat::Mode;
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
-use crate::sys::random_u64;
+use mosaic_core::layout::{is_temp_of, split, temp_name};
+use mosaic_core::sys::random_u64;
 
 /// How many taken temp names we step over before giving up on a beat.
 const TEMP_ATTEMPTS: usize = 16;
@@ -40,7 +40,7 @@ impl HbFile {
         let (dir_path, name) = split(path)?;
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
         let dir = open(dir_path.as_path(), flags, Mode::empty())
-            .map_err(|e| crate::dirs::cannot("open", &dir_path, &e.into()))?;
+            .map_err(|e| mosaic_core::dirs::cannot("open", &dir_path, &e.into()))?;
         let mut file = HbFile {
             dir,
             path: path.to_path_buf(),
@@ -51,7 +51,7 @@ impl HbFile {
             format!(
                 "cannot write heartbeat file {}: {}",
                 path.display(),
-                crate::why(&e)
+                mosaic_core::why(&e)
             )
         })?;
         Ok(file)
@@ -157,52 +157,6 @@ impl HbFile {
         // Best effort: a temp file we cannot remove is the smaller harm than a failed beat.
         let _ = unlinkat(&self.dir, self.tmp.as_c_str(), UnlinkatFlags::NoRemoveDir);
     }
-}
-
-/// Splits a heartbeat path into its directory (`.` for a bare name) and a valid file name.
-pub fn split(path: &Path) -> Result<(PathBuf, CString), String> {
-    let invalid = |why: &str| format!("invalid heartbeat file {}: {why}", path.display());
-    let name = path
-        .file_name()
-        .ok_or_else(|| invalid("it names no file"))?;
-    let name = CString::new(name.as_bytes()).map_err(|_| invalid("contains NUL"))?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    Ok((dir, name))
-}
-
-fn temp_name(name: &CStr, salt: Option<u64>) -> CString {
-    let mut bytes = b".".to_vec();
-    bytes.extend_from_slice(name.to_bytes());
-    let pid = std::process::id();
-    let tail = match salt {
-        None => format!(".{pid}.tmp"),
-        Some(salt) => format!(".{pid}.{salt:016x}.tmp"),
-    };
-    bytes.extend_from_slice(tail.as_bytes());
-    CString::new(bytes).expect("a name from a C string and digits has no NUL")
-}
-
-/// Whether `candidate` is a temp name of heartbeat file `name`, as [`temp_name`] makes them:
-/// `.NAME.PID.tmp` or `.NAME.PID.SALT.tmp` (PID decimal, SALT 16 hex digits).
-fn is_temp_of(name: &[u8], candidate: &[u8]) -> bool {
-    let Some(rest) = candidate
-        .strip_prefix(b".")
-        .and_then(|r| r.strip_prefix(name))
-        .and_then(|r| r.strip_prefix(b"."))
-        .and_then(|r| r.strip_suffix(b".tmp"))
-    else {
-        return false;
-    };
-    let (pid, salt) = match rest.iter().position(|&b| b == b'.') {
-        Some(dot) => (&rest[..dot], Some(&rest[dot + 1..])),
-        None => (rest, None),
-    };
-    !pid.is_empty()
-        && pid.iter().all(u8::is_ascii_digit)
-        && salt.is_none_or(|s| s.len() == 16 && s.iter().all(u8::is_ascii_hexdigit))
 }
 
 fn write_all(fd: &OwnedFd, mut bytes: &[u8]) -> io::Result<()> {

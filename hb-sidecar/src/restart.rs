@@ -1,5 +1,5 @@
 /*!
-The sidecar's side of a restart: after its agent died, decide ([`crate::supervise`]), wait,
+The sidecar's side of a restart: after its agent died, decide ([`mosaic_core::supervise`]), wait,
 and have the dead pane started again, all from the one `ppoll` of the event loop.
 
 The sidecar talks to tmux only through one short-lived child per death, the *respawn
@@ -35,10 +35,10 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use crate::record::Status;
-use crate::supervise::{self, Answer, Backoff, Death, Slot, Verdict};
 use crate::target::Target;
 use crate::watch::{wait, Event, Signals, Writer};
+use mosaic_core::record::Status;
+use mosaic_core::supervise::{self, Answer, Backoff, Death, Slot, Verdict};
 
 /// How long the helper may take to say how the pane died (it waits for tmux to reap the pane,
 /// and tmux may be slow) or to restart it (it first ends what is left of the old process tree,
@@ -130,7 +130,7 @@ impl Supervisor {
     /// status to give afterwards).
     pub fn died(&mut self, target: &Target) {
         self.ran = Some(self.run_started.elapsed());
-        self.zombie = crate::target::zombie_status(target.pid()).map(Death::from_wait_status);
+        self.zombie = mosaic_core::proc::zombie_status(target.pid()).map(Death::from_wait_status);
     }
 
     pub fn restarts(&self) -> u32 {
@@ -164,7 +164,7 @@ impl Supervisor {
                     crate::log(format_args!(
                         "cannot run {}: {}: not restarting",
                         self.helper.display(),
-                        crate::why(&e)
+                        mosaic_core::why(&e)
                     ));
                     return self.finish(writer, None, Status::Exited, Ending::Left);
                 }
@@ -250,7 +250,7 @@ impl Supervisor {
                                     if let Err(e) = helper.go() {
                                         crate::log(format_args!(
                                             "cannot tell the respawn helper to go: {}",
-                                            crate::why(&e)
+                                            mosaic_core::why(&e)
                                         ));
                                         return Step::Done(self.finish(
                                             writer,
@@ -408,7 +408,7 @@ impl Supervisor {
             Err(e) => {
                 crate::log(format_args!(
                     "cannot use the restart guard: {}: restarting anyway",
-                    crate::why(&e)
+                    mosaic_core::why(&e)
                 ));
                 Ok(())
             }

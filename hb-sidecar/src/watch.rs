@@ -35,14 +35,15 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::time::TimeSpec;
 
-use crate::activity::{self, Activity};
-use crate::handover::Ready;
+use crate::activity;
 use crate::hbfile::HbFile;
-use crate::record::{render, Beat, Lifecycle, Status};
 use crate::restart::{Ending, Outcome, Supervisor};
-use crate::supervise::Death;
 use crate::target::{Gone, Target};
-use crate::teardown::{self, Step, Teardown};
+use mosaic_core::activity::Activity;
+use mosaic_core::handover::Ready;
+use mosaic_core::record::{render, Beat, Lifecycle, Status};
+use mosaic_core::supervise::Death;
+use mosaic_core::teardown::{self, Step, Teardown};
 
 /// How the loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,7 +156,7 @@ impl<'a> Writer<'a> {
                     crate::log(format_args!(
                         "cannot write heartbeat file {}: {} (will retry every beat)",
                         self.file.path().display(),
-                        crate::why(&e)
+                        mosaic_core::why(&e)
                     ));
                 }
                 self.failing = true;
@@ -173,7 +174,7 @@ fn answer(ready: &mut Option<Ready>, writer: &Writer) {
         ready.send();
         // A failure only leaves litter, which status never reads (dotfiles).
         let _ = writer.file.remove_stale_temps();
-        crate::sys::release_startup_memory();
+        mosaic_core::sys::release_startup_memory();
     }
 }
 
@@ -257,7 +258,7 @@ impl<'a> Sidecar<'a> {
                 if let End::Exited(_) = end {
                     // How it ended, when the zombie can still tell (before its parent, tmux,
                     // reaps it): readers that do not know the keys ignore them.
-                    if let Some(raw) = crate::target::zombie_status(self.target.pid()) {
+                    if let Some(raw) = mosaic_core::proc::zombie_status(self.target.pid()) {
                         let lifecycle = &mut self.writer.lifecycle;
                         (lifecycle.exit_status, lifecycle.exit_signal) =
                             Death::from_wait_status(raw).keys();
@@ -322,7 +323,7 @@ impl<'a> Sidecar<'a> {
             Err(e) => {
                 crate::log(format_args!(
                     "cannot watch the activity of pid {pid}: {} (no activity= reported)",
-                    crate::why(&e)
+                    mosaic_core::why(&e)
                 ));
                 None
             }

@@ -27,7 +27,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::unistd::Pid;
 
-pub use mosaic_hb::pidfd_open;
+pub use mosaic_core::sys::pidfd_open;
 
 /// Why a wait ended without the child's own exit.
 #[derive(Debug)]
@@ -73,7 +73,7 @@ impl Stop {
     pub fn new() -> Stop {
         // Whatever our caller leaked to us (a held `flock`, the write end of a pipe) must not
         // live on in a tmux server or a sidecar.
-        mosaic_hb::release_inherited_fds(mosaic_hb::Inherited::CloseOnExec);
+        mosaic_core::sys::release_inherited_fds(mosaic_core::sys::Inherited::CloseOnExec);
         let Ok((read, write)) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK) else {
             // No pipe, no catching: the signals keep their default action (nothing is
             // created yet if they kill us now; later, tmux's own cleanup is all there is).

@@ -6,8 +6,8 @@ The launcher's command line. Every option also reads the bash script's `MOSAIC_*
 use std::ffi::OsString;
 
 use clap::Parser;
-use mosaic_hb::cli::LimitArgs;
-use mosaic_hb::validate;
+use mosaic_core::limits::LimitArgs;
+use mosaic_core::validate;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -31,9 +31,9 @@ use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
-use mosaic_hb::cli::LimitArgs;
-use mosaic_hb::supervise::LIMIT_FLAGS;
-use mosaic_hb::validate;
+use mosaic_core::limits::LimitArgs;
+use mosaic_core::supervise::LIMIT_FLAGS;
+use mosaic_core::validate;
 
 use crate::cli::Cli;
 
@@ -55,7 +55,7 @@ pub struct LaunchConfig {
     /// Without output for this long, the sidecar calls the agent idle.
     pub idle_after: Duration,
     /// The restart policy and its limits as flag names and values (`restart`,
-    /// `restart-delay`, ...: [`mosaic_hb::supervise::settings`]); empty for none.
+    /// `restart-delay`, ...: [`mosaic_core::supervise::settings`]); empty for none.
     pub restart: Vec<(String, String)>,
 }
 
@@ -72,7 +72,7 @@ impl LaunchConfig {
             format!(
                 "cannot write launch file {}: {}",
                 self.hb_dir.join(&name).display(),
-                mosaic_hb::why(&e)
+                mosaic_core::why(&e)
             )
         })
     }
@@ -90,12 +90,12 @@ impl LaunchConfig {
         let file = match file {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(bad(mosaic_hb::why(&e))),
+            Err(e) => return Err(bad(mosaic_core::why(&e))),
         };
         let mut bytes = Vec::new();
         file.take(READ_LIMIT)
             .read_to_end(&mut bytes)
-            .map_err(|e| bad(mosaic_hb::why(&e)))?;
+            .map_err(|e| bad(mosaic_core::why(&e)))?;
         Self::parse(&bytes).map(Some).map_err(bad)
     }
 
@@ -263,21 +263,22 @@ pub fn replace_file(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> std::io:
     written
 }
 
-/// Takes the sidecars' lock of `dir/AGENT.hb` (`mosaic_hb::lock`), as a sidecar would.
-pub fn lock_agent(dir: &Path, agent: &str) -> Result<mosaic_hb::lock::Lock, String> {
+/// Takes the sidecars' lock of `dir/AGENT.hb` (`mosaic_core::lock`), as a sidecar would.
+pub fn lock_agent(dir: &Path, agent: &str) -> Result<mosaic_core::lock::Lock, String> {
     use std::os::fd::AsFd;
-    let handle = std::fs::File::open(dir).map_err(|e| mosaic_hb::dirs::cannot("open", dir, &e))?;
+    let handle =
+        std::fs::File::open(dir).map_err(|e| mosaic_core::dirs::cannot("open", dir, &e))?;
     let name = std::ffi::CString::new(format!("{agent}.hb")).map_err(|e| e.to_string())?;
-    mosaic_hb::lock::Lock::acquire(handle.as_fd(), &name).map_err(|e| match e {
-        mosaic_hb::lock::LockError::Held(pid) => format!(
+    mosaic_core::lock::Lock::acquire(handle.as_fd(), &name).map_err(|e| match e {
+        mosaic_core::lock::LockError::Held(pid) => format!(
             "{}: kept by a sidecar{}",
             dir.join(format!("{agent}.hb")).display(),
             pid.map_or(String::new(), |p| format!(" (pid {p})"))
         ),
-        mosaic_hb::lock::LockError::Io(e) => format!(
+        mosaic_core::lock::LockError::Io(e) => format!(
             "cannot lock {}: {}",
             dir.join(format!("{agent}.hb")).display(),
-            mosaic_hb::why(&e)
+            mosaic_core::why(&e)
         ),
     })
 }

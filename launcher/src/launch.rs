@@ -29,8 +29,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use mosaic_hb::exit::Exit;
-use mosaic_hb::{dirs, json, supervise, validate};
+use mosaic_core::exit::Exit;
+use mosaic_core::{dirs, json, supervise, validate};
 
 use crate::child::Stop;
 use crate::cli::Cli;
@@ -140,7 +140,7 @@ pub fn run(cli: Cli) -> ExitCode {
             if let Err(e) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
                 say(&format!(
                     "cannot write the report to stdout: {} (agent {} is running)",
-                    mosaic_hb::why(&e),
+                    mosaic_core::why(&e),
                     plan.agent
                 ));
                 return ExitCode::from(Exit::Failed.code());
@@ -248,7 +248,7 @@ pub fn plan(cli: Cli) -> Result<Plan, Fail> {
         None => std::env::current_dir().map_err(|e| {
             failed(format!(
                 "cannot read the current directory: {}",
-                mosaic_hb::why(&e)
+                mosaic_core::why(&e)
             ))
         })?,
     };
@@ -376,7 +376,7 @@ fn absolute(path: impl AsRef<Path>) -> Result<PathBuf, Fail> {
         usage(format!(
             "invalid path {}: {}",
             path.display(),
-            mosaic_hb::why(&e)
+            mosaic_core::why(&e)
         ))
     })
 }
@@ -384,7 +384,11 @@ fn absolute(path: impl AsRef<Path>) -> Result<PathBuf, Fail> {
 /// A unique mark for the session this launch creates, so that its roll-back removes that
 /// session and never one a racing launcher made.
 fn launch_token() -> String {
-    format!("{}-{:016x}", std::process::id(), mosaic_hb::random_u64())
+    format!(
+        "{}-{:016x}",
+        std::process::id(),
+        mosaic_core::sys::random_u64()
+    )
 }
 
 /// One launch, all or nothing. Signals in `stop` are looked at, never acted upon by default.
@@ -402,11 +406,11 @@ pub fn launch(plan: &Plan, stop: &Stop) -> Result<Report, Fail> {
     };
     let tmux = Tmux::new(&plan.socket, plan.timeout, Some(stop));
     let token = launch_token();
-    // A bell in the pane marks the sidecar's bell file (see `mosaic_hb::activity`).
+    // A bell in the pane marks the sidecar's bell file (see `mosaic_core::activity`).
     let bell_hook = plan
         .heartbeat
         .as_ref()
-        .and_then(|hb| mosaic_hb::activity::bell_path(&hb.file))
+        .and_then(|hb| mosaic_core::layout::bell_path(&hb.file))
         .map(|bell| pane::bell_hook(&bell));
     let spec = Spec {
         bell_hook: bell_hook.as_deref(),

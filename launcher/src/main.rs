@@ -10,5 +10,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    mosaic_launcher::launch::run(mosaic_hb::exit::parse_args("mosaic-launcher"))
+    mosaic_launcher::launch::run(mosaic_core::exit::parse_args("mosaic-launcher"))
 }

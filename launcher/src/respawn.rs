@@ -3,7 +3,7 @@
 
 A sidecar under a restart policy (`mosaic-hb --restart ...`) cannot talk to tmux (only
 [`crate::tmux`] does), so on each death of its agent it runs this helper with its stdin and
-stdout as pipes, and they speak the line protocol of [`mosaic_hb::supervise::Answer`]:
+stdout as pipes, and they speak the line protocol of [`mosaic_core::supervise::Answer`]:
 
 1. The helper asks tmux how the agent's pane died (tmux reaps it and keeps its status, thanks
    to `remain-on-exit`) and prints `dead status N`, `dead signal N` or `dead unknown`; or `live
@@ -22,10 +22,10 @@ use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use mosaic_hb::exit::Exit;
-use mosaic_hb::handover::Target;
-use mosaic_hb::supervise::{Answer, Death, GO};
-use mosaic_hb::validate;
+use mosaic_core::exit::Exit;
+use mosaic_core::handover::Target;
+use mosaic_core::supervise::{Answer, Death, GO};
+use mosaic_core::validate;
 
 use crate::tmux::{self, Pane, Tmux};
 
@@ -130,7 +130,7 @@ fn say(answer: Answer) -> Result<(), (Exit, String)> {
         .map_err(|e| {
             (
                 Exit::Failed,
-                format!("cannot answer the sidecar: {}", mosaic_hb::why(&e)),
+                format!("cannot answer the sidecar: {}", mosaic_core::why(&e)),
             )
         })
 }

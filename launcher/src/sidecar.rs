@@ -1,14 +1,14 @@
 /*!
 Starting the heartbeat sidecar:
 `setsid <mosaic-hb> --pid - --file HB --interval N --idle-after S --agent A`, the launcher's side
-of [`mosaic_hb::handover`].
+of [`mosaic_core::handover`].
 
 `setsid` (from PATH) puts the sidecar in a session of its own, so it outlives a terminal that
 hangs up. It is spawned right after tmux is asked for the session and reads the pane's pid
 (and start time) from a pipe on its stdin once tmux has answered, so its start-up overlaps
 tmux's work instead of following it; a launch that needs no sidecar closes the pipe and the
 sidecar leaves without writing anything. Handed its pane, `mosaic-hb` takes its lock,
-attaches, writes its first record and says so on its stdout ([`mosaic_hb::handover::READY`]):
+attaches, writes its first record and says so on its stdout ([`mosaic_core::handover::READY`]):
 we return on that line, and the sidecar, still our child, is adopted by init when we exit (no
 daemon's double fork on the launch's path). A sidecar that cannot run exits instead, and its
 exit status says why. Its stderr is a pipe it gives up before it answers, so
@@ -22,9 +22,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use mosaic_hb::handover::{Answer, Request, Target, READY};
-use mosaic_hb::process_state;
-use mosaic_hb::record::Status;
+use mosaic_core::handover::{Answer, Request, Target, READY};
+use mosaic_core::proc::process_state;
+use mosaic_core::record::Status;
+use mosaic_core::status::classify;
 
 use crate::child::{self, Cut, Finished, Running};
 
@@ -84,7 +85,7 @@ impl Sidecar {
             idle_after,
             agent,
             // A pane's process leads its session: what it leaves behind is ended at its death.
-            reap: Some(mosaic_hb::teardown::DEFAULT_GRACE),
+            reap: Some(mosaic_core::teardown::DEFAULT_GRACE),
             restart,
         };
         let mut cmd = Command::new(&self.setsid);
@@ -97,7 +98,7 @@ impl Sidecar {
             format!(
                 "cannot run {}: {}",
                 self.setsid.display(),
-                mosaic_hb::why(&e)
+                mosaic_core::why(&e)
             )
         })?;
         Ok(Pending {
@@ -136,7 +137,7 @@ impl Pending {
                     self.hb.display(),
                     crate::tmux::seconds(self.timeout)
                 ),
-                Cut::Io(e) => format!("cannot wait for mosaic-hb: {}", mosaic_hb::why(&e)),
+                Cut::Io(e) => format!("cannot wait for mosaic-hb: {}", mosaic_core::why(&e)),
                 // Not asked for (no `Stop` given).
                 Cut::Interrupted(sig) => format!("mosaic-hb start cut by signal {sig}"),
             })?;
@@ -220,7 +221,7 @@ const RESPAWN_RECORD: Duration = Duration::from_secs(1);
 /// Reads the keeper of `file` for pane `pane_pid`, waiting until `deadline` for the first
 /// record of a keeper that is just starting (a racing launcher's).
 pub fn keeper(file: &Path, pane_pid: i32, deadline: Instant) -> Keeper {
-    if !matches!(mosaic_hb::lock::is_held(file), Ok(true)) {
+    if !matches!(mosaic_core::lock::is_held(file), Ok(true)) {
         return Keeper::Nobody;
     }
     // Judge the holder by its own record: until the holder has written one (a sidecar that
@@ -229,10 +230,10 @@ pub fn keeper(file: &Path, pane_pid: i32, deadline: Instant) -> Keeper {
     // the new one next, so give it a moment before calling the file another's.
     let respawned_by = deadline.min(Instant::now() + RESPAWN_RECORD);
     let record = loop {
-        let record = mosaic_hb::record::read(file);
+        let record = mosaic_core::record::read(file);
         // The lock file names its holder only once the holder is in the background: a dead pid
         // there is the predecessor's, not yet overwritten.
-        let holder = mosaic_hb::lock::holder(file)
+        let holder = mosaic_core::lock::holder(file)
             .filter(|&p| !matches!(process_state(p), None | Some('Z' | 'X')));
         match record {
             // A dead process holds no lock: a dead pid in the lock file is a predecessor's,
@@ -248,13 +249,13 @@ pub fn keeper(file: &Path, pane_pid: i32, deadline: Instant) -> Keeper {
             }
             _ if Instant::now() >= deadline => {
                 return Keeper::Stuck {
-                    hb_pid: mosaic_hb::lock::holder(file),
+                    hb_pid: mosaic_core::lock::holder(file),
                     why: "it has written no record".into(),
                 }
             }
             _ => std::thread::sleep(Duration::from_millis(2)),
         }
-        if !matches!(mosaic_hb::lock::is_held(file), Ok(true)) {
+        if !matches!(mosaic_core::lock::is_held(file), Ok(true)) {
             return Keeper::Nobody;
         }
     };
@@ -281,10 +282,10 @@ pub fn keeper(file: &Path, pane_pid: i32, deadline: Instant) -> Keeper {
         }
         _ => {}
     }
-    // Late: more than three intervals (and a second of slack for a busy machine) old.
-    let interval = record.interval.unwrap_or(30.0);
-    let age = (chrono::Utc::now() - record.ts).num_milliseconds() as f64 / 1000.0;
-    if age > 3.0 * interval + 1.0 {
+    // Late, by the one rule `status` applies.
+    let now = chrono::Utc::now();
+    if let Some(age) = classify::late(&record, now, classify::STALE_AFTER) {
+        let interval = record.interval.unwrap_or(classify::DEFAULT_INTERVAL);
         return Keeper::Stuck {
             hb_pid,
             why: format!("its last beat is {age:.1}s old at a {interval}s interval"),
@@ -297,14 +298,14 @@ pub fn keeper(file: &Path, pane_pid: i32, deadline: Instant) -> Keeper {
 /// `file`, whose record says `restarting` for that very pid. Returns the sidecar's pid and
 /// when the restart is due.
 pub fn restarting(file: &Path, dead: i32) -> Option<(i32, Option<DateTime<Utc>>)> {
-    if !matches!(mosaic_hb::lock::is_held(file), Ok(true)) {
+    if !matches!(mosaic_core::lock::is_held(file), Ok(true)) {
         return None;
     }
-    let record = mosaic_hb::record::read(file)?;
+    let record = mosaic_core::record::read(file)?;
     let hb_pid = record.hb_pid?;
     let ours = record.status == Status::Restarting
         && record.pid == dead
-        && mosaic_hb::lock::holder(file) == Some(hb_pid)
+        && mosaic_core::lock::holder(file) == Some(hb_pid)
         && !matches!(process_state(hb_pid), None | Some('Z' | 'X' | 'T' | 't'));
     ours.then_some((hb_pid, record.lifecycle.restart_at))
 }
@@ -312,7 +313,7 @@ pub fn restarting(file: &Path, dead: i32) -> Option<(i32, Option<DateTime<Utc>>)
 /// Ends a stuck keeper of `file` (only a `mosaic-hb` process, only the lock's holder) and
 /// waits until its lock is free.
 pub fn end_stuck(file: &Path, hb_pid: Option<i32>, deadline: Instant) -> Result<(), String> {
-    let holder = mosaic_hb::lock::holder(file).filter(|&p| Some(p) == hb_pid);
+    let holder = mosaic_core::lock::holder(file).filter(|&p| Some(p) == hb_pid);
     if let Some(pid) = holder.filter(|&p| is_mosaic_hb(p)) {
         // A sidecar that holds the file's lock but does not beat.
         let _ = nix::sys::signal::kill(
@@ -320,7 +321,7 @@ pub fn end_stuck(file: &Path, hb_pid: Option<i32>, deadline: Instant) -> Result<
             nix::sys::signal::Signal::SIGKILL,
         );
     }
-    while matches!(mosaic_hb::lock::is_held(file), Ok(true)) {
+    while matches!(mosaic_core::lock::is_held(file), Ok(true)) {
         if Instant::now() >= deadline {
             return Err(format!(
                 "heartbeat file {} is locked by a sidecar that does not beat{} and would not end",

@@ -20,7 +20,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use mosaic_hb::validate;
+use mosaic_core::validate;
 
 use crate::child::{self, Cut, Running, Stop};
 
@@ -105,7 +105,7 @@ impl Death {
 
 /// A raw wait status as (exit status, signal), as the sidecar records them.
 fn status_or_signal(raw: i32) -> (Option<i32>, Option<i32>) {
-    mosaic_hb::supervise::Death::from_wait_status(raw).keys()
+    mosaic_core::supervise::Death::from_wait_status(raw).keys()
 }
 
 /// A tmux call that did not produce an answer.
@@ -206,7 +206,7 @@ impl<'a> Tmux<'a> {
         // tmux 3.3a sometimes misses its child's SIGCHLD: the pane reads dead (its pty hit
         // EOF) with no status, and the process stays an unreaped zombie until some later
         // SIGCHLD. A zombie's pid cannot be reused, so its own wait status is this pane's.
-        if let Some(raw) = mosaic_hb::zombie_status(death.pid) {
+        if let Some(raw) = mosaic_core::proc::zombie_status(death.pid) {
             death.fill_from_wait_status(raw);
             return Ok(Pane::Dead(death));
         }
@@ -375,7 +375,7 @@ impl<'a> Tmux<'a> {
         // is still an unreaped zombie whose own wait status is the pane's.
         for row in rows.iter_mut() {
             if row.dead && row.dead_status.is_none() && row.dead_signal.is_none() {
-                let zombie = row.pid.and_then(mosaic_hb::zombie_status);
+                let zombie = row.pid.and_then(mosaic_core::proc::zombie_status);
                 if let Some(raw) = zombie {
                     (row.dead_status, row.dead_signal) = status_or_signal(raw);
                 }
@@ -656,7 +656,7 @@ impl PaneRow {
             next()?,
         );
         let row = PaneRow {
-            pid: mosaic_hb::validate::pid(pid).ok(),
+            pid: mosaic_core::validate::pid(pid).ok(),
             dead: dead == "1",
             dead_status: status.parse().ok(),
             dead_signal: signal.parse().ok(),
@@ -691,7 +691,7 @@ fn is_missing(out: &Output) -> bool {
 fn cannot_run(e: std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => "cannot run tmux: not found on PATH".to_string(),
-        _ => format!("cannot run tmux: {}", mosaic_hb::why(&e)),
+        _ => format!("cannot run tmux: {}", mosaic_core::why(&e)),
     }
 }
 

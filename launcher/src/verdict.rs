@@ -70,7 +70,7 @@ pub fn watch(
         }
         let line = read_cmdline(&cmdline_path, &mut first);
         if exited(pidfd.as_ref(), pid) || (pidfd.is_none() && line.is_err()) {
-            return Ok(Verdict::Exited(mosaic_hb::zombie_status(pid)));
+            return Ok(Verdict::Exited(mosaic_core::proc::zombie_status(pid)));
         }
         // Empty while the kernel swaps in the new program (and for a zombie, which the pidfd
         // or /proc/PID/stat tell): not yet anything.
@@ -91,7 +91,7 @@ pub fn watch(
     }
     // Read while it lived; a pidfd readable now means it died right after its exec.
     if exited(pidfd.as_ref(), pid) {
-        return Ok(Verdict::Exited(mosaic_hb::zombie_status(pid)));
+        return Ok(Verdict::Exited(mosaic_core::proc::zombie_status(pid)));
     }
     if !settle.is_zero() {
         let died = match &pidfd {
@@ -102,7 +102,7 @@ pub fn watch(
             }
         };
         if died {
-            return Ok(Verdict::Exited(mosaic_hb::zombie_status(pid)));
+            return Ok(Verdict::Exited(mosaic_core::proc::zombie_status(pid)));
         }
     }
     Ok(Verdict::Running)
@@ -123,6 +123,6 @@ const CMDLINE_MAX: usize = 64 * 1024;
 fn exited(pidfd: Option<&OwnedFd>, pid: i32) -> bool {
     match pidfd {
         Some(fd) => child::wait_readable(fd.as_fd(), Duration::ZERO, None).unwrap_or(false),
-        None => mosaic_hb::process_state(pid).is_none_or(|s| matches!(s, 'Z' | 'X')),
+        None => mosaic_core::proc::process_state(pid).is_none_or(|s| matches!(s, 'Z' | 'X')),
     }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use mosaic_hb::activity::{self, Activity};
+use mosaic_core::activity::{self, Activity};
 
 use crate::e2e;
 use crate::support::*;

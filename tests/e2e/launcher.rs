@@ -202,7 +202,7 @@ fn sidecar_is_started_through_setsid_on_path() {
         "60",
         "--agent",
         "my-fleet-agent",
-        // What the agent leaves behind when it dies is ended after 10 s (mosaic_hb::teardown).
+        // What the agent leaves behind when it dies is ended after 10 s (mosaic_core::teardown).
         "--reap",
         "10",
     ];

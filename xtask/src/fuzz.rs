@@ -3,12 +3,12 @@
 
 cargo-fuzz (libFuzzer) needs a nightly toolchain, which this project does not require and its
 CI does not have, so the fuzzing here is proptest's: the two `proptests` modules the unit suite
-replays with a few cases (`launcher/src/proptests.rs`, `hb-sidecar/src/proptests.rs`), run in
+replays with a few cases (`launcher/src/proptests.rs`, `core/src/proptests.rs`), run in
 release mode with many more. See SECURITY.md.
 
 The shell properties spawn `/bin/sh` per case, so they get their own, smaller count
 (`MOSAIC_SHELL_CASES`). A failure prints the shrunk input; `--seed` fixes proptest's random
-seed, so a run can be repeated exactly. Inputs worth keeping go to `hb-sidecar/corpus/record/`,
+seed, so a run can be repeated exactly. Inputs worth keeping go to `core/corpus/record/`,
 the corpus that every `cargo xtask test` replays.
 */
 
@@ -38,7 +38,7 @@ pub fn run(args: &Args) -> Result {
         "test",
         "--release",
         "-p",
-        "mosaic-hb",
+        "mosaic-core",
         "-p",
         "mosaic-launcher",
         "proptests",
@@ -49,6 +49,6 @@ pub fn run(args: &Args) -> Result {
         cmd.env("PROPTEST_RNG_SEED", seed.to_string());
     }
     util::run(&mut cmd).map_err(|e| {
-        format!("{e}: the shrunk failing input is printed above; save it under hb-sidecar/corpus/record/ (ok-* or bad-*), which every test run replays, or add it to the unit tests of the module that failed")
+        format!("{e}: the shrunk failing input is printed above; save it under core/corpus/record/ (ok-* or bad-*), which every test run replays, or add it to the unit tests of the module that failed")
     })
 }

@@ -26,7 +26,7 @@ use nix::fcntl::{open, openat, OFlag};
 use nix::sys::stat::Mode;
 
 use super::Activity;
-use crate::sys::inotify_add_watch;
+use mosaic_core::sys::inotify_add_watch;
 
 /// What the agent's session file now says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -308,7 +308,7 @@ fn sessions_dir() -> Option<PathBuf> {
 /// A process's parent and start time, from `/proc/PID/stat` (fields 4 and 22).
 fn stat(pid: i32) -> Option<(i32, u64)> {
     let text = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-    let mut fields = crate::target::stat_fields(&text)?;
+    let mut fields = mosaic_core::proc::stat_fields(&text)?;
     let parent = fields.nth(1)?.parse().ok()?;
     let start = fields.nth(17)?.parse().ok()?;
     Some((parent, start))
@@ -375,7 +375,7 @@ mod tests {
         assert_eq!(parent as u32, std::os::unix::process::parent_id());
         assert_eq!(
             Some(start),
-            crate::target::Target::start_time(std::process::id() as i32)
+            mosaic_core::proc::start_time(std::process::id() as i32)
         );
     }
 }

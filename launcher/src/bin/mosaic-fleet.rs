@@ -11,5 +11,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    mosaic_launcher::fleet::run(mosaic_hb::exit::parse_args("mosaic-fleet"))
+    mosaic_launcher::fleet::run(mosaic_core::exit::parse_args("mosaic-fleet"))
 }

@@ -29,6 +29,6 @@ struct Cli {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli: Cli = mosaic_hb::exit::parse_args("mosaic-respawn");
+    let cli: Cli = mosaic_core::exit::parse_args("mosaic-respawn");
     mosaic_launcher::respawn::run(&cli.args)
 }

@@ -51,7 +51,7 @@ pub fn follow(tmux: &Tmux, agent: &str, lines: usize) -> Result<ExitCode, Fail> 
             failed(format!(
                 "cannot open {}: {}",
                 fifo.display(),
-                mosaic_hb::why(&e)
+                mosaic_core::why(&e)
             ))
         })?;
     let option = format!("@mosaic_follow_{}", dir.id);
@@ -77,7 +77,7 @@ pub fn follow(tmux: &Tmux, agent: &str, lines: usize) -> Result<ExitCode, Fail> 
     let ours = piped.server.and_then(|server| our_pipe(server, &fifo));
     tmux.unpipe(agent, &option, ours.is_some());
     if let Some(pidfd) = ours {
-        let _ = mosaic_hb::pidfd_send_signal(pidfd.as_fd(), Signal::SIGTERM);
+        let _ = mosaic_core::sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGTERM);
     }
     result
 }
@@ -91,7 +91,7 @@ fn our_pipe(server: i32, fifo: &Path) -> Option<OwnedFd> {
     loop {
         let kids = std::fs::read_to_string(format!("/proc/{server}/task/{server}/children"));
         let found = kids.ok()?.split_whitespace().find_map(|kid| {
-            let pidfd = mosaic_hb::pidfd_open(kid.parse().ok()?).ok()?;
+            let pidfd = mosaic_core::sys::pidfd_open(kid.parse().ok()?).ok()?;
             let out = std::fs::read_link(format!("/proc/{kid}/fd/1")).ok()?;
             (out == fifo).then_some(pidfd)
         });
@@ -130,7 +130,7 @@ fn stream_until_the_end(
             Err(Cut::Io(e)) => {
                 return Err(failed(format!(
                     "cannot wait for the pane's output: {}",
-                    mosaic_hb::why(&e)
+                    mosaic_core::why(&e)
                 )))
             }
         }
@@ -236,7 +236,11 @@ struct Private {
 impl Private {
     fn new() -> Result<Private, Fail> {
         let base = std::env::temp_dir();
-        let id = format!("{}_{:016x}", std::process::id(), mosaic_hb::random_u64());
+        let id = format!(
+            "{}_{:016x}",
+            std::process::id(),
+            mosaic_core::sys::random_u64()
+        );
         let path = base.join(format!("mosaic-follow-{id}"));
         std::fs::DirBuilder::new()
             .mode(0o700)
@@ -245,7 +249,7 @@ impl Private {
                 failed(format!(
                     "cannot make a directory in {}: {}",
                     base.display(),
-                    mosaic_hb::why(&e)
+                    mosaic_core::why(&e)
                 ))
             })?;
         Ok(Private { path, id })

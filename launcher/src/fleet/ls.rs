@@ -3,7 +3,7 @@
 
 Two reads, whatever the fleet's size: one `tmux list-panes -a` (every session's pane: pid,
 dead or alive, exit status or signal) and one pass over the heartbeat directory
-([`mosaic_hb::status::report`], which classifies each record as `mosaic-hb status` does).
+([`mosaic_core::status::report`], which classifies each record as `mosaic-hb status` does).
 
 | state          | tmux session            | heartbeat record                                        |
 |----------------|-------------------------|---------------------------------------------------------|
@@ -18,7 +18,7 @@ dead or alive, exit status or signal) and one pass over the heartbeat directory
 | `invalid`      | any                     | does not parse (with the reason)                        |
 
 A `running` agent whose sidecar reports its activity shows it with its length (`busy 12s`,
-`waiting 3m`: see `mosaic_hb::activity`), in the ACTIVITY column (left out when no agent has
+`waiting 3m`: see `mosaic_core::activity`), in the ACTIVITY column (left out when no agent has
 one) and as `activity`/`activity_s` in JSON.
 
 Live agents (`running`, `stale`, `no-heartbeat`) come first. Agents without a session whose
@@ -30,8 +30,8 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::Args;
-use mosaic_hb::activity::Activity;
-use mosaic_hb::status::{self, Row, State};
+use mosaic_core::activity::Activity;
+use mosaic_core::status::{self, Row, State};
 
 use super::{failed, print, tmux_failed, Fail, Fleet, Where};
 use crate::tmux::PaneRow;
@@ -44,9 +44,6 @@ pub const HELP: &str = "Environment: each option above reads the variable shown 
 
 /// Records of agents long gone are hidden after this (seconds) unless `--all`.
 pub const HIDE_AFTER: f64 = 24.0 * 3600.0;
-
-/// A record is stale after this many of its intervals, as for `mosaic-hb status`.
-const STALE_AFTER: f64 = 3.0;
 
 #[derive(Args, Debug)]
 pub struct LsArgs {
@@ -236,7 +233,8 @@ fn without_session(row: &Row) -> AgentState {
 pub fn read(fleet: &Fleet) -> Result<Vec<Agent>, Fail> {
     let panes = fleet.tmux().list_panes().map_err(tmux_failed)?;
     let rows = if fleet.hb_dir.exists() {
-        status::report(&fleet.hb_dir, STALE_AFTER).map_err(|f| failed(f.message))?
+        status::report(&fleet.hb_dir, status::classify::STALE_AFTER)
+            .map_err(|f| failed(f.message))?
     } else {
         Vec::new()
     };
@@ -369,7 +367,7 @@ pub fn summary(agents: &[Agent]) -> String {
 }
 
 fn json(fleet: &Fleet, agents: &[Agent], hidden: usize, now: DateTime<Utc>) -> String {
-    use mosaic_hb::json::string;
+    use mosaic_core::json::string;
     let secs = now.timestamp();
     let mut out = String::from("{\"socket\": ");
     string(&mut out, &fleet.socket);
@@ -445,7 +443,7 @@ fn json(fleet: &Fleet, agents: &[Agent], hidden: usize, now: DateTime<Utc>) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mosaic_hb::record::Status;
+    use mosaic_core::record::Status;
 
     fn pane(name: &str, pid: i32, dead: bool) -> PaneRow {
         PaneRow {
@@ -461,7 +459,7 @@ mod tests {
 
     /// A row as `mosaic-hb status` makes it, from a record that classifies as `state`.
     fn row(name: &str, pid: i32, state: State) -> Row {
-        use mosaic_hb::status::scan::Keeper;
+        use mosaic_core::status::scan::Keeper;
         let status = match state {
             State::Exited => Status::Exited,
             State::Stopped => Status::Stopped,
@@ -474,14 +472,20 @@ mod tests {
         );
         let read = match state {
             State::Invalid => Err("bad".to_string()),
-            _ => mosaic_hb::record::parse(text.as_bytes()),
+            _ => mosaic_core::record::parse(text.as_bytes()),
         };
         // A free lock makes an ok record stale at once.
         let keeper = match state {
             State::Stale => Keeper::LockFree,
             _ => Keeper::Held,
         };
-        let row = Row::new(name.as_bytes().to_vec(), read, keeper, Utc::now(), 3.0);
+        let row = Row::new(
+            name.as_bytes().to_vec(),
+            read,
+            keeper,
+            Utc::now(),
+            status::classify::STALE_AFTER,
+        );
         assert_eq!(row.state, state, "{row:?}");
         row
     }

@@ -12,7 +12,7 @@ mosaic-fleet prune            remove records nobody runs or keeps               
 ```
 
 Every verb finds the fleet the way the launcher does: `--socket` / `MOSAIC_TMUX_SOCKET`, and
-`--hb-dir` / `MOSAIC_HEARTBEAT_RUN_DIR` (else [`mosaic_hb::dirs::default_dir`]). tmux is asked
+`--hb-dir` / `MOSAIC_HEARTBEAT_RUN_DIR` (else [`mosaic_core::dirs::default_dir`]). tmux is asked
 through [`crate::tmux`] only, once per verb where it can be (`list-panes -a`).
 */
 
@@ -28,8 +28,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use mosaic_hb::exit::Exit;
-use mosaic_hb::{dirs, validate};
+use mosaic_core::exit::Exit;
+use mosaic_core::{dirs, validate};
 
 use crate::cli::Cli;
 use crate::tmux::{Failure, Tmux};
@@ -167,7 +167,7 @@ impl Where {
                 usage(format!(
                     "invalid heartbeat dir {}: {}",
                     PathBuf::from(dir).display(),
-                    mosaic_hb::why(&e)
+                    mosaic_core::why(&e)
                 ))
             })?,
             None => dirs::default_dir(),
@@ -271,7 +271,7 @@ pub fn print_bytes(bytes: &[u8]) -> Result<(), Fail> {
         }
         Err(e) => Err(failed(format!(
             "cannot write report to stdout: {}",
-            mosaic_hb::why(&e)
+            mosaic_core::why(&e)
         ))),
     }
 }
@@ -292,13 +292,13 @@ fn logs(args: &LogsArgs) -> Result<ExitCode, Fail> {
     let lines = last_lines(&text, args.lines);
     let out = if args.json {
         let mut out = String::from("{\"agent\":");
-        mosaic_hb::json::string(&mut out, agent);
+        mosaic_core::json::string(&mut out, agent);
         out += ",\"lines\":[";
         for (i, line) in lines.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
-            mosaic_hb::json::string(&mut out, line);
+            mosaic_core::json::string(&mut out, line);
         }
         out += "]}\n";
         out

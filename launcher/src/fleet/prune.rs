@@ -6,7 +6,7 @@ An agent's files are `AGENT.hb` (the record), `.AGENT.hb.lock` (the sidecars' lo
 configuration). They go only when the agent has no tmux session on
 the socket *and* we can take its lock: a file a live sidecar holds is never touched. The lock
 is held while the files are removed, the lock file last; a sidecar that was waiting for that
-lock finds its file unlinked and opens a fresh one ([`mosaic_hb::lock`]), so two sidecars
+lock finds its file unlinked and opens a fresh one ([`mosaic_core::lock`]), so two sidecars
 never hold two different lock files for one agent.
 */
 
@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Args;
-use mosaic_hb::lock;
+use mosaic_core::{layout, lock};
 
 use super::{failed, print, tmux_failed, Fail, Fleet, Where};
 
@@ -47,20 +47,15 @@ pub struct Pruned {
 
 /// The agents with files in `dir`, and which of their files exist.
 fn agents_with_files(dir: &Path) -> Result<BTreeMap<String, Vec<String>>, String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| mosaic_hb::dirs::cannot("read", dir, &e))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| mosaic_core::dirs::cannot("read", dir, &e))?;
     let mut agents: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for entry in entries.flatten() {
         let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
-        let agent = name
-            .strip_suffix(".hb")
-            .filter(|a| !a.starts_with('.'))
-            .or_else(|| name.strip_prefix('.')?.strip_suffix(".hb.lock"))
-            .or_else(|| name.strip_prefix('.')?.strip_suffix(".hb.bell"))
-            .or_else(|| name.strip_prefix('.')?.strip_suffix(".launch"));
+        let agent = layout::classify(&name).map(|(_, agent)| agent);
         // Only names an agent can have: nothing else in the directory is ours to remove.
-        if let Some(agent) = agent.filter(|a| mosaic_hb::validate::agent(a).is_ok()) {
+        if let Some(agent) = agent.filter(|a| mosaic_core::validate::agent(a).is_ok()) {
             agents.entry(agent.to_string()).or_default().push(name);
         }
     }
@@ -81,7 +76,7 @@ pub fn prune(fleet: &Fleet, dry_run: bool) -> Result<Pruned, Fail> {
         .collect();
     for (agent, mut files) in agents_with_files(&fleet.hb_dir).map_err(failed)? {
         let record = fleet.hb_file(&agent);
-        let lock_name = lock::lock_path(&record)
+        let lock_name = layout::lock_path(&record)
             .file_name()
             .and_then(|name| name.to_str())
             .unwrap_or_default()
@@ -116,7 +111,7 @@ pub fn prune(fleet: &Fleet, dry_run: bool) -> Result<Pruned, Fail> {
                     return Err(failed(format!(
                         "cannot remove {}: {}",
                         fleet.hb_dir.join(file).display(),
-                        mosaic_hb::why(&e)
+                        mosaic_core::why(&e)
                     )))
                 }
             }
@@ -136,7 +131,7 @@ pub fn run(args: &PruneArgs) -> Result<ExitCode, Fail> {
                 if i > 0 {
                     out.push(',');
                 }
-                mosaic_hb::json::string(&mut out, name);
+                mosaic_core::json::string(&mut out, name);
             }
             out + "]"
         };
@@ -144,7 +139,7 @@ pub fn run(args: &PruneArgs) -> Result<ExitCode, Fail> {
             "{{\"hb_dir\":{},\"dry_run\":{},\"pruned\":{},\"kept\":{},\"files\":{}}}\n",
             {
                 let mut s = String::new();
-                mosaic_hb::json::string(&mut s, &fleet.hb_dir.to_string_lossy());
+                mosaic_core::json::string(&mut s, &fleet.hb_dir.to_string_lossy());
                 s
             },
             args.dry_run,

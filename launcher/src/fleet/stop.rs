@@ -6,7 +6,7 @@ A stop, for each agent, in an order that keeps the record true:
 1. the sidecar (the holder of `.AGENT.hb.lock`) gets SIGTERM while the agent still lives, so it
    writes `status=stopped`, not `exited`, and leaves; we wait for it (pidfd);
 2. the pane's session and process group get SIGTERM, then SIGKILL after `--grace`
-   ([`mosaic_hb::teardown`]); every agent's grace runs at once, so `--all` waits one grace;
+   ([`mosaic_core::teardown`]); every agent's grace runs at once, so `--all` waits one grace;
 3. if no sidecar said `stopped` (none was running: a stale record), we take the lock and
    write that record ourselves;
 4. `kill-session`.
@@ -21,9 +21,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use mosaic_hb::lock;
-use mosaic_hb::record::Status;
-use mosaic_hb::teardown::{self, Step, Teardown};
+use mosaic_core::lock;
+use mosaic_core::record::Status;
+use mosaic_core::teardown::{self, Step, Teardown};
 
 use super::{agent_name, failed, print, tmux_failed, usage, Fail, Fleet, Where};
 use crate::config::LaunchConfig;
@@ -140,7 +140,7 @@ pub fn stop(fleet: &Fleet, agents: &[&str], panes: &[PaneRow], grace: Duration) 
                 Err(e) => {
                     p.report.warning = Some(format!(
                         "cannot wait for sidecar pid {pid}: {}",
-                        mosaic_hb::why(&e)
+                        mosaic_core::why(&e)
                     ))
                 }
             }
@@ -253,23 +253,23 @@ fn stop_sidecar(file: &Path) -> Result<Option<(i32, OwnedFd)>, String> {
         ));
     };
     let pidfd = teardown::pidfd(pid)
-        .map_err(|e| format!("cannot reach sidecar pid {pid}: {}", mosaic_hb::why(&e)))?;
+        .map_err(|e| format!("cannot reach sidecar pid {pid}: {}", mosaic_core::why(&e)))?;
     // The lock is still held by that very process (a pidfd pins it): not a reused pid.
     if !matches!(lock::is_held(file), Ok(true)) {
         return Ok(None);
     }
     teardown::send_term(&pidfd)
         .map(|()| Some((pid, pidfd)))
-        .map_err(|e| format!("cannot stop sidecar pid {pid}: {}", mosaic_hb::why(&e)))
+        .map_err(|e| format!("cannot stop sidecar pid {pid}: {}", mosaic_core::why(&e)))
 }
 
 fn says_stopped(file: &Path) -> bool {
-    mosaic_hb::record::read(file).is_some_and(|r| r.status == Status::Stopped)
+    mosaic_core::record::read(file).is_some_and(|r| r.status == Status::Stopped)
 }
 
 /// Writes `status=stopped` under the lock, for an agent no sidecar kept.
 fn record_stopped(file: &Path, pane_pid: Option<i32>, agent: &str) -> Result<(), String> {
-    let old = mosaic_hb::record::read(file);
+    let old = mosaic_core::record::read(file);
     let pid = pane_pid
         .or(old.as_ref().map(|r| r.pid))
         .ok_or("no pid for the record")?;
@@ -280,7 +280,7 @@ fn record_stopped(file: &Path, pane_pid: Option<i32>, agent: &str) -> Result<(),
     let (dir, agent_file) = (file.parent().ok_or("no directory")?, agent);
     let _lock = crate::config::lock_agent(dir, agent_file)
         .map_err(|why| format!("cannot write status=stopped: {why}"))?;
-    let beat = mosaic_hb::record::Beat {
+    let beat = mosaic_core::record::Beat {
         pid,
         status: Status::Stopped,
         agent: Some(agent),
@@ -292,13 +292,13 @@ fn record_stopped(file: &Path, pane_pid: Option<i32>, agent: &str) -> Result<(),
         activity: None,
     };
     let mut buf = Vec::new();
-    mosaic_hb::record::render(&mut buf, chrono::Utc::now(), &beat);
+    mosaic_core::record::render(&mut buf, chrono::Utc::now(), &beat);
     // 0644, as the sidecar writes it: readers may be other users.
     crate::config::replace_file(dir, &format!("{agent}.hb"), &buf, 0o644).map_err(|e| {
         format!(
             "cannot write status=stopped to {}: {}",
             file.display(),
-            mosaic_hb::why(&e)
+            mosaic_core::why(&e)
         )
     })
 }
@@ -398,7 +398,7 @@ fn render_text(r: &Stopped, fleet: &Fleet) -> String {
 
 fn render_json(r: &Stopped) -> String {
     let mut out = String::from("{\"agent\":");
-    mosaic_hb::json::string(&mut out, &r.agent);
+    mosaic_core::json::string(&mut out, &r.agent);
     let was = match r.was {
         Was::Running => "running",
         Was::Exited => "exited",
@@ -409,7 +409,7 @@ fn render_json(r: &Stopped) -> String {
         r.ended, r.killed, r.recorded, r.session_gone
     );
     match &r.warning {
-        Some(w) => mosaic_hb::json::string(&mut out, w),
+        Some(w) => mosaic_core::json::string(&mut out, w),
         None => out += "null",
     }
     out.push('}');

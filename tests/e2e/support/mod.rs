@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-pub use mosaic_hb::record::{parse, Record, Status};
+pub use mosaic_core::record::{parse, Record, Status};
 
 /// The reason every end-to-end test carries as `#[ignore = ...]`, so that a plain `cargo test`
 /// lists each one as not run instead of passing it in 0.00 s; `cargo xtask test` runs them with
@@ -479,7 +479,7 @@ pub fn wait_gone(pid: i32) {
 
 /// The heartbeat record at `path`, when it exists and parses.
 pub fn read_record(path: &Path) -> Option<Record> {
-    mosaic_hb::record::read(path)
+    mosaic_core::record::read(path)
 }
 
 /// What is at `path` now, for failure messages.

@@ -14,14 +14,15 @@ use std::ffi::CStr;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::{openat, Flock, FlockArg, OFlag};
 use nix::sys::stat::Mode;
 use nix::sys::uio::{pread, pwrite};
+
+use crate::layout::{lock_name, lock_path};
 
 /// How long a sidecar waits for a lock that is briefly held by a launcher's probe.
 const PATIENCE: Duration = Duration::from_millis(300);
@@ -34,21 +35,6 @@ pub enum LockError {
     /// Another process holds the lock; its pid when it has written it.
     Held(Option<i32>),
     Io(io::Error),
-}
-
-/// The lock file's name for heartbeat file `name`: `.NAME.lock`. The one place that knows it.
-pub fn lock_name(name: &[u8]) -> Vec<u8> {
-    let mut lock = Vec::with_capacity(name.len() + 6);
-    lock.push(b'.');
-    lock.extend_from_slice(name);
-    lock.extend_from_slice(b".lock");
-    lock
-}
-
-/// The lock file beside heartbeat file `file`.
-pub fn lock_path(file: &Path) -> PathBuf {
-    let name = file.file_name().unwrap_or_default().as_bytes();
-    file.with_file_name(std::ffi::OsString::from_vec(lock_name(name)))
 }
 
 impl Lock {
@@ -94,7 +80,7 @@ impl Lock {
 
 /// Whether a sidecar holds the lock for heartbeat file `path` right now.
 pub fn is_held(path: &Path) -> io::Result<bool> {
-    let (dir, name) = crate::hbfile::split(path).map_err(io::Error::other)?;
+    let (dir, name) = crate::layout::split(path).map_err(io::Error::other)?;
     let dir = File::open(dir)?;
     probe(open(dir.as_fd(), &name)?)
 }
@@ -213,15 +199,6 @@ mod tests {
         drop(sidecar);
         assert!(!is_held(&file).unwrap());
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn one_name_for_the_lock_beside_its_file() {
-        assert_eq!(lock_name(b"a.hb"), b".a.hb.lock");
-        assert_eq!(
-            lock_path(Path::new("/run/hb/agent-1.hb")),
-            Path::new("/run/hb/.agent-1.hb.lock")
-        );
     }
 
     #[test]

@@ -286,7 +286,7 @@ fn read_stat(pid: i32) -> Option<Stat> {
 /// Parses `/proc/PID/stat`, counting fields after the last `)` (the command name may hold
 /// anything): state (3), pgrp (5), session (6), starttime (22).
 fn parse_stat(stat: &[u8]) -> Option<Stat> {
-    let fields: Vec<&str> = crate::target::stat_fields(stat)?.collect();
+    let fields: Vec<&str> = crate::proc::stat_fields(stat)?.collect();
     // fields[0] is field 3.
     Some(Stat {
         state: *fields.first()?.as_bytes().first()?,

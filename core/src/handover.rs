@@ -89,7 +89,7 @@ impl Target {
     pub fn now(pid: i32) -> Target {
         Target {
             pid,
-            started: crate::target::Target::start_time(pid),
+            started: crate::proc::start_time(pid),
         }
     }
 

@@ -31,7 +31,6 @@ tested without clocks.
 */
 
 use std::collections::VecDeque;
-use std::ffi::CStr;
 use std::fs::File;
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -329,9 +328,6 @@ pub fn guard_wait(last: Option<Duration>, now: Duration, period: Duration) -> Op
     (free > now).then(|| free - now)
 }
 
-/// The guard file's name in the heartbeat directory.
-pub const GUARD_NAME: &CStr = c".restart-guard";
-
 /// The outcome of one try at the fleet-wide guard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Slot {
@@ -352,7 +348,12 @@ pub fn take_slot(
     clock: impl FnOnce() -> Duration,
 ) -> io::Result<Slot> {
     let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let fd = openat(dir, GUARD_NAME, flags, Mode::from_bits_truncate(0o644))?;
+    let fd = openat(
+        dir,
+        crate::layout::GUARD_NAME,
+        flags,
+        Mode::from_bits_truncate(0o644),
+    )?;
     // Closing the file drops the lock: it is held only for this read and write.
     let file = match Flock::lock(File::from(fd), FlockArg::LockExclusiveNonblock) {
         Ok(file) => file,

@@ -40,6 +40,19 @@ use crate::validate;
 /// none, and beat every 30 seconds, as the sidecar does by default).
 pub const DEFAULT_INTERVAL: f64 = 30.0;
 
+/// How many of its intervals a beat may be old before its record is stale: `--stale-after`'s
+/// default, and the rule `ls` and the launcher's keeper apply.
+pub const STALE_AFTER: f64 = 3.0;
+
+/// The one staleness rule: the age in seconds of the beat of `record` at `now`, when that is
+/// more than `stale_after` of its intervals (either way: a beat from the future cannot be
+/// vouched for either, as a live sidecar's timer is monotonic). `None`: on time.
+pub fn late(record: &Record, now: DateTime<Utc>, stale_after: f64) -> Option<f64> {
+    let interval = record.interval.unwrap_or(DEFAULT_INTERVAL);
+    let age = age(record.ts, now);
+    (age.abs() > stale_after * interval).then_some(age)
+}
+
 /// An agent's state. The order is the summary line's order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum State {
@@ -186,17 +199,13 @@ pub fn classify(
         Keeper::Held | Keeper::Unknown => {}
     }
     let interval = record.interval.unwrap_or(DEFAULT_INTERVAL);
-    let window = stale_after * interval;
-    let age = age(record.ts, now);
-    // A beat from further in the future than the window cannot be vouched for either: a live
-    // sidecar (its timer is monotonic) would have replaced it within one interval, so the
-    // clock was stepped back or no sidecar wrote it.
-    if age.abs() <= window {
-        match record.status {
+    let Some(age) = late(record, now, stale_after) else {
+        return match record.status {
             Status::Restarting => (State::Restarting, None),
             _ => (State::Ok, None),
-        }
-    } else if age < 0.0 {
+        };
+    };
+    if age < 0.0 {
         let ahead = -age;
         (
             State::Stale,

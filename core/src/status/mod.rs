@@ -77,7 +77,7 @@ pub struct StatusArgs {
     #[arg(long)]
     pub check: bool,
     /// An agent whose last `status=ok` beat is more than N of its intervals old is stale.
-    #[arg(long, value_name = "N", default_value = "3", value_parser = stale_after)]
+    #[arg(long, value_name = "N", default_value_t = classify::STALE_AFTER, value_parser = stale_after)]
     pub stale_after: f64,
     /// The `fleet` label of the Prometheus metrics [default: the heartbeat directory]: two
     /// fleets on one host stay apart even with the same agent names.

@@ -1,7 +1,7 @@
 /*!
 Property tests for everything that reads bytes someone else controls: the validators
-(`validate`), the heartbeat parser (`record::parse`), `/proc/PID/stat` (`target::parse_stat`,
-where the process picks its own name), heartbeat paths (`hbfile::split`) and the JSON writer.
+(`validate`), the heartbeat parser (`record::parse`), `/proc/PID/stat` (`proc::parse_stat`,
+where the process picks its own name), heartbeat paths (`layout::split`) and the JSON writer.
 
 Each validator is checked against an oracle written here independently, in a different style
 (chars instead of bytes, integers instead of floats where possible), so one shared mistake
@@ -17,7 +17,7 @@ use proptest::test_runner::Config;
 
 use crate::activity::Activity;
 use crate::record::{parse, render, Beat, Record, Status};
-use crate::{hbfile, json, target, validate};
+use crate::{json, layout, proc, validate};
 
 fn config() -> Config {
     let cases = std::env::var("PROPTEST_CASES")
@@ -449,12 +449,12 @@ proptest! {
             line.extend_from_slice(format!(" {f}").as_bytes());
         }
         line.push(b'\n');
-        prop_assert_eq!(target::parse_stat(&line), Some((state, started)), "{:?}", String::from_utf8_lossy(&line));
+        prop_assert_eq!(proc::parse_stat(&line), Some((state, started)), "{:?}", String::from_utf8_lossy(&line));
     }
 
     #[test]
     fn parse_stat_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..128)) {
-        let _ = target::parse_stat(&bytes);
+        let _ = proc::parse_stat(&bytes);
     }
 
     /// A heartbeat path splits into a directory and one file name that stays in it.
@@ -462,7 +462,7 @@ proptest! {
     fn split_names_one_file_in_one_dir(bytes in prop::collection::vec(any::<u8>(), 0..40)) {
         use std::os::unix::ffi::{OsStrExt, OsStringExt};
         let path = std::path::PathBuf::from(std::ffi::OsString::from_vec(bytes.clone()));
-        if let Ok((dir, name)) = hbfile::split(&path) {
+        if let Ok((dir, name)) = layout::split(&path) {
             let name = name.to_bytes();
             prop_assert!(!name.is_empty() && !name.contains(&b'/'), "{:?}", name);
             prop_assert!(name != b"." && name != b"..", "{:?}", name);

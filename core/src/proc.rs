@@ -1,0 +1,131 @@
+/*!
+Reading `/proc/PID/stat`: a process's state, start time (its identity: a pid reused by
+another process has another start time) and, while it is a zombie, how it ended.
+
+Every reader of `/proc` in the workspace goes through here: the sidecar's target, the
+teardown's walk of a session, the launcher's look at a pane or a sidecar.
+*/
+
+use std::io::Read;
+use std::path::PathBuf;
+
+/// `/proc/PID/stat`.
+pub fn stat_path(pid: i32) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/stat"))
+}
+
+/// Reads the state (field 3) and start time (field 22) of `/proc/PID/stat`, without
+/// allocating. Fields are counted after the last `)`: the command name may hold anything.
+/// (`std` opens a short path through a stack buffer, so a beat still allocates nothing.)
+pub fn read_stat(path: &std::path::Path) -> Option<(u8, u64)> {
+    let mut buf = [0u8; 2048];
+    let n = std::fs::File::open(path).ok()?.read(&mut buf).ok()?;
+    parse_stat(&buf[..n])
+}
+
+/// The state of `pid` (field 3 of `/proc/PID/stat`: `R`, `S`, `T`, `Z`, ...), if it exists.
+pub fn process_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    stat_fields(&stat)?.next()?.chars().next()
+}
+
+/// The wait status of `pid` while it is a zombie (field 52 of `/proc/PID/stat`, Linux 3.5+):
+/// how it ended, readable until its parent (tmux, for a pane) reaps it.
+pub fn zombie_status(pid: i32) -> Option<i32> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    parse_zombie_status(&stat)
+}
+
+fn parse_zombie_status(stat: &[u8]) -> Option<i32> {
+    let mut fields = stat_fields(stat)?;
+    if fields.next()? != "Z" {
+        return None;
+    }
+    // The state was field 3: field 52 is 48 further.
+    fields.nth(52 - 4)?.parse().ok()
+}
+
+/// The fields of `/proc/PID/stat` from field 3 (the state) on: counted after the last `)`,
+/// because the command name (field 2) may hold spaces and parentheses. Allocates nothing.
+pub fn stat_fields(stat: &[u8]) -> Option<std::str::SplitAsciiWhitespace<'_>> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    Some(
+        std::str::from_utf8(&stat[close + 1..])
+            .ok()?
+            .split_ascii_whitespace(),
+    )
+}
+
+/// Parses the bytes of `/proc/PID/stat`: (state, starttime).
+pub fn parse_stat(stat: &[u8]) -> Option<(u8, u64)> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let mut fields = stat[close + 1..]
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|f| !f.is_empty());
+    let state = *fields.next()?.first()?;
+    // starttime is field 22; state was field 3, so skip fields 4..=21.
+    let started = fields.nth(18)?;
+    let started = std::str::from_utf8(started).ok()?.parse().ok()?;
+    Some((state, started))
+}
+
+/// The start time of `pid` now (clock ticks since boot, field 22), when `/proc` shows it.
+pub fn start_time(pid: i32) -> Option<u64> {
+    read_stat(&stat_path(pid)).map(|(_, started)| started)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_state_is_read_and_a_missing_process_has_none() {
+        assert!(matches!(
+            process_state(std::process::id() as i32),
+            Some('R' | 'S')
+        ));
+        // A child that exited and is not reaped yet is a zombie; reaped, it is gone.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while process_state(pid) != Some('Z') && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(process_state(pid), Some('Z'));
+        child.wait().unwrap();
+        assert_eq!(process_state(pid), None);
+    }
+
+    #[test]
+    fn parse_stat_counts_after_the_last_paren() {
+        let line = b"4242 (a) b) (c) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100 0";
+        assert_eq!(parse_stat(line), Some((b'S', 987654)));
+        assert_eq!(parse_stat(b"1 (x) Z 1 2"), None);
+        assert_eq!(parse_stat(b"garbage"), None);
+    }
+
+    #[test]
+    fn a_zombie_says_how_it_ended() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "exit 7"])
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let status = loop {
+            if let Some(status) = zombie_status(pid) {
+                break status;
+            }
+            assert!(std::time::Instant::now() < deadline, "no zombie");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        assert_eq!(
+            (status >> 8) & 0xff,
+            7,
+            "a wait status: exit code in bits 8-15"
+        );
+        child.wait().unwrap();
+        assert_eq!(zombie_status(pid), None, "reaped: gone");
+        assert_eq!(parse_zombie_status(b"1 (x) S 0"), None);
+    }
+}
