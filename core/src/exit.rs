@@ -1,4 +1,7 @@
-/*! Exit codes, one enum for both binaries: 0 done, 1 failed at run time, 2 bad input or usage. */
+/*!
+Exit codes, one enum for every binary: 0 done, 1 failed at run time, 2 bad input or usage; and
+[`Fail`], the one failure every binary ends with (its code and its one-line message).
+*/
 
 /// Why a run did not succeed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +21,41 @@ impl Exit {
 impl From<Exit> for std::process::ExitCode {
     fn from(exit: Exit) -> Self {
         std::process::ExitCode::from(exit.code())
+    }
+}
+
+/// A run that did not succeed: its exit code (an [`Exit`], or one a protocol or a signal
+/// gives: the hand-over's 3 and 4, 128+N) and one line for stderr.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fail {
+    pub code: u8,
+    /// Empty when nothing is worth saying (the reader closed stdout).
+    pub message: String,
+}
+
+impl Fail {
+    pub fn new(code: u8, message: String) -> Fail {
+        Fail { code, message }
+    }
+
+    /// Bad input or usage (exit 2).
+    pub fn usage(message: String) -> Fail {
+        Fail::new(Exit::Usage.code(), message)
+    }
+
+    /// Failed at run time (exit 1).
+    pub fn failed(message: String) -> Fail {
+        Fail::new(Exit::Failed.code(), message)
+    }
+
+    /// Says `PROGRAM: message` on stderr (unless the message is empty) and gives the exit
+    /// code. A stderr that cannot be written must not turn the code into a panic.
+    pub fn report(&self, program: &str) -> std::process::ExitCode {
+        if !self.message.is_empty() {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr().lock(), "{program}: {}", self.message);
+        }
+        std::process::ExitCode::from(self.code)
     }
 }
 

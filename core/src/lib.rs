@@ -9,7 +9,7 @@ respawn helper and the exporter all speak, so that each rule is written once.
   the one-writer [`lock`] and its probes, the default directory and its checks ([`dirs`]).
 - On pipes: the launcher-sidecar hand-over ([`handover`]) and the sidecar-helper restart
   protocol ([`supervise`], with its policy and the fleet-wide guard; [`limits`] are its flags).
-- About processes: `/proc` reading ([`proc`]), ending a session's process tree ([`teardown`]),
+- About processes: how one died ([`death`]), `/proc` reading ([`proc`]), ending a session's process tree ([`teardown`]),
   and the few raw system calls `nix` lacks ([`sys`]).
 - The status model: reading a directory at one instant and classifying each record, with the
   one staleness rule ([`status`]), its renderings, and the Prometheus families.
@@ -20,6 +20,7 @@ The sidecar's theory of operation, the daemon itself, lives in `hb-sidecar/src/m
 */
 
 pub mod activity;
+pub mod death;
 pub mod dirs;
 pub mod exit;
 pub mod handover;

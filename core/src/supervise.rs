@@ -41,6 +41,8 @@ use nix::errno::Errno;
 use nix::fcntl::{openat, Flock, FlockArg, OFlag};
 use nix::sys::stat::Mode;
 
+use crate::death::Death;
+
 /// When a dead agent is started again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Restart {
@@ -84,91 +86,6 @@ impl Restart {
             (Restart::OnFailure, End::Died(death)) => death.is_failure(),
         }
     }
-}
-
-/// How the agent's process ended, as far as it can be known (the sidecar is not its parent;
-/// tmux, which is, keeps the status of a dead pane).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Death {
-    /// It exited with this status.
-    Status(i32),
-    /// A signal killed it.
-    Signal(i32),
-    /// It is gone and nothing says how (no dead pane to ask).
-    Unknown,
-}
-
-impl Death {
-    /// The death as tmux reports a dead pane: `#{pane_dead_status}` and `#{pane_dead_signal}`
-    /// (empty when not applicable).
-    pub fn from_pane(status: Option<i32>, signal: Option<i32>) -> Death {
-        match (signal, status) {
-            (Some(sig), _) if sig > 0 => Death::Signal(sig),
-            (_, Some(code)) => Death::Status(code),
-            _ => Death::Unknown,
-        }
-    }
-
-    /// The death a wait status says (`WIFEXITED`, `WIFSIGNALED`), as `/proc/PID/stat`
-    /// field 52 holds it for a zombie.
-    pub fn from_wait_status(status: i32) -> Death {
-        match status & 0x7f {
-            0 => Death::Status((status >> 8) & 0xff),
-            0x7f => Death::Unknown,
-            sig => Death::Signal(sig),
-        }
-    }
-
-    /// Anything but exit status 0.
-    pub fn is_failure(self) -> bool {
-        self != Death::Status(0)
-    }
-
-    /// `exit_status=` and `exit_signal=` of the record.
-    pub fn keys(self) -> (Option<i32>, Option<i32>) {
-        match self {
-            Death::Status(code) => (Some(code), None),
-            Death::Signal(sig) => (None, Some(sig)),
-            Death::Unknown => (None, None),
-        }
-    }
-
-    /// For people: `exit 3`, `signal 9 (KILL)`, `unknown`.
-    pub fn describe(self) -> String {
-        match self {
-            Death::Status(code) => format!("exit {code}"),
-            Death::Signal(sig) => match signal_name(sig) {
-                Some(name) => format!("signal {sig} ({name})"),
-                None => format!("signal {sig}"),
-            },
-            Death::Unknown => "unknown".into(),
-        }
-    }
-}
-
-/// The usual name of a signal, without `SIG`.
-pub fn signal_name(sig: i32) -> Option<&'static str> {
-    Some(match sig {
-        libc::SIGHUP => "HUP",
-        libc::SIGINT => "INT",
-        libc::SIGQUIT => "QUIT",
-        libc::SIGILL => "ILL",
-        libc::SIGTRAP => "TRAP",
-        libc::SIGABRT => "ABRT",
-        libc::SIGBUS => "BUS",
-        libc::SIGFPE => "FPE",
-        libc::SIGKILL => "KILL",
-        libc::SIGUSR1 => "USR1",
-        libc::SIGSEGV => "SEGV",
-        libc::SIGUSR2 => "USR2",
-        libc::SIGPIPE => "PIPE",
-        libc::SIGALRM => "ALRM",
-        libc::SIGTERM => "TERM",
-        libc::SIGXCPU => "XCPU",
-        libc::SIGXFSZ => "XFSZ",
-        libc::SIGSYS => "SYS",
-        _ => return None,
-    })
 }
 
 /// How a watch ended, for the policy.
@@ -497,7 +414,8 @@ impl Flags<'_> {
         };
         let d = Limits::DEFAULT;
         let secs = |value: Option<&str>, flag: &str, default: Duration| match given(value) {
-            Some(text) => seconds(text, &name(flag)),
+            Some(text) => crate::validate::seconds(text, 0.0..=WEEK)
+                .map_err(|why| crate::validate::invalid(&name(flag), text, &why)),
             None => Ok(default),
         };
         let burst = match given(burst) {
@@ -565,18 +483,6 @@ pub fn sidecar_args(policy: Restart, limits: &Limits, socket: &str) -> Vec<Strin
         args.extend([format!("--{flag}"), value]);
     }
     args
-}
-
-/// Parses a duration flag of supervision: seconds, fractions allowed, 0 to one week.
-pub fn seconds(text: &str, what: &str) -> Result<Duration, String> {
-    match text.trim().parse::<f64>() {
-        Ok(secs) if secs.is_finite() && (0.0..=WEEK).contains(&secs) => {
-            Ok(Duration::from_secs_f64(secs))
-        }
-        _ => Err(format!(
-            "invalid {what} {text:?}: a number of seconds from 0 to {WEEK}"
-        )),
-    }
 }
 
 /// The longest delay, period or window supervision accepts, in seconds.
@@ -648,23 +554,6 @@ mod tests {
     }
 
     #[test]
-    fn deaths_from_tmux() {
-        assert_eq!(Death::from_pane(Some(3), None), Death::Status(3));
-        assert_eq!(Death::from_pane(Some(0), Some(9)), Death::Signal(9));
-        assert_eq!(Death::from_pane(None, Some(15)), Death::Signal(15));
-        assert_eq!(Death::from_pane(None, None), Death::Unknown);
-        assert_eq!(Death::Signal(9).describe(), "signal 9 (KILL)");
-        assert_eq!(Death::from_wait_status(3 << 8), Death::Status(3));
-        assert_eq!(Death::from_wait_status(9), Death::Signal(9));
-        assert_eq!(
-            Death::from_wait_status(0x80 | 11),
-            Death::Signal(11),
-            "core dumped"
-        );
-        assert_eq!(Death::Status(0).keys(), (Some(0), None));
-    }
-
-    #[test]
     fn answers_round_trip_and_strangers_are_refused() {
         let answers = [
             Answer::Dead(Death::Status(3)),
@@ -732,12 +621,17 @@ mod tests {
     }
 
     #[test]
-    fn durations_in_seconds() {
-        assert_eq!(seconds("1.5", "x"), Ok(Duration::from_millis(1500)));
-        assert_eq!(seconds("0", "x"), Ok(Duration::ZERO));
-        for bad in ["", "-1", "nan", "inf", "604801", "1s"] {
-            assert!(seconds(bad, "x").is_err(), "{bad:?}");
+    fn the_delay_floor_is_checked() {
+        let err = Flags {
+            limits: [None, None, None, None, None, Some("604801")],
+            ..Flags::default()
         }
+        .parse()
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "invalid --restart-guard \"604801\": must be a number of seconds from 0 to 604800"
+        );
         let floor = |secs| Limits {
             floor: Duration::from_secs_f64(secs),
             ..Limits::DEFAULT

@@ -5,6 +5,7 @@ Both binaries call these functions before they start or write anything, so a ref
 happens first and always reads the same. Each error names the value and the rule it broke.
 */
 
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 /// Longest agent name: tmux targets and file names stay short and portable.
@@ -44,30 +45,35 @@ pub fn agent(name: &str) -> Result<&str, String> {
 
 /// A heartbeat interval in seconds: a finite number from 0.01 to 86400; fractions allowed.
 pub fn interval(text: &str) -> Result<Duration, String> {
-    seconds(text, "interval", INTERVAL_MIN, INTERVAL_MAX)
+    seconds(text, INTERVAL_MIN..=INTERVAL_MAX).map_err(|why| invalid("interval", text, &why))
 }
 
 /// An idle threshold in seconds (`--idle-after`, `MOSAIC_IDLE_AFTER`): from 1 (activity is
 /// only seen to about a second) to 86400; fractions allowed.
 pub fn idle_after(text: &str) -> Result<Duration, String> {
-    seconds(text, "idle threshold", 1.0, INTERVAL_MAX)
+    seconds(text, 1.0..=INTERVAL_MAX).map_err(|why| invalid("idle threshold", text, &why))
 }
 
-/// A finite number of seconds from `min` to `max` (both positive); `what` names the value in
-/// the refusal.
-fn seconds(text: &str, what: &str, min: f64, max: f64) -> Result<Duration, String> {
-    let bad = |why: String| format!("invalid {what} {text:?}: {why}");
-    let secs: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| bad("not a number of seconds".into()))?;
-    if !secs.is_finite() || secs <= 0.0 {
-        return Err(bad("must be a positive finite number of seconds".into()));
+/// The one reading of a duration, in every binary (intervals, timeouts, restart delays,
+/// grace periods): a finite number of seconds within `range`, fractions allowed, spaces
+/// around it ignored. The refusal is the rule alone (`must be a number of seconds from 0 to
+/// 86400`), ready for clap to put after the flag, or for [`invalid`] to name the value.
+pub fn seconds(text: &str, range: RangeInclusive<f64>) -> Result<Duration, String> {
+    match text.trim().parse::<f64>() {
+        Ok(secs) if secs.is_finite() && range.contains(&secs) => {
+            Ok(Duration::from_secs_f64(secs.max(0.0)))
+        }
+        _ => Err(format!(
+            "must be a number of seconds from {} to {}",
+            range.start(),
+            range.end()
+        )),
     }
-    if !(min..=max).contains(&secs) {
-        return Err(bad(format!("must be from {min} to {max} seconds")));
-    }
-    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A refusal that names the value, its flag and the text: `invalid WHAT "TEXT": WHY`.
+pub fn invalid(what: &str, text: &str, why: &str) -> String {
+    format!("invalid {what} {text:?}: {why}")
 }
 
 /// A process ID to watch: a decimal number from 1 to the kernel's maximum.
@@ -150,6 +156,27 @@ mod tests {
         for bad in ["0.5", "0", "-1", "86401", "NaN", "inf", "", "1m"] {
             assert!(idle_after(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn seconds_within_a_range() {
+        assert_eq!(
+            seconds(" 1.5 ", 0.0..=10.0),
+            Ok(Duration::from_millis(1500))
+        );
+        assert_eq!(seconds("0", 0.0..=10.0), Ok(Duration::ZERO));
+        assert_eq!(seconds("-0", 0.0..=10.0), Ok(Duration::ZERO));
+        for bad in ["", "-1", "nan", "inf", "10.5", "1s", "0x1"] {
+            assert_eq!(
+                seconds(bad, 0.0..=10.0),
+                Err("must be a number of seconds from 0 to 10".into()),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            interval("0").unwrap_err(),
+            "invalid interval \"0\": must be a number of seconds from 0.01 to 86400"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::hbfile::HbFile;
 use crate::restart::Supervisor;
 use crate::target::Target;
 use crate::watch::{End, Sidecar, Signals, Writer};
-use mosaic_core::exit::Exit;
+use mosaic_core::exit::{Exit, Fail};
 use mosaic_core::handover::{self, PID_FROM_STDIN};
 use mosaic_core::limits::LimitArgs;
 use mosaic_core::lock::{Lock, LockError};
@@ -24,15 +24,6 @@ use mosaic_core::record::Status;
 use mosaic_core::supervise::{Backoff, Flags, Restart};
 use mosaic_core::validate::{DEFAULT_IDLE_AFTER, DEFAULT_INTERVAL};
 use mosaic_core::{dirs, status, sys, validate, why};
-
-/// A failed run: its exit code and its one-line message.
-struct Fail(u8, String);
-
-impl Fail {
-    fn new(exit: Exit, message: String) -> Fail {
-        Fail(exit.code(), message)
-    }
-}
 
 const SIDECAR_HELP: &str = "\
 Environment:
@@ -176,17 +167,12 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Fail(code, message)) => {
-            // A stderr that cannot be written (2>/dev/full) must not turn exit 1 into a panic.
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "mosaic-hb: {message}");
-            ExitCode::from(code)
-        }
+        Err(fail) => fail.report("mosaic-hb"),
     }
 }
 
 fn watch(args: WatchArgs) -> Result<(), Fail> {
-    let usage = |message: String| Fail::new(Exit::Usage, message);
+    let usage = Fail::usage;
     if !args.foreground {
         // Before we open anything: a daemon keeps no descriptor its caller leaked to it.
         sys::release_inherited_fds(sys::Inherited::Close);
@@ -227,7 +213,7 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
             let helper = args.restart.respawn_bin.as_deref();
             Some(
                 Supervisor::new(backoff, helper, socket, agent, !args.no_pidfd)
-                    .map_err(|m| Fail::new(Exit::Failed, m))?,
+                    .map_err(Fail::failed)?,
             )
         }
     };
@@ -255,7 +241,7 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
             let by = holder.map_or("another mosaic-hb".into(), |pid| {
                 format!("mosaic-hb pid {pid}")
             });
-            return Err(Fail(
+            return Err(Fail::new(
                 kept,
                 format!("heartbeat file {} is already kept by {by}", path.display()),
             ));
@@ -290,7 +276,7 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
         Err((how, started)) => {
             // Leave a true record behind: whoever reads the file learns the agent is gone.
             Writer::new(file, pid, started, args.agent.as_deref(), interval).write(Status::Exited);
-            return Err(Fail(gone, format!("pid {pid} {}", how.describe())));
+            return Err(Fail::new(gone, format!("pid {pid} {}", how.describe())));
         }
     };
     // Before daemonizing, like the target itself: the pane's terminal is the one it has now.
@@ -320,12 +306,8 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
         }
         None
     };
-    let signals = Signals::install().map_err(|e| {
-        Fail::new(
-            Exit::Failed,
-            format!("cannot install signal handling: {}", why(&e)),
-        )
-    })?;
+    let signals = Signals::install()
+        .map_err(|e| Fail::failed(format!("cannot install signal handling: {}", why(&e))))?;
     let mut sidecar = Sidecar::new(target, file, args.agent.as_deref(), interval)
         .with_activity(activity)
         .with_reap(reap);
@@ -375,42 +357,34 @@ fn exporter(args: Vec<std::ffi::OsString>) -> Result<(), Fail> {
         .filter(|path| path.is_file());
     let program = beside.unwrap_or_else(|| PathBuf::from(NAME));
     let err = std::process::Command::new(&program).args(args).exec();
-    Err(Fail::new(
-        Exit::Failed,
-        format!(
-            "cannot run {} (install it next to mosaic-hb or on PATH): {}",
-            program.display(),
-            why(&err)
-        ),
-    ))
+    Err(Fail::failed(format!(
+        "cannot run {} (install it next to mosaic-hb or on PATH): {}",
+        program.display(),
+        why(&err)
+    )))
 }
 
 /// Reads the hand-over line from stdin. EOF (the launcher needs no sidecar after all) is a
 /// usage error that nobody reads: nothing has been written, no lock taken.
 fn target_from_stdin() -> Result<(i32, Option<u64>), Fail> {
     let mut line = String::new();
-    std::io::stdin().read_line(&mut line).map_err(|e| {
-        Fail::new(
-            Exit::Usage,
-            format!("cannot read a pid from stdin: {}", why(&e)),
-        )
-    })?;
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| Fail::usage(format!("cannot read a pid from stdin: {}", why(&e))))?;
     match handover::Target::parse(&line) {
         Ok(Some(target)) => Ok((target.pid, target.started)),
-        Ok(None) => Err(Fail::new(
-            Exit::Usage,
-            "no pid on stdin: nothing to watch".into(),
-        )),
-        Err(message) => Err(Fail::new(Exit::Usage, message)),
+        Ok(None) => Err(Fail::usage("no pid on stdin: nothing to watch".into())),
+        Err(message) => Err(Fail::usage(message)),
     }
 }
 
 fn absolute(path: PathBuf) -> Result<PathBuf, Fail> {
     std::path::absolute(&path).map_err(|e| {
-        Fail::new(
-            Exit::Usage,
-            format!("invalid heartbeat file {}: {}", path.display(), why(&e)),
-        )
+        Fail::usage(format!(
+            "invalid heartbeat file {}: {}",
+            path.display(),
+            why(&e)
+        ))
     })
 }
 
@@ -421,9 +395,8 @@ fn absolute(path: PathBuf) -> Result<PathBuf, Fail> {
 /// /dev/null. Returns the answer, which once the first record is written says so on stdout
 /// and lets go of stdout and stderr (stderr goes to the log, if any).
 fn detach_in_place(log: Option<std::fs::File>) -> Result<handover::Ready, Fail> {
-    let failed = |what: &str, e: std::io::Error| {
-        Fail::new(Exit::Failed, format!("cannot {what}: {}", why(&e)))
-    };
+    let failed =
+        |what: &str, e: std::io::Error| Fail::failed(format!("cannot {what}: {}", why(&e)));
     if nix::unistd::getsid(None).ok() != Some(nix::unistd::getpid()) {
         // A process group leader (run by hand from a job-control shell) cannot: it stays in
         // its caller's session, where a hangup is a stop signal like any other.
@@ -452,9 +425,7 @@ fn daemonize(log: Option<std::fs::File>) -> Result<(), Fail> {
                 i32::from(Exit::Failed.code())
             })
         }
-        daemonix::Outcome::Parent(Err(e)) => {
-            Err(Fail::new(Exit::Failed, format!("cannot daemonize: {e}")))
-        }
+        daemonix::Outcome::Parent(Err(e)) => Err(Fail::failed(format!("cannot daemonize: {e}"))),
         daemonix::Outcome::Child(Ok(_)) => Ok(()),
         // The first child's error has nowhere to go but its exit code.
         daemonix::Outcome::Child(Err(_)) => std::process::exit(i32::from(Exit::Failed.code())),

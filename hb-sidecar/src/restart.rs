@@ -37,8 +37,9 @@ use chrono::Utc;
 
 use crate::target::Target;
 use crate::watch::{wait, Event, Signals, Writer};
+use mosaic_core::death::Death;
 use mosaic_core::record::Status;
-use mosaic_core::supervise::{self, Answer, Backoff, Death, Slot, Verdict};
+use mosaic_core::supervise::{self, Answer, Backoff, Slot, Verdict};
 
 /// How long the helper may take to say how the pane died (it waits for tmux to reap the pane,
 /// and tmux may be slow) or to restart it (it first ends what is left of the old process tree,

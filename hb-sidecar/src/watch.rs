@@ -40,9 +40,9 @@ use crate::hbfile::HbFile;
 use crate::restart::{Ending, Outcome, Supervisor};
 use crate::target::{Gone, Target};
 use mosaic_core::activity::Activity;
+use mosaic_core::death::Death;
 use mosaic_core::handover::Ready;
 use mosaic_core::record::{render, Beat, Lifecycle, Status};
-use mosaic_core::supervise::Death;
 use mosaic_core::teardown::{self, Step, Teardown};
 
 /// How the loop ended.

@@ -29,7 +29,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use mosaic_core::exit::Exit;
+use mosaic_core::death::signal_name;
+use mosaic_core::exit::{Exit, Fail};
 use mosaic_core::{dirs, json, supervise, validate};
 
 use crate::child::Stop;
@@ -37,19 +38,8 @@ use crate::cli::Cli;
 use crate::config::LaunchConfig;
 use crate::pane;
 use crate::sidecar::{self, Keeper, Pending, Sidecar, Started};
-use crate::tmux::{self, Created, Death, Failure, Pane, PanePids, Spec, Tmux};
+use crate::tmux::{self, Created, DeadPane, Failure, Pane, PanePids, Spec, Tmux};
 use crate::verdict::{self, Verdict};
-
-/// A failed launch: its exit code and one line.
-pub struct Fail(u8, String);
-
-fn usage(message: String) -> Fail {
-    Fail(Exit::Usage.code(), message)
-}
-
-fn failed(message: String) -> Fail {
-    Fail(Exit::Failed.code(), message)
-}
 
 /// A validated request.
 pub struct Plan {
@@ -86,10 +76,10 @@ pub enum Outcome {
     Started,
     AlreadyRunning,
     /// Its pane was dead (the previous run's end is kept here) and was started again.
-    Restarted(Death),
+    Restarted(DeadPane),
     /// Its pane is dead and its own supervising sidecar starts it again (when, if known):
     /// left to that sidecar.
-    Restarting(Death, Option<DateTime<Utc>>),
+    Restarting(DeadPane, Option<DateTime<Utc>>),
 }
 
 /// The sidecar's part in the report.
@@ -148,16 +138,16 @@ pub fn run(cli: Cli) -> ExitCode {
             if let Some(sig) = late {
                 say(&format!(
                     "interrupted by {} after agent {} had started: it keeps running",
-                    signal_name(sig),
+                    signal(sig),
                     plan.agent
                 ));
                 return ExitCode::from(128 + sig as u8);
             }
             ExitCode::SUCCESS
         }
-        Err(Fail(code, message)) => {
-            say(&message);
-            ExitCode::from(code)
+        Err(fail) => {
+            say(&fail.message);
+            ExitCode::from(fail.code)
         }
     }
 }
@@ -194,12 +184,11 @@ pub fn printable(text: &str) -> String {
     out
 }
 
-fn signal_name(sig: i32) -> String {
-    match sig {
-        libc::SIGINT => "SIGINT".into(),
-        libc::SIGTERM => "SIGTERM".into(),
-        libc::SIGHUP => "SIGHUP".into(),
-        n => format!("signal {n}"),
+/// `SIGINT`, as a person who pressed Ctrl-C reads it.
+fn signal(sig: i32) -> String {
+    match signal_name(sig) {
+        Some(name) => format!("SIG{name}"),
+        None => format!("signal {sig}"),
     }
 }
 
@@ -209,16 +198,16 @@ fn interrupted(sig: i32, agent: &str, undone: bool) -> Fail {
     } else {
         format!("agent {agent} was not started")
     };
-    Fail(
+    Fail::new(
         128 + sig as u8,
-        format!("interrupted by {}: {what}", signal_name(sig)),
+        format!("interrupted by {}: {what}", signal(sig)),
     )
 }
 
 /// Checks every input; touches nothing.
 pub fn plan(cli: Cli) -> Result<Plan, Fail> {
     let agent = validate::agent(text(&cli.agent, "agent name")?)
-        .map_err(usage)?
+        .map_err(Fail::usage)?
         .to_string();
     // An empty variable counts as unset, as `${VAR:-default}` did in the bash original.
     let socket = text(
@@ -226,19 +215,19 @@ pub fn plan(cli: Cli) -> Result<Plan, Fail> {
         "tmux socket name (--socket, MOSAIC_TMUX_SOCKET)",
     )?;
     let socket = validate::socket(or_default(socket, validate::DEFAULT_SOCKET))
-        .map_err(usage)?
+        .map_err(Fail::usage)?
         .to_string();
     let runtime = cli.runtime.as_deref();
     let runtime = runtime.map(|r| text(r, "runtime (--runtime, MOSAIC_AGENT_RUNTIME)"));
     let runtime = match runtime.transpose()?.filter(|r| !r.is_empty()) {
-        Some(r) => Some(validate::runtime(r).map_err(usage)?),
+        Some(r) => Some(validate::runtime(r).map_err(Fail::usage)?),
         None => None,
     };
     let command = match (cli.command.filter(|c| !c.is_empty()), runtime) {
         (Some(command), _) => command,
         (None, Some(runtime)) => OsString::from(format!("mosaic yolo {runtime}")),
         (None, None) => {
-            return Err(usage(
+            return Err(Fail::usage(
                 "no agent command: set --command (MOSAIC_AGENT_COMMAND) or --runtime (MOSAIC_AGENT_RUNTIME)".into(),
             ))
         }
@@ -246,21 +235,21 @@ pub fn plan(cli: Cli) -> Result<Plan, Fail> {
     let workdir = match cli.workdir.filter(|w| !w.is_empty()) {
         Some(dir) => absolute(&dir)?,
         None => std::env::current_dir().map_err(|e| {
-            failed(format!(
+            Fail::failed(format!(
                 "cannot read the current directory: {}",
                 mosaic_core::why(&e)
             ))
         })?,
     };
     if !workdir.is_dir() {
-        return Err(usage(format!(
+        return Err(Fail::usage(format!(
             "invalid workdir {}: not a directory",
             workdir.display()
         )));
     }
     let runtime_bin = match cli.runtime_bin.filter(|d| !d.is_empty()).map(PathBuf::from) {
         Some(dir) if dir.as_os_str().as_encoded_bytes().contains(&b':') => {
-            return Err(usage(format!(
+            return Err(Fail::usage(format!(
                 "invalid runtime-bin {}: a PATH entry cannot contain ':'",
                 dir.display()
             )))
@@ -276,14 +265,14 @@ pub fn plan(cli: Cli) -> Result<Plan, Fail> {
         &cli.hb_interval,
         "interval (--hb-interval, MOSAIC_HEARTBEAT_INTERVAL)",
     )?;
-    let interval =
-        validate::interval(or_default(interval, validate::DEFAULT_INTERVAL)).map_err(usage)?;
+    let interval = validate::interval(or_default(interval, validate::DEFAULT_INTERVAL))
+        .map_err(Fail::usage)?;
     let idle_after = text(
         &cli.idle_after,
         "idle threshold (--idle-after, MOSAIC_IDLE_AFTER)",
     )?;
     let idle_after = validate::idle_after(or_default(idle_after, validate::DEFAULT_IDLE_AFTER))
-        .map_err(usage)?;
+        .map_err(Fail::usage)?;
     let timeout = seconds(
         &cli.tmux_timeout,
         "tmux timeout (--tmux-timeout, MOSAIC_TMUX_TIMEOUT)",
@@ -298,13 +287,13 @@ pub fn plan(cli: Cli) -> Result<Plan, Fail> {
             .as_deref()
             .map(|v| text(v, "restart policy (--restart, MOSAIC_RESTART)"))
             .transpose()?,
-        limits: cli.limits.texts().map_err(usage)?,
+        limits: cli.limits.texts().map_err(Fail::usage)?,
         env: true,
     }
     .parse()
-    .map_err(usage)?;
+    .map_err(Fail::usage)?;
     if cli.no_heartbeat && policy != supervise::Restart::No {
-        return Err(usage(format!(
+        return Err(Fail::usage(format!(
             "--restart {} needs the heartbeat sidecar, which restarts the agent: drop --no-heartbeat",
             policy.as_str()
         )));
@@ -339,27 +328,22 @@ pub fn plan(cli: Cli) -> Result<Plan, Fail> {
     })
 }
 
-/// Seconds from `MIN` to an hour, fractions allowed; empty or absent is `None`.
+/// Seconds from `min` to an hour, fractions allowed; empty or absent is `None`.
 fn seconds(value: &Option<OsString>, what: &str, min: f64) -> Result<Option<Duration>, Fail> {
     let Some(value) = value.as_deref().filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
     let text = text(value, what)?;
-    match text.trim().parse::<f64>() {
-        Ok(secs) if secs.is_finite() && (min..=3600.0).contains(&secs) => {
-            Ok(Some(Duration::from_secs_f64(secs)))
-        }
-        _ => Err(usage(format!(
-            "invalid {what} {text:?}: seconds from {min} to 3600 expected"
-        ))),
-    }
+    validate::seconds(text, min..=3600.0)
+        .map(Some)
+        .map_err(|why| Fail::usage(validate::invalid(what, text, &why)))
 }
 
 /// A value that must be text: names, sockets, runtimes and intervals are never raw bytes.
 fn text<'a>(value: &'a std::ffi::OsStr, what: &str) -> Result<&'a str, Fail> {
     value
         .to_str()
-        .ok_or_else(|| usage(format!("invalid {what} {value:?}: not UTF-8 text")))
+        .ok_or_else(|| Fail::usage(format!("invalid {what} {value:?}: not UTF-8 text")))
 }
 
 fn or_default<'a>(value: &'a str, default: &'a str) -> &'a str {
@@ -373,7 +357,7 @@ fn or_default<'a>(value: &'a str, default: &'a str) -> &'a str {
 fn absolute(path: impl AsRef<Path>) -> Result<PathBuf, Fail> {
     let path = path.as_ref();
     std::path::absolute(path).map_err(|e| {
-        usage(format!(
+        Fail::usage(format!(
             "invalid path {}: {}",
             path.display(),
             mosaic_core::why(&e)
@@ -396,11 +380,14 @@ pub fn launch(plan: &Plan, stop: &Stop) -> Result<Report, Fail> {
     if let Some(sig) = stop.signal() {
         return Err(interrupted(sig, &plan.agent, false));
     }
-    enough_descriptors().map_err(failed)?;
+    enough_descriptors().map_err(Fail::failed)?;
     let sidecar = match &plan.heartbeat {
         Some(hb) => {
-            dirs::prepare(&hb.dir).map_err(failed)?;
-            Some((hb, Sidecar::locate(hb.hb_bin.as_deref()).map_err(failed)?))
+            dirs::prepare(&hb.dir).map_err(Fail::failed)?;
+            Some((
+                hb,
+                Sidecar::locate(hb.hb_bin.as_deref()).map_err(Fail::failed)?,
+            ))
         }
         None => None,
     };
@@ -444,7 +431,7 @@ pub fn launch(plan: &Plan, stop: &Stop) -> Result<Report, Fail> {
                 Err(why) => {
                     let created = session.finish();
                     run.created = matches!(created, Ok(Created::New(_)) | Err(_));
-                    return Err(run.undo(failed(why)));
+                    return Err(run.undo(Fail::failed(why)));
                 }
             }
         }
@@ -525,7 +512,7 @@ impl Launch<'_> {
     fn fail(&self, failure: Failure) -> Fail {
         match failure {
             Failure::Interrupted(sig) => self.undo(interrupted(sig, self.agent(), self.created)),
-            Failure::Error(why) => self.undo(failed(why)),
+            Failure::Error(why) => self.undo(Fail::failed(why)),
         }
     }
 
@@ -560,7 +547,7 @@ impl Launch<'_> {
                 crate::child::Cut::Interrupted(sig) => {
                     self.undo(interrupted(sig, self.agent(), self.created))
                 }
-                other => self.undo(failed(format!(
+                other => self.undo(Fail::failed(format!(
                     "cannot watch pane pid {} of agent {}: {other:?}",
                     pids.pane,
                     self.agent()
@@ -568,12 +555,14 @@ impl Launch<'_> {
             })?;
         match verdict {
             Verdict::Running => Ok(()),
-            Verdict::NoExec => Err(self.undo(failed(format!(
+            Verdict::NoExec => Err(self.undo(Fail::failed(format!(
                 "agent {} did not execute its command within {} (MOSAIC_TMUX_TIMEOUT)",
                 self.agent(),
                 tmux::seconds(self.plan.timeout)
             )))),
-            Verdict::Exited(status) => Err(self.undo(failed(self.why_exited(pids.pane, status)))),
+            Verdict::Exited(status) => {
+                Err(self.undo(Fail::failed(self.why_exited(pids.pane, status))))
+            }
         }
     }
 
@@ -589,7 +578,7 @@ impl Launch<'_> {
             match self.tmux.pane(self.agent()) {
                 Ok(Pane::Dead(d)) if d.pid == pid => {
                     // What we read from the zombie ourselves will do if tmux has nothing.
-                    let known = d.status.is_some() || d.signal.is_some() || wait_status.is_some();
+                    let known = d.known() || wait_status.is_some();
                     death = Some(d);
                     if known {
                         break;
@@ -608,9 +597,7 @@ impl Launch<'_> {
             std::thread::sleep(Duration::from_millis(2));
         }
         if let (Some(d), Some(raw)) = (death.as_mut(), wait_status) {
-            if d.status.is_none() && d.signal.is_none() {
-                d.fill_from_wait_status(raw);
-            }
+            d.fill_from_wait_status(raw);
         }
         // The pane's last output may still be on its way into tmux's screen: a few looks.
         let mut words = None;
@@ -661,11 +648,11 @@ impl Launch<'_> {
                 Keeper::Other { hb_pid, pid } => Err(self.undo(collision(file, hb_pid, pid))),
                 _ => Ok((SidecarState::Running, Some(file.to_path_buf()))),
             },
-            Ok(Started::TargetGone(why)) => Err(self.undo(failed(format!(
+            Ok(Started::TargetGone(why)) => Err(self.undo(Fail::failed(format!(
                 "agent {} exited at once: {why}",
                 self.agent()
             )))),
-            Err(why) => Err(self.undo(failed(why))),
+            Err(why) => Err(self.undo(Fail::failed(why))),
         }
     }
 
@@ -696,20 +683,20 @@ impl Launch<'_> {
                         Some(pid),
                         (SidecarState::Started, hb.map(Path::to_path_buf)),
                     )),
-                    Ok(Started::TargetGone(why)) => Err(self.undo(failed(format!(
+                    Ok(Started::TargetGone(why)) => Err(self.undo(Fail::failed(format!(
                         "agent {} exited at once: {why}",
                         self.agent()
                     )))),
-                    Err(why) => Err(self.undo(failed(why))),
+                    Err(why) => Err(self.undo(Fail::failed(why))),
                 }
             }
-            Pane::Dead(d) => Err(self.undo(failed(format!(
+            Pane::Dead(d) => Err(self.undo(Fail::failed(format!(
                 "agent {} exited at once with {}",
                 self.agent(),
                 d.describe()
             )))),
             Pane::Unknown => Ok(report(None, (SidecarState::None, None))),
-            Pane::Gone(why) => Err(self.undo(failed(format!(
+            Pane::Gone(why) => Err(self.undo(Fail::failed(format!(
                 "agent {} exited at once: its session is gone ({why})",
                 self.agent()
             )))),
@@ -733,7 +720,7 @@ impl Launch<'_> {
                 heartbeat: None,
                 healed: false,
             }),
-            Pane::Gone(why) => Err(failed(format!(
+            Pane::Gone(why) => Err(Fail::failed(format!(
                 "agent {} exited at once: its session is gone ({why})",
                 self.agent()
             ))),
@@ -772,7 +759,7 @@ impl Launch<'_> {
                         &hb.restart,
                         self.plan.timeout,
                     )
-                    .map_err(failed)?;
+                    .map_err(Fail::failed)?;
                 own
             }
             Some(_) => hb.file.clone(),
@@ -787,7 +774,7 @@ impl Launch<'_> {
             Keeper::Healthy => return Ok(report((SidecarState::Running, Some(file)), false)),
             Keeper::Other { hb_pid, pid } => return Err(collision(&file, hb_pid, pid)),
             Keeper::Stuck { hb_pid, .. } => {
-                sidecar::end_stuck(&file, hb_pid, self.deadline()).map_err(failed)?;
+                sidecar::end_stuck(&file, hb_pid, self.deadline()).map_err(Fail::failed)?;
             }
             Keeper::Nobody => {}
         }
@@ -802,7 +789,7 @@ impl Launch<'_> {
 
     /// A dead pane: start the agent again in it (tmux refuses if a racer did first: then it
     /// is already running), unless its own sidecar is about to.
-    fn restart(&self, death: Death, pending: Option<Pending>) -> Result<Report, Fail> {
+    fn restart(&self, death: DeadPane, pending: Option<Pending>) -> Result<Report, Fail> {
         let own = self
             .tmux
             .hb_file(self.agent())
@@ -839,7 +826,7 @@ impl Launch<'_> {
                     heartbeat: None,
                     healed: false,
                 }),
-                _ => Err(failed(format!(
+                _ => Err(Fail::failed(format!(
                     "agent {} could not be started again",
                     self.agent()
                 ))),
@@ -865,7 +852,7 @@ impl Launch<'_> {
 
 fn collision(file: &Path, hb_pid: Option<i32>, pid: i32) -> Fail {
     let by = hb_pid.map_or("a sidecar".into(), |p| format!("mosaic-hb pid {p}"));
-    failed(format!(
+    Fail::failed(format!(
         "heartbeat file {} is kept by {by} for pid {pid}, another agent of the same name \
          (on another tmux socket?): use another MOSAIC_HEARTBEAT_RUN_DIR (--hb-dir) or socket",
         file.display()
@@ -902,7 +889,7 @@ fn store_config(plan: &Plan, report: &Report) {
 }
 
 fn render_text(plan: &Plan, report: &Report) -> String {
-    let ended = |death: &Death| at(death.time.and_then(|t| DateTime::from_timestamp(t, 0)));
+    let ended = |death: &DeadPane| at(death.time.and_then(|t| DateTime::from_timestamp(t, 0)));
     let mut line = match &report.outcome {
         Outcome::Started => format!(
             "started agent {} on tmux socket {}",
@@ -977,8 +964,9 @@ fn render_json(plan: &Plan, report: &Report) -> String {
         .string("workdir", &*plan.workdir.to_string_lossy());
     if let Outcome::Restarted(death) | Outcome::Restarting(death, _) = &report.outcome {
         // How the previous run ended, as tmux kept it.
-        obj.number("previous_exit_status", death.status)
-            .number("previous_signal", death.signal)
+        let (status, signal) = death.death.keys();
+        obj.number("previous_exit_status", status)
+            .number("previous_signal", signal)
             .number("previous_time", death.time);
     }
     if let Outcome::Restarting(_, due) = &report.outcome {
@@ -1003,7 +991,8 @@ mod tests {
 
     #[test]
     fn signals_are_named() {
-        assert_eq!(signal_name(libc::SIGINT), "SIGINT");
-        assert_eq!(signal_name(libc::SIGHUP), "SIGHUP");
+        assert_eq!(signal(libc::SIGINT), "SIGINT");
+        assert_eq!(signal(libc::SIGHUP), "SIGHUP");
+        assert_eq!(signal(libc::SIGTERM), "SIGTERM");
     }
 }

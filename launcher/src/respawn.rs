@@ -22,9 +22,10 @@ use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use mosaic_core::death::Death;
 use mosaic_core::exit::Exit;
 use mosaic_core::handover::Target;
-use mosaic_core::supervise::{Answer, Death, GO};
+use mosaic_core::supervise::{Answer, GO};
 use mosaic_core::validate;
 
 use crate::tmux::{self, Pane, Tmux};
@@ -109,9 +110,7 @@ fn how_it_died(tmux: &Tmux, agent: &str, died: Option<i32>) -> Result<Answer, tm
     loop {
         let late = Instant::now() >= deadline;
         match tmux.pane(agent)? {
-            Pane::Dead(d) if d.status.is_some() || d.signal.is_some() || late => {
-                return Ok(Answer::Dead(Death::from_pane(d.status, d.signal)))
-            }
+            Pane::Dead(d) if d.known() || late => return Ok(Answer::Dead(d.death)),
             Pane::Live(pid) if Some(pid) != died => {
                 return Ok(Answer::Live(pid, Target::now(pid).started))
             }

@@ -20,6 +20,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use mosaic_core::death::Death;
 use mosaic_core::validate;
 
 use crate::child::{self, Cut, Running, Stop};
@@ -66,46 +67,48 @@ pub struct PanePids {
 pub enum Pane {
     Live(i32),
     /// Its process ended; `remain-on-exit` kept the pane.
-    Dead(Death),
+    Dead(DeadPane),
     /// tmux answered, but with no pid (the contract's fakes do this): no sidecar.
     Unknown,
     /// The session is gone.
     Gone(String),
 }
 
-/// How a pane's process ended, as tmux keeps it.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Death {
+/// A dead pane, as tmux keeps it (`remain-on-exit`): its process, how that ended, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadPane {
     pub pid: i32,
-    pub status: Option<i32>,
-    pub signal: Option<i32>,
+    pub death: Death,
     /// Seconds since the epoch.
     pub time: Option<i64>,
 }
 
-impl Death {
-    /// Fills in the status or signal from a raw wait status (the zombie's own).
-    pub fn fill_from_wait_status(&mut self, raw: i32) {
-        (self.status, self.signal) = status_or_signal(raw);
+impl DeadPane {
+    /// Whether tmux (or the zombie) said how the process ended.
+    pub fn known(&self) -> bool {
+        self.death != Death::Unknown
     }
 
-    /// "status 127 (command not found)", "signal 9", or "an unknown status". The shell's
-    /// meaning of 126 and 127 is spelt out: tmux may lose the end of the shell's own message
-    /// when the pane dies while its last output is still being read.
-    pub fn describe(&self) -> String {
-        match (self.status, self.signal) {
-            (_, Some(sig)) => format!("signal {sig}"),
-            (Some(126), None) => "status 126 (not executable)".into(),
-            (Some(127), None) => "status 127 (command not found)".into(),
-            (Some(status), None) => format!("status {status}"),
-            (None, None) => "an unknown status".into(),
+    /// Fills in an unknown death from a raw wait status (the zombie's own).
+    pub fn fill_from_wait_status(&mut self, raw: i32) {
+        if !self.known() {
+            self.death = Death::from_wait_status(raw);
         }
     }
-}
 
-/// A raw wait status as (exit status, signal), as the sidecar records them.
-fn status_or_signal(raw: i32) -> (Option<i32>, Option<i32>) {
-    mosaic_core::supervise::Death::from_wait_status(raw).keys()
+    /// As the launcher reports a start that failed: "status 127 (command not found)",
+    /// "signal 9", or "an unknown status". The shell's meaning of 126 and 127 is spelt out:
+    /// tmux may lose the end of the shell's own message when the pane dies while its last
+    /// output is still being read.
+    pub fn describe(&self) -> String {
+        match self.death {
+            Death::Signal(sig) => format!("signal {sig}"),
+            Death::Status(126) => "status 126 (not executable)".into(),
+            Death::Status(127) => "status 127 (command not found)".into(),
+            Death::Status(status) => format!("status {status}"),
+            Death::Unknown => "an unknown status".into(),
+        }
+    }
 }
 
 /// A tmux call that did not produce an answer.
@@ -200,7 +203,7 @@ impl<'a> Tmux<'a> {
         let Pane::Dead(mut death) = pane else {
             return Ok(pane);
         };
-        if death.status.is_some() || death.signal.is_some() || death.pid == 0 {
+        if death.known() || death.pid == 0 {
             return Ok(Pane::Dead(death));
         }
         // tmux 3.3a sometimes misses its child's SIGCHLD: the pane reads dead (its pty hit
@@ -374,10 +377,10 @@ impl<'a> Tmux<'a> {
         // As in `pane`: a dead pane whose SIGCHLD tmux missed has no status, but its process
         // is still an unreaped zombie whose own wait status is the pane's.
         for row in rows.iter_mut() {
-            if row.dead && row.dead_status.is_none() && row.dead_signal.is_none() {
+            if row.dead && row.death == Death::Unknown {
                 let zombie = row.pid.and_then(mosaic_core::proc::zombie_status);
                 if let Some(raw) = zombie {
-                    (row.dead_status, row.dead_signal) = status_or_signal(raw);
+                    row.death = Death::from_wait_status(raw);
                 }
             }
         }
@@ -631,10 +634,8 @@ pub struct PaneRow {
     pub session: String,
     pub pid: Option<i32>,
     pub dead: bool,
-    /// The dead pane's exit status, when it exited.
-    pub dead_status: Option<i32>,
-    /// The signal that ended the dead pane, when one did.
-    pub dead_signal: Option<i32>,
+    /// How the dead pane's process ended ([`Death::Unknown`] while it lives).
+    pub death: Death,
     /// When the pane died (seconds since the epoch).
     pub dead_time: Option<i64>,
     /// When the session was created (seconds since the epoch).
@@ -658,8 +659,7 @@ impl PaneRow {
         let row = PaneRow {
             pid: mosaic_core::validate::pid(pid).ok(),
             dead: dead == "1",
-            dead_status: status.parse().ok(),
-            dead_signal: signal.parse().ok(),
+            death: Death::from_pane(status.parse().ok(), signal.parse().ok()),
             dead_time: dead_time.parse().ok(),
             created: created.parse().ok(),
             session: next()?.to_string(),
@@ -739,10 +739,9 @@ fn parse_pane(stdout: &[u8]) -> Pane {
     let num = |i: usize| fields.get(i).and_then(|f| f.parse::<i32>().ok());
     match fields.len() {
         6 => match pid(1) {
-            Some(pid) if fields[2] == "1" => Pane::Dead(Death {
+            Some(pid) if fields[2] == "1" => Pane::Dead(DeadPane {
                 pid,
-                status: num(3),
-                signal: num(4),
+                death: Death::from_pane(num(3), num(4)),
                 time: fields[5].parse().ok(),
             }),
             Some(pid) => Pane::Live(pid),
@@ -786,13 +785,8 @@ mod tests {
         );
         let (_, dead) = PaneRow::parse("0\t43\t1\t\t15\t1795775604\t1795775603\tc").unwrap();
         assert_eq!(
-            (
-                dead.dead,
-                dead.dead_status,
-                dead.dead_signal,
-                dead.dead_time
-            ),
-            (true, None, Some(15), Some(1795775604))
+            (dead.dead, dead.death, dead.dead_time),
+            (true, Death::Signal(15), Some(1795775604))
         );
         assert_eq!(PaneRow::parse("1\t42\t0"), None);
     }
@@ -816,10 +810,9 @@ mod tests {
         assert_eq!(parse_pane(b"0:7:0:::\n1:8:0:::\n"), Pane::Live(8));
         assert_eq!(
             parse_pane(b"1:9:1:127::1795775572\n"),
-            Pane::Dead(Death {
+            Pane::Dead(DeadPane {
                 pid: 9,
-                status: Some(127),
-                signal: None,
+                death: Death::Status(127),
                 time: Some(1795775572)
             })
         );

@@ -41,7 +41,7 @@ use chrono::Utc;
 pub use classify::{classify, Row, State, DEFAULT_INTERVAL};
 pub use scan::{Keeper, Reading, READ_LIMIT};
 
-use crate::exit::Exit;
+use crate::exit::{Exit, Fail};
 use crate::why;
 
 /// The end of `mosaic-hb status --help`: where the directory comes from, and the exit codes.
@@ -100,21 +100,14 @@ pub fn stale_after(text: &str) -> Result<f64, String> {
     }
 }
 
-/// Why the report could not be made, and the exit code that says so.
-#[derive(Debug)]
-pub struct Fail {
-    pub code: u8,
-    pub message: String,
-}
-
 /// Reads every heartbeat file in `dir` and classifies it; rows sorted by agent name (bytes).
 pub fn report(dir: &Path, stale_after: f64) -> Result<Vec<Row>, Fail> {
-    let files = scan::scan(dir).map_err(|e| Fail {
-        code: match e.raw_os_error().map(nix::errno::Errno::from_raw) {
-            Some(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => Exit::Usage.code(),
-            _ => Exit::Failed.code(),
-        },
-        message: crate::dirs::cannot("read", dir, &e),
+    let files = scan::scan(dir).map_err(|e| {
+        let message = crate::dirs::cannot("read", dir, &e);
+        match e.raw_os_error().map(nix::errno::Errno::from_raw) {
+            Some(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => Fail::usage(message),
+            _ => Fail::failed(message),
+        }
     })?;
     // Once, and after the reads: every `ts` we saw was written before this instant, so a live
     // sidecar on this host never shows a negative age, and every row is judged by one clock.
@@ -135,9 +128,9 @@ pub fn run(args: &StatusArgs) -> u8 {
     let dir = args.dir.clone().unwrap_or_else(crate::dirs::dir_from_env);
     let rows = match report(&dir, args.stale_after) {
         Ok(rows) => rows,
-        Err(Fail { code, message }) => {
-            let _ = writeln!(std::io::stderr(), "mosaic-hb: {message}");
-            return code;
+        Err(fail) => {
+            let _ = writeln!(std::io::stderr(), "mosaic-hb: {}", fail.message);
+            return fail.code;
         }
     };
     let format = if args.json { Format::Json } else { args.format };

@@ -9,9 +9,9 @@ use chrono::SecondsFormat;
 
 use super::classify::{Row, State};
 use crate::activity::Activity;
+use crate::death::{signal_name, Death};
 use crate::json;
 use crate::record::Lifecycle;
-use crate::supervise::Death;
 
 /// An age for people: whole seconds, minutes, hours or days, rounded down (`2s`, `4m`, `3h`,
 /// `2d`). Negative ages (a `ts` in the future) keep their sign.
@@ -154,7 +154,7 @@ fn exit(life: &Lifecycle) -> Option<String> {
     // One word, so the table stays a table for `awk`: `3`, `SIGKILL`, `SIG40`.
     match Death::from_pane(life.exit_status, life.exit_signal) {
         Death::Status(code) => Some(code.to_string()),
-        Death::Signal(sig) => Some(match crate::supervise::signal_name(sig) {
+        Death::Signal(sig) => Some(match signal_name(sig) {
             Some(name) => format!("SIG{name}"),
             None => format!("SIG{sig}"),
         }),

@@ -31,6 +31,7 @@ use std::process::ExitCode;
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::Args;
 use mosaic_core::activity::Activity;
+use mosaic_core::death::Death;
 use mosaic_core::status::{self, Row, State};
 
 use super::{failed, print, tmux_failed, Fail, Fleet, Where};
@@ -261,10 +262,10 @@ fn exit_text(pane: &PaneRow, now: i64) -> Option<String> {
     if !pane.dead {
         return None;
     }
-    let how = match (pane.dead_signal, pane.dead_status) {
-        (Some(sig), _) => format!("signal {sig}"),
-        (None, Some(status)) => format!("status {status}"),
-        (None, None) => "dead".to_string(),
+    let how = match pane.death {
+        Death::Signal(sig) => format!("signal {sig}"),
+        Death::Status(status) => format!("status {status}"),
+        Death::Unknown => "dead".to_string(),
     };
     Some(match pane.dead_time {
         Some(t) => format!(
@@ -395,8 +396,8 @@ fn json(fleet: &Fleet, agents: &[Agent], hidden: usize, now: DateTime<Utc>) -> S
         );
         let dead = pane.filter(|p| p.dead);
         for (key, value) in [
-            ("exit_status", dead.and_then(|p| p.dead_status)),
-            ("exit_signal", dead.and_then(|p| p.dead_signal)),
+            ("exit_status", dead.and_then(|p| p.death.keys().0)),
+            ("exit_signal", dead.and_then(|p| p.death.keys().1)),
         ] {
             num(&mut out, key, value.map(|v| v.to_string()));
         }
@@ -450,8 +451,11 @@ mod tests {
             session: name.into(),
             pid: Some(pid),
             dead,
-            dead_status: dead.then_some(3),
-            dead_signal: None,
+            death: if dead {
+                Death::Status(3)
+            } else {
+                Death::Unknown
+            },
             dead_time: dead.then_some(100),
             created: Some(50),
         }
@@ -534,8 +538,7 @@ mod tests {
     fn dead_panes_say_how_and_when() {
         let mut p = pane("d", 1, true);
         assert_eq!(exit_text(&p, 130).as_deref(), Some("status 3, 30s ago"));
-        p.dead_signal = Some(15);
-        p.dead_status = None;
+        p.death = Death::Signal(15);
         assert_eq!(exit_text(&p, 100).as_deref(), Some("signal 15, 0s ago"));
         assert_eq!(exit_text(&pane("l", 1, false), 100), None);
     }

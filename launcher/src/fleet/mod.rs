@@ -28,7 +28,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use mosaic_core::exit::Exit;
+pub use mosaic_core::exit::Fail;
 use mosaic_core::{dirs, validate};
 
 use crate::cli::Cli;
@@ -124,12 +124,7 @@ fn tmux_timeout(text: &str) -> Result<Duration, String> {
     if text.is_empty() {
         return Ok(crate::tmux::DEFAULT_TIMEOUT);
     }
-    match text.trim().parse::<f64>() {
-        Ok(secs) if secs.is_finite() && (0.01..=3600.0).contains(&secs) => {
-            Ok(Duration::from_secs_f64(secs))
-        }
-        _ => Err("must be a number of seconds from 0.01 to 3600".into()),
-    }
+    validate::seconds(text, 0.01..=3600.0)
 }
 
 /// A validated [`Where`].
@@ -208,15 +203,12 @@ struct AttachArgs {
     place: Where,
 }
 
-/// Why a verb did not succeed.
-pub struct Fail(pub Exit, pub String);
-
 pub fn usage(message: String) -> Fail {
-    Fail(Exit::Usage, message)
+    Fail::usage(message)
 }
 
 pub fn failed(message: String) -> Fail {
-    Fail(Exit::Failed, message)
+    Fail::failed(message)
 }
 
 /// A tmux call that gave no answer: it failed, timed out, or (not for the fleet CLI, which
@@ -246,13 +238,8 @@ pub fn run(cli: FleetCli) -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        Err(Fail(code, message)) => {
-            // An empty message: stdout was closed (`| head`), nothing worth saying.
-            if !message.is_empty() {
-                eprintln!("mosaic-fleet: {message}");
-            }
-            ExitCode::from(code)
-        }
+        // An empty message: stdout was closed (`| head`), nothing worth saying.
+        Err(fail) => fail.report("mosaic-fleet"),
     }
 }
 
@@ -266,9 +253,7 @@ pub fn print_bytes(bytes: &[u8]) -> Result<(), Fail> {
     let mut stdout = std::io::stdout().lock();
     match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-            Err(Fail(Exit::Failed, String::new()))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Fail::failed(String::new())),
         Err(e) => Err(failed(format!(
             "cannot write report to stdout: {}",
             mosaic_core::why(&e)
@@ -338,12 +323,7 @@ fn attach(args: &AttachArgs) -> Result<ExitCode, Fail> {
 
 /// A duration in seconds from the command line: 0 to one day, fractions allowed.
 pub fn seconds(text: &str) -> Result<Duration, String> {
-    match text.trim().parse::<f64>() {
-        Ok(secs) if secs.is_finite() && (0.0..=86400.0).contains(&secs) => {
-            Ok(Duration::from_secs_f64(secs))
-        }
-        _ => Err("must be a number of seconds from 0 to 86400".into()),
-    }
+    validate::seconds(text, 0.0..=86400.0)
 }
 
 #[cfg(test)]

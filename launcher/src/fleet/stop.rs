@@ -235,7 +235,7 @@ fn finish(fleet: &Fleet, mut p: Pending) -> Stopped {
     if report.was != Was::NotRunning {
         match fleet.tmux().end_session(&report.agent) {
             Ok(_) => report.session_gone = true,
-            Err(why) => report.warning = Some(super::tmux_failed(why).1),
+            Err(why) => report.warning = Some(super::tmux_failed(why).message),
         }
     }
     p.report
