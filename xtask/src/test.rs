@@ -5,6 +5,9 @@ The suite runs with `MOSAIC_E2E=1` and `--include-ignored` (each end-to-end test
 under a plain `cargo test`). A test that cannot run here (no root, no mount) fails, unless
 `MOSAIC_ALLOW_SKIP=1` asks for skips; skipped tests are then listed at the end, never counted
 as passes.
+
+Cargo is not `--quiet` (only the test harness is): the first build of the tests takes minutes,
+and cargo's progress shows it is not stuck.
 */
 
 use crate::util::{self, Result};
@@ -40,8 +43,8 @@ pub fn run(args: &Args) -> Result {
                 "--workspace",
                 "--exclude",
                 "mosaic-tests",
-                "--quiet",
                 "--",
+                "--quiet",
             ])
             .args(&threads)
             .args(&filter),
@@ -59,8 +62,8 @@ pub fn run(args: &Args) -> Result {
         "test",
         "-p",
         "mosaic-tests",
-        "--quiet",
         "--",
+        "--quiet",
         "--include-ignored",
     ])
     .args(&threads)

@@ -50,9 +50,12 @@ pub fn host_triple() -> &'static str {
 /// relocations). Static non-PIE cuts a sidecar's PSS from about 165 kB to about 90 kB (see
 /// BENCHMARKS.md). `--target` keeps the flags off build scripts and proc macros, which cannot
 /// be static. The cost, image ASLR, is weighed in SECURITY.md.
+///
+/// Not `--quiet`: a first build takes minutes, and cargo's own progress (a bar on a terminal,
+/// a line per crate elsewhere) says it is working.
 pub fn build_release() -> Result {
     let mut cmd = cargo();
-    cmd.args(["build", "--release", "--quiet", "--target", host_triple()])
+    cmd.args(["build", "--release", "--target", host_triple()])
         .args([
             "-p",
             "mosaic-launcher",

@@ -262,8 +262,13 @@ impl Sandbox {
 
     /// A long-running process to watch, killed when the sandbox drops.
     pub fn spawn_target(&self) -> i32 {
+        // No terminal of ours: run from one (`cargo xtask test` typed in a shell), a target on
+        // it would turn on the sidecar's activity watch, which the tests do not expect.
         let child = Command::new("sleep")
             .arg("600")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
             .expect("sleep runs");
         let pid = child.id() as i32;
