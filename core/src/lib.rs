@@ -8,7 +8,7 @@ respawn helper and the exporter all speak, so that each rule is written once.
 - On disk: the heartbeat directory's [`layout`] (every file's name), the [`record`] format,
   the one-writer [`lock`] and its probes, the default directory and its checks ([`dirs`]).
 - On pipes: the launcher-sidecar hand-over ([`handover`]) and the sidecar-helper restart
-  protocol ([`supervise`], with its policy and the fleet-wide guard; [`limits`] are its flags).
+  protocol ([`supervise`], with its policy, the fleet-wide guard and its flags).
 - About processes: how one died ([`death`]), `/proc` reading ([`proc`]), ending a session's process tree ([`teardown`]),
   and the few raw system calls `nix` lacks ([`sys`]).
 - The status model: reading a directory at one instant and classifying each record, with the
@@ -26,7 +26,6 @@ pub mod exit;
 pub mod handover;
 pub mod json;
 pub mod layout;
-pub mod limits;
 pub mod lock;
 pub mod proc;
 pub mod record;

@@ -18,10 +18,9 @@ use crate::target::Target;
 use crate::watch::{End, Sidecar, Signals, Writer};
 use mosaic_core::exit::{Exit, Fail};
 use mosaic_core::handover::{self, PID_FROM_STDIN};
-use mosaic_core::limits::LimitArgs;
 use mosaic_core::lock::{Lock, LockError};
 use mosaic_core::record::Status;
-use mosaic_core::supervise::{Backoff, Flags, Restart};
+use mosaic_core::supervise::{Backoff, LimitArgs, Restart};
 use mosaic_core::validate::{DEFAULT_IDLE_AFTER, DEFAULT_INTERVAL};
 use mosaic_core::{dirs, status, sys, validate, why};
 
@@ -131,7 +130,7 @@ struct RestartArgs {
     #[arg(long, value_name = "SOCKET")]
     socket: Option<String>,
     #[command(flatten)]
-    limits: LimitArgs<false>,
+    limits: LimitArgs,
     /// Path of the respawn helper (default: mosaic-respawn next to mosaic-hb).
     #[arg(long, value_name = "PATH", hide = true)]
     respawn_bin: Option<PathBuf>,
@@ -140,14 +139,15 @@ struct RestartArgs {
 impl RestartArgs {
     /// The policy and its limits, checked; `None` for `--restart no`.
     fn backoff(&self) -> Result<Option<Backoff>, String> {
-        let (policy, limits) = Flags {
-            policy: Some(&self.restart),
-            limits: self.limits.texts()?,
-            env: false,
-        }
-        .parse()?;
+        let (policy, limits) = self.limits.resolve(Some(&self.restart), false)?;
         Ok((policy != Restart::No).then(|| Backoff::new(policy, limits)))
     }
+}
+
+/// The command line: the restart limits are plain flags here, the launcher's variables are
+/// not read (the sidecar inherits the launcher's environment; its argv alone is its policy).
+fn command() -> clap::Command {
+    LimitArgs::without_env(Cli::command())
 }
 
 /// Runs `mosaic-hb` with the process's arguments.
@@ -158,7 +158,7 @@ pub fn main() -> ExitCode {
         status::HELP,
         dirs::dir_from_env().display()
     );
-    let command = Cli::command().mut_subcommand("status", |sub| sub.after_help(here));
+    let command = command().mut_subcommand("status", |sub| sub.after_help(here));
     let cli: Cli = mosaic_core::exit::parse_command("mosaic-hb", command);
     let result = match cli.command {
         Some(Command::Status(args)) => return ExitCode::from(status::run(&args)),
@@ -440,34 +440,51 @@ fn redirect_stderr(log: &std::fs::File) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mosaic_core::supervise;
+    use clap::FromArgMatches;
+
+    fn parse(args: &[&str]) -> Cli {
+        let argv = ["mosaic-hb", "--pid", "1", "--file", "/x.hb"];
+        let matches = command()
+            .try_get_matches_from(argv.iter().chain(args))
+            .unwrap();
+        Cli::from_arg_matches(&matches).unwrap()
+    }
 
     #[test]
     fn each_restart_limit_reaches_its_flag() {
-        Cli::command().debug_assert();
-        let mut argv: Vec<String> = [
-            "mosaic-hb",
-            "--pid",
-            "1",
-            "--file",
-            "/x.hb",
+        command().debug_assert();
+        let cli = parse(&[
             "--restart",
             "always",
-        ]
-        .map(String::from)
-        .to_vec();
-        let given = ["0.5", "60", "120", "3", "600", "0"];
-        for ((flag, _, _), value) in supervise::LIMIT_FLAGS.iter().zip(given) {
-            argv.extend([format!("--{flag}"), value.to_string()]);
-        }
-        let cli = Cli::try_parse_from(argv).unwrap();
-        assert_eq!(cli.watch.restart.limits.texts().unwrap(), given.map(Some));
+            "--restart-delay",
+            "0.5",
+            "--restart-max-delay",
+            "60",
+            "--restart-stable",
+            "120",
+            "--restart-burst",
+            "3",
+            "--restart-window",
+            "600",
+            "--restart-guard",
+            "0",
+        ]);
         let backoff = cli.watch.restart.backoff().unwrap().unwrap();
-        assert_eq!(backoff.limits().burst, 3);
-        let defaults = Cli::try_parse_from(["mosaic-hb", "--pid", "1", "--file", "/x.hb"]).unwrap();
-        assert_eq!(
-            defaults.watch.restart.limits.texts().unwrap(),
-            supervise::LIMIT_FLAGS.map(|(_, _, default)| Some(default))
-        );
+        let s = std::time::Duration::from_secs;
+        let want = mosaic_core::supervise::Limits {
+            floor: std::time::Duration::from_millis(500),
+            cap: s(60),
+            stable: s(120),
+            burst: 3,
+            window: s(600),
+            guard: s(0),
+        };
+        assert_eq!(*backoff.limits(), want);
+        assert!(parse(&[]).watch.restart.backoff().unwrap().is_none());
+    }
+
+    #[test]
+    fn the_sidecar_reads_no_restart_variable() {
+        assert!(command().get_arguments().all(|arg| arg.get_env().is_none()));
     }
 }

@@ -6,7 +6,7 @@ The launcher's command line. Every option also reads the bash script's `MOSAIC_*
 use std::ffi::OsString;
 
 use clap::Parser;
-use mosaic_core::limits::LimitArgs;
+use mosaic_core::supervise::LimitArgs;
 use mosaic_core::validate;
 
 #[derive(Parser, Debug)]
@@ -123,7 +123,7 @@ pub struct Cli {
     pub restart: Option<OsString>,
 
     #[command(flatten)]
-    pub limits: LimitArgs<true>,
+    pub limits: LimitArgs,
 
     /// Path of the mosaic-hb binary.
     #[arg(long, env = "MOSAIC_HB_BIN", value_name = "PATH", hide = true)]

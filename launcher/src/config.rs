@@ -31,8 +31,7 @@ use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
-use mosaic_core::limits::LimitArgs;
-use mosaic_core::supervise::LIMIT_FLAGS;
+use mosaic_core::supervise::LimitArgs;
 use mosaic_core::validate;
 
 use crate::cli::Cli;
@@ -118,7 +117,14 @@ impl LaunchConfig {
             json,
             hb_bin: None,
             restart: self.restart_flag("restart"),
-            limits: LimitArgs(LIMIT_FLAGS.map(|(flag, _, _)| self.restart_flag(flag))),
+            limits: LimitArgs {
+                delay: self.restart_flag("restart-delay"),
+                max_delay: self.restart_flag("restart-max-delay"),
+                stable: self.restart_flag("restart-stable"),
+                burst: self.restart_flag("restart-burst"),
+                window: self.restart_flag("restart-window"),
+                guard: self.restart_flag("restart-guard"),
+            },
         }
     }
 
@@ -307,9 +313,8 @@ mod tests {
         assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), 10);
         let cli = config.to_cli(false);
         assert_eq!(cli.restart.as_deref(), Some("on-failure".as_ref()));
-        let [delay, .., guard] = cli.limits.texts().unwrap();
-        assert_eq!(delay, Some("0.5"));
-        assert_eq!(guard, None, "a default is not stored");
+        assert_eq!(cli.limits.delay.as_deref(), Some("0.5".as_ref()));
+        assert_eq!(cli.limits.guard, None, "a default is not stored");
         assert_eq!(LaunchConfig::parse(&bytes), Ok(config));
     }
 

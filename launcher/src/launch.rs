@@ -281,17 +281,12 @@ pub fn plan(cli: Cli) -> Result<Plan, Fail> {
     .unwrap_or(tmux::DEFAULT_TIMEOUT);
     let settle =
         seconds(&cli.settle, "settle time (--settle, MOSAIC_SETTLE)", 0.0)?.unwrap_or_default();
-    let (policy, limits) = supervise::Flags {
-        policy: cli
-            .restart
-            .as_deref()
-            .map(|v| text(v, "restart policy (--restart, MOSAIC_RESTART)"))
-            .transpose()?,
-        limits: cli.limits.texts().map_err(Fail::usage)?,
-        env: true,
-    }
-    .parse()
-    .map_err(Fail::usage)?;
+    let policy = cli
+        .restart
+        .as_deref()
+        .map(|v| text(v, "restart policy (--restart, MOSAIC_RESTART)"))
+        .transpose()?;
+    let (policy, limits) = cli.limits.resolve(policy, true).map_err(Fail::usage)?;
     if cli.no_heartbeat && policy != supervise::Restart::No {
         return Err(Fail::usage(format!(
             "--restart {} needs the heartbeat sidecar, which restarts the agent: drop --no-heartbeat",
