@@ -16,6 +16,7 @@ mod fleet;
 mod hostile;
 mod launch_truth;
 mod launcher;
+mod readers;
 mod real_world;
 mod sidecar;
 mod status;

@@ -3,7 +3,10 @@ The directory scanner: every `NAME.hb` in a heartbeat directory, read safely.
 
 The directory is opened once and listed through that descriptor; each file is opened relative
 to it with `O_NOFOLLOW | O_NONBLOCK`, so a symlink planted in the directory is reported, never
-followed, and a planted FIFO cannot block the report. A file is read once, up to
+followed, and a planted FIFO cannot block the report. Only a file a sidecar of this user could
+have written is read: regular, one link, owned by the effective user; anything else (a hard
+link to someone's secret, a file another user planted in a shared directory) is `invalid` with
+a reason that says why and never echoes a byte of it. A file is read once, up to
 [`READ_LIMIT`]; a bad file becomes a [`Reading`] error and never stops the listing.
 
 Dotfiles (the sidecars' `.NAME.hb.lock` and `.NAME.hb.PID.tmp`) are not heartbeat files.
@@ -33,7 +36,7 @@ use std::ffi::CStr;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use nix::dir::Dir;
@@ -143,12 +146,10 @@ fn read_file(dir: &OwnedFd, name: &CStr, buf: &mut Vec<u8>) -> Option<Reading> {
         Err(e) => return Some(Err(format!("cannot open: {}", why(&e.into())))),
     };
     match file.metadata() {
-        Ok(meta) if meta.is_file() => {}
         Ok(meta) => {
-            return Some(Err(format!(
-                "not a regular file (a {})",
-                kind(meta.file_type())
-            )))
+            if let Err(reason) = ours(&meta) {
+                return Some(Err(reason));
+            }
         }
         Err(e) => return Some(Err(format!("cannot inspect: {}", why(&e)))),
     }
@@ -160,6 +161,31 @@ fn read_file(dir: &OwnedFd, name: &CStr, buf: &mut Vec<u8>) -> Option<Reading> {
         return Some(Err(format!("too large (over {} KiB)", READ_LIMIT / 1024)));
     }
     Some(record::parse(buf))
+}
+
+/// Whether the opened file is one a sidecar of ours could have written: a regular file (a
+/// sidecar only ever renames one into place), with one link (a rename never adds a name, so a
+/// second name is someone's `ln`, perhaps of a file we must not show) and owned by the
+/// effective user (whose sidecars write it). Anything else is refused before a byte is read, so
+/// its reason never echoes content.
+fn ours(meta: &std::fs::Metadata) -> Result<(), String> {
+    if !meta.is_file() {
+        return Err(format!("not a regular file (a {})", kind(meta.file_type())));
+    }
+    if meta.nlink() != 1 {
+        return Err(format!(
+            "{} hard links (a sidecar's file has one)",
+            meta.nlink()
+        ));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(format!(
+            "owned by uid {}, not this user (uid {me})",
+            meta.uid()
+        ));
+    }
+    Ok(())
 }
 
 /// Whether the process `hb_pid` still exists: only `ESRCH` says it does not (`EPERM` means it
@@ -219,6 +245,8 @@ mod tests {
         let outside = dir.join("outside");
         std::fs::write(&outside, good).unwrap();
         symlink(&outside, dir.join("link.hb")).unwrap();
+        std::fs::write(dir.join("secret"), b"SECRET LINE").unwrap();
+        std::fs::hard_link(dir.join("secret"), dir.join("hard.hb")).unwrap();
         let mut found = scan(&dir).unwrap();
         found.sort_by(|a, b| a.name.cmp(&b.name));
         let got: Vec<(&[u8], Result<i32, &str>)> = found
@@ -236,6 +264,7 @@ mod tests {
             [
                 (&b"a"[..], Ok(7)),
                 (b"big", Err("too large (over 64 KiB)")),
+                (b"hard", Err("2 hard links (a sidecar's file has one)")),
                 (b"link", Err("not a regular file (a symlink, not followed)")),
             ]
         );
