@@ -4,18 +4,21 @@ The `mosaic-hb` command line: watch a process and keep its heartbeat file curren
 [`main`]. See the crate doc for the theory of operation.
 */
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::activity;
 use crate::hbfile::HbFile;
 use crate::restart::Supervisor;
+use crate::signals::Signals;
 use crate::target::Target;
-use crate::watch::{End, Sidecar, Signals, Writer};
+use crate::watch::{End, Sidecar};
+use crate::writer::Writer;
 use mosaic_core::exit::{Exit, Fail};
 use mosaic_core::handover::{self, PID_FROM_STDIN};
 use mosaic_core::lock::{Lock, LockError};
@@ -171,147 +174,42 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Watches a process: every step that can fail before the background, so a mistake reaches
+/// the caller (see the crate doc's start-up order), then the event loop until the end.
 fn watch(args: WatchArgs) -> Result<(), Fail> {
-    let usage = Fail::usage;
     if !args.foreground {
         // Before we open anything: a daemon keeps no descriptor its caller leaked to it.
         sys::release_inherited_fds(sys::Inherited::Close);
     }
-    // `--pid -`: the target arrives on stdin once the file is prepared (the hand-over).
-    let given_pid = match args.pid.as_deref().unwrap_or_default() {
-        PID_FROM_STDIN => None,
-        text => Some(validate::pid(text).map_err(usage)?),
+    let plan = Plan::check(&args)?;
+    let (path, mut file) = open_file(args.file.expect("clap requires --file"))?;
+    let (pid, started) = match plan.pid {
+        Some(pid) => (pid, plan.started),
+        None => target_from_stdin().map(|(pid, given)| (pid, given.or(plan.started)))?,
     };
-    // The hand-over's answers for the launcher; a person gets the documented 0/1/2.
-    let (kept, gone) = match given_pid {
-        None => (handover::KEPT, handover::TARGET_GONE),
-        Some(_) => (Exit::Failed.code(), Exit::Failed.code()),
-    };
-    let interval = validate::interval(&args.interval).map_err(usage)?;
-    let idle_after = validate::idle_after(&args.idle_after).map_err(usage)?;
-    let reap = match &args.reap {
-        Some(text) => Some(validate::interval(text).map_err(|e| usage(format!("--reap: {e}")))?),
-        None => None,
-    };
-    let started = match &args.started {
-        Some(text) => Some(validate::start_time(text).map_err(usage)?),
-        None => None,
-    };
-    if let Some(agent) = &args.agent {
-        validate::agent(agent).map_err(usage)?;
-    }
-    let supervisor = match args.restart.backoff().map_err(usage)? {
-        None => None,
-        Some(backoff) => {
-            let (Some(agent), Some(socket)) = (&args.agent, &args.restart.socket) else {
-                return Err(usage(format!(
-                    "--restart {} needs --agent and --socket: the agent's tmux pane is what restarts",
-                    args.restart.restart
-                )));
-            };
-            validate::socket(socket).map_err(usage)?;
-            let helper = args.restart.respawn_bin.as_deref();
-            Some(
-                Supervisor::new(backoff, helper, socket, agent, !args.no_pidfd)
-                    .map_err(Fail::failed)?,
-            )
-        }
-    };
-    let path = absolute(args.file.expect("clap requires --file"))?;
-    // Heartbeat files are 0644 whatever umask we inherited; directories we create stay 0700.
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
-    let (dir, _) = mosaic_core::layout::split(&path).map_err(usage)?;
-    dirs::prepare(&dir).map_err(usage)?;
-    let mut file = HbFile::open(&path).map_err(usage)?;
-    let (pid, started) = match given_pid {
-        Some(pid) => (pid, started),
-        None => target_from_stdin().map(|(pid, given)| (pid, given.or(started)))?,
-    };
-    let lock = match Lock::acquire(file.dir(), file.name()) {
-        Ok(lock) => {
-            // Ours alone now: what a predecessor killed mid-beat left behind can go (for the
-            // hand-over, once the launcher has its answer). A failure only leaves litter,
-            // which status never reads (dotfiles).
-            if given_pid.is_some() {
-                let _ = file.remove_stale_temps();
-            }
-            lock
-        }
-        Err(LockError::Held(holder)) => {
-            let by = holder.map_or("another mosaic-hb".into(), |pid| {
-                format!("mosaic-hb pid {pid}")
-            });
-            return Err(Fail::new(
-                kept,
-                format!("heartbeat file {} is already kept by {by}", path.display()),
-            ));
-        }
-        Err(LockError::Io(e)) => {
-            return Err(usage(format!(
-                "cannot lock heartbeat file {}: {}",
-                path.display(),
-                why(&e)
-            )))
-        }
-    };
-    let log = match &args.log {
-        Some(log) => Some(
-            OpenOptions::new()
-                .append(true)
-                .create(true)
-                .mode(0o644)
-                .open(log)
-                .map_err(|e| {
-                    usage(format!(
-                        "cannot open log file {}: {}",
-                        log.display(),
-                        why(&e)
-                    ))
-                })?,
-        ),
-        None => None,
-    };
+    let lock = take_lock(&file, &path, &plan)?;
+    let log = open_log(args.log.as_deref())?;
     let target = match Target::attach(pid, !args.no_pidfd, started) {
         Ok(target) => target,
         Err((how, started)) => {
             // Leave a true record behind: whoever reads the file learns the agent is gone.
-            Writer::new(file, pid, started, args.agent.as_deref(), interval).write(Status::Exited);
-            return Err(Fail::new(gone, format!("pid {pid} {}", how.describe())));
-        }
-    };
-    // Before daemonizing, like the target itself: the pane's terminal is the one it has now.
-    let activity = match activity::Watch::attach(pid, file.dir(), file.name(), idle_after) {
-        Ok(watch) => watch,
-        Err(e) => {
-            crate::log(format_args!(
-                "cannot watch the activity of pid {pid}: {} (no activity= reported)",
-                why(&e)
+            Writer::new(file, pid, started, args.agent.as_deref(), plan.interval)
+                .end(Status::Exited);
+            return Err(Fail::new(
+                plan.gone,
+                format!("pid {pid} {}", how.describe()),
             ));
-            None
         }
     };
-    // The hand-over's sidecar is already the launcher's child in a session of its own: it
-    // stays that process and answers on its stdout once its first record is written (see
-    // `handover`). Anyone else's returns once the daemon runs.
-    let answer = if given_pid.is_none() && !args.foreground {
-        Some(detach_in_place(log)?)
-    } else {
-        if !args.foreground {
-            daemonize(log)?;
-            // A new pid: the temp name and the lock's record follow it.
-            file.renew_temp_name();
-            lock.record_pid();
-        } else if let Some(log) = log {
-            redirect_stderr(&log);
-        }
-        None
-    };
+    // Before the background, like the target itself: the pane's terminal is the one it has now.
+    let activity = watch_activity(pid, &file, plan.idle_after);
+    let answer = into_background(&plan, args.foreground, log, &mut file, &lock)?;
     let signals = Signals::install()
         .map_err(|e| Fail::failed(format!("cannot install signal handling: {}", why(&e))))?;
-    let mut sidecar = Sidecar::new(target, file, args.agent.as_deref(), interval)
+    let mut sidecar = Sidecar::new(target, file, args.agent.as_deref(), plan.interval)
         .with_activity(activity)
-        .with_reap(reap);
-    if let Some(supervisor) = supervisor {
+        .with_reap(plan.reap);
+    if let Some(supervisor) = plan.supervisor {
         sidecar = sidecar.supervised(supervisor);
     }
     // Start-up (argument parsing above all) leaves freed heap and mapped pages behind; a fleet
@@ -322,10 +220,204 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
         None => sys::release_free_memory(),
     }
     let (end, last) = sidecar.run(&signals);
-    let pid = sidecar.pid();
+    log_end(end, last, sidecar.pid());
+    drop(lock);
+    match end {
+        End::Failed(_) => std::process::exit(i32::from(Exit::Failed.code())),
+        // Gone before its first record (the launcher still waits): "target gone".
+        _ if !sidecar.answered() => std::process::exit(i32::from(plan.gone)),
+        _ => Ok(()),
+    }
+}
+
+/// The watch's arguments, checked: nothing is opened before every one of them is.
+struct Plan {
+    /// `None` for `--pid -`: the target arrives on stdin once the file is prepared (the
+    /// hand-over).
+    pid: Option<i32>,
+    started: Option<u64>,
+    interval: Duration,
+    idle_after: Duration,
+    reap: Option<Duration>,
+    supervisor: Option<Supervisor>,
+    /// The exit codes for "another sidecar keeps the file" and "the target is gone": the
+    /// hand-over's answers for the launcher; a person gets the documented 1.
+    kept: u8,
+    gone: u8,
+}
+
+impl Plan {
+    fn check(args: &WatchArgs) -> Result<Plan, Fail> {
+        let usage = Fail::usage;
+        let pid = match args.pid.as_deref().unwrap_or_default() {
+            PID_FROM_STDIN => None,
+            text => Some(validate::pid(text).map_err(usage)?),
+        };
+        let (kept, gone) = match pid {
+            None => (handover::KEPT, handover::TARGET_GONE),
+            Some(_) => (Exit::Failed.code(), Exit::Failed.code()),
+        };
+        let interval = validate::interval(&args.interval).map_err(usage)?;
+        let idle_after = validate::idle_after(&args.idle_after).map_err(usage)?;
+        let reap = match &args.reap {
+            Some(text) => {
+                Some(validate::interval(text).map_err(|e| usage(format!("--reap: {e}")))?)
+            }
+            None => None,
+        };
+        let started = match &args.started {
+            Some(text) => Some(validate::start_time(text).map_err(usage)?),
+            None => None,
+        };
+        if let Some(agent) = &args.agent {
+            validate::agent(agent).map_err(usage)?;
+        }
+        let supervisor = supervisor(args)?;
+        Ok(Plan {
+            pid,
+            started,
+            interval,
+            idle_after,
+            reap,
+            supervisor,
+            kept,
+            gone,
+        })
+    }
+
+    /// The hand-over's sidecar (`--pid -`), whose answers the launcher reads.
+    fn handover(&self) -> bool {
+        self.pid.is_none()
+    }
+}
+
+/// The restart policy's supervisor, when there is one: its limits checked and its helper
+/// found.
+fn supervisor(args: &WatchArgs) -> Result<Option<Supervisor>, Fail> {
+    let usage = Fail::usage;
+    let Some(backoff) = args.restart.backoff().map_err(usage)? else {
+        return Ok(None);
+    };
+    let (Some(agent), Some(socket)) = (&args.agent, &args.restart.socket) else {
+        return Err(usage(format!(
+            "--restart {} needs --agent and --socket: the agent's tmux pane is what restarts",
+            args.restart.restart
+        )));
+    };
+    validate::socket(socket).map_err(usage)?;
+    let helper = args.restart.respawn_bin.as_deref();
+    Supervisor::new(backoff, helper, socket, agent, !args.no_pidfd)
+        .map(Some)
+        .map_err(Fail::failed)
+}
+
+/// Prepares the heartbeat file's directory and proves a file can be created there.
+fn open_file(path: PathBuf) -> Result<(PathBuf, HbFile), Fail> {
+    let usage = Fail::usage;
+    let path = absolute(path)?;
+    // Heartbeat files are 0644 whatever umask we inherited; directories we create stay 0700.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    let (dir, _) = mosaic_core::layout::split(&path).map_err(usage)?;
+    dirs::prepare(&dir).map_err(usage)?;
+    let file = HbFile::open(&path).map_err(usage)?;
+    Ok((path, file))
+}
+
+/// Takes the one-writer lock of the heartbeat file, or says who holds it.
+fn take_lock(file: &HbFile, path: &Path, plan: &Plan) -> Result<Lock, Fail> {
+    match Lock::acquire(file.dir(), file.name()) {
+        Ok(lock) => {
+            // Ours alone now: what a predecessor killed mid-beat left behind can go (for the
+            // hand-over, once the launcher has its answer). A failure only leaves litter,
+            // which status never reads (dotfiles).
+            if !plan.handover() {
+                let _ = file.remove_stale_temps();
+            }
+            Ok(lock)
+        }
+        Err(LockError::Held(holder)) => {
+            let by = holder.map_or("another mosaic-hb".into(), |pid| {
+                format!("mosaic-hb pid {pid}")
+            });
+            Err(Fail::new(
+                plan.kept,
+                format!("heartbeat file {} is already kept by {by}", path.display()),
+            ))
+        }
+        Err(LockError::Io(e)) => Err(Fail::usage(format!(
+            "cannot lock heartbeat file {}: {}",
+            path.display(),
+            why(&e)
+        ))),
+    }
+}
+
+/// Opens `--log` for appending, before the background, so a mistake reaches the caller.
+fn open_log(log: Option<&Path>) -> Result<Option<File>, Fail> {
+    let Some(log) = log else {
+        return Ok(None);
+    };
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        .open(log)
+        .map(Some)
+        .map_err(|e| {
+            Fail::usage(format!(
+                "cannot open log file {}: {}",
+                log.display(),
+                why(&e)
+            ))
+        })
+}
+
+/// The activity watch of the target's terminal, if it has one; without it the sidecar
+/// still beats, and says why once.
+fn watch_activity(pid: i32, file: &HbFile, idle_after: Duration) -> Option<activity::Watch> {
+    match activity::Watch::attach(pid, file.dir(), file.name(), idle_after) {
+        Ok(watch) => watch,
+        Err(e) => {
+            crate::log(format_args!(
+                "cannot watch the activity of pid {pid}: {} (no activity= reported)",
+                why(&e)
+            ));
+            None
+        }
+    }
+}
+
+/// Goes into the background. The hand-over's sidecar is already the launcher's child in a
+/// session of its own: it stays that process and answers on its stdout once its first record
+/// is written (the returned [`handover::Ready`]). Anyone else's returns once the daemon runs.
+fn into_background(
+    plan: &Plan,
+    foreground: bool,
+    log: Option<File>,
+    file: &mut HbFile,
+    lock: &Lock,
+) -> Result<Option<handover::Ready>, Fail> {
+    if foreground {
+        if let Some(log) = log {
+            redirect_stderr(&log);
+        }
+        return Ok(None);
+    }
+    if plan.handover() {
+        return detach_in_place(log).map(Some);
+    }
+    daemonize(log)?;
+    // A new pid: the temp name and the lock's record follow it.
+    file.renew_temp_name();
+    lock.record_pid();
+    Ok(None)
+}
+
+/// Logs how the sidecar ended and what its last record says.
+fn log_end(end: End, last: Option<(Status, bool)>, pid: i32) {
     let why = match end {
         End::Exited(gone) => format!("pid {pid} {}", gone.describe()),
-        End::Stopped(sig) => format!("stopped by signal {sig}"),
+        End::Stopped(stop) => format!("stopped by {stop}"),
         End::GaveUp(gone) => format!("pid {pid} {}, once too often", gone.describe()),
         End::Failed(e) => format!("cannot wait for events: {}", why(&e.into())),
     };
@@ -335,13 +427,6 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
             crate::log(format_args!("{why}: {wrote} status={}", status.as_str()));
         }
         None => crate::log(format_args!("{why}: giving up, the last record goes stale")),
-    }
-    drop(lock);
-    match end {
-        End::Failed(_) => std::process::exit(i32::from(Exit::Failed.code())),
-        // Gone before its first record (the launcher still waits): "target gone".
-        _ if !sidecar.answered() => std::process::exit(i32::from(gone)),
-        _ => Ok(()),
     }
 }
 
@@ -394,7 +479,7 @@ fn absolute(path: PathBuf) -> Result<PathBuf, Fail> {
 /// any daemon. Here: our own session (if `setsid` did not make one), cwd `/`, stdin on
 /// /dev/null. Returns the answer, which once the first record is written says so on stdout
 /// and lets go of stdout and stderr (stderr goes to the log, if any).
-fn detach_in_place(log: Option<std::fs::File>) -> Result<handover::Ready, Fail> {
+fn detach_in_place(log: Option<File>) -> Result<handover::Ready, Fail> {
     let failed =
         |what: &str, e: std::io::Error| Fail::failed(format!("cannot {what}: {}", why(&e)));
     if nix::unistd::getsid(None).ok() != Some(nix::unistd::getpid()) {
@@ -410,7 +495,7 @@ fn detach_in_place(log: Option<std::fs::File>) -> Result<handover::Ready, Fail> 
 
 /// Forks into the background: own session, cwd `/`, stdio on /dev/null (stderr on the log).
 /// The caller's process exits here with 0 once the daemon is running.
-fn daemonize(log: Option<std::fs::File>) -> Result<(), Fail> {
+fn daemonize(log: Option<File>) -> Result<(), Fail> {
     let mut daemon = daemonix::Daemonize::new()
         .working_directory("/")
         .umask(0o022u32);
@@ -432,7 +517,7 @@ fn daemonize(log: Option<std::fs::File>) -> Result<(), Fail> {
     }
 }
 
-fn redirect_stderr(log: &std::fs::File) {
+fn redirect_stderr(log: &File) {
     // Best effort, as a daemon's stderr: without it diagnostics go where they went before.
     let _ = nix::unistd::dup2_stderr(log);
 }

@@ -23,10 +23,12 @@ terminal with a non-zero exit and nothing is left running:
 5. go into the background: with `--pid -`, where the launcher spawned us through `setsid`,
    without a fork (cwd `/`, stdin on /dev/null; once the first record is written, `running` on
    stdout and both stdout and stderr let go: [`handover`]); otherwise a double fork through
-   `daemonix`. Then block the stop signals into a signalfd and run the event loop ([`watch`]), a single `ppoll` on the pidfd and the signalfd with the
-   time to the next beat as its timeout. A beat is seven system calls and no allocation:
-   `ppoll`, `kill(pid, 0)`, a zero-timeout `poll` of the pidfd, then `openat`, `write`, `close`
-   and `renameat` of the record. A `ppoll` error other than `EINTR` ends the loop with a
+   `daemonix`. Then block the stop signals into a signalfd ([`signals`]: each becomes a
+   [`signals::Stop`] as it is read) and run the event loop ([`watch`]), a single `ppoll`
+   ([`wait`]) on the pidfd and the signalfd with the time to the next beat as its timeout. A
+   beat is seven system calls and no allocation: `ppoll`, `kill(pid, 0)`, a zero-timeout
+   `poll` of the pidfd, then `openat`, `write`, `close` and `renameat` of the record
+   ([`writer`]). A `ppoll` error other than `EINTR` ends the loop with a
    logged error (the record then goes stale) rather than spin on it.
 
 A target with a terminal also gets an activity watch ([`activity`]), set up before daemonizing
@@ -61,6 +63,11 @@ close-on-exec) and no blocked signal; the sidecar never waits for it (its stdout
 non-blocking in the one `ppoll`, it is reaped with `WNOHANG`); and it cannot restart anything
 without the sidecar's `go`.
 
+The modules form a tree, no circle: [`cli`] starts up and hands over to [`watch`], the loop;
+under it [`restart`], then the loop's parts both use: [`wait`], [`signals`], and [`writer`],
+the one keeper of the record's keys, told what happened (a beat, a death, a restart scheduled
+or done) rather than edited.
+
 `mosaic-hb status` ([`status`]) reads a directory of heartbeat files ([`record`]) and reports the
 fleet's state for people and for monitoring.
 
@@ -73,14 +80,26 @@ fleet's state for people and for monitoring.
 - A stopped sidecar restarts nothing.
 - One sidecar per heartbeat file: the lock is held for the sidecar's whole life.
 - `status=ok` is written only after a check that the target is still the process we attached to.
+
+[`validate`]: mosaic_core::validate
+[`dirs`]: mosaic_core::dirs
+[`lock`]: mosaic_core::lock
+[`handover`]: mosaic_core::handover
+[`teardown`]: mosaic_core::teardown
+[`supervise`]: mosaic_core::supervise
+[`status`]: mosaic_core::status
+[`record`]: mosaic_core::record
 */
 
 mod activity;
 mod cli;
 mod hbfile;
 mod restart;
+mod signals;
 mod target;
+mod wait;
 mod watch;
+mod writer;
 
 fn main() -> std::process::ExitCode {
     cli::main()

@@ -33,10 +33,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-
+use crate::signals::{Signals, Stop};
 use crate::target::Target;
-use crate::watch::{wait, Event, Signals, Writer};
+use crate::wait::{wait, Event};
+use crate::writer::Writer;
 use mosaic_core::death::Death;
 use mosaic_core::record::Status;
 use mosaic_core::supervise::{self, Answer, Backoff, Slot, Verdict};
@@ -87,8 +87,8 @@ pub enum Ending {
     Left,
     /// Too many unstable deaths.
     GaveUp,
-    /// A stop signal arrived (its number).
-    Stopped(i32),
+    /// A stop signal arrived.
+    Stopped(Stop),
     /// Waiting itself failed: no final record (the last one goes stale).
     WaitFailed(nix::errno::Errno),
 }
@@ -202,24 +202,21 @@ impl Supervisor {
             let event = if until <= now {
                 Event::Timeout
             } else {
-                wait(None, signals.fd(), helper.stdout_fd(), until - now)
+                wait(None, signals, helper.stdout_fd(), until - now)
             };
             match event {
                 Event::Interrupted => continue,
                 Event::Failed(e) => {
                     return Step::Done(Outcome::Final(Status::Exited, false, Ending::WaitFailed(e)))
                 }
-                Event::Signal => {
-                    if let Some(sig) = signals.take() {
-                        // Nothing is due any more: a stopped sidecar restarts nothing.
-                        writer.lifecycle.restart_at = None;
-                        let (status, ok) = (Status::Stopped, writer.write(Status::Stopped));
-                        return Step::Done(Outcome::Final(status, ok, Ending::Stopped(sig)));
-                    }
+                Event::Stop(stop) => {
+                    // Nothing is due any more: a stopped sidecar restarts nothing.
+                    let (status, ok) = (Status::Stopped, writer.end(Status::Stopped));
+                    return Step::Done(Outcome::Final(status, ok, Ending::Stopped(stop)));
                 }
                 Event::TargetExited => {}
                 // The third descriptor, here the helper's stdout.
-                Event::Activity => {
+                Event::Readable => {
                     let answers = helper.read();
                     for answer in answers.lines {
                         if let Some(step) = self.on_answer(answer, &mut phase, writer, ran) {
@@ -246,30 +243,12 @@ impl Supervisor {
                     Phase::Waiting(due) => {
                         let now = Instant::now();
                         if now >= due {
-                            match self.take_slot(writer) {
-                                Ok(()) => {
-                                    if let Err(e) = helper.go() {
-                                        crate::log(format_args!(
-                                            "cannot tell the respawn helper to go: {}",
-                                            mosaic_core::why(&e)
-                                        ));
-                                        return Step::Done(self.finish(
-                                            writer,
-                                            None,
-                                            Status::Exited,
-                                            Ending::Left,
-                                        ));
-                                    }
-                                    phase = Phase::Starting(now + PATIENCE);
-                                    continue;
-                                }
-                                Err(wait) => {
-                                    phase = Phase::Waiting(now + wait);
-                                    if wait > BUSY_RETRY {
-                                        writer.lifecycle.restart_at = Some(at(wait));
-                                        writer.write(Status::Restarting);
-                                    }
-                                }
+                            phase = match self.go_if_allowed(helper, writer, now) {
+                                Ok(phase) => phase,
+                                Err(step) => return step,
+                            };
+                            if let Phase::Starting(_) = phase {
+                                continue;
                             }
                         }
                         if now >= next_beat {
@@ -283,6 +262,36 @@ impl Supervisor {
                 },
             }
         }
+    }
+
+    /// The restart is due: says `go` if the fleet-wide guard grants a slot (the next phase
+    /// is then [`Phase::Starting`]), else waits more (`restart_at=` moves, unless the guard is
+    /// only busy this instant).
+    fn go_if_allowed(
+        &mut self,
+        helper: &mut Helper,
+        writer: &mut Writer,
+        now: Instant,
+    ) -> Result<Phase, Step> {
+        if let Err(wait) = self.take_slot(writer) {
+            if wait > BUSY_RETRY {
+                writer.schedule_restart(wait);
+            }
+            return Ok(Phase::Waiting(now + wait));
+        }
+        if let Err(e) = helper.go() {
+            crate::log(format_args!(
+                "cannot tell the respawn helper to go: {}",
+                mosaic_core::why(&e)
+            ));
+            return Err(Step::Done(self.finish(
+                writer,
+                None,
+                Status::Exited,
+                Ending::Left,
+            )));
+        }
+        Ok(Phase::Starting(now + PATIENCE))
     }
 
     fn on_answer(
@@ -325,11 +334,8 @@ impl Supervisor {
                         )))
                     }
                     Verdict::Restart(delay) => {
-                        let (code, sig) = death.keys();
-                        writer.lifecycle.exit_status = code;
-                        writer.lifecycle.exit_signal = sig;
-                        writer.lifecycle.restart_at = Some(at(delay));
-                        writer.write(Status::Restarting);
+                        writer.record_death(death);
+                        writer.schedule_restart(delay);
                         *phase = Phase::Waiting(now + delay);
                         None
                     }
@@ -376,11 +382,9 @@ impl Supervisor {
             self.restarts += 1;
         }
         self.run_started = Instant::now();
-        writer.lifecycle.restarts = Some(self.restarts);
-        writer.lifecycle.restart_at = None;
         match Target::attach(pid, self.use_pidfd, started) {
             Ok(target) => {
-                writer.retarget(target.pid(), target.started());
+                writer.restarted(target.pid(), target.started(), self.restarts);
                 crate::log(format_args!(
                     "watching pid {pid} (restart {})",
                     self.restarts
@@ -388,7 +392,7 @@ impl Supervisor {
                 Step::Done(Outcome::Restarted(target))
             }
             Err((gone, started)) => {
-                writer.retarget(pid, started);
+                writer.restarted(pid, started, self.restarts);
                 crate::log(format_args!("restarted pid {pid} {}", gone.describe()));
                 Step::DiedAtOnce
             }
@@ -424,12 +428,9 @@ impl Supervisor {
         ending: Ending,
     ) -> Outcome {
         if let Some(death) = death {
-            let (code, sig) = death.keys();
-            writer.lifecycle.exit_status = code;
-            writer.lifecycle.exit_signal = sig;
+            writer.record_death(death);
         }
-        writer.lifecycle.restart_at = None;
-        let ok = writer.write(status);
+        let ok = writer.end(status);
         Outcome::Final(status, ok, ending)
     }
 }
@@ -457,11 +458,6 @@ impl Phase {
             Phase::Starting(_) => "the new pane's pid",
         }
     }
-}
-
-/// The wall-clock time `delay` from now, for `restart_at=`.
-fn at(delay: Duration) -> chrono::DateTime<Utc> {
-    Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX)
 }
 
 /// The respawn helper: a child with piped stdin and non-blocking stdout.

@@ -20,36 +20,34 @@ and hands back a new target, or ends with `exited`, `failed` or `stopped`.
 
 Beats are scheduled on a fixed grid (`next += interval`), so the rate does not drift with the
 cost of a write; after a stall (a suspended machine) the grid restarts from now rather than
-bursting to catch up. A write error never ends the loop: the last good file stays in place,
-the error is logged once, and the next beat tries again.
+bursting to catch up. A write error never ends the loop ([`crate::writer`]).
+
+The loop's parts are modules of their own, below it: the record writer ([`crate::writer`]),
+the one wait point and what woke it ([`crate::wait`]), the stop signals ([`crate::signals`]).
+[`crate::restart`] uses them too, and not this module: it hands back an [`Outcome`].
 */
 
-use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use nix::errno::Errno;
-use nix::poll::{ppoll, PollFd, PollFlags};
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::time::TimeSpec;
 
 use crate::activity;
 use crate::hbfile::HbFile;
 use crate::restart::{Ending, Outcome, Supervisor};
+use crate::signals::{Signals, Stop};
 use crate::target::{Gone, Target};
-use mosaic_core::activity::Activity;
+use crate::wait::{wait, Event};
+use crate::writer::Writer;
 use mosaic_core::death::Death;
 use mosaic_core::handover::Ready;
-use mosaic_core::record::{render, Beat, Lifecycle, Status};
+use mosaic_core::record::Status;
 use mosaic_core::teardown::{self, Step, Teardown};
 
 /// How the loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
     Exited(Gone),
-    Stopped(i32),
+    Stopped(Stop),
     /// `ppoll` itself failed (not an interruption): the sidecar cannot wait any more, and
     /// says so rather than spin. No final record: the last one goes stale, the lock is freed.
     Failed(Errno),
@@ -57,126 +55,9 @@ pub enum End {
     GaveUp(Gone),
 }
 
-/// Keeps the heartbeat file: renders and replaces one record per call.
-pub struct Writer<'a> {
-    file: HbFile,
-    pid: i32,
-    started: Option<u64>,
-    agent: Option<&'a str>,
-    interval: Duration,
-    seq: u64,
-    /// Our own pid, read once: create the writer after going into the background.
-    hb_pid: i32,
-    buf: Vec<u8>,
-    failing: bool,
-    /// Written with `status=ok` only.
-    activity: Option<(Activity, chrono::DateTime<Utc>)>,
-    /// What supervision adds to each record.
-    pub lifecycle: Lifecycle,
-}
-
-impl<'a> Writer<'a> {
-    pub fn new(
-        file: HbFile,
-        pid: i32,
-        started: Option<u64>,
-        agent: Option<&'a str>,
-        interval: Duration,
-    ) -> Self {
-        Writer {
-            file,
-            pid,
-            started,
-            agent,
-            interval,
-            seq: 0,
-            hb_pid: nix::unistd::getpid().as_raw(),
-            buf: Vec::with_capacity(256),
-            failing: false,
-            activity: None,
-            lifecycle: Lifecycle::default(),
-        }
-    }
-
-    /// The pid the records name.
-    pub fn pid(&self) -> i32 {
-        self.pid
-    }
-
-    /// The start time the records name.
-    pub fn started(&self) -> Option<u64> {
-        self.started
-    }
-
-    /// Points the records at a restarted target.
-    pub fn retarget(&mut self, pid: i32, started: Option<u64>) {
-        self.pid = pid;
-        self.started = started;
-    }
-
-    /// The heartbeat directory (the fleet-wide restart guard lives there).
-    pub fn dir(&self) -> BorrowedFd<'_> {
-        self.file.dir()
-    }
-
-    /// The heartbeat file's name in [`Writer::dir`].
-    pub fn name(&self) -> &std::ffi::CStr {
-        self.file.name()
-    }
-
-    /// Writes one record. Errors are logged when they start and when they end, not per beat;
-    /// `seq` counts records attempted, so a gap shows in it.
-    pub fn write(&mut self, status: Status) -> bool {
-        self.seq += 1;
-        let beat = Beat {
-            pid: self.pid,
-            status,
-            agent: self.agent,
-            interval: self.interval,
-            seq: self.seq,
-            hb_pid: self.hb_pid,
-            started: self.started,
-            lifecycle: self.lifecycle,
-            activity: self.activity.filter(|_| status == Status::Ok),
-        };
-        render(&mut self.buf, Utc::now(), &beat);
-        match self.file.replace(&self.buf) {
-            Ok(()) => {
-                if self.failing {
-                    self.failing = false;
-                    crate::log(format_args!(
-                        "heartbeat file {} written again",
-                        self.file.path().display()
-                    ));
-                }
-                true
-            }
-            Err(e) => {
-                if !self.failing {
-                    crate::log(format_args!(
-                        "cannot write heartbeat file {}: {} (will retry every beat)",
-                        self.file.path().display(),
-                        mosaic_core::why(&e)
-                    ));
-                }
-                self.failing = true;
-                false
-            }
-        }
-    }
-}
-
-/// Answers the launcher, once, then does what start-up put off so as not to keep it waiting:
-/// removing what a predecessor killed mid-beat left behind, and handing back start-up's
-/// memory.
-fn answer(ready: &mut Option<Ready>, writer: &Writer) {
-    if let Some(ready) = ready.take() {
-        ready.send();
-        // A failure only leaves litter, which status never reads (dotfiles).
-        let _ = writer.file.remove_stale_temps();
-        mosaic_core::sys::release_startup_memory();
-    }
-}
+/// How the loop ended, and its final status with whether that record was written (none when
+/// waiting itself failed).
+pub type Last = (End, Option<(Status, bool)>);
 
 /// A target and its heartbeat file, driven by [`Sidecar::run`].
 pub struct Sidecar<'a> {
@@ -218,8 +99,15 @@ impl<'a> Sidecar<'a> {
         self.ready.is_none()
     }
 
+    /// Answers the launcher, once, then does what start-up put off so as not to keep it
+    /// waiting: removing what a predecessor killed mid-beat left behind, and handing back
+    /// start-up's memory.
     fn answer(&mut self) {
-        answer(&mut self.ready, &self.writer);
+        if let Some(ready) = self.ready.take() {
+            ready.send();
+            self.writer.remove_stale_temps();
+            mosaic_core::sys::release_startup_memory();
+        }
     }
 
     /// After each death of the target, also ends what it left in its session and process
@@ -231,12 +119,12 @@ impl<'a> Sidecar<'a> {
 
     /// The pid watched last (a restart changes it).
     pub fn pid(&self) -> i32 {
-        self.writer.pid
+        self.writer.pid()
     }
 
     /// Restarts the target under a policy when it dies ([`crate::restart`]).
     pub fn supervised(mut self, supervisor: Supervisor) -> Self {
-        self.writer.lifecycle.restarts = Some(supervisor.restarts());
+        self.writer.supervised(supervisor.restarts());
         self.supervisor = Some(supervisor);
         self
     }
@@ -248,60 +136,23 @@ impl<'a> Sidecar<'a> {
     }
 
     /// Beats until the target is gone (for good, under a restart policy) or a stop signal
-    /// arrives, then writes the final record. Returns how it ended, and the final status with
-    /// whether that record was written (none when waiting itself failed).
-    pub fn run(&mut self, signals: &Signals) -> (End, Option<(Status, bool)>) {
+    /// arrives, then writes the final record.
+    pub fn run(&mut self, signals: &Signals) -> Last {
         loop {
             let end = self.beat_until_end(signals);
-            let reap = self.reap.filter(|_| matches!(end, End::Exited(_)));
-            let (End::Exited(gone), Some(supervisor)) = (end, self.supervisor.as_mut()) else {
-                if let End::Exited(_) = end {
-                    // How it ended, when the zombie can still tell (before its parent, tmux,
-                    // reaps it): readers that do not know the keys ignore them.
-                    if let Some(raw) = mosaic_core::proc::zombie_status(self.target.pid()) {
-                        let lifecycle = &mut self.writer.lifecycle;
-                        (lifecycle.exit_status, lifecycle.exit_signal) =
-                            Death::from_wait_status(raw).keys();
-                    }
-                }
-                let status = match end {
-                    End::Exited(_) => Status::Exited,
-                    End::Stopped(_) => Status::Stopped,
-                    End::GaveUp(_) => Status::Failed,
-                    End::Failed(_) => return (end, None),
-                };
-                let mut written = self.writer.write(status);
-                if let Some(grace) = reap {
-                    // The death is on record at once; what it left is ended after, and counted.
-                    let (reaped, _) = reap_leftovers(&self.target, grace, signals);
-                    self.writer.lifecycle.reaped = Some(reaped);
-                    written = self.writer.write(status);
-                }
-                return (end, Some((status, written)));
+            let (End::Exited(gone), Some(mut supervisor)) = (end, self.supervisor.take()) else {
+                return self.finish(end, signals);
             };
-            // Dead, and in its policy's hands: on record at once.
-            supervisor.died(&self.target);
-            self.writer.lifecycle.restart_at = None;
-            self.writer.write(Status::Restarting);
-            answer(&mut self.ready, &self.writer);
-            if let Some(grace) = reap {
-                // A restarted run must not start beside the last one's leftovers.
-                let (reaped, stop) = reap_leftovers(&self.target, grace, signals);
-                self.writer.lifecycle.reaped = Some(reaped);
-                if let Some(sig) = stop {
-                    // A stop during the teardown is a stop: nothing is restarted.
-                    let written = self.writer.write(Status::Stopped);
-                    return (End::Stopped(sig), Some((Status::Stopped, written)));
-                }
-            }
-            match supervisor.after_death(&mut self.writer, signals, self.interval) {
+            let outcome = self.after_death(&mut supervisor, signals);
+            self.supervisor = Some(supervisor);
+            match outcome {
                 Outcome::Restarted(target) => {
                     self.target = target;
                     self.rewatch_activity();
                 }
                 Outcome::Final(status, written, ending) => {
                     let end = match ending {
-                        Ending::Stopped(sig) => End::Stopped(sig),
+                        Ending::Stopped(stop) => End::Stopped(stop),
                         Ending::GaveUp => End::GaveUp(gone),
                         Ending::Left => End::Exited(gone),
                         Ending::WaitFailed(e) => return (End::Failed(e), None),
@@ -310,6 +161,51 @@ impl<'a> Sidecar<'a> {
                 }
             }
         }
+    }
+
+    /// The final record of a run no policy restarts: the death (and, with `--reap`, what it
+    /// left) or the stop.
+    fn finish(&mut self, end: End, signals: &Signals) -> Last {
+        let status = match end {
+            End::Exited(_) => Status::Exited,
+            End::Stopped(_) => Status::Stopped,
+            End::GaveUp(_) => Status::Failed,
+            End::Failed(_) => return (end, None),
+        };
+        if let End::Exited(_) = end {
+            // How it ended, when the zombie can still tell (before its parent, tmux, reaps
+            // it): readers that do not know the keys ignore them.
+            if let Some(raw) = mosaic_core::proc::zombie_status(self.target.pid()) {
+                self.writer.record_death(Death::from_wait_status(raw));
+            }
+        }
+        let mut written = self.writer.end(status);
+        if let (End::Exited(_), Some(grace)) = (end, self.reap) {
+            // The death is on record at once; what it left is ended after, and counted.
+            let (reaped, _) = reap_leftovers(&self.target, grace, signals);
+            self.writer.record_reaped(reaped);
+            written = self.writer.end(status);
+        }
+        (end, Some((status, written)))
+    }
+
+    /// A death in its policy's hands: on record at once, what it left ended (with `--reap`),
+    /// then [`Supervisor::after_death`] decides, waits and restarts.
+    fn after_death(&mut self, supervisor: &mut Supervisor, signals: &Signals) -> Outcome {
+        supervisor.died(&self.target);
+        self.writer.restart_pending();
+        self.answer();
+        if let Some(grace) = self.reap {
+            // A restarted run must not start beside the last one's leftovers.
+            let (reaped, stop) = reap_leftovers(&self.target, grace, signals);
+            self.writer.record_reaped(reaped);
+            if let Some(stop) = stop {
+                // A stop during the teardown is a stop: nothing is restarted.
+                let written = self.writer.end(Status::Stopped);
+                return Outcome::Final(Status::Stopped, written, Ending::Stopped(stop));
+            }
+        }
+        supervisor.after_death(&mut self.writer, signals, self.interval)
     }
 
     /// A restarted pane has a new terminal: watch that one.
@@ -336,8 +232,8 @@ impl<'a> Sidecar<'a> {
             if let Err(gone) = self.target.check_beat() {
                 return End::Exited(gone);
             }
-            self.writer.activity = self.activity.as_ref().map(activity::Watch::current);
-            self.writer.write(Status::Ok);
+            let activity = self.activity.as_ref().map(activity::Watch::current);
+            self.writer.beat(activity);
             self.answer();
             if let Some(supervisor) = &mut self.supervisor {
                 supervisor.reap();
@@ -358,23 +254,21 @@ impl<'a> Sidecar<'a> {
                     None => left,
                 };
                 let watch_fd = watch.and_then(activity::Watch::fd);
-                match wait(self.target.pidfd(), signals.fd(), watch_fd, left) {
-                    event @ (Event::Timeout | Event::Activity) => {
-                        if let Err(gone) = self.update_activity(event == Event::Activity) {
+                match wait(self.target.pidfd(), signals, watch_fd, left) {
+                    event @ (Event::Timeout | Event::Readable) => {
+                        if let Err(gone) = self.update_activity(event == Event::Readable) {
                             return End::Exited(gone);
                         }
                     }
                     Event::Interrupted => continue,
                     Event::Failed(e) => return End::Failed(e),
                     Event::TargetExited => return End::Exited(Gone::NoProcess),
-                    Event::Signal => {
-                        if let Some(sig) = signals.take() {
-                            // A stop that races the target's death reports the death.
-                            return match self.target.check_beat() {
-                                Ok(()) => End::Stopped(sig),
-                                Err(gone) => End::Exited(gone),
-                            };
-                        }
+                    Event::Stop(stop) => {
+                        // A stop that races the target's death reports the death.
+                        return match self.target.check_beat() {
+                            Ok(()) => End::Stopped(stop),
+                            Err(gone) => End::Exited(gone),
+                        };
                     }
                 }
             }
@@ -389,8 +283,7 @@ impl<'a> Sidecar<'a> {
         };
         if watch.update(Instant::now(), readable) {
             self.target.check_beat()?;
-            self.writer.activity = Some(watch.current());
-            self.writer.write(Status::Ok);
+            self.writer.beat(Some(watch.current()));
         }
         Ok(())
     }
@@ -401,7 +294,7 @@ impl<'a> Sidecar<'a> {
 /// the rest of the grace, and the whole phase lasts at most the grace plus
 /// [`teardown::KILL_WAIT`].
 /// Also returns the stop signal that cut the grace short, if one did.
-fn reap_leftovers(target: &Target, grace: Duration, signals: &Signals) -> (u32, Option<i32>) {
+fn reap_leftovers(target: &Target, grace: Duration, signals: &Signals) -> (u32, Option<Stop>) {
     // A pid that names another process now means no member was left to pin the session id,
     // which a stranger may have taken since.
     if teardown::leader_reused(target.pid(), target.started()) {
@@ -410,95 +303,14 @@ fn reap_leftovers(target: &Target, grace: Duration, signals: &Signals) -> (u32, 
     let mut stop = None;
     let mut teardown = Teardown::begin(target.pid(), grace);
     while teardown.step() == Step::Waiting {
-        match wait(None, signals.fd(), None, teardown.wait()) {
-            Event::Signal => {
-                if let Some(sig) = signals.take() {
-                    stop = Some(sig);
-                    teardown.hurry();
-                }
+        match wait(None, signals, None, teardown.wait()) {
+            Event::Stop(signal) => {
+                stop = Some(signal);
+                teardown.hurry();
             }
             Event::Failed(_) => teardown.hurry(),
             _ => {}
         }
     }
     (u32::try_from(teardown.ended()).unwrap_or(u32::MAX), stop)
-}
-
-/// What woke the one `ppoll`.
-#[derive(PartialEq, Eq)]
-pub(crate) enum Event {
-    Timeout,
-    Interrupted,
-    Failed(Errno),
-    TargetExited,
-    Signal,
-    /// The third descriptor is readable: the activity watch while the target lives, the
-    /// respawn helper's stdout while a restart is under way ([`crate::restart`]).
-    Activity,
-}
-
-/// The sidecar's one wait point.
-pub(crate) fn wait(
-    pidfd: Option<BorrowedFd>,
-    signals: BorrowedFd,
-    activity: Option<BorrowedFd>,
-    timeout: Duration,
-) -> Event {
-    // Only the descriptors there are: without a pidfd (old kernels) the beat checks the target;
-    // without a terminal, or while the activity watch rests, it is left out.
-    let mut fds: [PollFd; 3] = std::array::from_fn(|_| PollFd::new(signals, PollFlags::POLLIN));
-    let (mut n, mut target_at, mut activity_at) = (1, None, None);
-    for (fd, at) in [(pidfd, &mut target_at), (activity, &mut activity_at)] {
-        if let Some(fd) = fd {
-            fds[n] = PollFd::new(fd, PollFlags::POLLIN);
-            *at = Some(n);
-            n += 1;
-        }
-    }
-    let fds = &mut fds[..n];
-    match ppoll(fds, Some(TimeSpec::from(timeout)), None) {
-        Ok(_) => {}
-        Err(Errno::EINTR) => return Event::Interrupted,
-        Err(e) => return Event::Failed(e),
-    }
-    let ready =
-        |at: Option<usize>| at.is_some_and(|i| fds[i].revents().is_some_and(|r| !r.is_empty()));
-    if ready(target_at) {
-        Event::TargetExited
-    } else if ready(Some(0)) {
-        Event::Signal
-    } else if ready(activity_at) {
-        Event::Activity
-    } else {
-        Event::Timeout
-    }
-}
-
-/// SIGTERM, SIGINT and SIGHUP, blocked and delivered through a signalfd, so that a stop is
-/// seen by the one `ppoll` and never interrupts a write half-way.
-pub struct Signals {
-    fd: SignalFd,
-}
-
-impl Signals {
-    pub fn install() -> io::Result<Signals> {
-        let mut set = SigSet::empty();
-        for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
-            set.add(sig);
-        }
-        // Blocked for this (single) thread, so they arrive only through the descriptor.
-        set.thread_block()?;
-        let fd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
-        Ok(Signals { fd })
-    }
-
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-
-    /// The next pending stop signal, if any.
-    pub(crate) fn take(&self) -> Option<i32> {
-        let info = self.fd.read_signal().ok()??;
-        i32::try_from(info.ssi_signo).ok()
-    }
 }
