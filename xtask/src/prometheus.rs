@@ -32,20 +32,8 @@ const PATIENCE: Duration = Duration::from_secs(30);
 
 pub fn run() -> Result {
     install()?;
-    let root = util::project_root();
-    let rules = root.join("contrib/prometheus/alerts.yml");
-    step("promtool check rules, promtool test rules");
-    util::run(
-        Command::new("promtool")
-            .arg("check")
-            .arg("rules")
-            .arg(&rules),
-    )?;
-    util::run(
-        Command::new("promtool")
-            .args(["test", "rules"])
-            .arg(root.join("contrib/prometheus/alerts.test.yml")),
-    )?;
+    let rules = util::project_root().join("contrib/prometheus/alerts.yml");
+    check_rules(&rules)?;
     eprintln!("xtask: building release binaries");
     util::build_release()?;
     let bin = util::release_dir();
@@ -54,76 +42,129 @@ pub fn run() -> Result {
     step("two fleets, the same agent names, on private tmux sockets");
     let blue = Fleet::start(&bin, tmp.path(), "blue", &["alpha", "beta", "gamma"])?;
     let green = Fleet::start(&bin, tmp.path(), "green", &["alpha"])?;
-
-    step("mosaic-hb exporter on a free loopback port");
-    let log = tmp.path().join("exporter.log");
-    let _exporter = util::spawn_quiet(
-        Command::new(bin.join("mosaic-hb"))
-            .args(["exporter", "--listen", "127.0.0.1:0", "--fleet", "blue"])
-            .arg(&blue.dir)
-            .arg(&green.dir),
-        Some(&log),
-    )?;
-    let exporter = util::exporter_addr(&log, PATIENCE).ok_or_else(|| {
-        format!(
-            "the exporter never said where it listens: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        )
-    })?;
+    let scraped = Scraped::start(&bin, tmp.path(), &rules, &blue, &green)?;
     let green_label = green.dir.to_string_lossy().into_owned();
+    every_agents_series(&scraped.api, &green_label)?;
+    a_pane_killed(&scraped.api, &blue)?;
+    a_sidecar_killed(&scraped.api, &blue)?;
+    a_deliberate_stop(&scraped.api, &bin, &blue)?;
+    the_textfile_path(&scraped.api)?;
 
-    step("promtool check metrics on the exporter's answer");
-    let metrics = http_get(exporter, "/metrics")?;
-    check_metrics(&metrics)?;
+    step("all checks passed; stopping Prometheus, node_exporter, the exporter and the fleets");
+    drop(green);
+    drop(blue);
+    drop(scraped);
+    Ok(())
+}
 
-    step("the textfile path: both fleets' `status --format prometheus`, node_exporter");
-    let textfiles = tmp.path().join("textfile");
-    std::fs::create_dir(&textfiles).map_err(|e| format!("{}: {e}", textfiles.display()))?;
-    for (name, fleet, label) in [("blue", &blue, Some("blue")), ("green", &green, None)] {
-        let mut cmd = Command::new(bin.join("mosaic-hb"));
-        cmd.args(["status", "--format", "prometheus"]);
-        if let Some(label) = label {
-            cmd.args(["--fleet", label]);
-        }
-        cmd.arg(&fleet.dir);
-        let text = util::output(&mut cmd)?;
-        let file = textfiles.join(format!("mosaic-{name}.prom"));
-        std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
-    }
-    let node = free_port()?;
-    let _node_exporter = util::spawn_quiet(
-        Command::new("prometheus-node-exporter")
-            .arg(format!("--web.listen-address={node}"))
-            .arg("--collector.disable-defaults")
-            .arg("--collector.textfile")
-            .arg(format!(
-                "--collector.textfile.directory={}",
-                textfiles.display()
-            )),
-        None,
+fn step(what: &str) {
+    eprintln!("xtask: prometheus: {what}");
+}
+
+/// `promtool check rules` and `promtool test rules` on the alert rules.
+fn check_rules(rules: &Path) -> Result {
+    step("promtool check rules, promtool test rules");
+    util::run(
+        Command::new("promtool")
+            .arg("check")
+            .arg("rules")
+            .arg(rules),
     )?;
+    util::run(
+        Command::new("promtool")
+            .args(["test", "rules"])
+            .arg(util::project_root().join("contrib/prometheus/alerts.test.yml")),
+    )
+}
 
-    step("Prometheus, scraping both every second, rules loaded");
-    let web = free_port()?;
-    let prometheus = start_prometheus(tmp.path(), &rules, exporter, node, web)?;
-    let api = format!("http://{web}");
-    let _prometheus = prometheus;
-    wait(&format!("Prometheus ready at {api}"), || {
-        http_get(web, "/-/ready")
-            .ok()
-            .filter(|t| t.contains("Ready"))
-    })?;
+/// What scrapes the fleets: the exporter, node_exporter on their textfiles, and Prometheus
+/// scraping both; each killed when this is dropped.
+struct Scraped {
+    /// Prometheus's HTTP API, `http://ADDR`.
+    api: String,
+    _prometheus: KillOnDrop,
+    _node_exporter: KillOnDrop,
+    _exporter: KillOnDrop,
+}
 
+impl Scraped {
+    fn start(bin: &Path, tmp: &Path, rules: &Path, blue: &Fleet, green: &Fleet) -> Result<Self> {
+        step("mosaic-hb exporter on a free loopback port");
+        let log = tmp.join("exporter.log");
+        let exporter = util::spawn_quiet(
+            Command::new(bin.join("mosaic-hb"))
+                .args(["exporter", "--listen", "127.0.0.1:0", "--fleet", "blue"])
+                .arg(&blue.dir)
+                .arg(&green.dir),
+            Some(&log),
+        )?;
+        let exporter_at = util::exporter_addr(&log, PATIENCE).ok_or_else(|| {
+            format!(
+                "the exporter never said where it listens: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        })?;
+
+        step("promtool check metrics on the exporter's answer");
+        check_metrics(&http_get(exporter_at, "/metrics")?)?;
+
+        step("the textfile path: both fleets' `status --format prometheus`, node_exporter");
+        let textfiles = tmp.join("textfile");
+        std::fs::create_dir(&textfiles).map_err(|e| format!("{}: {e}", textfiles.display()))?;
+        for (name, fleet, label) in [("blue", blue, Some("blue")), ("green", green, None)] {
+            let mut cmd = Command::new(bin.join("mosaic-hb"));
+            cmd.args(["status", "--format", "prometheus"]);
+            if let Some(label) = label {
+                cmd.args(["--fleet", label]);
+            }
+            cmd.arg(&fleet.dir);
+            let text = util::output(&mut cmd)?;
+            let file = textfiles.join(format!("mosaic-{name}.prom"));
+            std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
+        }
+        let node = free_port()?;
+        let node_exporter = util::spawn_quiet(
+            Command::new("prometheus-node-exporter")
+                .arg(format!("--web.listen-address={node}"))
+                .arg("--collector.disable-defaults")
+                .arg("--collector.textfile")
+                .arg(format!(
+                    "--collector.textfile.directory={}",
+                    textfiles.display()
+                )),
+            None,
+        )?;
+
+        step("Prometheus, scraping both every second, rules loaded");
+        let web = free_port()?;
+        let prometheus = start_prometheus(tmp, rules, exporter_at, node, web)?;
+        let api = format!("http://{web}");
+        wait(&format!("Prometheus ready at {api}"), || {
+            http_get(web, "/-/ready")
+                .ok()
+                .filter(|t| t.contains("Ready"))
+        })?;
+        Ok(Scraped {
+            api,
+            _prometheus: prometheus,
+            _node_exporter: node_exporter,
+            _exporter: exporter,
+        })
+    }
+}
+
+/// Every agent's series, with the right values, one set per fleet.
+fn every_agents_series(api: &str, green_label: &str) -> Result {
     step("every agent's series, one set per fleet");
     let up = wait("4 agents up in 2 fleets", || {
-        let rows = query(&api, "mosaic_agent_up{job=\"mosaic\"} == 1").ok()?;
+        let rows = query(api, "mosaic_agent_up{job=\"mosaic\"} == 1").ok()?;
         (rows.len() == 4).then_some(rows)
     })?;
     for (fleet, agent) in [
         ("blue", "alpha"),
         ("blue", "beta"),
         ("blue", "gamma"),
-        (green_label.as_str(), "alpha"),
+        (green_label, "alpha"),
     ] {
         let labels = [format!("fleet=\"{fleet}\""), format!("agent=\"{agent}\"")];
         if !up
@@ -133,35 +174,30 @@ pub fn run() -> Result {
             return Err(format!("no mosaic_agent_up for {fleet}/{agent}: {up:?}"));
         }
     }
+    let state = "mosaic_agent_state{job=\"mosaic\"}";
+    expect(api, &format!("count by (fleet, agent) ({state})"), 4, 7.0)?;
+    expect(api, &format!("sum by (fleet, agent) ({state})"), 4, 1.0)?;
     expect(
-        &api,
-        "count by (fleet, agent) (mosaic_agent_state{job=\"mosaic\"})",
-        4,
-        7.0,
-    )?;
-    expect(
-        &api,
-        "sum by (fleet, agent) (mosaic_agent_state{job=\"mosaic\"})",
-        4,
-        1.0,
-    )?;
-    expect(
-        &api,
+        api,
         "mosaic_agent_heartbeat_interval_seconds{job=\"mosaic\"}",
         4,
         1.0,
     )?;
-    expect(&api, "mosaic_agent_failing{job=\"mosaic\"}", 4, 0.0)?;
-    expect(&api, "mosaic_fleet_up{job=\"mosaic\"}", 2, 1.0)?;
+    expect(api, "mosaic_agent_failing{job=\"mosaic\"}", 4, 0.0)?;
+    expect(api, "mosaic_fleet_up{job=\"mosaic\"}", 2, 1.0)?;
     // Timestamps, not ages: Prometheus computes the age itself, and it is small.
     expect(
-        &api,
+        api,
         "time() - mosaic_agent_heartbeat_timestamp_seconds{job=\"mosaic\"} < bool 5",
         4,
         1.0,
     )?;
-    expect(&api, "ALERTS{job=\"mosaic\"}", 0, 0.0)?;
+    expect(api, "ALERTS{job=\"mosaic\"}", 0, 0.0)
+}
 
+/// A pane killed is `exited` within two scrapes (counted in Prometheus's own samples), and
+/// fires `MosaicAgentDied`.
+fn a_pane_killed(api: &str, blue: &Fleet) -> Result {
     step("a pane killed: exited within two scrapes, MosaicAgentDied fires");
     let beta = blue.record("beta")?;
     let killed_at = unix_now();
@@ -169,10 +205,10 @@ pub fn run() -> Result {
     let selector =
         "mosaic_agent_state{job=\"mosaic\",fleet=\"blue\",agent=\"beta\",state=\"exited\"}";
     wait("beta exited in Prometheus", || {
-        let rows = query(&api, &format!("{selector} == 1")).ok()?;
+        let rows = query(api, &format!("{selector} == 1")).ok()?;
         (rows.len() == 1).then_some(())
     })?;
-    let samples = range(&api, &format!("{selector}[1m]"))?;
+    let samples = range(api, &format!("{selector}[1m]"))?;
     let after: Vec<&(f64, f64)> = samples.iter().filter(|(t, _)| *t > killed_at).collect();
     let scrapes = after
         .iter()
@@ -185,13 +221,20 @@ pub fn run() -> Result {
             "the kill was seen at scrape {scrapes}, not within two: {after:?}"
         ));
     }
-    wait_alert(&api, "MosaicAgentDied", "beta")?;
+    wait_alert(api, "MosaicAgentDied", "beta")
+}
 
+/// A sidecar killed -9 turns into a firing `MosaicAgentStale` with nothing refreshed by hand.
+fn a_sidecar_killed(api: &str, blue: &Fleet) -> Result {
     step("a sidecar killed -9: MosaicAgentStale fires, nothing refreshed by hand");
     let gamma = blue.record("gamma")?;
     util::output(Command::new("kill").args(["-KILL", &gamma.hb_pid.to_string()]))?;
-    wait_alert(&api, "MosaicAgentStale", "gamma")?;
+    wait_alert(api, "MosaicAgentStale", "gamma")
+}
 
+/// An agent stopped with `mosaic-fleet stop` raises no alert; at the end only the two
+/// alerts above fire.
+fn a_deliberate_stop(api: &str, bin: &Path, blue: &Fleet) -> Result {
     step("a deliberate stop (mosaic-fleet stop): stopped, and no alert");
     util::output(
         Command::new(bin.join("mosaic-fleet"))
@@ -204,15 +247,15 @@ pub fn run() -> Result {
     let stopped =
         "mosaic_agent_state{job=\"mosaic\",fleet=\"blue\",agent=\"alpha\",state=\"stopped\"} == 1";
     wait("alpha stopped in Prometheus", || {
-        (query(&api, stopped).ok()?.len() == 1).then_some(())
+        (query(api, stopped).ok()?.len() == 1).then_some(())
     })?;
     // Rules are evaluated every second: give them five evaluations to (wrongly) fire.
     std::thread::sleep(Duration::from_secs(5));
-    let alerts = query(&api, "ALERTS{job=\"mosaic\",agent=\"alpha\"}")?;
+    let alerts = query(api, "ALERTS{job=\"mosaic\",agent=\"alpha\"}")?;
     if !alerts.is_empty() {
         return Err(format!("a stopped agent raised an alert: {alerts:?}"));
     }
-    let alerts = query(&api, "ALERTS{job=\"mosaic\",alertstate=\"firing\"}")?;
+    let alerts = query(api, "ALERTS{job=\"mosaic\",alertstate=\"firing\"}")?;
     println!("firing alerts at the end:");
     for row in &alerts {
         println!("  {}", row.labels);
@@ -222,27 +265,25 @@ pub fn run() -> Result {
             "expected exactly MosaicAgentDied(beta) and MosaicAgentStale(gamma): {alerts:?}"
         ));
     }
+    Ok(())
+}
+
+/// The textfile path keeps two fleets' same-named agents apart, and a textfile nobody
+/// refreshes turns stale by the rule computed in PromQL.
+fn the_textfile_path(api: &str) -> Result {
     step("the textfile path: every series once, none dropped; frozen, it turns stale in PromQL");
-    expect(&api, "mosaic_agent_up{job=\"mosaic-textfile\"}", 4, 1.0)?;
-    expect(&api, "node_textfile_scrape_error", 1, 0.0)?;
+    expect(api, "mosaic_agent_up{job=\"mosaic-textfile\"}", 4, 1.0)?;
+    expect(api, "node_textfile_scrape_error", 1, 0.0)?;
     // Nothing rewrites the files: three intervals (3 s) on, the timestamps alone say stale.
     wait(
         "MosaicAgentStale firing for the 4 frozen textfile series",
         || {
             let expr = "ALERTS{job=\"mosaic-textfile\",alertname=\"MosaicAgentStale\",alertstate=\"firing\"}";
-            (query(&api, expr).ok()?.len() == 4).then_some(())
+            (query(api, expr).ok()?.len() == 4).then_some(())
         },
     )?;
     println!("ok: a frozen textfile turns stale in PromQL (4 alerts)");
-
-    step("all checks passed; stopping Prometheus, node_exporter, the exporter and the fleets");
-    drop(green);
-    drop(blue);
     Ok(())
-}
-
-fn step(what: &str) {
-    eprintln!("xtask: prometheus: {what}");
 }
 
 /// Installs Prometheus, promtool and node_exporter from Debian packages when missing.
