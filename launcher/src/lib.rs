@@ -2,7 +2,8 @@
 The launcher's library: everything that talks to tmux and starts agents, shared by
 `mosaic-launcher` (the drop-in for `start-agent-session.sh`) and the fleet CLI.
 
-- [`launch`]: one launch, validated (`plan`) then carried out (`launch`), all or nothing.
+- [`launch`]: one launch, validated (`plan`) then carried out (`launch`), all or nothing,
+  and reported.
 - [`tmux`]: the only code that runs tmux.
 - [`pane`]: the pane command and the only shell quoting.
 - [`sidecar`]: finding and starting `mosaic-hb` for a pane.

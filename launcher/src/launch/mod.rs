@@ -1,0 +1,158 @@
+/*!
+`mosaic-launcher AGENT`: a drop-in for `start-agent-session.sh`.
+
+One run: validate everything (exit 2, nothing started or written); prepare the heartbeat
+directory and find `setsid` and `mosaic-hb` (exit 1, nothing started); ask tmux for the session
+and, while it works, start the sidecar waiting for its pane; watch the pane's process until it
+has executed the agent's command ([`verdict`](crate::verdict)); then hand the sidecar its
+pane, or cancel it when the agent needs none (one already keeps the file, or tmux named no
+pane), and wait for the sidecar's answer, which follows its first record.
+
+Invariants:
+- A launch reports started only after exec: a command that cannot be executed (not found, not
+  executable, a bad interpreter) or that exits at once is a failure (exit 1) with the shell's
+  status and message, and the session this run created is removed.
+- All or nothing, also when interrupted: SIGINT, SIGTERM and SIGHUP are held back for the
+  launch ([`Stop`]); one that arrives before the sidecar has its pane undoes what this run
+  created (the session, by its `@mosaic_launch` mark; the pending sidecar) and exits 128+N;
+  one that arrives later lets the launch complete, then exits 128+N saying so.
+- One agent, one sidecar: the session names its heartbeat file (`@mosaic_hb`); a relaunch
+  reports (or heals) that file, and a heartbeat file kept for another process is never
+  reported as this agent's. A restart its sidecar has pending is the sidecar's: a relaunch
+  says `restarting` and starts nothing.
+
+The launch's rooms, in the order a launch goes through them: `plan.rs` (validate, touch
+nothing), `start.rs` (prepare, start the session and the sidecar, the verdict, the hand-over,
+undo on failure), `relaunch.rs` (the session existed: report, heal or start a dead pane
+again), `report.rs` (what happened, printed as text or JSON, and the stored launch
+configuration).
+*/
+
+mod plan;
+mod relaunch;
+mod report;
+mod start;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use mosaic_core::death::signal_name;
+use mosaic_core::exit::{Exit, Fail};
+
+pub use self::plan::{plan, Heartbeat, Plan};
+pub use self::report::{Outcome, Report, SidecarState};
+pub use self::start::launch;
+use crate::child::Stop;
+use crate::cli::Cli;
+
+/// `mosaic-launcher AGENT`, from parsed arguments to exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let stop = Stop::new();
+    let json = cli.json;
+    let result = plan(cli).and_then(|plan| launch(&plan, &stop).map(|report| (plan, report)));
+    let late = stop.signal();
+    match result {
+        Ok((plan, report)) => {
+            report::store_config(&plan, &report);
+            let line = if json {
+                report::render_json(&plan, &report)
+            } else {
+                printable(&report::render_text(&plan, &report))
+            };
+            let mut stdout = std::io::stdout().lock();
+            if let Err(e) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+                say(&format!(
+                    "cannot write the report to stdout: {} (agent {} is running)",
+                    mosaic_core::why(&e),
+                    plan.agent
+                ));
+                return ExitCode::from(Exit::Failed.code());
+            }
+            if let Some(sig) = late {
+                say(&format!(
+                    "interrupted by {} after agent {} had started: it keeps running",
+                    signal(sig),
+                    plan.agent
+                ));
+                return ExitCode::from(128 + sig as u8);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(fail) => {
+            say(&fail.message);
+            ExitCode::from(fail.code)
+        }
+    }
+}
+
+/// One line on stderr, control characters escaped; a stderr that cannot be written is
+/// ignored (the exit code still tells).
+pub(super) fn say(message: &str) {
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "mosaic-launcher: {}",
+        printable(message)
+    );
+}
+
+/// `text` with every control character escaped (`\n`, `\x1b`, `\u{85}`), so that one line
+/// printed is one line read, and no escape sequence reaches a terminal raw.
+pub fn printable(text: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x80 && c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `SIGINT`, as a person who pressed Ctrl-C reads it.
+fn signal(sig: i32) -> String {
+    match signal_name(sig) {
+        Some(name) => format!("SIG{name}"),
+        None => format!("signal {sig}"),
+    }
+}
+
+fn interrupted(sig: i32, agent: &str, undone: bool) -> Fail {
+    let what = if undone {
+        format!("the launch of agent {agent} was undone")
+    } else {
+        format!("agent {agent} was not started")
+    };
+    Fail::new(
+        128 + sig as u8,
+        format!("interrupted by {}: {what}", signal(sig)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes_controls_only() {
+        assert_eq!(printable("a b/é"), "a b/é");
+        assert_eq!(printable("x\nstarted agent evil"), "x\\nstarted agent evil");
+        assert_eq!(printable("\u{1b}[31mred"), "\\x1b[31mred");
+        assert_eq!(printable("\u{85}\u{7f}"), "\\u{85}\\x7f");
+    }
+
+    #[test]
+    fn signals_are_named() {
+        assert_eq!(signal(libc::SIGINT), "SIGINT");
+        assert_eq!(signal(libc::SIGHUP), "SIGHUP");
+        assert_eq!(signal(libc::SIGTERM), "SIGTERM");
+    }
+}

@@ -1,0 +1,229 @@
+/*!
+The launch's first step: [`plan`] checks every input (flags and their `MOSAIC_*` variables)
+and touches nothing, so a mistake exits 2 before anything starts. Its [`Plan`] is all the
+later steps read.
+*/
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mosaic_core::exit::Fail;
+use mosaic_core::{dirs, supervise, validate};
+
+use crate::cli::Cli;
+use crate::pane;
+use crate::tmux;
+
+/// A validated request.
+pub struct Plan {
+    pub agent: String,
+    pub socket: String,
+    pub workdir: PathBuf,
+    pub pane_command: OsString,
+    pub heartbeat: Option<Heartbeat>,
+    /// Bounds every tmux call and every wait for the sidecar.
+    pub timeout: Duration,
+    /// How long a started agent must live on after its exec.
+    pub settle: Duration,
+    /// The command and runtime-bin as resolved, for the stored [`LaunchConfig`](crate::config::LaunchConfig).
+    pub command: OsString,
+    pub runtime_bin: Option<PathBuf>,
+    /// The restart policy and its limits as flags (`restart`, `restart-delay`, ...), for the
+    /// stored [`LaunchConfig`](crate::config::LaunchConfig); empty for `no`.
+    pub restart: Vec<(&'static str, String)>,
+}
+
+pub struct Heartbeat {
+    pub dir: PathBuf,
+    pub file: PathBuf,
+    pub interval: Duration,
+    pub idle_after: Duration,
+    pub hb_bin: Option<PathBuf>,
+    /// The sidecar's restart arguments (none without a restart policy).
+    pub restart: Vec<String>,
+}
+
+/// Checks every input; touches nothing.
+pub fn plan(cli: Cli) -> Result<Plan, Fail> {
+    let agent = validate::agent(text(&cli.agent, "agent name")?)
+        .map_err(Fail::usage)?
+        .to_string();
+    // An empty variable counts as unset, as `${VAR:-default}` did in the bash original.
+    let socket = text(
+        &cli.socket,
+        "tmux socket name (--socket, MOSAIC_TMUX_SOCKET)",
+    )?;
+    let socket = validate::socket(or_default(socket, validate::DEFAULT_SOCKET))
+        .map_err(Fail::usage)?
+        .to_string();
+    let AgentCommand {
+        command,
+        workdir,
+        runtime_bin,
+        pane_command,
+    } = agent_command(&cli)?;
+    let interval = text(
+        &cli.hb_interval,
+        "interval (--hb-interval, MOSAIC_HEARTBEAT_INTERVAL)",
+    )?;
+    let interval = validate::interval(or_default(interval, validate::DEFAULT_INTERVAL))
+        .map_err(Fail::usage)?;
+    let idle_after = text(
+        &cli.idle_after,
+        "idle threshold (--idle-after, MOSAIC_IDLE_AFTER)",
+    )?;
+    let idle_after = validate::idle_after(or_default(idle_after, validate::DEFAULT_IDLE_AFTER))
+        .map_err(Fail::usage)?;
+    let timeout = seconds(
+        &cli.tmux_timeout,
+        "tmux timeout (--tmux-timeout, MOSAIC_TMUX_TIMEOUT)",
+        0.01,
+    )?
+    .unwrap_or(tmux::DEFAULT_TIMEOUT);
+    let settle =
+        seconds(&cli.settle, "settle time (--settle, MOSAIC_SETTLE)", 0.0)?.unwrap_or_default();
+    let policy = cli
+        .restart
+        .as_deref()
+        .map(|v| text(v, "restart policy (--restart, MOSAIC_RESTART)"))
+        .transpose()?;
+    let (policy, limits) = cli.limits.resolve(policy, true).map_err(Fail::usage)?;
+    if cli.no_heartbeat && policy != supervise::Restart::No {
+        return Err(Fail::usage(format!(
+            "--restart {} needs the heartbeat sidecar, which restarts the agent: drop --no-heartbeat",
+            policy.as_str()
+        )));
+    }
+    let heartbeat = if cli.no_heartbeat {
+        None
+    } else {
+        let dir = match cli.hb_dir.filter(|d| !d.is_empty()) {
+            Some(dir) => absolute(&dir)?,
+            None => dirs::default_dir(),
+        };
+        Some(Heartbeat {
+            file: dir.join(format!("{agent}.hb")),
+            dir,
+            interval,
+            idle_after,
+            hb_bin: cli.hb_bin.filter(|b| !b.is_empty()).map(PathBuf::from),
+            restart: supervise::sidecar_args(policy, &limits, &socket),
+        })
+    };
+    Ok(Plan {
+        agent,
+        socket,
+        workdir,
+        pane_command,
+        heartbeat,
+        timeout,
+        settle,
+        command,
+        runtime_bin,
+        restart: supervise::settings(policy, &limits),
+    })
+}
+
+/// The agent's command as given, the pane command that runs it, and where: checked.
+struct AgentCommand {
+    command: OsString,
+    workdir: PathBuf,
+    runtime_bin: Option<PathBuf>,
+    pane_command: OsString,
+}
+
+fn agent_command(cli: &Cli) -> Result<AgentCommand, Fail> {
+    let runtime = cli.runtime.as_deref();
+    let runtime = runtime.map(|r| text(r, "runtime (--runtime, MOSAIC_AGENT_RUNTIME)"));
+    let runtime = match runtime.transpose()?.filter(|r| !r.is_empty()) {
+        Some(r) => Some(validate::runtime(r).map_err(Fail::usage)?),
+        None => None,
+    };
+    let command = match (cli.command.clone().filter(|c| !c.is_empty()), runtime) {
+        (Some(command), _) => command,
+        (None, Some(runtime)) => OsString::from(format!("mosaic yolo {runtime}")),
+        (None, None) => {
+            return Err(Fail::usage(
+                "no agent command: set --command (MOSAIC_AGENT_COMMAND) or --runtime (MOSAIC_AGENT_RUNTIME)".into(),
+            ))
+        }
+    };
+    let workdir = match cli.workdir.as_ref().filter(|w| !w.is_empty()) {
+        Some(dir) => absolute(dir)?,
+        None => std::env::current_dir().map_err(|e| {
+            Fail::failed(format!(
+                "cannot read the current directory: {}",
+                mosaic_core::why(&e)
+            ))
+        })?,
+    };
+    if !workdir.is_dir() {
+        return Err(Fail::usage(format!(
+            "invalid workdir {}: not a directory",
+            workdir.display()
+        )));
+    }
+    let runtime_bin = match cli
+        .runtime_bin
+        .as_ref()
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+    {
+        Some(dir) if dir.as_os_str().as_encoded_bytes().contains(&b':') => {
+            return Err(Fail::usage(format!(
+                "invalid runtime-bin {}: a PATH entry cannot contain ':'",
+                dir.display()
+            )))
+        }
+        Some(dir) => Some(absolute(&dir)?),
+        None => None,
+    };
+    let home = std::env::var_os("HOME");
+    let prefix =
+        pane::runtime_bin_prefix(&pane::candidates(runtime_bin.as_deref(), home.as_deref()));
+    let pane_command = pane::command(&prefix, &command);
+    Ok(AgentCommand {
+        command,
+        workdir,
+        runtime_bin,
+        pane_command,
+    })
+}
+
+/// Seconds from `min` to an hour, fractions allowed; empty or absent is `None`.
+fn seconds(value: &Option<OsString>, what: &str, min: f64) -> Result<Option<Duration>, Fail> {
+    let Some(value) = value.as_deref().filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let text = text(value, what)?;
+    validate::seconds(text, min..=3600.0)
+        .map(Some)
+        .map_err(|why| Fail::usage(validate::invalid(what, text, &why)))
+}
+
+/// A value that must be text: names, sockets, runtimes and intervals are never raw bytes.
+fn text<'a>(value: &'a std::ffi::OsStr, what: &str) -> Result<&'a str, Fail> {
+    value
+        .to_str()
+        .ok_or_else(|| Fail::usage(format!("invalid {what} {value:?}: not UTF-8 text")))
+}
+
+fn or_default<'a>(value: &'a str, default: &'a str) -> &'a str {
+    if value.is_empty() {
+        default
+    } else {
+        value
+    }
+}
+
+fn absolute(path: impl AsRef<Path>) -> Result<PathBuf, Fail> {
+    let path = path.as_ref();
+    std::path::absolute(path).map_err(|e| {
+        Fail::usage(format!(
+            "invalid path {}: {}",
+            path.display(),
+            mosaic_core::why(&e)
+        ))
+    })
+}

@@ -1,0 +1,177 @@
+/*!
+What a launch says it did: [`Report`] (its [`Outcome`] and the sidecar's part), printed as one
+line of text or one JSON object, and the launch configuration stored beside the record of an
+agent this run started (`mosaic-fleet restart` reads it).
+*/
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use mosaic_core::json;
+
+use super::plan::Plan;
+use super::say;
+use crate::config::LaunchConfig;
+use crate::tmux::DeadPane;
+
+/// How the agent came to be running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Started,
+    AlreadyRunning,
+    /// Its pane was dead (the previous run's end is kept here) and was started again.
+    Restarted(DeadPane),
+    /// Its pane is dead and its own supervising sidecar starts it again (when, if known):
+    /// left to that sidecar.
+    Restarting(DeadPane, Option<DateTime<Utc>>),
+}
+
+/// The sidecar's part in the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SidecarState {
+    Started,
+    /// Kept by a sidecar that was already running.
+    Running,
+    None,
+}
+
+impl SidecarState {
+    fn as_str(self) -> &'static str {
+        match self {
+            SidecarState::Started => "started",
+            SidecarState::Running => "running",
+            SidecarState::None => "none",
+        }
+    }
+}
+
+/// What happened, for the report.
+pub struct Report {
+    pub outcome: Outcome,
+    pub pane_pid: Option<i32>,
+    pub sidecar: SidecarState,
+    /// The heartbeat file the agent has (the session's own, which may differ from the plan's).
+    pub heartbeat: Option<PathBuf>,
+    /// A previously running sidecar was replaced.
+    pub healed: bool,
+}
+
+/// Stores the configuration of an agent this run started, so `mosaic-fleet restart` can start
+/// it again the same way. The agent runs either way: a failure is a warning, not an error.
+pub(super) fn store_config(plan: &Plan, report: &Report) {
+    let Some(hb) = &plan.heartbeat else { return };
+    if report.outcome == Outcome::AlreadyRunning || report.sidecar != SidecarState::Started {
+        return;
+    }
+    let config = LaunchConfig {
+        agent: plan.agent.clone(),
+        socket: plan.socket.clone(),
+        workdir: plan.workdir.clone(),
+        command: plan.command.clone(),
+        runtime_bin: plan.runtime_bin.clone(),
+        hb_dir: hb.dir.clone(),
+        hb_interval: hb.interval,
+        idle_after: hb.idle_after,
+        restart: plan
+            .restart
+            .iter()
+            .map(|(flag, value)| (flag.to_string(), value.clone()))
+            .collect(),
+    };
+    if let Err(why) = config.store() {
+        say(&format!(
+            "warning: {why} (`mosaic-fleet restart` cannot restart it)"
+        ));
+    }
+}
+
+/// The one line a person reads.
+pub(super) fn render_text(plan: &Plan, report: &Report) -> String {
+    let ended = |death: &DeadPane| at(death.time.and_then(|t| DateTime::from_timestamp(t, 0)));
+    let mut line = match &report.outcome {
+        Outcome::Started => format!(
+            "started agent {} on tmux socket {}",
+            plan.agent, plan.socket
+        ),
+        Outcome::AlreadyRunning => format!(
+            "agent {} already running on tmux socket {}",
+            plan.agent, plan.socket
+        ),
+        Outcome::Restarted(death) => format!(
+            "restarted agent {} on tmux socket {} (its last run ended with {}{})",
+            plan.agent,
+            plan.socket,
+            death.describe(),
+            ended(death)
+        ),
+        Outcome::Restarting(death, due) => format!(
+            "agent {} is restarting on tmux socket {} (its last run ended with {}{}): its \
+             sidecar starts it again{}",
+            plan.agent,
+            plan.socket,
+            death.describe(),
+            ended(death),
+            at(*due)
+        ),
+    };
+    if let Some(pid) = report.pane_pid {
+        line += &format!(": pane pid {pid}");
+    }
+    match (&report.heartbeat, report.sidecar) {
+        (Some(file), SidecarState::Started) => line += &format!(", heartbeat {}", file.display()),
+        (Some(file), SidecarState::Running) => {
+            line += &format!(", heartbeat {} (sidecar running)", file.display())
+        }
+        _ => line += ", no heartbeat",
+    }
+    if report.healed {
+        line += " (sidecar restarted)";
+    }
+    line
+}
+
+/// ` at 2026-11-27T16:29:23Z`, or nothing.
+fn at(time: Option<DateTime<Utc>>) -> String {
+    time.map_or(String::new(), |t| {
+        format!(
+            " at {}",
+            t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )
+    })
+}
+
+/// The one JSON object a program reads.
+pub(super) fn render_json(plan: &Plan, report: &Report) -> String {
+    let heartbeat = match (&report.heartbeat, report.sidecar) {
+        (Some(file), SidecarState::Started | SidecarState::Running) => Some(file.to_string_lossy()),
+        _ => None,
+    };
+    let status = match report.outcome {
+        Outcome::Started => "started",
+        Outcome::AlreadyRunning => "already running",
+        Outcome::Restarted(_) => "restarted",
+        Outcome::Restarting(..) => "restarting",
+    };
+    let mut out = String::new();
+    let mut obj = json::Object::new(&mut out);
+    obj.string("agent", plan.agent.as_str())
+        .string("socket", plan.socket.as_str())
+        .string("status", status)
+        .number("pane_pid", report.pane_pid)
+        .string("heartbeat", heartbeat.as_deref())
+        .string("sidecar", report.sidecar.as_str())
+        .string("workdir", &*plan.workdir.to_string_lossy());
+    if let Outcome::Restarted(death) | Outcome::Restarting(death, _) = &report.outcome {
+        // How the previous run ended, as tmux kept it.
+        let (status, signal) = death.death.keys();
+        obj.number("previous_exit_status", status)
+            .number("previous_signal", signal)
+            .number("previous_time", death.time);
+    }
+    if let Outcome::Restarting(_, due) = &report.outcome {
+        let due = due.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        obj.string("restart_at", due.as_deref());
+    }
+    obj.end();
+    out
+}

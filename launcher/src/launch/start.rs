@@ -1,0 +1,362 @@
+/*!
+The launch itself: prepare the heartbeat directory and find the sidecar, ask tmux for the
+session and, while it works, start the sidecar waiting for its pane; watch the pane's process
+until it has executed the agent's command (the verdict); then hand the sidecar its pane.
+Whatever fails or is interrupted before the sidecar has its pane undoes what this run created
+([`Launch::undo`]). A session that existed already goes to [`super::relaunch`].
+*/
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use mosaic_core::dirs;
+use mosaic_core::exit::Fail;
+
+use super::interrupted;
+use super::plan::Plan;
+use super::relaunch::collision;
+use super::report::{Outcome, Report, SidecarState};
+use crate::child::Stop;
+use crate::pane;
+use crate::sidecar::{self, Keeper, Pending, Sidecar, Started};
+use crate::tmux::{self, Created, Failure, Pane, PanePids, Spec, Tmux};
+use crate::verdict::{self, Verdict};
+
+/// A unique mark for the session this launch creates, so that its roll-back removes that
+/// session and never one a racing launcher made.
+fn launch_token() -> String {
+    format!(
+        "{}-{:016x}",
+        std::process::id(),
+        mosaic_core::sys::random_u64()
+    )
+}
+
+/// One launch, all or nothing. Signals in `stop` are looked at, never acted upon by default.
+pub fn launch(plan: &Plan, stop: &Stop) -> Result<Report, Fail> {
+    if let Some(sig) = stop.signal() {
+        return Err(interrupted(sig, &plan.agent, false));
+    }
+    enough_descriptors().map_err(Fail::failed)?;
+    let sidecar = match &plan.heartbeat {
+        Some(hb) => {
+            dirs::prepare(&hb.dir).map_err(Fail::failed)?;
+            Some((
+                hb,
+                Sidecar::locate(hb.hb_bin.as_deref()).map_err(Fail::failed)?,
+            ))
+        }
+        None => None,
+    };
+    let tmux = Tmux::new(&plan.socket, plan.timeout, Some(stop));
+    let token = launch_token();
+    // A bell in the pane marks the sidecar's bell file (see `mosaic_core::activity`).
+    let bell_hook = plan
+        .heartbeat
+        .as_ref()
+        .and_then(|hb| mosaic_core::layout::bell_path(&hb.file))
+        .map(|bell| pane::bell_hook(&bell));
+    let spec = Spec {
+        bell_hook: bell_hook.as_deref(),
+        agent: &plan.agent,
+        workdir: &plan.workdir,
+        pane_command: &plan.pane_command,
+        token: &token,
+        hb_file: plan.heartbeat.as_ref().map(|hb| hb.file.as_path()),
+    };
+    let mut run = Launch {
+        plan,
+        stop,
+        tmux: &tmux,
+        token: &token,
+        created: false,
+    };
+    let session = tmux.start_new_session(&spec).map_err(|f| run.fail(f))?;
+    // While tmux works, the sidecar starts and waits for its pane (see `sidecar`); dropping
+    // `pending` cancels it.
+    let pending = match &sidecar {
+        Some((hb, sidecar)) => {
+            match sidecar.spawn(
+                &hb.file,
+                hb.interval,
+                hb.idle_after,
+                &plan.agent,
+                &hb.restart,
+                plan.timeout,
+            ) {
+                Ok(pending) => Some(pending),
+                Err(why) => {
+                    let created = session.finish();
+                    run.created = matches!(created, Ok(Created::New(_)) | Err(_));
+                    return Err(run.undo(Fail::failed(why)));
+                }
+            }
+        }
+        None => None,
+    };
+    let mut created = session.finish();
+    if matches!(&created, Err(Failure::Error(why)) if why.contains("server exited unexpectedly")) {
+        // We reached a server that was exiting (its last session had just ended, or, before
+        // remain-on-exit held, our own command ended at once): no session of ours survived
+        // that. Once more, with a server of our own.
+        created = tmux
+            .start_new_session(&spec)
+            .and_then(tmux::NewSession::finish);
+    }
+    // Even a failed or cut `new-session` may have made the session: the roll-back checks.
+    run.created = !matches!(created, Ok(Created::AlreadyRunning));
+    let created = created.map_err(|f| run.fail(f))?;
+    let sidecar = sidecar.map(|(_, s)| s);
+    match created {
+        Created::New(Some(pids)) => run.new_session(pids, pending),
+        Created::New(None) => run.stand_in(pending),
+        Created::AlreadyRunning => run.existing(pending, sidecar.as_ref()),
+    }
+}
+
+/// The fewest open files a tmux server is given: with `ulimit -n 16` and less, tmux 3.3a's
+/// server (which inherits our limit) spins at full CPU instead of failing.
+const MIN_OPEN_FILES: u64 = 32;
+
+/// Raises the soft open-file limit to what tmux needs, if the hard limit allows; refuses to
+/// start anything otherwise.
+fn enough_descriptors() -> Result<(), String> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return Ok(());
+    };
+    // Raising the soft limit up to the hard one is always allowed.
+    if soft >= MIN_OPEN_FILES
+        || (hard >= MIN_OPEN_FILES
+            && setrlimit(Resource::RLIMIT_NOFILE, MIN_OPEN_FILES, hard).is_ok())
+    {
+        return Ok(());
+    }
+    Err(format!(
+        "the open-file limit (ulimit -n) is {soft}: tmux needs at least {MIN_OPEN_FILES}; nothing was started"
+    ))
+}
+
+/// A launch under way: what it must undo if it fails.
+pub(super) struct Launch<'a> {
+    pub(super) plan: &'a Plan,
+    pub(super) stop: &'a Stop,
+    pub(super) tmux: &'a Tmux<'a>,
+    token: &'a str,
+    /// This run may have created the session (its roll-back removes it, if it carries our
+    /// token).
+    pub(super) created: bool,
+}
+
+impl Launch<'_> {
+    pub(super) fn agent(&self) -> &str {
+        &self.plan.agent
+    }
+
+    pub(super) fn deadline(&self) -> Instant {
+        Instant::now() + self.plan.timeout
+    }
+
+    /// Removes what this run created, and passes the failure on.
+    pub(super) fn undo(&self, fail: Fail) -> Fail {
+        if self.created {
+            self.tmux.remove_own_session(self.agent(), self.token);
+        }
+        fail
+    }
+
+    /// A tmux failure, after the roll-back.
+    pub(super) fn fail(&self, failure: Failure) -> Fail {
+        match failure {
+            Failure::Interrupted(sig) => self.undo(interrupted(sig, self.agent(), self.created)),
+            Failure::Error(why) => self.undo(Fail::failed(why)),
+        }
+    }
+
+    /// Rolls back if a stop signal has arrived: the last look before committing.
+    fn check_stop(&self) -> Result<(), Fail> {
+        match self.stop.signal() {
+            Some(sig) => Err(self.undo(interrupted(sig, self.agent(), self.created))),
+            None => Ok(()),
+        }
+    }
+
+    /// A session this run created, with its pane's pid: the verdict, then the sidecar.
+    fn new_session(&self, pids: PanePids, pending: Option<Pending>) -> Result<Report, Fail> {
+        self.verdict(pids)?;
+        self.check_stop()?;
+        let (sidecar, heartbeat) = self.hand_over(pids.pane, pending)?;
+        Ok(Report {
+            outcome: Outcome::Started,
+            pane_pid: Some(pids.pane),
+            sidecar,
+            heartbeat,
+            healed: false,
+        })
+    }
+
+    /// Watches the pane until its process has executed the agent; a process that exits
+    /// instead is reported with tmux's record of its end, and its session removed.
+    pub(super) fn verdict(&self, pids: PanePids) -> Result<(), Fail> {
+        let line = verdict::shell_cmdline(&tmux::pane_argument(&self.plan.pane_command));
+        let verdict = verdict::watch(pids, &line, self.plan.settle, self.deadline(), self.stop)
+            .map_err(|cut| match cut {
+                crate::child::Cut::Interrupted(sig) => {
+                    self.undo(interrupted(sig, self.agent(), self.created))
+                }
+                other => self.undo(Fail::failed(format!(
+                    "cannot watch pane pid {} of agent {}: {other:?}",
+                    pids.pane,
+                    self.agent()
+                ))),
+            })?;
+        match verdict {
+            Verdict::Running => Ok(()),
+            Verdict::NoExec => Err(self.undo(Fail::failed(format!(
+                "agent {} did not execute its command within {} (MOSAIC_TMUX_TIMEOUT)",
+                self.agent(),
+                tmux::seconds(self.plan.timeout)
+            )))),
+            Verdict::Exited(status) => {
+                Err(self.undo(Fail::failed(self.why_exited(pids.pane, status))))
+            }
+        }
+    }
+
+    /// "agent A exited at once with status 127: sh: 1: exec: nosuchcmd: not found", from
+    /// the dead pane tmux keeps (it may take tmux a moment to notice the exit).
+    fn why_exited(&self, pid: i32, wait_status: Option<i32>) -> String {
+        // tmux notices the exit in its event loop; its status follows the pane's EOF. Give it
+        // a moment, not the whole deadline: the exit itself is already certain.
+        let deadline = Instant::now() + self.plan.timeout.min(Duration::from_secs(2));
+        let mut death = None;
+        let mut gone = None;
+        loop {
+            match self.tmux.pane(self.agent()) {
+                Ok(Pane::Dead(d)) if d.pid == pid => {
+                    // What we read from the zombie ourselves will do if tmux has nothing.
+                    let known = d.known() || wait_status.is_some();
+                    death = Some(d);
+                    if known {
+                        break;
+                    }
+                }
+                Ok(Pane::Gone(why)) => {
+                    gone = Some(why);
+                    break;
+                }
+                Err(_) => break,
+                _ => {}
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if let (Some(d), Some(raw)) = (death.as_mut(), wait_status) {
+            d.fill_from_wait_status(raw);
+        }
+        // The pane's last output may still be on its way into tmux's screen: a few looks.
+        let mut words = None;
+        if death.is_some() {
+            for _ in 0..10 {
+                words = self.tmux.last_words(self.agent());
+                if words.is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let mut why = format!("agent {} exited at once", self.agent());
+        match (&death, gone) {
+            (Some(d), _) => why += &format!(" with {}", d.describe()),
+            (None, Some(gone)) => why += &format!(": its session is gone ({gone})"),
+            (None, None) => why += &format!(" (pane pid {pid})"),
+        }
+        if let Some(words) = words {
+            why += &format!(": {words}");
+        }
+        why
+    }
+
+    /// Hands the pane to the pending sidecar and waits for its answer, which comes after its
+    /// first record. Returns the sidecar's state and the heartbeat file.
+    fn hand_over(
+        &self,
+        pane_pid: i32,
+        pending: Option<Pending>,
+    ) -> Result<(SidecarState, Option<PathBuf>), Fail> {
+        let (Some(hb), Some(pending)) = (&self.plan.heartbeat, pending) else {
+            return Ok((SidecarState::None, None));
+        };
+        self.start_sidecar(pending, pane_pid, &hb.file)
+    }
+
+    pub(super) fn start_sidecar(
+        &self,
+        pending: Pending,
+        pane_pid: i32,
+        file: &Path,
+    ) -> Result<(SidecarState, Option<PathBuf>), Fail> {
+        match pending.start(pane_pid) {
+            // Its answer came after its first record.
+            Ok(Started::Running) => Ok((SidecarState::Started, Some(file.to_path_buf()))),
+            Ok(Started::AlreadyKept) => match sidecar::keeper(file, pane_pid, self.deadline()) {
+                Keeper::Other { hb_pid, pid } => Err(self.undo(collision(file, hb_pid, pid))),
+                _ => Ok((SidecarState::Running, Some(file.to_path_buf()))),
+            },
+            Ok(Started::TargetGone(why)) => Err(self.undo(Fail::failed(format!(
+                "agent {} exited at once: {why}",
+                self.agent()
+            )))),
+            Err(why) => Err(self.undo(Fail::failed(why))),
+        }
+    }
+
+    /// A stand-in tmux that created a session but printed no pane: ask for the pane, and hand
+    /// the sidecar whatever pid it names, without a verdict.
+    fn stand_in(&self, pending: Option<Pending>) -> Result<Report, Fail> {
+        let report = |pane_pid, (sidecar, heartbeat)| Report {
+            outcome: Outcome::Started,
+            pane_pid,
+            sidecar,
+            heartbeat,
+            healed: false,
+        };
+        if pending.is_none() {
+            return Ok(report(None, (SidecarState::None, None)));
+        }
+        match self.tmux.pane(self.agent()).map_err(|f| self.fail(f))? {
+            Pane::Live(pid) => {
+                // A real tmux that printed no pane (it has been seen under load): the verdict
+                // still holds, given the server's pid.
+                if let Some(server) = self.tmux.server_pid() {
+                    self.verdict(PanePids { pane: pid, server })?;
+                }
+                let hb = self.plan.heartbeat.as_ref().map(|hb| hb.file.as_path());
+                let pending = pending.expect("checked above");
+                match pending.start(pid) {
+                    Ok(Started::Running | Started::AlreadyKept) => Ok(report(
+                        Some(pid),
+                        (SidecarState::Started, hb.map(Path::to_path_buf)),
+                    )),
+                    Ok(Started::TargetGone(why)) => Err(self.undo(Fail::failed(format!(
+                        "agent {} exited at once: {why}",
+                        self.agent()
+                    )))),
+                    Err(why) => Err(self.undo(Fail::failed(why))),
+                }
+            }
+            Pane::Dead(d) => Err(self.undo(Fail::failed(format!(
+                "agent {} exited at once with {}",
+                self.agent(),
+                d.describe()
+            )))),
+            Pane::Unknown => Ok(report(None, (SidecarState::None, None))),
+            Pane::Gone(why) => Err(self.undo(Fail::failed(format!(
+                "agent {} exited at once: its session is gone ({why})",
+                self.agent()
+            )))),
+        }
+    }
+}
