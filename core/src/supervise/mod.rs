@@ -44,7 +44,7 @@ pub mod guard;
 pub mod policy;
 pub mod protocol;
 
-pub use flags::{flag_name, settings, LimitArgs};
+pub use flags::{settings, LimitArgs};
 pub use guard::{boot_clock, guard_wait, take_slot, Slot};
-pub use policy::{delay, Backoff, End, Limits, Restart, Verdict};
+pub use policy::{Backoff, End, Limits, Restart, Verdict};
 pub use protocol::{sidecar_args, Answer, GO};
