@@ -8,6 +8,7 @@ For an agent `A` whose record is `A.hb`:
 |---|---|---|
 | `A.hb` | the record ([`crate::record`]) | its sidecar, by rename; `stop` when the sidecar cannot |
 | `.A.hb.lock` | the one-writer lock, holding the sidecar's pid ([`crate::lock`]) | its sidecar |
+| `.A.hb.turn` | whose turn it is to launch or stop A ([`crate::lock::Turn`]) | a launch, a stop |
 | `.A.hb.bell` | the bell mark tmux's `alert-bell` hook appends to | tmux |
 | `.A.launch` | the resolved launch, which `restart` reads | the launcher |
 | `.A.hb.PID[.SALT].tmp` | a record being written, renamed over `A.hb` | its sidecar |
@@ -40,6 +41,15 @@ pub fn lock_name(name: &[u8]) -> Vec<u8> {
 pub fn lock_path(file: &Path) -> PathBuf {
     let name = file.file_name().unwrap_or_default().as_bytes();
     file.with_file_name(std::ffi::OsString::from_vec(lock_name(name)))
+}
+
+/// The turn file's name for heartbeat file `name`: `.NAME.turn`, beside the lock file.
+pub fn turn_name(name: &[u8]) -> Vec<u8> {
+    let mut turn = Vec::with_capacity(name.len() + 6);
+    turn.push(b'.');
+    turn.extend_from_slice(name);
+    turn.extend_from_slice(b".turn");
+    turn
 }
 
 /// The bell mark's name for heartbeat file `name`: `.NAME.bell`, beside the lock file.
@@ -125,6 +135,7 @@ pub fn launch_name(agent: &str) -> String {
 pub enum Kind {
     Record,
     Lock,
+    Turn,
     Bell,
     Launch,
 }
@@ -141,6 +152,7 @@ pub fn classify(name: &str) -> Option<(Kind, &str)> {
     let hidden = name.strip_prefix('.')?;
     [
         (".hb.lock", Kind::Lock),
+        (".hb.turn", Kind::Turn),
         (".hb.bell", Kind::Bell),
         (".launch", Kind::Launch),
     ]
@@ -167,10 +179,12 @@ mod tests {
         );
         assert_eq!(bell_path(Path::new("/")), None);
         assert_eq!(launch_name("a"), ".a.launch");
+        assert_eq!(turn_name(b"a.hb"), b".a.hb.turn");
         for (name, want) in [
             ("a-1.hb", Some((Kind::Record, "a-1"))),
             (".a-1.hb.lock", Some((Kind::Lock, "a-1"))),
             (".a-1.hb.bell", Some((Kind::Bell, "a-1"))),
+            (".a-1.hb.turn", Some((Kind::Turn, "a-1"))),
             (".a-1.launch", Some((Kind::Launch, "a-1"))),
             (".restart-guard", None),
             (".a-1.hb.7.tmp", None),

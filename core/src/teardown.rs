@@ -244,7 +244,12 @@ pub fn terminate(pidfd: &OwnedFd, wait: Duration) -> io::Result<bool> {
 
 /// Sends SIGTERM to the process `pidfd` names.
 pub fn send_term(pidfd: &OwnedFd) -> io::Result<()> {
-    sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGTERM)
+    send(pidfd, Signal::SIGTERM)
+}
+
+/// Sends `sig` to the process `pidfd` names.
+pub fn send(pidfd: &OwnedFd, sig: Signal) -> io::Result<()> {
+    sys::pidfd_send_signal(pidfd.as_fd(), sig)
 }
 
 /// Waits until the process `pidfd` names has exited, or `deadline`; whether it did.

@@ -353,8 +353,7 @@ impl<'a> Tmux<'a> {
     pub fn list_panes(&self) -> Result<Vec<PaneRow>, Failure> {
         let out = self.run(&["list-panes", "-a", "-F", PANE_ROW_FORMAT])?;
         if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            if err.contains("no server running") || err.contains("error connecting") {
+            if is_missing(&out) {
                 return Ok(Vec::new());
             }
             return Err(self.failure("list-panes", &out).into());
@@ -483,6 +482,44 @@ impl<'a> Tmux<'a> {
             args.extend([";", "pipe-pane", "-t", &target]);
         }
         let _ = self.run(&args);
+    }
+
+    /// Ends session `agent` and names the pane it had at that instant (its pid, and whether it
+    /// was dead): `list-panes` and `kill-session` in one tmux command, which the server runs
+    /// with no other client's command in between, so a pane a racer respawned is never removed
+    /// unseen. `Ok(None)` when there was no session.
+    pub fn end_session_naming_pane(&self, agent: &str) -> Result<Option<(i32, bool)>, Failure> {
+        let target = format!("={agent}");
+        let window = format!("={agent}:");
+        let format = "#{&&:#{pane_active},#{window_active}}\t#{pane_pid}\t#{pane_dead}";
+        let out = self.run(&[
+            "list-panes",
+            "-t",
+            &window,
+            "-F",
+            format,
+            ";",
+            "kill-session",
+            "-t",
+            &target,
+        ])?;
+        let pane = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split('\t');
+                let active = fields.next()? == "1";
+                let pid = fields.next()?.parse().ok()?;
+                Some((active, pid, fields.next()? == "1"))
+            })
+            .max_by_key(|&(active, ..)| active)
+            .map(|(_, pid, dead)| (pid, dead));
+        if out.status.success() {
+            return Ok(pane);
+        }
+        if is_missing(&out) {
+            return Ok(None);
+        }
+        Err(self.failure("kill-session", &out).into())
     }
 
     /// Ends session `agent`: `Ok(false)` when there was none.
@@ -679,13 +716,16 @@ pub fn socket_path(socket: &str) -> std::path::PathBuf {
     Path::new(&dir).join(format!("tmux-{uid}")).join(socket)
 }
 
-/// tmux's answer for a session (or server) that is not there.
+/// tmux's answer for a session (or server) that is not there. A server that exits while we
+/// connect (`server exited unexpectedly`: its last session just ended) has no session either.
 fn is_missing(out: &Output) -> bool {
     let err = String::from_utf8_lossy(&out.stderr);
     err.contains("can't find")
         || err.contains("no such")
         || err.contains("no server running")
         || err.contains("error connecting")
+        || err.contains("server exited unexpectedly")
+        || err.contains("no current target")
 }
 
 fn cannot_run(e: std::io::Error) -> String {

@@ -16,6 +16,7 @@ mod fleet;
 mod hostile;
 mod launch_truth;
 mod launcher;
+mod races;
 mod readers;
 mod real_world;
 mod sidecar;

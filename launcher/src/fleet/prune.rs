@@ -92,17 +92,27 @@ pub fn prune(fleet: &Fleet, dry_run: bool) -> Result<Pruned, Fail> {
             result.pruned.push(agent);
             continue;
         }
+        // A launch or stop under way keeps the agent; one that starts meanwhile waits, then
+        // finds the turn file gone and opens the name again.
+        let Ok(_turn) = lock::Turn::take_for(&record, std::time::Instant::now(), &|| false) else {
+            result.kept.push(agent);
+            continue;
+        };
         // Held while we remove; a sidecar that starts meanwhile waits, then keeps this agent.
         let Ok(_lock) = crate::config::lock_agent(&fleet.hb_dir, &agent) else {
             result.kept.push(agent);
             continue;
         };
-        // The lock file goes last, while we still hold it.
-        files.sort_by_key(|f| *f == lock_name);
-        if !files.contains(&lock_name) {
-            // acquire created it: remove it too.
-            files.push(lock_name);
+        // The lock and turn files go last, while we still hold them (take and acquire
+        // created them if they were missing: they go too).
+        let turn_name = layout::turn_name(layout::record_name(&agent).as_bytes());
+        let turn_name = String::from_utf8_lossy(&turn_name).into_owned();
+        for made in [&lock_name, &turn_name] {
+            if !files.contains(made) {
+                files.push(made.clone());
+            }
         }
+        files.sort_by_key(|f| (*f == lock_name || *f == turn_name, *f == turn_name));
         for file in &files {
             match std::fs::remove_file(fleet.hb_dir.join(file)) {
                 Ok(()) => result.files += 1,

@@ -3,13 +3,20 @@
 
 A stop, for each agent, in an order that keeps the record true:
 
-1. the sidecar (the holder of `.AGENT.hb.lock`) gets SIGTERM while the agent still lives, so it
-   writes `status=stopped`, not `exited`, and leaves; we wait for it (pidfd);
+0. it takes the agent's turn ([`mosaic_core::lock::Turn`]), which every launch of the agent
+   also takes, and only then reads the agent's pane: no launch replaces the pane under it, and
+   a second stop waits and then finds nothing left to end;
+1. the sidecar (the holder of `.AGENT.hb.lock`) gets SIGTERM (and SIGCONT, should someone have
+   stopped it) while the agent still lives, so it writes `status=stopped`, not `exited`, and
+   leaves; we wait for it (pidfd). A sidecar that does not leave in time (hung) is killed: the
+   stop takes the record over;
 2. the pane's session and process group get SIGTERM, then SIGKILL after `--grace`
    ([`mosaic_core::teardown`]); every agent's grace runs at once, so `--all` waits one grace;
-3. if no sidecar said `stopped` (none was running: a stale record), we take the lock and
-   write that record ourselves;
-4. `kill-session`.
+3. `kill-session`, in the same tmux command as a last look at the pane: a pane that its
+   sidecar's respawn helper started meanwhile is ended too (no process outlives its session);
+4. if no sidecar said `stopped` (none was running, or it had to be killed), we take the lock
+   and write that record ourselves: a stopped agent's record says `stopped`, also when its pane
+   had died before.
 
 An agent that is not running is not an error: the report says so (exit 0). A session whose
 pane is dead (kept by `remain-on-exit`) is removed, and what its agent left behind is ended.
@@ -21,9 +28,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use mosaic_core::lock;
+use mosaic_core::lock::{self, Turn};
 use mosaic_core::record::Status;
 use mosaic_core::teardown::{self, Step, Teardown};
+use nix::sys::signal::Signal;
 
 use super::{agent_name, failed, print, tmux_failed, usage, Fail, Fleet, Where};
 use crate::config::LaunchConfig;
@@ -31,7 +39,8 @@ use crate::tmux::PaneRow;
 
 pub const STOP_HELP: &str = "Environment: each option above reads the variable shown beside it.\n\
     Exit codes: 0 every agent named is stopped (or was not running), 1 failed at run time \
-    (tmux, the heartbeat dir), 2 bad input.\n\
+    (tmux, the heartbeat dir, or another launch or stop of an agent held it for 30s), 2 bad \
+    input.\n\
     What is ended: every process whose session id or process group is the pane's pid \
     (/proc/PID/stat fields 6 and 5); a child that called setsid itself escapes.";
 
@@ -42,6 +51,10 @@ pub const RESTART_HELP: &str = "Environment: each option above reads the variabl
 
 /// How long the sidecar gets to write `status=stopped` and leave.
 const SIDECAR_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a sidecar that did not leave gets to die of SIGKILL before the stop writes the
+/// record anyway (a process in uninterruptible sleep dies when it wakes).
+const KILLED_WAIT: Duration = Duration::from_secs(1);
 
 /// What `stop` and `restart` share: the grace, JSON, and where the fleet is.
 #[derive(Args, Debug)]
@@ -90,6 +103,8 @@ pub enum Was {
     Exited,
     /// No session on the socket.
     NotRunning,
+    /// Another launch or stop of it held its turn too long: nothing was done.
+    Busy,
 }
 
 /// What a stop did, for one agent.
@@ -111,7 +126,9 @@ pub struct Stopped {
 
 struct Pending {
     report: Stopped,
-    pane_pid: Option<i32>,
+    /// The pane's pid (alive, or a dead pane's whose leftovers may live on), and its start
+    /// time, to tell a reused pid.
+    pane_pid: Option<(i32, Option<u64>)>,
     teardown: Option<Teardown>,
     /// The record's file, when one exists, and whether a sidecar wrote `stopped` to it.
     hb_file: Option<PathBuf>,
@@ -119,8 +136,72 @@ struct Pending {
     sidecar: Option<(i32, OwnedFd)>,
 }
 
-/// Stops `agents` (all at once: one grace for all). `panes` is the socket's `list-panes -a`.
-pub fn stop(fleet: &Fleet, agents: &[&str], panes: &[PaneRow], grace: Duration) -> Vec<Stopped> {
+/// Stops `agents` (all at once: one grace for all), each in its turn: the turns are taken in
+/// name order (so two stops never wait for each other in a circle), then the panes are read.
+pub fn stop(fleet: &Fleet, agents: &[&str], grace: Duration) -> Result<Vec<Stopped>, Fail> {
+    let mut names = agents.to_vec();
+    names.sort_unstable();
+    names.dedup();
+    let deadline = Instant::now() + lock::TURN_WAIT;
+    let mut turns = Vec::new();
+    let mut busy = Vec::new();
+    for agent in names {
+        match take_turn(fleet, agent, deadline) {
+            Ok(turn) => turns.push((agent, turn)),
+            Err(why) => busy.push(Stopped {
+                agent: agent.to_string(),
+                was: Was::Busy,
+                ended: 0,
+                killed: false,
+                recorded: false,
+                session_gone: false,
+                warning: Some(why),
+            }),
+        }
+    }
+    let ours: Vec<&str> = turns.iter().map(|(agent, _)| *agent).collect();
+    let mut reports = stop_in_turn(fleet, &ours, grace)?;
+    reports.append(&mut busy);
+    // In the caller's order, each agent once.
+    let mut ordered = Vec::new();
+    for agent in agents {
+        if let Some(at) = reports.iter().position(|r| r.agent == *agent) {
+            ordered.push(reports.swap_remove(at));
+        }
+    }
+    Ok(ordered)
+}
+
+/// The turn of `agent` (none when its heartbeat directory does not exist: no launch with a
+/// heartbeat has run there, so there is nothing to wait for).
+fn take_turn(fleet: &Fleet, agent: &str, deadline: Instant) -> Result<Option<Turn>, String> {
+    if !fleet.hb_dir.is_dir() {
+        return Ok(None);
+    }
+    let file = fleet.hb_file(agent);
+    Turn::take_for(&file, deadline, &|| false)
+        .map(Some)
+        .map_err(|e| match e {
+            lock::LockError::Held(pid) => format!(
+                "another launch or stop of it{} did not finish within {}s; try again",
+                pid.map_or(String::new(), |p| format!(" (pid {p})")),
+                lock::TURN_WAIT.as_secs()
+            ),
+            lock::LockError::Io(e) => format!(
+                "cannot take its turn beside {}: {}",
+                file.display(),
+                mosaic_core::why(&e)
+            ),
+        })
+}
+
+/// Stops `agents`, whose turns the caller holds.
+fn stop_in_turn(fleet: &Fleet, agents: &[&str], grace: Duration) -> Result<Vec<Stopped>, Fail> {
+    if agents.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Read in turn: no launch of these agents runs until we are done.
+    let panes = fleet.tmux().list_panes().map_err(tmux_failed)?;
     let mut pending: Vec<Pending> = agents
         .iter()
         .map(|&agent| begin(fleet, agent, panes.iter().find(|p| p.session == agent)))
@@ -132,9 +213,18 @@ pub fn stop(fleet: &Fleet, agents: &[&str], panes: &[PaneRow], grace: Duration) 
             match teardown::wait_exit(&pidfd, deadline) {
                 Ok(true) => {}
                 Ok(false) => {
+                    // Hung, or stopped again: it answers no more, and the stop takes its
+                    // record over (it writes nothing once SIGKILL is on its way).
+                    let _ = teardown::send(&pidfd, Signal::SIGKILL);
+                    let gone = teardown::wait_exit(&pidfd, Instant::now() + KILLED_WAIT);
                     p.report.warning = Some(format!(
-                        "sidecar pid {pid} did not leave within {}s",
-                        SIDECAR_WAIT.as_secs()
+                        "sidecar pid {pid} did not leave within {}s: killed{}",
+                        SIDECAR_WAIT.as_secs(),
+                        if matches!(gone, Ok(true)) {
+                            ""
+                        } else {
+                            ", not gone yet"
+                        }
                     ))
                 }
                 Err(e) => {
@@ -148,28 +238,31 @@ pub fn stop(fleet: &Fleet, agents: &[&str], panes: &[PaneRow], grace: Duration) 
     }
     for p in &mut pending {
         // Only now, after every sidecar was told: a stopped sidecar no longer reaps.
-        if let Some(pid) = p.pane_pid {
+        if let Some((pid, _)) = p.pane_pid {
             p.teardown = Some(Teardown::begin(pid, grace));
         }
     }
+    run_teardowns(pending.iter_mut().filter_map(|p| p.teardown.as_mut()));
+    Ok(pending
+        .into_iter()
+        .map(|p| finish(fleet, p, grace))
+        .collect())
+}
+
+/// Drives teardowns under way until each is done.
+fn run_teardowns<'a>(teardowns: impl Iterator<Item = &'a mut Teardown>) {
+    let mut teardowns: Vec<&mut Teardown> = teardowns.collect();
     loop {
         let mut waiting = false;
-        for p in &mut pending {
-            if let Some(t) = p.teardown.as_mut() {
-                waiting |= t.step() == Step::Waiting;
-            }
+        for t in teardowns.iter_mut() {
+            waiting |= t.step() == Step::Waiting;
         }
         if !waiting {
             break;
         }
-        let wait = pending
-            .iter()
-            .filter_map(|p| p.teardown.as_ref().map(Teardown::wait))
-            .min()
-            .unwrap_or_default();
+        let wait = teardowns.iter().map(|t| t.wait()).min().unwrap_or_default();
         std::thread::sleep(wait);
     }
-    pending.into_iter().map(|p| finish(fleet, p)).collect()
 }
 
 /// Step 1: finds the agent and tells its sidecar to stop.
@@ -191,13 +284,9 @@ fn begin(fleet: &Fleet, agent: &str, pane: Option<&PaneRow>) -> Pending {
             Err(why) => warning = Some(why),
         }
     }
-    // A dead pane's pid is ended only while no live process has it: its leftovers keep the
-    // session id from reuse, and a live process with that pid would be a stranger.
-    let pane_pid = pane.and_then(|p| p.pid);
     let pane_pid = match was {
-        Was::Running => pane_pid,
-        Was::Exited => pane_pid.filter(|&pid| !teardown::alive(pid)),
-        Was::NotRunning => None,
+        Was::NotRunning | Was::Busy => None,
+        _ => pane.and_then(|p| p.pid).and_then(identify),
     };
     Pending {
         report: Stopped {
@@ -216,26 +305,54 @@ fn begin(fleet: &Fleet, agent: &str, pane: Option<&PaneRow>) -> Pending {
     }
 }
 
-/// Steps 3 and 4: the record, then the session.
-fn finish(fleet: &Fleet, mut p: Pending) -> Stopped {
-    let report = &mut p.report;
+/// A pane's pid, as a teardown may take it: a live process (with its start time), or a dead
+/// pane's pid that no live process has (its leftovers keep the session id from reuse); a live
+/// process behind a dead pane's pid is a stranger.
+fn identify(pid: i32) -> Option<(i32, Option<u64>)> {
+    match mosaic_core::proc::start_time(pid) {
+        Some(started) if teardown::alive(pid) => Some((pid, Some(started))),
+        _ if !teardown::alive(pid) => Some((pid, None)),
+        _ => None,
+    }
+}
+
+/// Steps 3 and 4: the session, then the record.
+fn finish(fleet: &Fleet, mut p: Pending, grace: Duration) -> Stopped {
     if let Some(t) = &p.teardown {
-        report.ended = t.ended();
-        report.killed = t.killed();
+        p.report.ended = t.ended();
+        p.report.killed = t.killed();
+    }
+    let report = &mut p.report;
+    if report.was != Was::NotRunning {
+        match fleet.tmux().end_session_naming_pane(&report.agent) {
+            Ok(last) => {
+                report.session_gone = true;
+                // A pane respawned since we looked (its sidecar's helper was quicker than the
+                // stop signal): it goes too, with its session.
+                let seen = p.pane_pid.map(|(pid, _)| pid);
+                if let Some((pid, dead)) = last.filter(|&(pid, _)| Some(pid) != seen) {
+                    let pid = if dead {
+                        identify(pid)
+                    } else {
+                        Some((pid, None))
+                    };
+                    if let Some((pid, _)) = pid {
+                        let t = Teardown::run(pid, grace);
+                        report.ended += t.ended();
+                        report.killed |= t.killed();
+                    }
+                }
+            }
+            Err(why) => report.warning = Some(super::tmux_failed(why).message),
+        }
     }
     if let Some(file) = &p.hb_file {
         report.recorded = says_stopped(file);
-        if !report.recorded && report.was == Was::Running {
-            match record_stopped(file, p.pane_pid, &report.agent) {
+        if !report.recorded && report.was != Was::NotRunning {
+            match record_stopped(file, p.pane_pid.map(|(pid, _)| pid), &report.agent) {
                 Ok(()) => report.recorded = true,
                 Err(why) => report.warning = Some(why),
             }
-        }
-    }
-    if report.was != Was::NotRunning {
-        match fleet.tmux().end_session(&report.agent) {
-            Ok(_) => report.session_gone = true,
-            Err(why) => report.warning = Some(super::tmux_failed(why).message),
         }
     }
     p.report
@@ -259,8 +376,11 @@ fn stop_sidecar(file: &Path) -> Result<Option<(i32, OwnedFd)>, String> {
         return Ok(None);
     }
     teardown::send_term(&pidfd)
-        .map(|()| Some((pid, pidfd)))
-        .map_err(|e| format!("cannot stop sidecar pid {pid}: {}", mosaic_core::why(&e)))
+        .map_err(|e| format!("cannot stop sidecar pid {pid}: {}", mosaic_core::why(&e)))?;
+    // A sidecar someone stopped (SIGSTOP, a debugger's ^Z) reads its SIGTERM only once it runs
+    // again; the target still lives, so it writes `stopped` and leaves.
+    let _ = teardown::send(&pidfd, Signal::SIGCONT);
+    Ok(Some((pid, pidfd)))
 }
 
 fn says_stopped(file: &Path) -> bool {
@@ -308,13 +428,14 @@ pub fn run_stop(args: &StopArgs) -> Result<ExitCode, Fail> {
     for agent in &args.agents {
         agent_name(agent)?;
     }
-    let panes = fleet.tmux().list_panes().map_err(tmux_failed)?;
-    let agents: Vec<&str> = if args.all {
-        panes.iter().map(|p| p.session.as_str()).collect()
+    let names: Vec<String> = if args.all {
+        let panes = fleet.tmux().list_panes().map_err(tmux_failed)?;
+        panes.into_iter().map(|p| p.session).collect()
     } else {
-        args.agents.iter().map(String::as_str).collect()
+        args.agents.clone()
     };
-    let reports = stop(&fleet, &agents, &panes, args.manner.grace);
+    let agents: Vec<&str> = names.iter().map(String::as_str).collect();
+    let reports = stop(&fleet, &agents, args.manner.grace)?;
     let mut out = String::new();
     for report in &reports {
         out += &if args.manner.json {
@@ -331,6 +452,9 @@ pub fn run_stop(args: &StopArgs) -> Result<ExitCode, Fail> {
         );
     }
     print(&out)?;
+    if reports.iter().any(|r| r.was == Was::Busy) {
+        return Ok(ExitCode::from(mosaic_core::exit::Exit::Failed.code()));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -356,15 +480,20 @@ pub fn run_restart(args: &RestartArgs) -> Result<ExitCode, Fail> {
         hb_dir: config.hb_dir.clone(),
         timeout: asked.timeout,
     };
-    let panes = fleet.tmux().list_panes().map_err(tmux_failed)?;
-    let report = stop(&fleet, &[agent], &panes, args.manner.grace).remove(0);
+    // One turn for the stop and the start: no other launch or stop comes in between.
+    let turn = take_turn(&fleet, agent, Instant::now() + lock::TURN_WAIT)
+        .map_err(|why| failed(format!("cannot restart {agent}: {why}")))?;
+    let report = stop_in_turn(&fleet, &[agent], args.manner.grace)?.remove(0);
     let line = if args.manner.json {
         render_json(&report)
     } else {
         render_text(&report, &fleet)
     };
     print(&format!("{line}\n"))?;
-    Ok(crate::launch::run(config.to_cli(args.manner.json)))
+    Ok(crate::launch::run_in_turn(
+        config.to_cli(args.manner.json),
+        turn,
+    ))
 }
 
 fn render_text(r: &Stopped, fleet: &Fleet) -> String {
@@ -386,6 +515,7 @@ fn render_text(r: &Stopped, fleet: &Fleet) -> String {
             "agent {} is not running on tmux socket {}: nothing to stop",
             r.agent, fleet.socket
         ),
+        Was::Busy => format!("agent {} was not stopped", r.agent),
     };
     if r.recorded && r.was == Was::Running {
         line += ", heartbeat says stopped";
@@ -403,6 +533,7 @@ fn render_json(r: &Stopped) -> String {
         Was::Running => "running",
         Was::Exited => "exited",
         Was::NotRunning => "not running",
+        Was::Busy => "busy",
     };
     out += &format!(
         ",\"was\":\"{was}\",\"ended\":{},\"sigkill\":{},\"recorded_stopped\":{},\"session_gone\":{},\"warning\":",

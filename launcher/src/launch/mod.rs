@@ -20,6 +20,8 @@ Invariants:
   reports (or heals) that file, and a heartbeat file kept for another process is never
   reported as this agent's. A restart its sidecar has pending is the sidecar's: a relaunch
   says `restarting` and starts nothing.
+- One launch or stop of an agent at a time: the launch runs in the agent's turn
+  ([`mosaic_core::lock::Turn`]), so a stop never removes a session this launch is starting.
 
 The launch's rooms, in the order a launch goes through them: `plan.rs` (validate, touch
 nothing), `start.rs` (prepare, start the session and the sidecar, the verdict, the hand-over,
@@ -38,6 +40,7 @@ use std::process::ExitCode;
 
 use mosaic_core::death::signal_name;
 use mosaic_core::exit::{Exit, Fail};
+use mosaic_core::lock::{self, Turn};
 
 pub use self::plan::{plan, Heartbeat, Plan};
 pub use self::report::{Outcome, Report, SidecarState};
@@ -47,13 +50,27 @@ use crate::cli::Cli;
 
 /// `mosaic-launcher AGENT`, from parsed arguments to exit code.
 pub fn run(cli: Cli) -> ExitCode {
+    run_in_turn(cli, None)
+}
+
+/// [`run`], in the agent's turn when the caller holds it already (`mosaic-fleet restart`,
+/// between its stop and this start); else the launch takes it.
+pub fn run_in_turn(cli: Cli, turn: Option<Turn>) -> ExitCode {
     let stop = Stop::new();
     let json = cli.json;
-    let result = plan(cli).and_then(|plan| launch(&plan, &stop).map(|report| (plan, report)));
+    let result = plan(cli).and_then(|plan| {
+        let turn = match turn {
+            Some(turn) => Some(turn),
+            None => take_turn(&plan, &stop)?,
+        };
+        launch(&plan, &stop).map(|report| (plan, report, turn))
+    });
     let late = stop.signal();
     match result {
-        Ok((plan, report)) => {
+        Ok((plan, report, turn)) => {
             report::store_config(&plan, &report);
+            // The launch and its stored configuration are complete: a stop may go ahead.
+            drop(turn);
             let line = if json {
                 report::render_json(&plan, &report)
             } else {
@@ -82,6 +99,38 @@ pub fn run(cli: Cli) -> ExitCode {
             say(&fail.message);
             ExitCode::from(fail.code)
         }
+    }
+}
+
+/// Takes the agent's turn ([`mosaic_core::lock::Turn`]), which every stop of it also takes: a
+/// stop never reads a pane this launch is about to replace, nor removes a session before its
+/// sidecar holds it. Waits for a stop under way (its grace), bounded by
+/// [`mosaic_core::lock::TURN_WAIT`]; a stop signal cuts the wait. None without a heartbeat.
+fn take_turn(plan: &Plan, stop: &Stop) -> Result<Option<Turn>, Fail> {
+    let Some(hb) = &plan.heartbeat else {
+        return Ok(None);
+    };
+    mosaic_core::dirs::prepare(&hb.dir).map_err(Fail::failed)?;
+    let deadline = std::time::Instant::now() + lock::TURN_WAIT;
+    match Turn::take_for(&hb.file, deadline, &|| stop.signal().is_some()) {
+        Ok(turn) => Ok(Some(turn)),
+        Err(_) if stop.signal().is_some() => Err(interrupted(
+            stop.signal().unwrap_or_default(),
+            &plan.agent,
+            false,
+        )),
+        Err(lock::LockError::Held(pid)) => Err(Fail::failed(format!(
+            "agent {} is busy: another launch or stop of it{} did not finish within {}s; try again",
+            plan.agent,
+            pid.map_or(String::new(), |p| format!(" (pid {p})")),
+            lock::TURN_WAIT.as_secs()
+        ))),
+        Err(lock::LockError::Io(e)) => Err(Fail::failed(format!(
+            "cannot take the turn of agent {} in {}: {}",
+            plan.agent,
+            hb.dir.display(),
+            mosaic_core::why(&e)
+        ))),
     }
 }
 
