@@ -1,171 +1,87 @@
 /*!
-Just enough JSON output for reports, without a serializer dependency: one [`Object`] writer
-places every comma, quote and `null`, so no caller does it by hand.
+JSON documents for reports: serde_json writes them from derived `Serialize` types (field order
+is declaration order); this module adds one layout, [`lines`], for the reports that list agents.
 
-Output is compact (`{"a":1,"b":null}`); [`array`] puts one element per line.
+serde_json writes a non-finite `f64` as `null` (JSON has no `inf` or `NaN`), and escapes every
+control character in strings.
 */
 
-use std::fmt::Write;
+use std::io;
 
-/// Appends `text` as a JSON string literal, quotes included.
-pub fn string(out: &mut String, text: &str) {
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+use serde::Serialize;
+use serde_json::ser::{CompactFormatter, Formatter};
+
+/// `value` as compact JSON, except that an array's elements each start a line of their own,
+/// indented by two spaces (`[\n  {...},\n  {...}\n]`, and `[]` when empty): one agent per line,
+/// for people and `grep`, yet one document.
+pub fn lines<T: Serialize + ?Sized>(value: &T) -> String {
+    let mut out = Vec::with_capacity(256);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, Lines::default());
+    value
+        .serialize(&mut ser)
+        .expect("serializing our own report types into memory cannot fail");
+    String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
-/// A number JSON can hold: integers as they are; a float only when finite (JSON has no
-/// `inf` or `NaN`; those become `null`).
-pub trait Number {
-    fn write(&self, out: &mut String);
+/// serde_json's compact layout with a line break before each array element.
+#[derive(Default)]
+struct Lines {
+    /// Per open array, whether it has an element yet: an empty one closes on its own line.
+    open: Vec<bool>,
 }
 
-macro_rules! integers {
-    ($($t:ty),*) => {$(
-        impl Number for $t {
-            fn write(&self, out: &mut String) {
-                let _ = write!(out, "{self}");
-            }
+impl Formatter for Lines {
+    fn begin_array<W: ?Sized + io::Write>(&mut self, out: &mut W) -> io::Result<()> {
+        self.open.push(false);
+        CompactFormatter.begin_array(out)
+    }
+
+    fn begin_array_value<W: ?Sized + io::Write>(
+        &mut self,
+        out: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
+        if let Some(any) = self.open.last_mut() {
+            *any = true;
         }
-    )*};
-}
-integers!(i32, i64, u32, u64, usize);
-
-impl Number for f64 {
-    fn write(&self, out: &mut String) {
-        // Rust prints a finite f64 as a plain decimal, never `1e5`: valid JSON.
-        if self.is_finite() {
-            let _ = write!(out, "{self}");
-        } else {
-            out.push_str("null");
-        }
-    }
-}
-
-/// One JSON object, written field by field into a `String`; [`Object::end`] closes it.
-#[must_use = "call end() to close the object"]
-pub struct Object<'a> {
-    out: &'a mut String,
-    empty: bool,
-}
-
-impl<'a> Object<'a> {
-    pub fn new(out: &'a mut String) -> Object<'a> {
-        out.push('{');
-        Object { out, empty: true }
+        out.write_all(if first { b"\n  " } else { b",\n  " })
     }
 
-    fn key(&mut self, key: &str) -> &mut String {
-        if !self.empty {
-            self.out.push(',');
-        }
-        self.empty = false;
-        string(self.out, key);
-        self.out.push(':');
-        self.out
+    fn end_array<W: ?Sized + io::Write>(&mut self, out: &mut W) -> io::Result<()> {
+        let any = self.open.pop().unwrap_or(false);
+        out.write_all(if any { b"\n]" } else { b"]" })
     }
-
-    /// `"key":"value"`, or `"key":null` for `None`.
-    pub fn string<'s>(&mut self, key: &str, value: impl Into<Option<&'s str>>) -> &mut Self {
-        let value = value.into();
-        let out = self.key(key);
-        match value {
-            Some(text) => string(out, text),
-            None => out.push_str("null"),
-        }
-        self
-    }
-
-    /// `"key":123`, or `"key":null` for `None`.
-    pub fn number<N: Number>(&mut self, key: &str, value: Option<N>) -> &mut Self {
-        let out = self.key(key);
-        match value {
-            Some(n) => n.write(out),
-            None => out.push_str("null"),
-        }
-        self
-    }
-
-    /// `"key":true` or `"key":false`.
-    pub fn bool(&mut self, key: &str, value: bool) -> &mut Self {
-        self.key(key).push_str(if value { "true" } else { "false" });
-        self
-    }
-
-    pub fn end(self) {
-        self.out.push('}');
-    }
-}
-
-/// A JSON array of `items`, one element per line (`[]` when empty), each written by `each`.
-pub fn array<T>(out: &mut String, items: &[T], mut each: impl FnMut(&mut String, &T)) {
-    if items.is_empty() {
-        out.push_str("[]");
-        return;
-    }
-    out.push('[');
-    for (i, item) in items.iter().enumerate() {
-        out.push_str(if i == 0 { "\n  " } else { ",\n  " });
-        each(out, item);
-    }
-    out.push_str("\n]");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn escapes() {
-        let mut out = String::new();
-        string(&mut out, "a\"b\\c\nd\u{1}é");
-        assert_eq!(out, r#""a\"b\\c\nd\u0001é""#);
+    #[derive(Serialize)]
+    struct Row<'a> {
+        n: u32,
+        s: Option<&'a str>,
+        f: f64,
     }
 
     #[test]
-    fn objects_place_commas_and_nulls() {
-        let mut out = String::new();
-        let mut obj = Object::new(&mut out);
-        obj.string("a", "x\"")
-            .string("b", None)
-            .number("c", Some(7))
-            .number("d", Some(0.25))
-            .number::<f64>("e", None)
-            .number("f", Some(f64::INFINITY))
-            .bool("g", true);
-        obj.end();
+    fn lines_put_each_element_on_a_line_and_keep_field_order() {
+        let rows = [
+            Row {
+                n: 1,
+                s: Some("a\"\n\u{1}"),
+                f: 0.25,
+            },
+            Row {
+                n: 2,
+                s: None,
+                f: f64::INFINITY,
+            },
+        ];
         assert_eq!(
-            out,
-            r#"{"a":"x\"","b":null,"c":7,"d":0.25,"e":null,"f":null,"g":true}"#
+            lines(&rows),
+            "[\n  {\"n\":1,\"s\":\"a\\\"\\n\\u0001\",\"f\":0.25},\n  {\"n\":2,\"s\":null,\"f\":null}\n]"
         );
-        let mut out = String::new();
-        Object::new(&mut out).end();
-        assert_eq!(out, "{}");
-    }
-
-    #[test]
-    fn arrays_one_element_per_line() {
-        let mut out = String::new();
-        array(&mut out, &[1, 2], |out, n| {
-            let mut obj = Object::new(out);
-            obj.number("n", Some(*n));
-            obj.end();
-        });
-        assert_eq!(out, "[\n  {\"n\":1},\n  {\"n\":2}\n]");
-        let mut out = String::new();
-        array::<u8>(&mut out, &[], |_, _| {});
-        assert_eq!(out, "[]");
+        assert_eq!(lines::<[Row]>(&[]), "[]");
     }
 }

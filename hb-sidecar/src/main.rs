@@ -94,6 +94,8 @@ fleet's state for people and for monitoring.
 mod activity;
 mod cli;
 mod hbfile;
+#[cfg(test)]
+mod proptests;
 mod restart;
 mod signals;
 mod target;

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
+use crate::fleet::plain::{plain, Printable};
 use crate::pane;
 
 /// The agent command every shell case runs: it prints PATH and a marker, so stdout shows both
@@ -288,4 +289,71 @@ fn prefix_filters_real_directories() {
         }
         prop_assert_eq!(got, want);
     });
+}
+
+/// What an agent may print: arbitrary bytes, stitched with pieces of escape sequences, C0 and
+/// C1 controls (raw and as UTF-8), and whole and broken UTF-8.
+fn terminal_output() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        prop::collection::vec(any::<u8>(), 1..8),
+        Just(b"\x1b".to_vec()),
+        Just(b"\x1b[".to_vec()),
+        Just(b"\x1b]0;".to_vec()),
+        Just(b"\x1bP".to_vec()),
+        Just(b"\x1b\\".to_vec()),
+        Just(b"\x07".to_vec()),
+        Just(b"\r\n".to_vec()),
+        Just(b"\x9b".to_vec()),
+        Just("\u{9b}".as_bytes().to_vec()),
+        Just("\u{85}".as_bytes().to_vec()),
+        Just("é→".as_bytes().to_vec()),
+        Just(b"\xe2\x86".to_vec()),
+        Just(b"\xed\xa0\x80".to_vec()),
+        "[a-z0-9;]{1,4}".prop_map(String::into_bytes),
+    ];
+    prop::collection::vec(piece, 0..24).prop_map(|pieces| pieces.concat())
+}
+
+/// `bytes` fed to one [`Printable`] in the given chunks.
+fn in_chunks(bytes: &[u8], cuts: &[usize]) -> String {
+    let mut p = Printable::default();
+    let mut out = Vec::new();
+    let mut at = 0;
+    for &cut in cuts {
+        let cut = cut.clamp(at, bytes.len());
+        p.push(&bytes[at..cut], &mut out);
+        at = cut;
+    }
+    p.push(&bytes[at..], &mut out);
+    String::from_utf8(out).expect("whole characters only")
+}
+
+proptest! {
+    #![proptest_config(config(cases("PROPTEST_CASES", 1024)))]
+
+    /// Whatever an agent prints: `logs` passes on UTF-8 with no control character but `\n` and
+    /// `\t` (no ESC, no C1, no DEL) and no U+FFFD, however the reads cut it.
+    #[test]
+    fn logs_pass_on_plain_text_only(
+        bytes in terminal_output(),
+        mut cuts in prop::collection::vec(0..256usize, 0..4),
+    ) {
+        cuts.sort_unstable();
+        // (Not always the same text: after a malformed sequence, vte may resume printing at
+        // another byte depending on where a read ended. Plain either way.)
+        for out in [plain(&bytes), in_chunks(&bytes, &cuts)] {
+            for c in out.chars() {
+                prop_assert!(
+                    c == '\n' || c == '\t' || !(c.is_control() || c == char::REPLACEMENT_CHARACTER),
+                    "{:?} in {:?}", c, out
+                );
+            }
+        }
+    }
+
+    /// Text without controls passes unchanged.
+    #[test]
+    fn logs_pass_plain_text_unchanged(text in "[^\\p{Cc}\u{fffd}]*") {
+        prop_assert_eq!(plain(text.as_bytes()), text);
+    }
 }

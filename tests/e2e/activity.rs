@@ -309,16 +309,14 @@ fn status_shows_activity_in_every_format() {
     assert!(header.starts_with("AGENT  STATE  ACTIVITY"), "{table}");
     let line = table.lines().nth(1).unwrap();
     assert!(line.starts_with("st     ok     waiting "), "{table}");
-    let json = status(&["--json"]);
+    let out = status(&["--json"]);
     let since = rec
         .activity_since
         .unwrap()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    assert!(json.contains("\"activity\":\"waiting\""), "{json}");
-    assert!(
-        json.contains(&format!("\"activity_since\":\"{since}\"")),
-        "{json}"
-    );
+    let row = &json(&out)[0];
+    assert_eq!(row["activity"], "waiting", "{out}");
+    assert_eq!(row["activity_since"], since.as_str(), "{out}");
     let metrics = status(&["--format", "prometheus"]);
     let series =
         |activity: &str, value: u8| format!("agent=\"st\",activity=\"{activity}\"}} {value}\n");
@@ -429,6 +427,6 @@ fn fleet_ls_shows_activity() {
     assert!(header.starts_with("AGENT  STATE    ACTIVITY"), "{table}");
     let row = lines.next().unwrap();
     assert!(row.starts_with("fl     running  waiting "), "{table}");
-    let json = ls(true);
-    assert!(json.contains("\"activity\": \"waiting\""), "{json}");
+    let out = ls(true);
+    assert_eq!(json(&out)["agents"][0]["activity"], "waiting", "{out}");
 }

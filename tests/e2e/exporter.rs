@@ -15,7 +15,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, SystemTime};
 
 use crate::e2e;
-use crate::status::{parse_prometheus, rfc3339, Family};
+use crate::status::rfc3339;
 use crate::support::*;
 
 const PATIENCE: Duration = Duration::from_secs(20);

@@ -78,14 +78,12 @@ fn states(sb: &Sandbox, all: bool) -> Vec<(String, String)> {
     if all {
         args.push("--all");
     }
-    let out = expect_success(&mut fleet(sb, &args));
-    out.lines()
-        .filter(|l| l.trim_start().starts_with("{\"agent\""))
-        .map(|l| {
-            let field = |key: &str| {
-                let at = l.find(&format!("\"{key}\": \"")).unwrap() + key.len() + 5;
-                l[at..at + l[at..].find('"').unwrap()].to_string()
-            };
+    let out = json(&expect_success(&mut fleet(sb, &args)));
+    let agents = out["agents"].as_array().expect("agents is an array");
+    agents
+        .iter()
+        .map(|a| {
+            let field = |key: &str| a[key].as_str().expect("a string").to_string();
             (field("agent"), field("state"))
         })
         .collect()
@@ -164,12 +162,22 @@ fn stop_reports_in_json_and_a_stopped_agent_is_not_running() {
     start(&sb, "one", "sleep 600", &[]);
     wait_for_status(&sb.hb_file("one"), Status::Ok, Duration::from_secs(10));
     let out = expect_success(&mut fleet(&sb, &["stop", "one", "--json"]));
-    assert!(
-        out.starts_with(
-            "{\"agent\":\"one\",\"was\":\"running\",\"ended\":1,\"sigkill\":false,\"recorded_stopped\":true,\"session_gone\":true"
-        ),
+    assert_eq!(
+        json(&out),
+        serde_json::json!({"agent": "one", "was": "running", "ended": 1, "sigkill": false,
+            "recorded_stopped": true, "session_gone": true, "warning": null}),
         "{out}"
     );
+    let keys = [
+        "agent",
+        "was",
+        "ended",
+        "sigkill",
+        "recorded_stopped",
+        "session_gone",
+        "warning",
+    ];
+    assert!(json(&out).as_object().unwrap().keys().eq(keys), "{out}");
     // Again, and an agent that never was: exit 0, and said so.
     let out = expect_success(&mut fleet(&sb, &["stop", "one", "never"]));
     assert!(out.contains("agent one is not running"), "{out}");
@@ -306,8 +314,12 @@ fn logs_show_the_pane_also_after_death() {
         String::new,
     );
     assert_eq!(out, "line-4\nline-5\n");
-    let json = expect_success(&mut fleet(&sb, &["logs", "talker", "-n", "1", "--json"]));
-    assert_eq!(json, "{\"agent\":\"talker\",\"lines\":[\"line-5\"]}\n");
+    let out = expect_success(&mut fleet(&sb, &["logs", "talker", "-n", "1", "--json"]));
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert_eq!(
+        json(&out),
+        serde_json::json!({"agent": "talker", "lines": ["line-5"]})
+    );
     let (_, err) = expect_exit(&mut fleet(&sb, &["logs", "nobody"]), 1);
     assert!(err.contains("no agent nobody"), "{err}");
 }
@@ -344,10 +356,13 @@ fn prune_removes_the_dead_and_keeps_the_live() {
     assert!(dry.starts_with("would prune 1 agent"), "{dry}");
     assert_eq!(of_gone(), before);
     let out = expect_success(&mut fleet(&sb, &["prune", "--json"]));
-    assert!(
-        out.contains(&format!(
-            "\"pruned\":[\"gone\"],\"kept\":[\"kept\",\"live\"],\"files\":{before}"
-        )),
+    let mut report = json(&out);
+    let dir = report.as_object_mut().unwrap().shift_remove("hb_dir");
+    assert!(dir.is_some_and(|d| d.is_string()), "{out}");
+    assert_eq!(
+        report,
+        serde_json::json!({"dry_run": false, "pruned": ["gone"], "kept": ["kept", "live"],
+            "files": before}),
         "{out}"
     );
     assert_eq!(of_gone(), 0, "every file of the agent is gone");
@@ -418,9 +433,11 @@ fn restart_starts_the_same_launch_whatever_the_callers_environment() {
 fn start_is_the_launcher() {
     e2e!();
     let sb = Sandbox::new();
-    let out = start(&sb, "same", "sleep 600", &["--json"]);
-    assert!(out.starts_with("{\"agent\":\"same\","), "{out}");
-    assert!(out.contains("\"status\":\"started\""), "{out}");
+    let out = json(&start(&sb, "same", "sleep 600", &["--json"]));
+    assert!(
+        out["agent"] == "same" && out["status"] == "started",
+        "{out}"
+    );
     let again = expect_success(&mut sb.launcher("same"));
     assert!(again.contains("already running"), "{again}");
 }

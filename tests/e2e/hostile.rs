@@ -982,9 +982,12 @@ fn twelve_launchers_one_agent_then_twelve_healers() {
         assert_no_panic(cmd, out);
         assert!(out.status.success(), "{}", explain(cmd, out));
         let text = String::from_utf8_lossy(&out.stdout);
-        created += usize::from(
-            text.starts_with("started agent herd") || text.contains("\"status\":\"started\""),
-        );
+        let started = if text.starts_with('{') {
+            json(&text)["status"] == "started"
+        } else {
+            text.starts_with("started agent herd")
+        };
+        created += usize::from(started);
     }
     assert_eq!(created, 1, "exactly one launcher creates the session");
     assert_eq!(sb.session_count(), 1);
@@ -1014,13 +1017,20 @@ fn twelve_launchers_one_agent_then_twelve_healers() {
         assert_no_panic(cmd, out);
         assert!(out.status.success(), "{}", explain(cmd, out));
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            text.contains("already running") || text.contains("\"status\":\"already running\""),
-            "{text}"
-        );
-        restarted += usize::from(
-            text.contains("(sidecar restarted)") || text.contains("\"sidecar\":\"started\""),
-        );
+        let (running, healed) = if text.starts_with('{') {
+            let report = json(&text);
+            (
+                report["status"] == "already running",
+                report["sidecar"] == "started",
+            )
+        } else {
+            (
+                text.contains("already running"),
+                text.contains("(sidecar restarted)"),
+            )
+        };
+        assert!(running, "{text}");
+        restarted += usize::from(healed);
     }
     assert_eq!(restarted, 1, "exactly one healer starts the new sidecar");
     let healed = wait_until(

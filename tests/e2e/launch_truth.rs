@@ -215,8 +215,9 @@ fn a_dead_pane_keeps_why_and_is_restarted() {
             .env("MOSAIC_AGENT_COMMAND", &command)
             .arg("--json"),
     );
-    assert!(out.contains("\"status\":\"restarted\""), "{out}");
-    assert!(out.contains("\"previous_signal\":9"), "{out}");
+    let report = json(&out);
+    assert_eq!(report["status"], "restarted", "{out}");
+    assert_eq!(report["previous_signal"], 9, "{out}");
     // Live now: only now is it "already running".
     let out = expect_success(sb.launcher("dies").env("MOSAIC_AGENT_COMMAND", &command));
     assert!(out.contains("already running"), "{out}");

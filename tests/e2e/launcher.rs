@@ -217,21 +217,26 @@ fn json_report() {
     let sb = Sandbox::new();
     let out = expect_success(sb.launcher("gamma").arg("--json"));
     let file = sb.hb_file("gamma");
-    assert!(
-        out.starts_with("{\"agent\":\"gamma\",") && out.trim_end().ends_with('}'),
-        "{out}"
-    );
-    assert!(out.contains("\"status\":\"started\""), "{out}");
-    assert!(
-        out.contains(&format!("\"heartbeat\":\"{}\"", file.display())),
-        "{out}"
-    );
-    assert!(out.contains("\"sidecar\":\"started\""), "{out}");
     assert_eq!(out.lines().count(), 1);
-    let again = expect_success(sb.launcher("gamma").arg("--json"));
+    let report = json(&out);
+    let keys = [
+        "agent",
+        "socket",
+        "status",
+        "pane_pid",
+        "heartbeat",
+        "sidecar",
+        "workdir",
+    ];
+    assert!(report.as_object().unwrap().keys().eq(keys), "{out}");
+    assert_eq!(report["agent"], "gamma", "{out}");
+    assert_eq!(report["status"], "started", "{out}");
+    assert_eq!(report["heartbeat"], file.to_str().unwrap(), "{out}");
+    assert_eq!(report["sidecar"], "started", "{out}");
+    assert!(report["pane_pid"].as_i64().is_some_and(|p| p > 1), "{out}");
+    let again = json(&expect_success(sb.launcher("gamma").arg("--json")));
     assert!(
-        again.contains("\"status\":\"already running\"")
-            && again.contains("\"sidecar\":\"running\""),
+        again["status"] == "already running" && again["sidecar"] == "running",
         "{again}"
     );
 }

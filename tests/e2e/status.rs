@@ -2,13 +2,13 @@
 `mosaic-hb status` end to end: a fleet of real sidecars in every state (alive, target killed,
 sidecar killed -9, sidecar stopped) beside hostile files (garbage, empty, binary, huge, a
 planted symlink, a FIFO, a directory), read back as a table, as JSON and as Prometheus text,
-each parsed strictly here: the JSON by a small RFC 8259 parser, the Prometheus text by a parser
+each parsed strictly here: the JSON by serde_json, the Prometheus text by the support's parser
 written against the text exposition format 0.0.4.
 
 Every wait polls with a deadline; nothing asserts how long anything took.
 */
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -21,6 +21,24 @@ use crate::support::*;
 
 /// Generous: the machine running the suite may be busy; a deadline only bounds a failure.
 const PATIENCE: Duration = Duration::from_secs(20);
+
+/// The keys of each `status --json` object, in order, as README.md lists them.
+const STATUS_KEYS: [&str; 14] = [
+    "agent",
+    "state",
+    "pid",
+    "ts",
+    "age_s",
+    "interval",
+    "reason",
+    "activity",
+    "activity_since",
+    "activity_s",
+    "restarts",
+    "exit_status",
+    "exit_signal",
+    "restart_at",
+];
 
 // ---------------------------------------------------------------------------------------------
 // Running `mosaic-hb status`
@@ -301,25 +319,30 @@ fn json_is_strict_and_typed() {
     let same = status(&sb, ["--format", "json", dir], 0);
     assert_eq!(json_states(&same.stdout), json_states(&out));
 
-    let Json::Arr(items) = parse_json(&out).unwrap() else {
-        panic!("not an array: {out}");
-    };
+    let doc = json(&out);
+    let items = doc
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {out}"));
     let reasons: HashMap<&str, &str> = REASONS.into_iter().collect();
-    for item in &items {
-        let agent = item
-            .get("agent")
+    for item in items {
+        let agent = item["agent"]
             .as_str()
             .expect("agent is a string")
             .to_string();
-        let state = item.get("state").as_str().expect("state is a string");
-        for key in ["agent", "state", "pid", "ts", "age_s", "interval", "reason"] {
-            assert!(item.has(key), "{agent}: no {key}: {out}");
-        }
+        let state = item["state"].as_str().expect("state is a string");
+        // Every documented key, in the documented order (README), and no other.
+        let keys: Vec<&str> = item
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, STATUS_KEYS, "{agent}: {out}");
         if state == "invalid" {
             for key in ["pid", "ts", "age_s", "interval"] {
-                assert_eq!(item.get(key), &Json::Null, "{agent}.{key}: {out}");
+                assert!(item[key].is_null(), "{agent}.{key}: {out}");
             }
-            let reason = item.get("reason").as_str().expect("reason is a string");
+            let reason = item["reason"].as_str().expect("reason is a string");
             assert!(
                 reason.contains(reasons[agent.as_str()]),
                 "{agent}: {reason}"
@@ -328,21 +351,21 @@ fn json_is_strict_and_typed() {
         }
         if state == "stale" {
             // Killed -9: its lock is free, so it is stale at once, whatever its age.
-            let reason = item.get("reason").as_str().expect("a stale row says why");
+            let reason = item["reason"].as_str().expect("a stale row says why");
             assert_eq!(reason, "sidecar gone (its lock is free)", "{agent}: {out}");
         } else {
-            assert_eq!(item.get("reason"), &Json::Null, "{agent}: {out}");
+            assert!(item["reason"].is_null(), "{agent}: {out}");
         }
-        let pid = item.get("pid").as_num().expect("pid is a number");
-        assert!(pid >= 1.0 && pid.fract() == 0.0, "{agent}: pid {pid}");
-        let ts = item.get("ts").as_str().expect("ts is a string");
+        let pid = item["pid"].as_i64().expect("pid is an integer");
+        assert!(pid >= 1, "{agent}: pid {pid}");
+        let ts = item["ts"].as_str().expect("ts is a string");
         assert!(is_rfc3339_millis_utc(ts), "{agent}: ts {ts:?}");
-        let age = item.get("age_s").as_num().expect("age_s is a number");
+        let age = item["age_s"].as_f64().expect("age_s is a number");
         assert!(age >= 0.0, "{agent}: age_s {age}");
-        let interval = item.get("interval").as_num().expect("interval is a number");
+        let interval = item["interval"].as_f64().expect("interval is a number");
         match agent.as_str() {
             "alive" => {
-                assert_eq!(pid, f64::from(fleet.alive_target));
+                assert_eq!(pid, i64::from(fleet.alive_target));
                 assert_eq!(interval, 1.0);
                 assert!(age <= 3.0, "ok means within 3 intervals: {age}");
             }
@@ -479,7 +502,7 @@ fn check_and_exit_codes() {
     let run = status(&sb, ["--check", dir], 0);
     assert_eq!(run.stdout, "0 agents\n");
     let run = status(&sb, ["--check", "--json", dir], 0);
-    assert_eq!(parse_json(&run.stdout), Ok(Json::Arr(vec![])));
+    assert_eq!(json(&run.stdout), serde_json::json!([]));
 
     let target = sb.spawn_target();
     start_sidecar(&sb, &hb_dir, "solo", target, "1");
@@ -575,15 +598,9 @@ fn stale_after_counts_intervals() {
 
     let run = status(&sb, ["--json", dir], 0);
     assert_eq!(json_states(&run.stdout), pair("stale", "ok"));
-    let Json::Arr(items) = parse_json(&run.stdout).unwrap() else {
-        panic!("{}", run.stdout)
-    };
-    assert_eq!(items[0].get("interval"), &Json::Num(15.0));
-    assert_eq!(
-        items[1].get("interval"),
-        &Json::Null,
-        "legacy gives no interval"
-    );
+    let items = json(&run.stdout);
+    assert_eq!(items[0]["interval"].as_f64(), Some(15.0));
+    assert!(items[1]["interval"].is_null(), "legacy gives no interval");
 
     let run = status(&sb, ["--stale-after", "10", dir], 0);
     assert_eq!(table_states(&run.stdout), pair("ok", "ok"));
@@ -596,13 +613,11 @@ fn stale_after_counts_intervals() {
 
 /// The `reason` JSON gives for `agent`.
 fn json_reason(out: &str, agent: &str) -> Option<String> {
-    let Ok(Json::Arr(items)) = parse_json(out) else {
+    let Ok(serde_json::Value::Array(items)) = serde_json::from_str(out) else {
         return None;
     };
-    let item = items
-        .iter()
-        .find(|item| item.get("agent").as_str() == Some(agent))?;
-    item.get("reason").as_str().map(String::from)
+    let item = items.iter().find(|item| item["agent"] == agent)?;
+    item["reason"].as_str().map(String::from)
 }
 
 // Staleness by lock (issue 16): a sidecar killed -9 at a one-day interval is stale at the next
@@ -957,13 +972,13 @@ fn table_states(out: &str) -> Vec<(String, String)> {
 
 /// (agent, state) for each JSON object; empty when the text is not the expected JSON.
 fn json_states(out: &str) -> Vec<(String, String)> {
-    let Ok(Json::Arr(items)) = parse_json(out) else {
+    let Ok(serde_json::Value::Array(items)) = serde_json::from_str(out) else {
         return Vec::new();
     };
     items
         .iter()
         .map(|item| {
-            let text = |key| item.get(key).as_str().unwrap_or_default().to_string();
+            let text = |key: &str| item[key].as_str().unwrap_or_default().to_string();
             (text("agent"), text("state"))
         })
         .collect()
@@ -1040,661 +1055,4 @@ fn is_rfc3339_millis_utc(ts: &str) -> bool {
 /// `t` as RFC 3339 in UTC with milliseconds, as the sidecar writes it.
 pub(crate) fn rfc3339(t: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-// ---------------------------------------------------------------------------------------------
-// A strict JSON parser (RFC 8259): no trailing commas, no comments, no leading zeros, no raw
-// control characters in strings, lone surrogates refused, duplicate keys refused, nothing after
-// the value but whitespace.
-
-#[derive(Clone, Debug, PartialEq)]
-enum Json {
-    Null,
-    Bool(bool),
-    Num(f64),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(Vec<(String, Json)>),
-}
-
-impl Json {
-    fn has(&self, key: &str) -> bool {
-        matches!(self, Json::Obj(fields) if fields.iter().any(|(k, _)| k == key))
-    }
-
-    /// The member `key` of an object; `Null` when absent (check [`Json::has`] for presence).
-    fn get(&self, key: &str) -> &Json {
-        match self {
-            Json::Obj(fields) => fields
-                .iter()
-                .find(|(k, _)| k == key)
-                .map_or(&Json::Null, |(_, v)| v),
-            _ => &Json::Null,
-        }
-    }
-
-    fn as_str(&self) -> Option<&str> {
-        match self {
-            Json::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    fn as_num(&self) -> Option<f64> {
-        match self {
-            Json::Num(n) => Some(*n),
-            _ => None,
-        }
-    }
-}
-
-fn parse_json(text: &str) -> Result<Json, String> {
-    let mut p = JsonParser {
-        s: text.as_bytes(),
-        i: 0,
-    };
-    p.ws();
-    let value = p.value(0)?;
-    p.ws();
-    if p.i != p.s.len() {
-        return Err(p.err("trailing characters"));
-    }
-    Ok(value)
-}
-
-struct JsonParser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl JsonParser<'_> {
-    fn err(&self, what: &str) -> String {
-        format!("JSON: {what} at byte {}", self.i)
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.s.get(self.i).copied()
-    }
-
-    fn ws(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.i += 1;
-        }
-    }
-
-    fn eat(&mut self, b: u8) -> Result<(), String> {
-        if self.peek() == Some(b) {
-            self.i += 1;
-            Ok(())
-        } else {
-            Err(self.err(&format!("expected {:?}", b as char)))
-        }
-    }
-
-    fn literal(&mut self, word: &str, value: Json) -> Result<Json, String> {
-        if self.s[self.i..].starts_with(word.as_bytes()) {
-            self.i += word.len();
-            Ok(value)
-        } else {
-            Err(self.err("unknown literal"))
-        }
-    }
-
-    fn value(&mut self, depth: usize) -> Result<Json, String> {
-        if depth > 64 {
-            return Err(self.err("nested too deep"));
-        }
-        match self.peek() {
-            Some(b'{') => self.object(depth),
-            Some(b'[') => self.array(depth),
-            Some(b'"') => self.string().map(Json::Str),
-            Some(b't') => self.literal("true", Json::Bool(true)),
-            Some(b'f') => self.literal("false", Json::Bool(false)),
-            Some(b'n') => self.literal("null", Json::Null),
-            Some(b'-' | b'0'..=b'9') => self.number(),
-            _ => Err(self.err("expected a value")),
-        }
-    }
-
-    fn object(&mut self, depth: usize) -> Result<Json, String> {
-        self.eat(b'{')?;
-        let mut fields: Vec<(String, Json)> = Vec::new();
-        self.ws();
-        if self.peek() == Some(b'}') {
-            self.i += 1;
-            return Ok(Json::Obj(fields));
-        }
-        loop {
-            self.ws();
-            if self.peek() != Some(b'"') {
-                return Err(self.err("expected a key"));
-            }
-            let key = self.string()?;
-            if fields.iter().any(|(k, _)| *k == key) {
-                return Err(self.err(&format!("duplicate key {key:?}")));
-            }
-            self.ws();
-            self.eat(b':')?;
-            self.ws();
-            let value = self.value(depth + 1)?;
-            fields.push((key, value));
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.i += 1,
-                Some(b'}') => {
-                    self.i += 1;
-                    return Ok(Json::Obj(fields));
-                }
-                _ => return Err(self.err("expected ',' or '}'")),
-            }
-        }
-    }
-
-    fn array(&mut self, depth: usize) -> Result<Json, String> {
-        self.eat(b'[')?;
-        let mut items = Vec::new();
-        self.ws();
-        if self.peek() == Some(b']') {
-            self.i += 1;
-            return Ok(Json::Arr(items));
-        }
-        loop {
-            self.ws();
-            items.push(self.value(depth + 1)?);
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.i += 1,
-                Some(b']') => {
-                    self.i += 1;
-                    return Ok(Json::Arr(items));
-                }
-                _ => return Err(self.err("expected ',' or ']'")),
-            }
-        }
-    }
-
-    fn digits(&mut self) -> usize {
-        let start = self.i;
-        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
-            self.i += 1;
-        }
-        self.i - start
-    }
-
-    fn number(&mut self) -> Result<Json, String> {
-        let start = self.i;
-        if self.peek() == Some(b'-') {
-            self.i += 1;
-        }
-        match self.peek() {
-            Some(b'0') => {
-                self.i += 1;
-                if self.peek().is_some_and(|b| b.is_ascii_digit()) {
-                    return Err(self.err("leading zero"));
-                }
-            }
-            Some(b'1'..=b'9') => {
-                self.digits();
-            }
-            _ => return Err(self.err("expected a digit")),
-        }
-        if self.peek() == Some(b'.') {
-            self.i += 1;
-            if self.digits() == 0 {
-                return Err(self.err("expected a digit after '.'"));
-            }
-        }
-        if matches!(self.peek(), Some(b'e' | b'E')) {
-            self.i += 1;
-            if matches!(self.peek(), Some(b'+' | b'-')) {
-                self.i += 1;
-            }
-            if self.digits() == 0 {
-                return Err(self.err("expected a digit in the exponent"));
-            }
-        }
-        let text = std::str::from_utf8(&self.s[start..self.i]).unwrap();
-        let n: f64 = text.parse().map_err(|_| self.err("bad number"))?;
-        if !n.is_finite() {
-            return Err(self.err("number out of range"));
-        }
-        Ok(Json::Num(n))
-    }
-
-    fn hex4(&mut self) -> Result<u32, String> {
-        let hex = self
-            .s
-            .get(self.i..self.i + 4)
-            .ok_or_else(|| self.err("short \\u escape"))?;
-        if !hex.iter().all(|b| b.is_ascii_hexdigit()) {
-            return Err(self.err("bad \\u escape"));
-        }
-        self.i += 4;
-        Ok(u32::from_str_radix(std::str::from_utf8(hex).unwrap(), 16).unwrap())
-    }
-
-    fn string(&mut self) -> Result<String, String> {
-        self.eat(b'"')?;
-        let mut out = String::new();
-        loop {
-            let rest = std::str::from_utf8(&self.s[self.i..]).map_err(|_| self.err("UTF-8"))?;
-            let c = rest
-                .chars()
-                .next()
-                .ok_or_else(|| self.err("unterminated string"))?;
-            self.i += c.len_utf8();
-            match c {
-                '"' => return Ok(out),
-                '\\' => {
-                    let e = self.peek().ok_or_else(|| self.err("unterminated escape"))?;
-                    self.i += 1;
-                    match e {
-                        b'"' => out.push('"'),
-                        b'\\' => out.push('\\'),
-                        b'/' => out.push('/'),
-                        b'b' => out.push('\u{8}'),
-                        b'f' => out.push('\u{c}'),
-                        b'n' => out.push('\n'),
-                        b'r' => out.push('\r'),
-                        b't' => out.push('\t'),
-                        b'u' => {
-                            let hi = self.hex4()?;
-                            let code = match hi {
-                                0xD800..=0xDBFF => {
-                                    if !self.s[self.i..].starts_with(b"\\u") {
-                                        return Err(self.err("lone high surrogate"));
-                                    }
-                                    self.i += 2;
-                                    let lo = self.hex4()?;
-                                    if !(0xDC00..=0xDFFF).contains(&lo) {
-                                        return Err(self.err("bad low surrogate"));
-                                    }
-                                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
-                                }
-                                0xDC00..=0xDFFF => return Err(self.err("lone low surrogate")),
-                                code => code,
-                            };
-                            out.push(char::from_u32(code).unwrap());
-                        }
-                        _ => return Err(self.err("unknown escape")),
-                    }
-                }
-                c if (c as u32) < 0x20 => return Err(self.err("raw control character")),
-                c => out.push(c),
-            }
-        }
-    }
-}
-
-#[test]
-#[ignore = "end-to-end: run `cargo xtask test`"]
-fn json_parser_is_strict() {
-    e2e!();
-    let good = r#" [ {"a": -0.5e+2, "b": "\u00e9\ud83d\ude00\n\"", "c": [true, false, null]} ] "#;
-    let Json::Arr(items) = parse_json(good).unwrap() else {
-        panic!()
-    };
-    assert_eq!(items[0].get("a"), &Json::Num(-50.0));
-    assert_eq!(items[0].get("b").as_str(), Some("é😀\n\""));
-    for bad in [
-        "",
-        "[1,]",
-        "{\"a\":1,}",
-        "[01]",
-        "[1.]",
-        "[.5]",
-        "[+1]",
-        "[NaN]",
-        "{\"a\":1,\"a\":2}",
-        "[\"\t\"]",
-        "[\"\\x\"]",
-        "[\"\\ud800\"]",
-        "[\"\\udc00\"]",
-        "[] []",
-        "[tru]",
-        "{a:1}",
-        "['a']",
-        "[1e999]",
-    ] {
-        assert!(parse_json(bad).is_err(), "accepted {bad:?}");
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// A strict parser for the Prometheus text exposition format 0.0.4 (prometheus.io, "Exposition
-// formats"): line-oriented, `\n` endings and a final `\n`; `# HELP name docstring` (escapes
-// `\\`, `\n`) and `# TYPE name type` at most once per name and before its first sample;
-// samples `name{label="value",...} value [timestamp]` with names `[a-zA-Z_:][a-zA-Z0-9_:]*`,
-// label names `[a-zA-Z_][a-zA-Z0-9_]*` (not `__`-prefixed: reserved), label values escaping
-// `\\`, `\"` and `\n`; values as Go's ParseFloat reads them; timestamps int64; all lines of a
-// family in one uninterrupted group; each series once.
-
-#[derive(Debug, Default)]
-pub(crate) struct Family {
-    pub(crate) name: String,
-    pub(crate) help: Option<String>,
-    pub(crate) kind: Option<String>,
-    pub(crate) samples: Vec<Sample>,
-}
-
-#[derive(Debug)]
-pub(crate) struct Sample {
-    pub(crate) name: String,
-    pub(crate) labels: Vec<(String, String)>,
-    pub(crate) value: f64,
-    pub(crate) timestamp: Option<i64>,
-}
-
-impl Sample {
-    pub(crate) fn label(&self, name: &str) -> &str {
-        self.labels
-            .iter()
-            .find(|(k, _)| k == name)
-            .map_or("", |(_, v)| v)
-    }
-}
-
-fn is_blank(c: char) -> bool {
-    c == ' ' || c == '\t'
-}
-
-fn is_metric_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-}
-
-fn is_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !name.starts_with("__")
-}
-
-/// A float as Go's `strconv.ParseFloat` writes and reads it in decimal: an optional sign,
-/// digits with an optional point, an optional exponent; or NaN and infinities.
-fn parse_float(text: &str) -> Option<f64> {
-    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
-    let lower = unsigned.to_ascii_lowercase();
-    if lower == "inf" || lower == "infinity" {
-        return Some(if text.starts_with('-') {
-            f64::NEG_INFINITY
-        } else {
-            f64::INFINITY
-        });
-    }
-    if lower == "nan" {
-        // Go reads only an unsigned NaN.
-        return (unsigned.len() == text.len()).then_some(f64::NAN);
-    }
-    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
-        Some(at) => (&unsigned[..at], Some(&unsigned[at + 1..])),
-        None => (unsigned, None),
-    };
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if int.len() + frac.len() == 0 || !all_digits(int) || !all_digits(frac) {
-        return None;
-    }
-    if let Some(exp) = exponent {
-        let digits = exp.strip_prefix(['+', '-']).unwrap_or(exp);
-        if digits.is_empty() || !all_digits(digits) {
-            return None;
-        }
-    }
-    text.parse().ok()
-}
-
-fn unescape(text: &str, quote_allowed: bool) -> Result<String, String> {
-    let mut out = String::new();
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('\\') => out.push('\\'),
-            Some('n') => out.push('\n'),
-            Some('"') if quote_allowed => out.push('"'),
-            other => return Err(format!("invalid escape \\{other:?} in {text:?}")),
-        }
-    }
-    Ok(out)
-}
-
-pub(crate) fn parse_prometheus(text: &str) -> Result<Vec<Family>, String> {
-    if !text.is_empty() && !text.ends_with('\n') {
-        return Err("the last line does not end with a line feed".into());
-    }
-    let mut families: Vec<Family> = Vec::new();
-    let mut series = HashSet::new();
-    // split_terminator, not lines: lines would hide a `\r` before the `\n`.
-    for (n, raw) in text.split_terminator('\n').enumerate() {
-        let at = |what: String| format!("line {}: {what}: {raw:?}", n + 1);
-        if raw.contains('\r') {
-            return Err(at("carriage return".into()));
-        }
-        let line = raw.trim_matches(is_blank);
-        if line.is_empty() {
-            continue;
-        }
-        if let Some(comment) = line.strip_prefix('#') {
-            let comment = comment.trim_start_matches(is_blank);
-            let (keyword, rest) = comment.split_once(is_blank).unwrap_or((comment, ""));
-            if keyword != "HELP" && keyword != "TYPE" {
-                continue;
-            }
-            let rest = rest.trim_start_matches(is_blank);
-            let (name, tail) = rest.split_once(is_blank).unwrap_or((rest, ""));
-            if !is_metric_name(name) {
-                return Err(at(format!("bad metric name {name:?}")));
-            }
-            let family = enter(&mut families, name).map_err(&at)?;
-            if !family.samples.is_empty() {
-                return Err(at(format!("{keyword} after samples of {name}")));
-            }
-            let tail = tail.trim_start_matches(is_blank);
-            if keyword == "HELP" {
-                if family.help.is_some() {
-                    return Err(at("a second HELP".into()));
-                }
-                family.help = Some(unescape(tail, false).map_err(&at)?);
-            } else {
-                if family.kind.is_some() {
-                    return Err(at("a second TYPE".into()));
-                }
-                if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&tail) {
-                    return Err(at(format!("bad type {tail:?}")));
-                }
-                family.kind = Some(tail.to_string());
-            }
-            continue;
-        }
-        let sample = parse_sample(line).map_err(&at)?;
-        let family_name = family_of(&families, &sample.name);
-        let mut key = vec![sample.name.clone()];
-        let mut labels = sample.labels.clone();
-        labels.sort();
-        key.extend(labels.into_iter().flat_map(|(k, v)| [k, v]));
-        if !series.insert(key) {
-            return Err(at("a repeated series".into()));
-        }
-        enter(&mut families, &family_name)
-            .map_err(&at)?
-            .samples
-            .push(sample);
-    }
-    Ok(families)
-}
-
-/// The family a sample named `name` belongs to: a histogram's or summary's `_sum`, `_count`
-/// and `_bucket` belong to it; any other name is its own family.
-fn family_of(families: &[Family], name: &str) -> String {
-    if let Some(last) = families.last() {
-        let compound = matches!(last.kind.as_deref(), Some("histogram" | "summary"));
-        let suffix = name.strip_prefix(last.name.as_str());
-        if compound && matches!(suffix, Some("_sum" | "_count" | "_bucket")) {
-            return last.name.clone();
-        }
-    }
-    name.to_string()
-}
-
-/// The family `name`, which must be the current one or a new one: families do not interleave.
-fn enter<'a>(families: &'a mut Vec<Family>, name: &str) -> Result<&'a mut Family, String> {
-    let current = families.last().is_some_and(|f| f.name == name);
-    if !current {
-        if families.iter().any(|f| f.name == name) {
-            return Err(format!("family {name} is interleaved with another"));
-        }
-        families.push(Family {
-            name: name.to_string(),
-            ..Family::default()
-        });
-    }
-    Ok(families.last_mut().unwrap())
-}
-
-fn parse_sample(line: &str) -> Result<Sample, String> {
-    let name_end = line
-        .find(|c: char| c == '{' || is_blank(c))
-        .unwrap_or(line.len());
-    let name = &line[..name_end];
-    if !is_metric_name(name) {
-        return Err(format!("bad metric name {name:?}"));
-    }
-    let mut rest = line[name_end..].trim_start_matches(is_blank);
-    let mut labels: Vec<(String, String)> = Vec::new();
-    if let Some(inner) = rest.strip_prefix('{') {
-        rest = inner;
-        loop {
-            rest = rest.trim_start_matches(is_blank);
-            if let Some(after) = rest.strip_prefix('}') {
-                rest = after;
-                break;
-            }
-            let eq = rest.find('=').ok_or("a label without '='")?;
-            let label = rest[..eq].trim_end_matches(is_blank);
-            if !is_label_name(label) {
-                return Err(format!("bad label name {label:?}"));
-            }
-            if labels.iter().any(|(k, _)| k == label) {
-                return Err(format!("repeated label {label}"));
-            }
-            rest = rest[eq + 1..]
-                .trim_start_matches(is_blank)
-                .strip_prefix('"')
-                .ok_or("a label value without '\"'")?;
-            // The value ends at the first quote that no backslash escapes.
-            let mut end = None;
-            let mut escaped = false;
-            for (i, c) in rest.char_indices() {
-                match c {
-                    _ if escaped => escaped = false,
-                    '\\' => escaped = true,
-                    '"' => {
-                        end = Some(i);
-                        break;
-                    }
-                    _ => {}
-                }
-            }
-            let end = end.ok_or("an unterminated label value")?;
-            labels.push((label.to_string(), unescape(&rest[..end], true)?));
-            rest = rest[end + 1..].trim_start_matches(is_blank);
-            if let Some(after) = rest.strip_prefix(',') {
-                rest = after;
-            } else if !rest.starts_with('}') {
-                return Err("expected ',' or '}' after a label".into());
-            }
-        }
-        if !rest.starts_with(is_blank) {
-            return Err("no blank before the value".into());
-        }
-    }
-    let mut tokens = rest.split(is_blank).filter(|t| !t.is_empty());
-    let value = tokens.next().ok_or("no value")?;
-    let value = parse_float(value).ok_or_else(|| format!("bad value {value:?}"))?;
-    let timestamp = match tokens.next() {
-        Some(ts) => {
-            let digits = ts.strip_prefix('-').unwrap_or(ts);
-            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(format!("bad timestamp {ts:?}"));
-            }
-            Some(
-                ts.parse::<i64>()
-                    .map_err(|_| format!("bad timestamp {ts:?}"))?,
-            )
-        }
-        None => None,
-    };
-    if let Some(extra) = tokens.next() {
-        return Err(format!("unexpected {extra:?}"));
-    }
-    Ok(Sample {
-        name: name.to_string(),
-        labels,
-        value,
-        timestamp,
-    })
-}
-
-#[test]
-#[ignore = "end-to-end: run `cargo xtask test`"]
-fn prometheus_parser_is_strict() {
-    e2e!();
-    // The specification's own example first.
-    let spec = concat!(
-        "# HELP http_requests_total The total number of HTTP requests.\n",
-        "# TYPE http_requests_total counter\n",
-        "http_requests_total{method=\"post\",code=\"200\"} 1027 1395066363000\n",
-        "http_requests_total{method=\"post\",code=\"400\"}    3 1395066363000\n",
-        "\n",
-        "# Escaping in label values:\n",
-        "msdos_file_access_time_seconds{path=\"C:\\\\DIR\\\\FILE.TXT\",error=\"Cannot find file:\\n\\\"FILE.TXT\\\"\"} 1.458255915e9\n",
-        "metric_without_timestamp_and_labels 12.47\n",
-        "something_weird{problem=\"division by zero\"} +Inf -3982045\n",
-        "# TYPE http_request_duration_seconds histogram\n",
-        "http_request_duration_seconds_bucket{le=\"0.05\"} 24054\n",
-        "http_request_duration_seconds_bucket{le=\"+Inf\"} 144320\n",
-        "http_request_duration_seconds_sum 53423\n",
-        "http_request_duration_seconds_count 144320\n",
-    );
-    let families = parse_prometheus(spec).unwrap();
-    assert_eq!(families.len(), 5);
-    let msdos = &families[1].samples[0];
-    assert_eq!(msdos.label("path"), "C:\\DIR\\FILE.TXT");
-    assert_eq!(msdos.label("error"), "Cannot find file:\n\"FILE.TXT\"");
-    assert_eq!(families[3].samples[0].value, f64::INFINITY);
-    assert_eq!(families[4].samples.len(), 4);
-
-    for bad in [
-        "a 1",                              // no final line feed
-        "a{b=\"1\"} 1\na{b=\"1\"} 2\n",     // a repeated series
-        "a 1\nb 1\na 2\n",                  // interleaved families
-        "a 1\n# TYPE a gauge\n",            // TYPE after samples
-        "# TYPE a gauge\n# TYPE a gauge\n", // a second TYPE
-        "# HELP a x\n# HELP a y\n",         // a second HELP
-        "# TYPE a meter\n",                 // unknown type
-        "1a 1\n",                           // bad metric name
-        "a{1b=\"x\"} 1\n",                  // bad label name
-        "a{__b=\"x\"} 1\n",                 // reserved label name
-        "a{b=\"x\",b=\"y\"} 1\n",           // repeated label
-        "a{b=\"x\\t\"} 1\n",                // unknown escape
-        "a{b=\"x} 1\n",                     // unterminated value
-        "a{b=x} 1\n",                       // unquoted value
-        "a{b=\"x\"}1\n",                    // value glued to the brace
-        "a one\n",                          // bad value
-        "a 1 2 3\n",                        // extra token
-        "a 1 1.5\n",                        // bad timestamp
-        "a 1\r\n",                          // carriage return
-        "# HELP a back\\slash\n",           // bad HELP escape
-    ] {
-        assert!(parse_prometheus(bad).is_err(), "accepted {bad:?}");
-    }
 }

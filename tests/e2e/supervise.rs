@@ -680,13 +680,14 @@ fn a_relaunch_during_a_pending_restart_leaves_it_to_the_sidecar() {
             && text.contains("(sidecar running)"),
         "{text}"
     );
-    let json = expect_success(&mut launch(true));
+    let out = expect_success(&mut launch(true));
+    let report = json(&out);
     assert!(
-        json.contains(r#""status":"restarting""#)
-            && json.contains(r#""previous_exit_status":1"#)
-            && json.contains(r#""pane_pid":null"#)
-            && json.contains(r#""restart_at":""#),
-        "{json}"
+        report["status"] == "restarting"
+            && report["previous_exit_status"] == 1
+            && report["pane_pid"].is_null()
+            && report["restart_at"].is_string(),
+        "{out}"
     );
     // Nothing was started by the relaunches, and the same sidecar still keeps the file.
     assert_eq!(runs(&sb).len(), 1, "{:?}", runs(&sb));

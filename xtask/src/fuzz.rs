@@ -2,9 +2,11 @@
 `cargo xtask fuzz`: long property runs over everything that reads hostile bytes.
 
 cargo-fuzz (libFuzzer) needs a nightly toolchain, which this project does not require and its
-CI does not have, so the fuzzing here is proptest's: the two `proptests` modules the unit suite
-replays with a few cases (`launcher/src/proptests.rs`, `core/src/proptests.rs`), run in
-release mode with many more. See SECURITY.md.
+CI does not have, so the fuzzing here is proptest's: the three `proptests` modules the unit
+suite replays with a few cases (`core/src/proptests.rs`: the record, validators, `/proc`;
+`launcher/src/proptests.rs`: the pane command, `logs`' escape stripping;
+`hb-sidecar/src/proptests.rs`: Claude Code's session file), run in release mode with many
+more. See SECURITY.md.
 
 The shell properties spawn `/bin/sh` per case, so they get their own, smaller count
 (`MOSAIC_SHELL_CASES`). A failure prints the shrunk input; `--seed` fixes proptest's random
@@ -41,6 +43,8 @@ pub fn run(args: &Args) -> Result {
         "mosaic-core",
         "-p",
         "mosaic-launcher",
+        "-p",
+        "mosaic-hb",
         "proptests",
     ])
     .env("PROPTEST_CASES", args.cases.to_string())

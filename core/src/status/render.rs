@@ -5,7 +5,8 @@ function of the rows. (Prometheus text, shared with the exporter, is [`super::me
 
 use std::fmt::Write as _;
 
-use chrono::SecondsFormat;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
 
 use super::classify::{Row, State};
 use crate::activity::Activity;
@@ -167,35 +168,56 @@ fn exit(life: &Lifecycle) -> Option<String> {
 /// `exit_status`, `exit_signal`, `restart_at`; a field the file does not give is `null` (the
 /// activity fields also while the agent is not `ok`).
 pub fn json(rows: &[Row]) -> String {
-    let mut out = String::with_capacity(160 * (rows.len() + 1));
-    json::array(&mut out, rows, |out, row| {
-        let record = row.record.as_ref();
-        let ts = record.map(|r| r.ts.to_rfc3339_opts(SecondsFormat::Millis, true));
-        let mut obj = json::Object::new(out);
-        obj.string("agent", row.agent.as_str())
-            .string("state", row.state.as_str())
-            .number("pid", record.map(|r| r.pid))
-            .string("ts", ts.as_deref())
-            .number("age_s", row.age)
-            .number("interval", record.and_then(|r| r.interval))
-            .string("reason", row.reason.as_deref());
-        let since = row.activity.and(record.and_then(|r| r.activity_since));
-        let since = since.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true));
-        obj.string("activity", row.activity.map(|(a, _)| a.as_str()))
-            .string("activity_since", since.as_deref())
-            .number("activity_s", row.activity.map(|(_, secs)| secs));
-        let life = record.map(|r| r.lifecycle).unwrap_or_default();
-        let restart_at = life
-            .restart_at
-            .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true));
-        obj.number("restarts", life.restarts)
-            .number("exit_status", life.exit_status)
-            .number("exit_signal", life.exit_signal)
-            .string("restart_at", restart_at.as_deref());
-        obj.end();
-    });
+    let rows: Vec<JsonRow> = rows.iter().map(JsonRow::new).collect();
+    let mut out = json::lines(&rows);
     out.push('\n');
     out
+}
+
+/// One agent of `status --json`, its fields in the documented order.
+#[derive(Serialize)]
+struct JsonRow<'a> {
+    agent: &'a str,
+    state: &'static str,
+    pid: Option<i32>,
+    ts: Option<String>,
+    age_s: Option<f64>,
+    interval: Option<f64>,
+    reason: Option<&'a str>,
+    activity: Option<&'static str>,
+    activity_since: Option<String>,
+    activity_s: Option<f64>,
+    restarts: Option<u32>,
+    exit_status: Option<i32>,
+    exit_signal: Option<i32>,
+    restart_at: Option<String>,
+}
+
+impl<'a> JsonRow<'a> {
+    fn new(row: &'a Row) -> JsonRow<'a> {
+        let record = row.record.as_ref();
+        let time = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let life = record.map(|r| r.lifecycle).unwrap_or_default();
+        JsonRow {
+            agent: &row.agent,
+            state: row.state.as_str(),
+            pid: record.map(|r| r.pid),
+            ts: record.map(|r| time(r.ts)),
+            age_s: row.age,
+            interval: record.and_then(|r| r.interval),
+            reason: row.reason.as_deref(),
+            activity: row.activity.map(|(a, _)| a.as_str()),
+            activity_since: row
+                .activity
+                .and(record.and_then(|r| r.activity_since))
+                .map(time),
+            activity_s: row.activity.map(|(_, secs)| secs),
+            restarts: life.restarts,
+            exit_status: life.exit_status,
+            exit_signal: life.exit_signal,
+            restart_at: life.restart_at.map(time),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -351,7 +373,7 @@ b      failed  42   2s   1s        4         SIGKILL
         let expected = "[
   {\"agent\":\"q\\\"\u{fffd}\",\"state\":\"ok\",\"pid\":42,\"ts\":\"2026-11-26T02:21:03.750Z\",\"age_s\":1.25,\"interval\":0.5,\"reason\":null,\"activity\":null,\"activity_since\":null,\"activity_s\":null,\"restarts\":null,\"exit_status\":null,\"exit_signal\":null,\"restart_at\":null},
   {\"agent\":\"z\",\"state\":\"invalid\",\"pid\":null,\"ts\":null,\"age_s\":null,\"interval\":null,\"reason\":\"not UTF-8 text\",\"activity\":null,\"activity_since\":null,\"activity_s\":null,\"restarts\":null,\"exit_status\":null,\"exit_signal\":null,\"restart_at\":null},
-  {\"agent\":\"w\",\"state\":\"ok\",\"pid\":42,\"ts\":\"2026-11-26T02:21:03.750Z\",\"age_s\":1.25,\"interval\":1,\"reason\":null,\"activity\":\"busy\",\"activity_since\":\"2026-11-26T02:20:53.000Z\",\"activity_s\":12,\"restarts\":null,\"exit_status\":null,\"exit_signal\":null,\"restart_at\":null}
+  {\"agent\":\"w\",\"state\":\"ok\",\"pid\":42,\"ts\":\"2026-11-26T02:21:03.750Z\",\"age_s\":1.25,\"interval\":1.0,\"reason\":null,\"activity\":\"busy\",\"activity_since\":\"2026-11-26T02:20:53.000Z\",\"activity_s\":12.0,\"restarts\":null,\"exit_status\":null,\"exit_signal\":null,\"restart_at\":null}
 ]
 ";
         assert_eq!(text, expected);

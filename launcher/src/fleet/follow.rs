@@ -6,8 +6,8 @@ One tmux command captures the pane and opens `pipe-pane -o -O` into a FIFO in a 
 directory of ours, so no output falls between the capture and the stream, and none is shown
 twice. We hold the FIFO open for reading and writing (a reader that is never at EOF, whoever
 writes), and ask tmux once a second whether the pane still lives. The stream is the pane's
-raw output: terminal control sequences and carriage returns are dropped ([`Printable`]), so
-an agent cannot drive the operator's terminal through us. On the way out, whatever the
+raw output, made plain text ([`super::plain`]: escape sequences, controls and broken UTF-8
+dropped), so an agent cannot drive the operator's terminal through us. On the way out, whatever the
 reason, the pipe is closed and the directory removed.
 
 One follower per pane: a pane that already has a pipe (another follower, or someone's
@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 
+use super::plain::{self, Printable};
 use super::{failed, last_lines, print, print_bytes, tmux_failed, Fail};
 use crate::child::{self, Cut, Stop};
 use crate::tmux::{Pane, Tmux};
@@ -113,7 +114,7 @@ fn stream_until_the_end(
     stream: &mut File,
     stop: &Stop,
 ) -> Result<ExitCode, Fail> {
-    let kept = String::from_utf8_lossy(kept);
+    let kept = plain::plain(kept);
     let text: String = last_lines(&kept, lines)
         .iter()
         .map(|l| format!("{l}\n"))
@@ -146,7 +147,7 @@ fn stream_until_the_end(
         };
         std::thread::sleep(LAST_WORDS);
         pass_on(stream, &mut printable)?;
-        if printable.mid_line {
+        if printable.mid_line() {
             print("\n")?;
         }
         eprintln!("mosaic-fleet: {end}");
@@ -171,58 +172,6 @@ fn pass_on(stream: &mut File, printable: &mut Printable) -> Result<(), Fail> {
         return Ok(());
     }
     print_bytes(&out)
-}
-
-/// A terminal's output stream made plain text: escape sequences (CSI, OSC, and the two-byte
-/// ones), carriage returns and other control characters are dropped; text, newlines and tabs
-/// pass. It keeps its state across chunks, since a sequence may be split between two reads.
-#[derive(Default)]
-pub struct Printable {
-    state: State,
-    /// The last byte passed on was not a newline.
-    pub mid_line: bool,
-}
-
-#[derive(Default, Clone, Copy, PartialEq, Eq)]
-enum State {
-    #[default]
-    Text,
-    /// After ESC.
-    Escape,
-    /// In `ESC [ ...`, until a final byte (0x40-0x7e).
-    Csi,
-    /// In `ESC ] ...` (or P, X, ^, _: strings), until BEL or `ESC \`.
-    String,
-    /// ESC inside a string: `\` ends it.
-    StringEscape,
-}
-
-impl Printable {
-    pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        for &b in input {
-            self.state = match (self.state, b) {
-                (State::Text, 0x1b) => State::Escape,
-                (State::Text, b'\n' | b'\t') | (State::Text, 0x20..=0x7e | 0x80..) => {
-                    out.push(b);
-                    self.mid_line = b != b'\n';
-                    State::Text
-                }
-                (State::Text, _) => State::Text,
-                (State::Escape, b'[') => State::Csi,
-                (State::Escape, b']' | b'P' | b'X' | b'^' | b'_') => State::String,
-                // `ESC (` and friends take one more byte; anything else ends here.
-                (State::Escape, 0x20..=0x2f) => State::Escape,
-                (State::Escape, _) => State::Text,
-                (State::Csi, 0x40..=0x7e) => State::Text,
-                (State::Csi, _) => State::Csi,
-                (State::String, 0x07) => State::Text,
-                (State::String, 0x1b) => State::StringEscape,
-                (State::String, _) => State::String,
-                (State::StringEscape, b'\\') => State::Text,
-                (State::StringEscape, _) => State::String,
-            };
-        }
-    }
 }
 
 /// A directory of our own under `$TMPDIR` (mode 0700), removed with what is in it when
@@ -259,49 +208,5 @@ impl Private {
 impl Drop for Private {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn plain(chunks: &[&[u8]]) -> String {
-        let mut p = Printable::default();
-        let mut out = Vec::new();
-        for chunk in chunks {
-            p.push(chunk, &mut out);
-        }
-        String::from_utf8(out).unwrap()
-    }
-
-    #[test]
-    fn escapes_and_carriage_returns_are_dropped() {
-        assert_eq!(plain(&[b"a\r\n\x1b[31mred\x1b[0m\tx\n"]), "a\nred\tx\n");
-        // A title (OSC, ended by BEL or ST), a charset switch, a bell, a backspace.
-        assert_eq!(
-            plain(&[b"\x1b]0;title\x07\x1b]2;t\x1b\\\x1b(Bok\x07\x08!"]),
-            "ok!"
-        );
-        // UTF-8 passes whole.
-        assert_eq!(plain(&["é→\n".as_bytes()]), "é→\n");
-    }
-
-    #[test]
-    fn a_sequence_split_between_reads_is_still_dropped() {
-        assert_eq!(
-            plain(&[b"x\x1b", b"[3", b"8;5;1mY\x1b]8;;", b"http://a\x1b", b"\\z"]),
-            "xYz"
-        );
-    }
-
-    #[test]
-    fn mid_line_tells_whether_a_newline_is_owed() {
-        let mut p = Printable::default();
-        let mut out = Vec::new();
-        p.push(b"done\n", &mut out);
-        assert!(!p.mid_line);
-        p.push(b"partial\x1b[0m", &mut out);
-        assert!(p.mid_line);
     }
 }

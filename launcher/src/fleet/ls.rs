@@ -25,6 +25,7 @@ Live agents (`running`, `stale`, `no-heartbeat`) come first. Agents without a se
 record is older than [`HIDE_AFTER`] are hidden unless `--all`; the footer says how many.
 */
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
@@ -33,6 +34,7 @@ use clap::Args;
 use mosaic_core::activity::Activity;
 use mosaic_core::death::Death;
 use mosaic_core::status::{self, Row, State};
+use serde::Serialize;
 
 use super::{failed, print, tmux_failed, Fail, Fleet, Where};
 use crate::tmux::PaneRow;
@@ -367,78 +369,68 @@ pub fn summary(agents: &[Agent]) -> String {
     )
 }
 
+/// `ls --json`: `socket`, `hb_dir`, `agents` (one object per agent and per line), `hidden`.
 fn json(fleet: &Fleet, agents: &[Agent], hidden: usize, now: DateTime<Utc>) -> String {
-    use mosaic_core::json::string;
     let secs = now.timestamp();
-    let mut out = String::from("{\"socket\": ");
-    string(&mut out, &fleet.socket);
-    out.push_str(", \"hb_dir\": ");
-    string(&mut out, &fleet.hb_dir.to_string_lossy());
-    out.push_str(", \"agents\": [");
-    for (i, agent) in agents.iter().enumerate() {
-        out.push_str(if i == 0 {
-            "\n  {\"agent\": "
-        } else {
-            ",\n  {\"agent\": "
-        });
-        string(&mut out, &agent.name);
-        let _ = write!(out, ", \"state\": \"{}\"", agent.state.as_str());
-        let pane = agent.pane.as_ref();
-        let num = |out: &mut String, key: &str, v: Option<String>| {
-            let _ = write!(out, ", \"{key}\": {}", v.as_deref().unwrap_or("null"));
-        };
-        num(&mut out, "pid", agent.pid().map(|p| p.to_string()));
-        let _ = write!(out, ", \"session\": {}", pane.is_some());
-        num(
-            &mut out,
-            "uptime_s",
-            agent.uptime(secs).map(|s| s.to_string()),
-        );
-        let dead = pane.filter(|p| p.dead);
-        for (key, value) in [
-            ("exit_status", dead.and_then(|p| p.death.keys().0)),
-            ("exit_signal", dead.and_then(|p| p.death.keys().1)),
-        ] {
-            num(&mut out, key, value.map(|v| v.to_string()));
-        }
-        out.push_str(", \"exited_at\": ");
-        match pane
-            .filter(|p| p.dead)
-            .and_then(|p| DateTime::from_timestamp(p.dead_time?, 0))
-        {
-            Some(t) => string(&mut out, &t.to_rfc3339_opts(SecondsFormat::Secs, true)),
-            None => out.push_str("null"),
-        }
-        num(&mut out, "hb_age_s", agent.hb_age().map(|a| a.to_string()));
-        num(
-            &mut out,
-            "restarts",
-            agent.restarts().map(|n| n.to_string()),
-        );
-        out.push_str(", \"activity\": ");
-        match agent.activity() {
-            Some((activity, _)) => string(&mut out, activity.as_str()),
-            None => out.push_str("null"),
-        }
-        num(
-            &mut out,
-            "activity_s",
-            agent.activity().map(|(_, secs)| secs.to_string()),
-        );
-        out.push_str(", \"note\": ");
-        let note = note(agent);
-        if note.is_empty() {
-            out.push_str("null");
-        } else {
-            string(&mut out, &note);
-        }
-        out.push('}');
-    }
-    if !agents.is_empty() {
-        out.push('\n');
-    }
-    let _ = writeln!(out, "], \"hidden\": {hidden}}}");
+    let report = JsonLs {
+        socket: &fleet.socket,
+        hb_dir: fleet.hb_dir.to_string_lossy(),
+        agents: agents.iter().map(|a| JsonAgent::new(a, secs)).collect(),
+        hidden,
+    };
+    let mut out = mosaic_core::json::lines(&report);
+    out.push('\n');
     out
+}
+
+#[derive(Serialize)]
+struct JsonLs<'a> {
+    socket: &'a str,
+    hb_dir: Cow<'a, str>,
+    agents: Vec<JsonAgent<'a>>,
+    hidden: usize,
+}
+
+/// One agent of `ls --json`, its fields in the order they have always had.
+#[derive(Serialize)]
+struct JsonAgent<'a> {
+    agent: &'a str,
+    state: &'static str,
+    pid: Option<i32>,
+    session: bool,
+    uptime_s: Option<i64>,
+    exit_status: Option<i32>,
+    exit_signal: Option<i32>,
+    exited_at: Option<String>,
+    hb_age_s: Option<f64>,
+    restarts: Option<u32>,
+    activity: Option<&'static str>,
+    activity_s: Option<f64>,
+    note: Option<String>,
+}
+
+impl<'a> JsonAgent<'a> {
+    fn new(agent: &'a Agent, now: i64) -> JsonAgent<'a> {
+        let dead = agent.pane.as_ref().filter(|p| p.dead);
+        let note = note(agent);
+        JsonAgent {
+            agent: &agent.name,
+            state: agent.state.as_str(),
+            pid: agent.pid(),
+            session: agent.pane.is_some(),
+            uptime_s: agent.uptime(now),
+            exit_status: dead.and_then(|p| p.death.keys().0),
+            exit_signal: dead.and_then(|p| p.death.keys().1),
+            exited_at: dead
+                .and_then(|p| DateTime::from_timestamp(p.dead_time?, 0))
+                .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            hb_age_s: agent.hb_age(),
+            restarts: agent.restarts(),
+            activity: agent.activity().map(|(a, _)| a.as_str()),
+            activity_s: agent.activity().map(|(_, secs)| secs),
+            note: (!note.is_empty()).then_some(note),
+        }
+    }
 }
 
 #[cfg(test)]

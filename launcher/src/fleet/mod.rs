@@ -18,6 +18,7 @@ through [`crate::tmux`] only, once per verb where it can be (`list-panes -a`).
 
 pub mod follow;
 pub mod ls;
+pub mod plain;
 pub mod prune;
 pub mod stop;
 
@@ -273,20 +274,11 @@ fn logs(args: &LogsArgs) -> Result<ExitCode, Fail> {
             fleet.socket
         )));
     };
-    let text = String::from_utf8_lossy(&text);
+    let text = plain::plain(&text);
     let lines = last_lines(&text, args.lines);
     let out = if args.json {
-        let mut out = String::from("{\"agent\":");
-        mosaic_core::json::string(&mut out, agent);
-        out += ",\"lines\":[";
-        for (i, line) in lines.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            mosaic_core::json::string(&mut out, line);
-        }
-        out += "]}\n";
-        out
+        let json = serde_json::json!({ "agent": agent, "lines": lines });
+        json.to_string() + "\n"
     } else {
         lines.iter().map(|l| format!("{l}\n")).collect()
     };

@@ -10,12 +10,14 @@ lock finds its file unlinked and opens a fresh one ([`mosaic_core::lock`]), so t
 never hold two different lock files for one agent.
 */
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Args;
 use mosaic_core::{layout, lock};
+use serde::Serialize;
 
 use super::{failed, print, tmux_failed, Fail, Fleet, Where};
 
@@ -135,28 +137,22 @@ pub fn run(args: &PruneArgs) -> Result<ExitCode, Fail> {
     let fleet = args.place.resolve()?;
     let result = prune(&fleet, args.dry_run)?;
     let text = if args.json {
-        let list = |names: &[String]| {
-            let mut out = String::from("[");
-            for (i, name) in names.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                mosaic_core::json::string(&mut out, name);
-            }
-            out + "]"
+        #[derive(Serialize)]
+        struct Json<'a> {
+            hb_dir: Cow<'a, str>,
+            dry_run: bool,
+            pruned: &'a [String],
+            kept: &'a [String],
+            files: usize,
+        }
+        let json = Json {
+            hb_dir: fleet.hb_dir.to_string_lossy(),
+            dry_run: args.dry_run,
+            pruned: &result.pruned,
+            kept: &result.kept,
+            files: result.files,
         };
-        format!(
-            "{{\"hb_dir\":{},\"dry_run\":{},\"pruned\":{},\"kept\":{},\"files\":{}}}\n",
-            {
-                let mut s = String::new();
-                mosaic_core::json::string(&mut s, &fleet.hb_dir.to_string_lossy());
-                s
-            },
-            args.dry_run,
-            list(&result.pruned),
-            list(&result.kept),
-            result.files
-        )
+        serde_json::to_string(&json).expect("a report serializes") + "\n"
     } else {
         let verb = if args.dry_run {
             "would prune"

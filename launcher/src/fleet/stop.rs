@@ -32,6 +32,7 @@ use mosaic_core::lock::{self, Turn};
 use mosaic_core::record::Status;
 use mosaic_core::teardown::{self, Step, Teardown};
 use nix::sys::signal::Signal;
+use serde::Serialize;
 
 use super::{agent_name, failed, print, tmux_failed, usage, Fail, Fleet, Where};
 use crate::config::LaunchConfig;
@@ -527,22 +528,30 @@ fn render_text(r: &Stopped, fleet: &Fleet) -> String {
 }
 
 fn render_json(r: &Stopped) -> String {
-    let mut out = String::from("{\"agent\":");
-    mosaic_core::json::string(&mut out, &r.agent);
+    #[derive(Serialize)]
+    struct Json<'a> {
+        agent: &'a str,
+        was: &'static str,
+        ended: usize,
+        sigkill: bool,
+        recorded_stopped: bool,
+        session_gone: bool,
+        warning: Option<&'a str>,
+    }
     let was = match r.was {
         Was::Running => "running",
         Was::Exited => "exited",
         Was::NotRunning => "not running",
         Was::Busy => "busy",
     };
-    out += &format!(
-        ",\"was\":\"{was}\",\"ended\":{},\"sigkill\":{},\"recorded_stopped\":{},\"session_gone\":{},\"warning\":",
-        r.ended, r.killed, r.recorded, r.session_gone
-    );
-    match &r.warning {
-        Some(w) => mosaic_core::json::string(&mut out, w),
-        None => out += "null",
-    }
-    out.push('}');
-    out
+    serde_json::to_string(&Json {
+        agent: &r.agent,
+        was,
+        ended: r.ended,
+        sigkill: r.killed,
+        recorded_stopped: r.recorded,
+        session_gone: r.session_gone,
+        warning: r.warning.as_deref(),
+    })
+    .expect("a report serializes")
 }

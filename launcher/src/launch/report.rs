@@ -4,10 +4,11 @@ line of text or one JSON object, and the launch configuration stored beside the 
 agent this run started (`mosaic-fleet restart` reads it).
 */
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
-use mosaic_core::json;
+use serde::Serialize;
 
 use super::plan::Plan;
 use super::say;
@@ -152,26 +153,49 @@ pub(super) fn render_json(plan: &Plan, report: &Report) -> String {
         Outcome::Restarted(_) => "restarted",
         Outcome::Restarting(..) => "restarting",
     };
-    let mut out = String::new();
-    let mut obj = json::Object::new(&mut out);
-    obj.string("agent", plan.agent.as_str())
-        .string("socket", plan.socket.as_str())
-        .string("status", status)
-        .number("pane_pid", report.pane_pid)
-        .string("heartbeat", heartbeat.as_deref())
-        .string("sidecar", report.sidecar.as_str())
-        .string("workdir", &*plan.workdir.to_string_lossy());
-    if let Outcome::Restarted(death) | Outcome::Restarting(death, _) = &report.outcome {
-        // How the previous run ended, as tmux kept it.
-        let (status, signal) = death.death.keys();
-        obj.number("previous_exit_status", status)
-            .number("previous_signal", signal)
-            .number("previous_time", death.time);
-    }
-    if let Outcome::Restarting(_, due) = &report.outcome {
-        let due = due.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-        obj.string("restart_at", due.as_deref());
-    }
-    obj.end();
-    out
+    // How the previous run ended, as tmux kept it: only after a restart.
+    let previous = match &report.outcome {
+        Outcome::Restarted(dead) | Outcome::Restarting(dead, _) => Some(dead),
+        _ => None,
+    };
+    let restart_at = match &report.outcome {
+        Outcome::Restarting(_, due) => {
+            Some(due.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
+        }
+        _ => None,
+    };
+    let json = JsonReport {
+        agent: plan.agent.as_str(),
+        socket: plan.socket.as_str(),
+        status,
+        pane_pid: report.pane_pid,
+        heartbeat,
+        sidecar: report.sidecar.as_str(),
+        workdir: plan.workdir.to_string_lossy(),
+        previous_exit_status: previous.map(|d| d.death.keys().0),
+        previous_signal: previous.map(|d| d.death.keys().1),
+        previous_time: previous.map(|d| d.time),
+        restart_at,
+    };
+    serde_json::to_string(&json).expect("a report serializes")
+}
+
+/// `--json`'s one object. A field that is `Some(None)` is `null`; a `None` one is left out.
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    agent: &'a str,
+    socket: &'a str,
+    status: &'static str,
+    pane_pid: Option<i32>,
+    heartbeat: Option<Cow<'a, str>>,
+    sidecar: &'static str,
+    workdir: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_exit_status: Option<Option<i32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_signal: Option<Option<i32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_time: Option<Option<i64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restart_at: Option<Option<String>>,
 }

@@ -21,6 +21,15 @@ use nix::unistd::Pid;
 
 pub use mosaic_core::record::{parse, Record, Status};
 
+pub mod prometheus;
+pub use prometheus::{parse_prometheus, Family};
+
+/// `text` parsed as one JSON document; panics with the text when it is not one.
+#[track_caller]
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"))
+}
+
 /// The reason every end-to-end test carries as `#[ignore = ...]`, so that a plain `cargo test`
 /// lists each one as not run instead of passing it in 0.00 s; `cargo xtask test` runs them with
 /// `--include-ignored`. A test in `main.rs` checks that no test lacks it.
