@@ -495,6 +495,9 @@ fn detach_in_place(log: Option<File>) -> Result<handover::Ready, Fail> {
 
 /// Forks into the background: own session, cwd `/`, stdio on /dev/null (stderr on the log).
 /// The caller's process exits here with 0 once the daemon is running.
+// Out of line, so that daemonix's builder (no user, group or pid file) folds into it and its
+// user and group lookups drop out of the static binary (glibc's NSS and resolver, 150 KB).
+#[inline(never)]
 fn daemonize(log: Option<File>) -> Result<(), Fail> {
     let mut daemon = daemonix::Daemonize::new()
         .working_directory("/")
