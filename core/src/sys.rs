@@ -1,6 +1,8 @@
 /*!
-The only raw `libc` calls of both crates: the few system calls neither `std` nor `nix` wraps,
-and the few unsafe `nix` ones (`madvise`), each with its `SAFETY` argument.
+The system calls `nix` lacks, and the only raw `libc` calls of every crate: `pidfd_open`,
+`pidfd_send_signal`, `getrandom` and inotify through `rustix` (safe, owned descriptors);
+`close_range` and `malloc_trim` raw, and the one unsafe `nix` call (`madvise`), each with its
+`SAFETY` argument.
 
 Everything else (`openat`, `renameat`, `unlinkat`, `flock`, signalfd, `ppoll`, `umask`, `dup2`,
 directory reading) goes through `nix`, whose wrappers check results and hand out owned
@@ -8,48 +10,34 @@ descriptors; keeping the rest here keeps every raw call and its `SAFETY` argumen
 */
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 
 use nix::sys::mman::{madvise, MmapAdvise};
 use nix::sys::signal::Signal;
 
 /// `pidfd_open(2)` (Linux 5.3+; `nix` has no wrapper). `ENOSYS` on older kernels.
 pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    // SAFETY: a plain system call with integer arguments; the result is checked.
-    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let fd = libc::c_int::try_from(ret).map_err(|_| io::Error::other("pidfd out of range"))?;
-    // SAFETY: the kernel just gave us this descriptor (it is O_CLOEXEC by default).
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let pid = rustix::process::Pid::from_raw(pid)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    Ok(rustix::process::pidfd_open(
+        pid,
+        rustix::process::PidfdFlags::empty(),
+    )?)
 }
 
 /// `pidfd_send_signal(2)` (Linux 5.1+; `nix` has no wrapper): signals the very process the
 /// pidfd names, never a process that reused its pid.
 pub fn pidfd_send_signal(pidfd: BorrowedFd, sig: Signal) -> io::Result<()> {
-    // SAFETY: a plain system call on a live descriptor; no siginfo is passed, flags are 0.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            sig as libc::c_int,
-            std::ptr::null::<libc::siginfo_t>(),
-            0u32,
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    let sig = rustix::process::Signal::from_named_raw(sig as i32)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    Ok(rustix::process::pidfd_send_signal(pidfd, sig)?)
 }
 
 /// A random number for names that must not be guessable: from the kernel, else the clock.
 pub fn random_u64() -> u64 {
     let mut bytes = [0u8; 8];
-    // SAFETY: fills a live stack buffer of the given length.
-    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), libc::GRND_NONBLOCK) };
-    if n == 8 {
+    let flags = rustix::rand::GetRandomFlags::NONBLOCK;
+    if rustix::rand::getrandom(&mut bytes, flags).is_ok_and(|n| n == 8) {
         return u64::from_ne_bytes(bytes);
     }
     let t = std::time::SystemTime::now()
@@ -91,14 +79,14 @@ pub fn release_inherited_fds(how: Inherited) {
         Err(_) => return,
     };
     for fd in fds {
-        match how {
-            // SAFETY: the descriptor was inherited and nobody in this process owns it yet, so
-            // taking ownership to close it cannot close anything still in use.
-            Inherited::Close => drop(unsafe { OwnedFd::from_raw_fd(fd) }),
-            // SAFETY: F_SETFD on a descriptor number; a closed one (the walk's own) just fails.
-            Inherited::CloseOnExec => unsafe {
-                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-            },
+        // SAFETY: only closes, or sets a flag on, a descriptor that was inherited and that
+        // nobody in this process owns yet (the caller's contract); the walk's own one is
+        // closed by now, and a closed number just fails with EBADF.
+        unsafe {
+            match how {
+                Inherited::Close => libc::close(fd),
+                Inherited::CloseOnExec => libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC),
+            };
         }
     }
 }
@@ -168,13 +156,8 @@ fn clean_read_only(smaps: &str, exe: Option<&std::path::Path>) -> Vec<(usize, us
 /// `inotify_init1(IN_NONBLOCK | IN_CLOEXEC)`. `nix` wraps inotify, but its reads allocate and
 /// its watch descriptors are opaque; the activity watch reads into a fixed buffer instead.
 pub fn inotify_init() -> io::Result<OwnedFd> {
-    // SAFETY: a plain system call with integer arguments; the result is checked.
-    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just gave us this descriptor.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    use rustix::fs::inotify::{init, CreateFlags};
+    Ok(init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC)?)
 }
 
 /// `inotify_add_watch(2)`: the watch descriptor for `path` (followed if it is a symlink).
@@ -183,13 +166,12 @@ pub fn inotify_add_watch(
     path: &std::ffi::CStr,
     mask: u32,
 ) -> io::Result<i32> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a live descriptor and a valid C string; the result is checked.
-    let wd = unsafe { libc::inotify_add_watch(inotify.as_raw_fd(), path.as_ptr(), mask) };
-    if wd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(wd)
+    use rustix::fs::inotify::{add_watch, WatchFlags};
+    Ok(add_watch(
+        inotify,
+        path,
+        WatchFlags::from_bits_retain(mask),
+    )?)
 }
 
 #[cfg(test)]

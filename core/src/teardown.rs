@@ -304,7 +304,6 @@ fn parse_stat(stat: &[u8]) -> Option<Stat> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::process::CommandExt;
     use std::process::Command;
 
     #[test]
@@ -328,18 +327,14 @@ mod tests {
     fn a_session_and_its_background_children_are_ended() {
         // A shell that becomes a session leader and leaves children behind, one of them
         // immune to SIGTERM (it needs the SIGKILL) and one under nohup.
-        let mut leader = Command::new("sh");
+        // setsid(1) makes it a session leader in place (a spawned child leads no group, so
+        // it need not fork): the pid we hold is the leader's.
+        let mut leader = Command::new("setsid");
         leader.args([
+            "sh",
             "-c",
             "sleep 1000 & nohup sleep 1000 >/dev/null 2>&1 & sh -c 'trap \"\" TERM; sleep 1000; :' & wait",
         ]);
-        // SAFETY: setsid is async-signal-safe, as pre_exec requires.
-        unsafe {
-            leader.pre_exec(|| {
-                nix::unistd::setsid()?;
-                Ok(())
-            });
-        }
         let mut child = leader.spawn().unwrap();
         let pid = child.id() as i32;
         let deadline = Instant::now() + Duration::from_secs(5);

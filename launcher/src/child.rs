@@ -15,7 +15,7 @@ Invariants:
 */
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Output};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -120,8 +120,8 @@ impl Stop {
         self.got.get()
     }
 
-    fn raw_fd(&self) -> Option<RawFd> {
-        self.read.as_ref().map(AsRawFd::as_raw_fd)
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.read.as_ref().map(AsFd::as_fd)
     }
 }
 
@@ -227,11 +227,10 @@ impl Running {
         let mut stderr = self.child.stderr.take();
         let (mut out, mut err) = (Vec::new(), Vec::new());
         loop {
-            let out_fd = stdout.as_ref().map(AsRawFd::as_raw_fd);
-            let err_fd = stderr.as_ref().map(AsRawFd::as_raw_fd);
+            let pipes = stdout.is_some() || stderr.is_some();
             // Pipes first; once both are closed, the pidfd (or, without one, a short poll).
-            let exit_fd = if out_fd.is_none() && err_fd.is_none() {
-                match self.pidfd.as_ref().map(AsRawFd::as_raw_fd) {
+            let exit_fd = if !pipes {
+                match self.pidfd.as_ref().map(AsFd::as_fd) {
                     Some(fd) => Some(fd),
                     None => match self.child.try_wait() {
                         Ok(Some(status)) => {
@@ -244,7 +243,13 @@ impl Running {
             } else {
                 None
             };
-            let fds = [out_fd, err_fd, exit_fd, stop.and_then(Stop::raw_fd)];
+            let waits_exit = exit_fd.is_some();
+            let fds = [
+                stdout.as_ref().map(AsFd::as_fd),
+                stderr.as_ref().map(AsFd::as_fd),
+                exit_fd,
+                stop.and_then(Stop::fd),
+            ];
             // With nothing that can wake us (no pidfd, pipes closed), look again soon.
             let wake = if fds[..3].iter().all(Option::is_none) {
                 deadline.min(Instant::now() + Duration::from_millis(2))
@@ -270,7 +275,7 @@ impl Running {
             if ready[1] {
                 drain(&mut stderr, &mut err);
             }
-            if ready[2] || (exit_fd.is_none() && out_fd.is_none() && err_fd.is_none()) {
+            if ready[2] || (!waits_exit && !pipes) {
                 match self.child.try_wait() {
                     Ok(Some(status)) => return Ok(Finished::Exited(collected(status, out, err))),
                     Ok(None) => {}
@@ -318,16 +323,15 @@ fn drain<R: Read>(pipe: &mut Option<R>, into: &mut Vec<u8>) {
 
 /// Polls the descriptors given (None: not polled) until one is ready or `deadline`; returns
 /// which are ready. EINTR counts as nothing ready.
-fn poll(fds: &[Option<RawFd>; 4], deadline: Instant) -> std::io::Result<[bool; 4]> {
-    let given: Vec<(usize, RawFd)> = fds
+fn poll(fds: &[Option<BorrowedFd<'_>>; 4], deadline: Instant) -> std::io::Result<[bool; 4]> {
+    let given: Vec<(usize, BorrowedFd)> = fds
         .iter()
         .enumerate()
         .filter_map(|(i, fd)| Some((i, (*fd)?)))
         .collect();
     let mut pfds: Vec<PollFd> = given
         .iter()
-        // SAFETY: the caller's descriptors, open for the whole call.
-        .map(|&(_, fd)| PollFd::new(unsafe { BorrowedFd::borrow_raw(fd) }, PollFlags::POLLIN))
+        .map(|&(_, fd)| PollFd::new(fd, PollFlags::POLLIN))
         .collect();
     // Rounded up to whole milliseconds: never wake before the deadline.
     let wait = deadline.saturating_duration_since(Instant::now());
@@ -354,12 +358,7 @@ pub fn wait_readable(
 ) -> Result<bool, Cut> {
     let deadline = Instant::now() + timeout;
     loop {
-        let fds = [
-            Some(fd.as_raw_fd()),
-            None,
-            None,
-            stop.and_then(Stop::raw_fd),
-        ];
+        let fds = [Some(fd), None, None, stop.and_then(Stop::fd)];
         let ready = poll(&fds, deadline).map_err(Cut::Io)?;
         if let Some(sig) = stop.filter(|_| ready[3]).and_then(Stop::signal) {
             return Err(Cut::Interrupted(sig));

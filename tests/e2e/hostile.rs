@@ -223,8 +223,7 @@ fn sh_quote(bytes: &[u8]) -> Vec<u8> {
 }
 
 fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    nix::unistd::geteuid().as_raw()
 }
 
 fn is_root() -> bool {
@@ -243,8 +242,10 @@ struct Undo {
 impl Drop for Undo {
     fn drop(&mut self) {
         for &pid in &self.pids {
-            // SAFETY: a plain kill(2).
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         for dir in &self.immutable {
             let _ = Command::new("chattr").arg("-i").arg(dir).status();
@@ -745,8 +746,10 @@ fn a_target_named_like_a_zombie_is_alive() {
     let rec = read_record(&file).unwrap();
     assert_eq!(rec.status, Status::Ok, "{}", show_file(&file));
     assert!(rec.seq.unwrap() >= 2, "{}", show_file(&file));
-    // SAFETY: a plain kill(2) of our own child.
-    unsafe { libc::kill(target, libc::SIGKILL) };
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(target),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     let mut child = child;
     let _ = child.wait();
     wait_for_status(&file, Status::Exited, WAIT);
@@ -1008,8 +1011,10 @@ fn twelve_launchers_one_agent_then_twelve_healers() {
         "a second writer appeared"
     );
 
-    // SAFETY: a plain kill(2).
-    unsafe { libc::kill(first, libc::SIGKILL) };
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     wait_gone(first);
     let results = spawn_all((0..12).map(launch).collect());
     let mut restarted = 0;
@@ -1306,8 +1311,8 @@ fn tmux_server_killed_mid_run() {
     }
     let out = sb.tmux(&["display-message", "-p", "#{pid}"]);
     let server: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    // SAFETY: a plain kill(2) of this sandbox's own tmux server.
-    assert_eq!(unsafe { libc::kill(server, libc::SIGKILL) }, 0);
+    // This sandbox's own tmux server.
+    signal(server, libc::SIGKILL);
     for a in agents {
         let rec = wait_for_status(&sb.hb_file(a), Status::Exited, WAIT);
         assert!(watched.iter().any(|&(pane, _)| pane == rec.pid));

@@ -4,7 +4,6 @@ signals at random moments, closed or full outputs, a directory where the file sh
 first record, another heartbeat dir, control characters, a tiny open-file limit.
 */
 
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -191,8 +190,8 @@ fn signals_at_random_moments_leave_all_or_nothing() {
             .spawn()
             .unwrap();
         std::thread::sleep(delay);
-        // SAFETY: a plain kill(2) of our own unreaped child.
-        unsafe { libc::kill(child.id() as i32, sig) };
+        // Our own unreaped child.
+        signal(child.id() as i32, sig);
         let out = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_no_panic(&err);
@@ -236,11 +235,7 @@ fn sidecars_for(file: &std::path::Path) -> Vec<i32> {
 
 /// A pipe whose read end is already closed: writing to it is EPIPE.
 fn broken_pipe() -> Stdio {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills a live two-element array; both ends are owned below.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: the descriptors were just created and are owned by nobody else.
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
     drop(read);
     Stdio::from(write)
 }

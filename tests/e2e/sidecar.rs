@@ -719,7 +719,7 @@ fn daemon_hygiene() {
     let mut cmd = sb.hb();
     cmd.args(["--pid", &target.to_string(), "--interval", "0.05", "--file"])
         .arg(&file);
-    unsafe_inherit(&mut cmd, &leak);
+    inherit(&mut cmd, &leak);
     expect_success(&mut cmd);
     let hb = wait_for_status(&file, Status::Ok, Duration::from_secs(5))
         .hb_pid
@@ -743,8 +743,7 @@ fn daemon_hygiene() {
         .collect();
     // Fields after the comm: state ppid pgrp session tty_nr ...
     let (session, tty) = (fields[3].parse::<i32>().unwrap(), fields[4]);
-    // SAFETY: getsid(0) only reads our own session id.
-    let ours = unsafe { libc::getsid(0) };
+    let ours = nix::unistd::getsid(None).unwrap().as_raw();
     assert_ne!(session, ours, "the daemon shares our session");
     assert_eq!(tty, "0", "the daemon has a controlling terminal");
     let status = std::fs::read_to_string(proc("status")).unwrap();
@@ -774,21 +773,6 @@ fn daemon_hygiene() {
     ];
     want.sort();
     assert_eq!(others, want);
-}
-
-/// Lets `file` survive into the child (clears CLOEXEC in the child before exec).
-fn unsafe_inherit(cmd: &mut Command, file: &std::fs::File) {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::process::CommandExt;
-    let fd = file.as_raw_fd();
-    // SAFETY: fcntl is async-signal-safe and touches only the child's copy of the descriptor.
-    unsafe {
-        cmd.pre_exec(move || {
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
-            Ok(())
-        });
-    }
 }
 
 // Relaunching a running agent whose sidecar was killed starts a new one; relaunching one whose

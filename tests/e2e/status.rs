@@ -9,7 +9,7 @@ Every wait polls with a deadline; nothing asserts how long anything took.
 */
 
 use std::collections::HashMap;
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -166,9 +166,8 @@ fn start_sidecar(sb: &Sandbox, dir: &Path, name: &str, target: i32, interval: &s
 }
 
 fn mkfifo(path: &Path) {
-    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
-    // SAFETY: a valid C string; the result is checked.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+    let mode = nix::sys::stat::Mode::from_bits_truncate(0o644);
+    nix::unistd::mkfifo(path, mode).expect("mkfifo");
 }
 
 /// The fleet every report test reads, and what each agent's state must become.

@@ -14,6 +14,8 @@ mod install;
 mod procfs;
 mod prometheus;
 mod test;
+#[cfg(test)]
+mod tidy;
 mod util;
 
 use std::process::ExitCode;

@@ -588,3 +588,24 @@ pub fn path_with(first: &[&Path]) -> std::ffi::OsString {
     }
     std::env::join_paths(parts).unwrap()
 }
+
+/// Lets `file` survive into the child of `cmd` (clears its close-on-exec flag in the child,
+/// before exec): a caller that leaks a descriptor on purpose.
+pub fn inherit(cmd: &mut Command, file: &std::fs::File) {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    use std::os::unix::process::CommandExt;
+    let fd = file.as_raw_fd();
+    // SAFETY: in the child between fork and exec, where `fd` is the child's copy of a
+    // descriptor `file` keeps open in the parent; fcntl is async-signal-safe and allocates
+    // nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            fcntl(
+                BorrowedFd::borrow_raw(fd),
+                FcntlArg::F_SETFD(FdFlag::empty()),
+            )?;
+            Ok(())
+        });
+    }
+}
