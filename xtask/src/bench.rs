@@ -123,6 +123,8 @@ struct Results {
     exporter: Values,
     /// `mosaic-fleet ls --json` with `scale` agents running (ms).
     fleet_ls: Values,
+    /// The size of the `mosaic-hb` measured (KiB): what every agent's sidecar maps.
+    sidecar_kib: Values,
 }
 
 pub fn run(args: &Args) -> Result {
@@ -243,6 +245,10 @@ fn measure(bin: &Path, sizes: &Sizes, cpu: &procfs::Cpu) -> Result<Results> {
         status,
         exporter,
         fleet_ls,
+        sidecar_kib: match std::fs::metadata(bin.join("mosaic-hb")) {
+            Ok(meta) => Values::Samples(vec![meta.len() as f64 / 1024.0]),
+            Err(_) => Values::Absent,
+        },
     })
 }
 

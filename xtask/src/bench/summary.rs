@@ -123,6 +123,12 @@ pub(super) fn rows(r: &Results, s: &Sizes) -> Vec<Row> {
     rows.push(cpu_printing_row(r));
     rows.push(wakeups_row(r));
     rows.push(both(format!("PSS of {} sidecars (MiB)", s.pss), &r.pss));
+    rows.push(Row {
+        what: "Size of `mosaic-hb`, the static sidecar (KiB)".into(),
+        ours: r.sidecar_kib.clone(),
+        baseline: Values::Absent,
+        compare: false,
+    });
     rows.push(death_row(r, s));
     for (command, _, size, values) in reads(r, s) {
         rows.push(Row {
