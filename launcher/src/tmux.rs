@@ -541,6 +541,23 @@ impl<'a> Tmux<'a> {
     /// No deadline: the user's session lasts as long as it lasts. Returns only on failure.
     pub fn attach(&self, agent: &str) -> String {
         use std::os::unix::process::CommandExt;
+        cannot_run(self.attach_command(agent).exec())
+    }
+
+    /// [`Tmux::attach`] as a child, for `top`: returns when the user detaches (at once for a
+    /// `switch-client`), with tmux's complaint when it failed.
+    pub fn attach_and_wait(&self, agent: &str) -> Result<(), String> {
+        let mut cmd = self.attach_command(agent);
+        // Its complaint goes nowhere visible while top's screen is down: keep it.
+        cmd.stderr(Stdio::piped()).stdout(Stdio::inherit());
+        let out = cmd.output().map_err(cannot_run)?;
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(first_line(&String::from_utf8_lossy(&out.stderr)))
+    }
+
+    fn attach_command(&self, agent: &str) -> Command {
         let target = format!("={agent}");
         let inside = std::env::var_os("TMUX").is_some_and(|tmux| {
             let socket = tmux.as_bytes().split(|&b| b == b',').next().unwrap_or(b"");
@@ -554,7 +571,7 @@ impl<'a> Tmux<'a> {
             cmd
         };
         cmd.stdin(Stdio::inherit());
-        cannot_run(cmd.exec())
+        cmd
     }
 
     fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<Output, Failure> {

@@ -22,6 +22,7 @@ mod real_world;
 mod sidecar;
 mod status;
 mod supervise;
+mod top;
 
 /// Every `#[test]` in the suite's modules (but this one) carries the `#[ignore]` that keeps it from passing
 /// unrun under a plain `cargo test`: a test added without it fails here.

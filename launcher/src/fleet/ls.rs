@@ -260,7 +260,7 @@ pub fn run(args: &LsArgs) -> Result<ExitCode, Fail> {
 }
 
 /// What ended a dead pane, and when: `status 3, 2m ago` / `signal 15, 5s ago`.
-fn exit_text(pane: &PaneRow, now: i64) -> Option<String> {
+pub fn exit_text(pane: &PaneRow, now: i64) -> Option<String> {
     if !pane.dead {
         return None;
     }

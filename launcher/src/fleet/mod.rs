@@ -9,6 +9,7 @@ mosaic-fleet attach AGENT     tmux attach (switch-client from inside that server
 mosaic-fleet stop AGENT...    a deliberate stop: status=stopped, the process tree ended   (stop)
 mosaic-fleet restart AGENT    stop, then start with the stored launch configuration       (stop)
 mosaic-fleet prune            remove records nobody runs or keeps                         (prune)
+mosaic-fleet top              the live dashboard: ls on one screen, acted on with keys      (top)
 ```
 
 Every verb finds the fleet the way the launcher does: `--socket` / `MOSAIC_TMUX_SOCKET`, and
@@ -21,6 +22,7 @@ pub mod ls;
 pub mod plain;
 pub mod prune;
 pub mod stop;
+pub mod top;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -43,7 +45,7 @@ const VERB_HELP: &str = "Environment: each option above reads the variable shown
 #[command(
     name = "mosaic-fleet",
     version,
-    about = "See and steer a fleet of agents: start, ls, logs, attach, stop, restart, prune.",
+    about = "See and steer a fleet of agents: start, ls, logs, attach, stop, restart, prune, top.",
     long_about = "See and steer a fleet of agents started by mosaic-launcher: each agent is a \
         tmux session on one socket (`tmux -L SOCKET`) with a heartbeat file HB_DIR/AGENT.hb.\n\n\
         `mosaic-fleet start AGENT` is `mosaic-launcher AGENT`. `mosaic-hb status` remains the \
@@ -82,6 +84,9 @@ enum Verb {
     /// sidecar.
     #[command(after_help = prune::HELP)]
     Prune(prune::PruneArgs),
+    /// The live dashboard: one row per agent, kept up to date; keys attach, stop, restart.
+    #[command(after_help = top::HELP)]
+    Top(top::TopArgs),
 }
 
 const START_HELP: &str = "Environment: each option above reads the variable shown beside it; \
@@ -236,6 +241,7 @@ pub fn run(cli: FleetCli) -> ExitCode {
         Verb::Stop(args) => stop::run_stop(&args),
         Verb::Restart(args) => stop::run_restart(&args),
         Verb::Prune(args) => prune::run(&args),
+        Verb::Top(args) => top::run(&args),
     };
     match result {
         Ok(code) => code,
@@ -288,7 +294,7 @@ fn logs(args: &LogsArgs) -> Result<ExitCode, Fail> {
 
 /// The last `n` lines of a capture (all when `n` is 0), without the blank rows below the
 /// output that a pane's screen always has.
-fn last_lines(text: &str, n: usize) -> Vec<&str> {
+pub(crate) fn last_lines(text: &str, n: usize) -> Vec<&str> {
     let mut lines: Vec<&str> = text.lines().map(str::trim_end).collect();
     while lines.last().is_some_and(|l| l.is_empty()) {
         lines.pop();
