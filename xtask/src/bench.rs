@@ -16,7 +16,8 @@ is doing (two cores shared with builds) falls on both alike. In the order they r
 4. PSS of many sidecars of each kind (they stay running, for 5);
 5. launch latency with about 200 agents running;
 6. `mosaic-fleet ls --json` with those 200 agents running (ours only): one tmux round trip and
-   one pass over the heartbeat directory;
+   one pass over the heartbeat directory; then `mosaic-fleet top` left open over them, its
+   share of a core ([`top`]);
 7. `mosaic-hb status --json` over 1,000 heartbeat files (ours only: bash had no such report).
 
 Heartbeat files live on tmpfs when there is one, as in production (the launcher's default is
@@ -36,6 +37,7 @@ in about fifteen seconds, printed and written to `target/bench/BENCHMARKS-quick.
 mod fleet;
 mod report;
 mod summary;
+mod top;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -72,6 +74,9 @@ struct Sizes {
     death_give_up: Duration,
     status_files: usize,
     status_runs: usize,
+    /// Windows in which `mosaic-fleet top`'s CPU is measured, and their length.
+    top_windows: usize,
+    top_window: Duration,
 }
 
 const FULL: Sizes = Sizes {
@@ -84,6 +89,8 @@ const FULL: Sizes = Sizes {
     death_give_up: Duration::from_secs(5),
     status_files: 1000,
     status_runs: 15,
+    top_windows: 3,
+    top_window: Duration::from_secs(10),
 };
 
 const QUICK: Sizes = Sizes {
@@ -96,6 +103,8 @@ const QUICK: Sizes = Sizes {
     death_give_up: Duration::from_secs(2),
     status_files: 100,
     status_runs: 3,
+    top_windows: 1,
+    top_window: Duration::from_secs(2),
 };
 
 /// Samples of PSS taken per kind; memory barely moves, a few show that it does not.
@@ -125,6 +134,8 @@ struct Results {
     fleet_ls: Values,
     /// The size of the `mosaic-hb` measured (KiB): what every agent's sidecar maps.
     sidecar_kib: Values,
+    /// `mosaic-fleet top` left open with `scale` agents running (% of a core).
+    top_cpu: Values,
 }
 
 pub fn run(args: &Args) -> Result {
@@ -220,6 +231,11 @@ fn measure(bin: &Path, sizes: &Sizes, cpu: &procfs::Cpu) -> Result<Results> {
         fleet.running()
     ));
     let fleet_ls = fleet_ls(&fleet, bin, sizes)?;
+    step(&format!(
+        "mosaic-fleet top's CPU with {} agents running",
+        fleet.running()
+    ));
+    let top_cpu = top::cpu(&fleet, bin, cpu, sizes.top_windows, sizes.top_window)?;
     let fs = fleet.storages[0].fs.clone();
     drop(fleet);
     step(&format!(
@@ -249,6 +265,7 @@ fn measure(bin: &Path, sizes: &Sizes, cpu: &procfs::Cpu) -> Result<Results> {
             Ok(meta) => Values::Samples(vec![meta.len() as f64 / 1024.0]),
             Err(_) => Values::Absent,
         },
+        top_cpu,
     })
 }
 

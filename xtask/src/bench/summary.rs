@@ -138,6 +138,15 @@ pub(super) fn rows(r: &Results, s: &Sizes) -> Vec<Row> {
             compare: false,
         });
     }
+    rows.push(Row {
+        what: format!(
+            "`mosaic-fleet top` left open, {} agents running (% of a core)",
+            s.scale
+        ),
+        ours: r.top_cpu.clone(),
+        baseline: Values::Absent,
+        compare: false,
+    });
     rows
 }
 
@@ -218,6 +227,18 @@ pub(super) fn targets(r: &Results, s: &Sizes) -> Vec<Target> {
             met: values.median().map(|ms| ms <= 50.0),
         });
     }
+    let top = r.top_cpu.max();
+    targets.push(Target {
+        goal: format!(
+            "`mosaic-fleet top` with {} idle agents ≤ 2 % of a core (every window)",
+            s.scale
+        ),
+        measured: match &r.top_cpu {
+            Values::Unavailable(why) => Some(format!("unavailable ({why})")),
+            _ => top.map(|p| format!("{} %", report::number(p))),
+        },
+        met: top.map(|p| p <= 2.0),
+    });
     targets
 }
 
@@ -353,6 +374,16 @@ fn sidecar_method(r: &Results, s: &Sizes, cpu: &procfs::Cpu) -> Vec<String> {
              connection, timed from the connect to the answer's last byte (the exporter reads \
              the directory and renders at every request), {} requests after one uncounted.",
             s.status_files, s.status_runs
+        ),
+        format!(
+            "`mosaic-fleet top` left open over the same running fleet, in an 80x24 pane of a \
+             tmux server of its own (`-f /dev/null`), after {} s to settle: the CPU time of its \
+             process and of its reaped children (the tmux calls it makes) over {} window(s) of \
+             {} s, as a share of one core. The fleet's tmux server's work to answer them is \
+             not counted.",
+            super::top::SETTLE.as_secs(),
+            s.top_windows,
+            s.top_window.as_secs()
         ),
         "Noise: the machine's cores may be shared with other work (see the load average above); \
          alternating spreads it over both kinds but does not remove it. Medians are the figures \
