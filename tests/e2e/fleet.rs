@@ -616,8 +616,9 @@ fn no_follower_left(sb: &Sandbox, agent: &str, tmp: &Path) {
 }
 
 // `logs --follow`: the last lines, then what the agent prints, each line once, with terminal
-// control sequences and carriage returns dropped; it ends when the agent does (exit 0, its
-// status on stderr), leaving nothing behind, even for the dead pane tmux keeps piped.
+// control sequences, carriage returns, C1 controls sent as UTF-8 and broken UTF-8 dropped; it
+// ends when the agent does (exit 0, its status on stderr), leaving nothing behind, even for the
+// dead pane tmux keeps piped.
 #[test]
 #[ignore = "end-to-end: run `cargo xtask test`"]
 fn logs_follow_streams_the_output_until_the_agent_exits() {
@@ -629,7 +630,7 @@ fn logs_follow_streams_the_output_until_the_agent_exits() {
         &script,
         &format!(
             "#!/bin/sh\nfor i in 1 2 3; do echo old-$i; done\nwhile [ ! -e '{}' ]; do sleep 0.05; done\n\
-             printf 'new-1 \\033[31mred\\033[0m\\r\\n\\033]0;title\\007new-2\\r\\n'\nprintf partial\nsleep 0.3\nexit 3\n",
+             printf 'new-1 \\033[31mred\\033[0m\\302\\233\\302\\205\\377\\r\\n\\033]0;title\\007new-2\\r\\n'\nprintf partial\nsleep 0.3\nexit 3\n",
             go.display()
         ),
     );
