@@ -346,6 +346,45 @@ fn raise_nofile(want: u64) -> u64 {
     soft
 }
 
+/// Opens the garbage clients: 50 that ask for a big answer and never read it, 300 that send
+/// half a request head, 20 with a megabyte of header, and `wanted` idle ones. Returns them all
+/// (held open) and how many idle ones were made.
+fn garbage_clients(addr: SocketAddr, wanted: usize) -> (Vec<TcpStream>, usize) {
+    let mut held: Vec<TcpStream> = Vec::with_capacity(11_000);
+    // Clients that never read a big answer.
+    for _ in 0..50 {
+        if let Ok(mut s) = TcpStream::connect_timeout(&addr, PATIENCE) {
+            let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+            held.push(s);
+        }
+    }
+    // Slow clients: half a request head, then nothing.
+    for _ in 0..300 {
+        if let Ok(mut s) = TcpStream::connect_timeout(&addr, PATIENCE) {
+            let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n");
+            held.push(s);
+        }
+    }
+    // Oversized heads: a megabyte of header.
+    let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(1 << 20));
+    for _ in 0..20 {
+        if let Ok(mut s) = TcpStream::connect_timeout(&addr, PATIENCE) {
+            s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+            let _ = s.write_all(big.as_bytes());
+            held.push(s);
+        }
+    }
+    // Idle: 10,000 connections that say nothing.
+    let mut idle = 0;
+    for _ in 0..wanted {
+        if let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+            held.push(s);
+            idle += 1;
+        }
+    }
+    (held, idle)
+}
+
 // Garbage clients: 10,000 idle connections, clients that send half a request and stall,
 // oversized heads, clients that ask for a big answer and never read it. Meanwhile and after,
 // a real scrape still gets its answer, and the exporter's peak memory stays bounded.
@@ -380,38 +419,7 @@ fn exporter_survives_garbage_clients() {
             "exporter garbage test: open-file limit {limit}: {wanted} idle connections, not 10,000"
         );
     }
-    let mut held: Vec<TcpStream> = Vec::with_capacity(11_000);
-    // Clients that never read a big answer.
-    for _ in 0..50 {
-        if let Ok(mut s) = TcpStream::connect_timeout(&addr, PATIENCE) {
-            let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-            held.push(s);
-        }
-    }
-    // Slow clients: half a request head, then nothing.
-    for _ in 0..300 {
-        if let Ok(mut s) = TcpStream::connect_timeout(&addr, PATIENCE) {
-            let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n");
-            held.push(s);
-        }
-    }
-    // Oversized heads: a megabyte of header.
-    let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(1 << 20));
-    for _ in 0..20 {
-        if let Ok(mut s) = TcpStream::connect_timeout(&addr, PATIENCE) {
-            s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
-            let _ = s.write_all(big.as_bytes());
-            held.push(s);
-        }
-    }
-    // Idle: 10,000 connections that say nothing.
-    let mut idle = 0;
-    for _ in 0..wanted {
-        if let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
-            held.push(s);
-            idle += 1;
-        }
-    }
+    let (held, idle) = garbage_clients(addr, wanted);
     assert!(
         idle >= wanted * 9 / 10,
         "only {idle} of {wanted} idle connections were made"
