@@ -215,6 +215,39 @@ fn shown(out: &Output) -> String {
     )
 }
 
+/// Runs the plan's operations at once, each on its own thread after its delay; what each
+/// printed.
+fn run_ops(
+    sb: &Sandbox,
+    plan: &Plan,
+    launcher: &(dyn Fn() -> Command + Sync),
+    kill: &(dyn Fn() + Sync),
+) -> Vec<(Op, Option<Output>)> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = plan
+            .ops
+            .iter()
+            .map(|&(op, delay)| {
+                s.spawn(move || {
+                    // Not a wait for a condition: the delay is what makes the interleaving.
+                    std::thread::sleep(Duration::from_millis(delay));
+                    let out = match op {
+                        Op::Stop => Some(run(&mut fleet(sb, &["stop", "x", "--grace", "2"]))),
+                        Op::Relaunch => Some(run(&mut launcher())),
+                        Op::Restart => Some(run(&mut fleet(sb, &["restart", "x", "--grace", "2"]))),
+                        Op::Kill => {
+                            kill();
+                            None
+                        }
+                    };
+                    (op, out)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
 /// Runs one round; panics with everything it saw when the agent settles in neither truth.
 fn round(seed: u64, n: u32, plan: &Plan) {
     static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -265,30 +298,7 @@ fn round(seed: u64, n: u32, plan: &Plan) {
             || describe(&sb, &marker),
         );
     }
-    let outputs: Vec<(Op, Option<Output>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = plan
-            .ops
-            .iter()
-            .map(|&(op, delay)| {
-                let (sb, launcher, kill) = (&sb, &launcher, &kill);
-                s.spawn(move || {
-                    // Not a wait for a condition: the delay is what makes the interleaving.
-                    std::thread::sleep(Duration::from_millis(delay));
-                    let out = match op {
-                        Op::Stop => Some(run(&mut fleet(sb, &["stop", "x", "--grace", "2"]))),
-                        Op::Relaunch => Some(run(&mut launcher())),
-                        Op::Restart => Some(run(&mut fleet(sb, &["restart", "x", "--grace", "2"]))),
-                        Op::Kill => {
-                            kill();
-                            None
-                        }
-                    };
-                    (op, out)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let outputs = run_ops(&sb, plan, &launcher, &kill);
     let report = || {
         let ops: Vec<String> = outputs
             .iter()
