@@ -9,6 +9,11 @@ Tidy: the rules ARCHITECTURE.md states about the source, as tests that fail (rus
   `launcher/src/tmux.rs` runs tmux: no other file has a `"tmux"` (or `"tmux -..."`) string.
 - `unsafe` only in the files of [`UNSAFE`], at most as many blocks as each is allowed: 10 in
   all outside the end-to-end tests, 2 in them.
+- No source file over [`MAX_FILE_LINES`] lines, tests included: split it by topic. No
+  function over [`MAX_FN_LINES`] lines, signature to closing brace: split it into its steps;
+  the one exception is a flat list ([`LONG_LISTS`]). Functions are found as rustfmt lays them
+  out: a line that starts (after its indent and qualifiers) with `fn NAME`, its body ending
+  at the first later line that is that indent and `}`.
 - Every source file opens with a module doc (a `//!` line, or a block opened by slash, star
   and bang) and is named in
   ARCHITECTURE.md's codemap.
@@ -46,6 +51,19 @@ const UNSAFE: [(&str, usize); 3] = [
     ("launcher/src/child.rs", 3),
     // pre_exec, to let a test's file descriptor leak into a sidecar on purpose.
     ("tests/e2e/support/mod.rs", 1),
+];
+
+/// The most lines a source file may have.
+const MAX_FILE_LINES: usize = 850;
+
+/// The most lines a function may have.
+const MAX_FN_LINES: usize = 100;
+
+/// Functions allowed to be longer, each a flat list that reads best in one piece: (file,
+/// function).
+const LONG_LISTS: [(&str, &str); 1] = [
+    // Every Prometheus family with its HELP, TYPE and samples, in exposition order.
+    ("core/src/status/metrics.rs", "prometheus"),
 ];
 
 /// One source file: its path from the workspace root and its text.
@@ -291,6 +309,119 @@ fn every_file_has_a_module_doc_and_a_place_in_the_codemap() {
     none("files", findings);
 }
 
+/// A function's name, the line of its signature and its length in lines.
+#[derive(Debug, PartialEq, Eq)]
+struct Function {
+    name: String,
+    line: usize,
+    lines: usize,
+}
+
+/// Every function with a body in `text` (nested ones too).
+fn functions(text: &str) -> Vec<Function> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut found = Vec::new();
+    for (at, line) in lines.iter().enumerate() {
+        let Some(name) = fn_name(line) else {
+            continue;
+        };
+        let indent = &line[..line.len() - line.trim_start().len()];
+        // The signature may wrap: its body opens at the first line ending in `{`, unless a
+        // `;` ends it first (a declaration in a trait or an `extern` block).
+        let Some(open) = (at..lines.len()).find(|&i| {
+            let l = lines[i].trim_end();
+            l.ends_with('{') || l.ends_with(';') || (l.contains('{') && l.ends_with('}'))
+        }) else {
+            continue;
+        };
+        let opened = lines[open].trim_end();
+        if opened.ends_with(';') {
+            continue;
+        }
+        let end = if opened.ends_with('}') {
+            open
+        } else {
+            let close = format!("{indent}}}");
+            match (open + 1..lines.len()).find(|&i| lines[i].trim_end() == close) {
+                Some(end) => end,
+                None => continue,
+            }
+        };
+        found.push(Function {
+            name: name.to_string(),
+            line: at + 1,
+            lines: end - at + 1,
+        });
+    }
+    found
+}
+
+/// The name of the function a line declares, if it declares one.
+fn fn_name(line: &str) -> Option<&str> {
+    let mut rest = line.trim_start();
+    if let Some(after) = rest.strip_prefix("pub") {
+        rest = match after.strip_prefix('(') {
+            Some(scope) => scope.split_once(')')?.1,
+            None => after,
+        }
+        .trim_start();
+    }
+    for qualifier in ["const ", "async ", "unsafe ", "extern \"C\" "] {
+        if let Some(after) = rest.strip_prefix(qualifier) {
+            rest = after.trim_start();
+        }
+    }
+    let rest = rest.strip_prefix("fn ")?;
+    let end = rest
+        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    (end > 0).then(|| &rest[..end])
+}
+
+#[test]
+fn no_source_file_over_the_limit() {
+    let findings = sources()
+        .iter()
+        .map(|s| (&s.path, s.text.lines().count()))
+        .filter(|&(_, lines)| lines > MAX_FILE_LINES)
+        .map(|(path, lines)| format!("{path}: {lines} lines"))
+        .collect();
+    none(
+        &format!("source files over {MAX_FILE_LINES} lines (split each by topic)"),
+        findings,
+    );
+}
+
+#[test]
+fn no_function_over_the_limit_but_the_flat_lists() {
+    let mut findings = Vec::new();
+    let mut lists = Vec::new();
+    for source in sources() {
+        for f in functions(&source.text) {
+            if LONG_LISTS.contains(&(source.path.as_str(), f.name.as_str())) {
+                lists.push((source.path.clone(), f.name));
+            } else if f.lines > MAX_FN_LINES {
+                findings.push(format!(
+                    "{}:{}: fn {}, {} lines",
+                    source.path, f.line, f.name, f.lines
+                ));
+            }
+        }
+    }
+    none(
+        &format!("functions over {MAX_FN_LINES} lines (split each into its steps)"),
+        findings,
+    );
+    // An exception whose function went away would excuse nothing, or the next long function
+    // of that name: drop or update it.
+    for (path, name) in LONG_LISTS {
+        assert!(
+            lists.iter().any(|(p, n)| p == path && n == name),
+            "tidy::LONG_LISTS names fn {name} in {path}, which is not there any more"
+        );
+    }
+}
+
 /// The checks themselves, on code that breaks each rule.
 #[test]
 fn the_checks_catch_what_they_look_for() {
@@ -326,4 +457,26 @@ fn the_checks_catch_what_they_look_for() {
     assert!(named(map, "launcher/src/fleet/plain.rs"));
     assert!(!named(map, "launcher/src/fleet/other.rs"));
     assert!(!named(map, "core/src/plain.rs"));
+    let text = "/// fn in a comment\npub(crate) fn one(\n    a: u8,\n) -> u8 {\n    a\n}\n\n\
+                impl X {\n    pub const fn two() -> u8 { 2 }\n    fn declared(&self);\n\
+                \x20   async unsafe fn three() {\n        fn inner() {\n        }\n    }\n}\n";
+    let found = functions(text);
+    let found: Vec<(&str, usize, usize)> = found
+        .iter()
+        .map(|f| (f.name.as_str(), f.line, f.lines))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("one", 2, 5),
+            ("two", 9, 1),
+            ("three", 11, 4),
+            ("inner", 12, 2)
+        ]
+    );
+    let long = format!(
+        "fn long() {{\n{}}}\n",
+        "    x();\n".repeat(MAX_FN_LINES - 1)
+    );
+    assert_eq!(functions(&long)[0].lines, MAX_FN_LINES + 1);
 }
