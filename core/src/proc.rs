@@ -1,6 +1,7 @@
 /*!
 Reading `/proc/PID/stat`: a process's state, start time (its identity: a pid reused by
-another process has another start time) and, while it is a zombie, how it ended.
+another process has another start time) and, while it is a zombie, how it ended; and
+`/proc/PID/io`: whether it ever wrote anything.
 
 Every reader of `/proc` in the workspace goes through here: the sidecar's target, the
 teardown's walk of a session, the launcher's look at a pane or a sidecar.
@@ -27,6 +28,17 @@ pub fn read_stat(path: &std::path::Path) -> Option<(u8, u64)> {
 pub fn process_state(pid: i32) -> Option<char> {
     let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
     stat_fields(&stat)?.next()?.chars().next()
+}
+
+/// How many bytes `pid` has written in its life, to anything (`wchar` of `/proc/PID/io`,
+/// kept across `exec`), if it can be read.
+pub fn written(pid: i32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find_map(|line| line.strip_prefix("wchar:"))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The wait status of `pid` while it is a zombie (field 52 of `/proc/PID/stat`, Linux 3.5+):
@@ -77,6 +89,13 @@ pub fn start_time(pid: i32) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn we_have_written_something_and_a_stranger_nothing_we_can_read() {
+        std::fs::write("/dev/null", b"so that this process has written").unwrap();
+        assert!(written(std::process::id() as i32).is_some_and(|n| n > 0));
+        assert_eq!(written(-1), None);
+    }
 
     #[test]
     fn a_process_state_is_read_and_a_missing_process_has_none() {

@@ -119,7 +119,10 @@ impl Watch {
             .unwrap_or_default();
         let last_output = now.checked_sub(quiet_for).unwrap_or(now);
         let since = wall - chrono::Duration::from_std(quiet_for).unwrap_or_default();
-        let activity = if quiet_for >= idle_after {
+        // A target that has never written a byte (`sleep 1000`; an agent waiting for its
+        // first prompt is not one) has said nothing, however new its terminal is: idle.
+        let silent = mosaic_core::proc::written(pid) == Some(0);
+        let activity = if quiet_for >= idle_after || silent {
             Activity::Idle
         } else {
             Activity::Busy

@@ -56,7 +56,7 @@ pub struct Piped {
     /// The pane had a pipe already (and keeps it: none was opened).
     pub already: bool,
     pub server: Option<i32>,
-    /// Everything the pane kept, as `capture-pane -p -J -S -` prints it.
+    /// What the agent printed, as far as the pane kept it (as [`Tmux::capture`]).
     pub kept: Vec<u8>,
 }
 
@@ -391,13 +391,29 @@ impl<'a> Tmux<'a> {
         Ok(rows)
     }
 
-    /// The agent's pane as text, its whole history (`capture-pane -p -J -S -`), also for a
-    /// dead pane; `None` when there is no such session.
+    /// The agent's output as its pane kept it, its whole history (`capture-pane -p -J -S -`),
+    /// also for a dead pane, without tmux's own "Pane is dead" line; `None` when there is no
+    /// such session.
     pub fn capture(&self, agent: &str) -> Result<Option<Vec<u8>>, Failure> {
         let target = format!("={agent}:");
-        let out = self.run(&["capture-pane", "-p", "-J", "-S", "-", "-t", &target])?;
+        let out = self.run(&[
+            "display-message",
+            "-p",
+            "-t",
+            &target,
+            "#{pane_dead}",
+            ";",
+            "capture-pane",
+            "-p",
+            "-J",
+            "-S",
+            "-",
+            "-t",
+            &target,
+        ])?;
         if out.status.success() {
-            return Ok(Some(out.stdout));
+            let (dead, kept) = split_first_line(&out.stdout);
+            return Ok(Some(output_only(kept, dead.trim_ascii() == b"1")));
         }
         if is_missing(&out) {
             return Ok(None);
@@ -427,7 +443,7 @@ impl<'a> Tmux<'a> {
             "-p",
             "-t",
             &target,
-            "#{pane_pipe} #{pid}",
+            "#{pane_pipe} #{pid} #{pane_dead}",
             ";",
             "set-option",
             "-p",
@@ -463,18 +479,16 @@ impl<'a> Tmux<'a> {
             }
             return Err(self.failure("pipe-pane", &out).into());
         }
-        let end = out
-            .stdout
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(0, |i| i + 1);
-        let (first, kept) = out.stdout.split_at(end);
+        let (first, kept) = split_first_line(&out.stdout);
         let first = String::from_utf8_lossy(first);
         let mut words = first.split_whitespace();
+        let already = words.next() == Some("1");
+        let server = words.next().and_then(|w| validate::pid(w).ok());
+        let dead = words.next() == Some("1");
         Ok(Some(Piped {
-            already: words.next() == Some("1"),
-            server: words.next().and_then(|w| validate::pid(w).ok()),
-            kept: kept.to_vec(),
+            already,
+            server,
+            kept: output_only(kept, dead),
         }))
     }
 
@@ -693,6 +707,30 @@ pub fn socket_path(socket: &str) -> std::path::PathBuf {
     Path::new(&dir).join(format!("tmux-{uid}")).join(socket)
 }
 
+/// `text`'s first line (without its newline) and the rest.
+fn split_first_line(text: &[u8]) -> (&[u8], &[u8]) {
+    match text.iter().position(|&b| b == b'\n') {
+        Some(at) => (&text[..at], &text[at + 1..]),
+        None => (text, &[]),
+    }
+}
+
+/// What the agent printed, from a capture of its pane: a dead pane's last line is tmux's own
+/// `remain-on-exit-format` ("Pane is dead (status 1, ...)"), written on the screen's bottom
+/// row, below the blank rows between it and the output, and no output of the agent's.
+fn output_only(capture: &[u8], dead: bool) -> Vec<u8> {
+    let mut text = capture.to_vec();
+    if dead {
+        let body = text.strip_suffix(b"\n").unwrap_or(&text);
+        let keep = body
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |at| at + 1);
+        text.truncate(keep);
+    }
+    text
+}
+
 /// tmux's answer for a session (or server) that is not there. A server that exits while we
 /// connect (`server exited unexpectedly`: its last session just ended) has no session either.
 fn is_missing(out: &Output) -> bool {
@@ -737,6 +775,19 @@ fn first_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dead_panes_capture_loses_only_tmuxs_line() {
+        let dead = b"one\ntwo\n\n\nPane is dead (status 3, Thu Dec  3 01:07:46 2026)\n";
+        assert_eq!(output_only(dead, true), b"one\ntwo\n\n\n");
+        assert_eq!(output_only(dead, false), dead);
+        assert_eq!(output_only(b"Pane is dead\n", true), b"");
+        assert_eq!(output_only(b"", true), b"");
+        assert_eq!(
+            split_first_line(b"1 2\nrest\n"),
+            (&b"1 2"[..], &b"rest\n"[..])
+        );
+    }
 
     #[test]
     fn formats_are_escaped_in_workdirs() {

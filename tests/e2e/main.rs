@@ -12,6 +12,7 @@ mod support;
 
 mod activity;
 mod exporter;
+mod first_hour;
 mod fleet;
 mod hostile;
 mod launch_truth;

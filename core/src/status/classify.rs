@@ -123,6 +123,19 @@ pub struct Row {
 }
 
 impl Row {
+    /// Whether `--check` fails for this agent, and an alert should fire: its state is failing
+    /// ([`State::is_failing`]), unless it is `exited` with exit status 0. A run that ended by
+    /// itself with success finished its work (systemd's `inactive`, not `failed`); a run that
+    /// ended with another status or a signal, or whose ending nobody saw, did not.
+    pub fn is_failing(&self) -> bool {
+        let succeeded = self.state == State::Exited
+            && self
+                .record
+                .as_ref()
+                .is_some_and(|r| r.lifecycle.exit_status == Some(0));
+        self.state.is_failing() && !succeeded
+    }
+
     /// The row for heartbeat file `name` (without `.hb`) as read at `now`, its sidecar as
     /// `keeper` says.
     pub fn new(
@@ -330,6 +343,26 @@ pub(super) mod tests {
         let state = |age_ms| state(&record(Status::Ok, age_ms, Some(1.0)), Keeper::Held);
         assert_eq!(state(-2000), State::Ok);
         assert_eq!(state(-3_600_000), State::Stale);
+    }
+
+    #[test]
+    fn an_exit_with_status_0_is_not_failing() {
+        let row_of = |status: i32| {
+            let mut rec = record(Status::Exited, 0, Some(1.0));
+            rec.lifecycle.exit_status = Some(status);
+            Row::new(b"a".to_vec(), Ok(rec), Keeper::Unknown, now(), STALE_AFTER)
+        };
+        assert_eq!(row_of(0).state, State::Exited);
+        assert!(!row_of(0).is_failing());
+        assert!(row_of(1).is_failing());
+        let unknown = Row::new(
+            b"a".to_vec(),
+            Ok(record(Status::Exited, 0, Some(1.0))),
+            Keeper::Unknown,
+            now(),
+            STALE_AFTER,
+        );
+        assert!(unknown.is_failing());
     }
 
     #[test]

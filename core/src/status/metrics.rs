@@ -9,7 +9,7 @@ Every series carries `fleet` (the heartbeat directory, or a name given with `--f
 |---|---|---|
 | `mosaic_fleet_up{fleet}` | gauge | 1 when the heartbeat directory was read |
 | `mosaic_agent_up` | gauge | 1 when the agent is `ok` |
-| `mosaic_agent_failing` | gauge | 1 when `status --check` fails for it: `stale`, `exited`, `failed`, `invalid` (never `stopped`) |
+| `mosaic_agent_failing` | gauge | 1 when `status --check` fails for it: `stale`, `exited` (not with status 0), `failed`, `invalid` (never `stopped`) |
 | `mosaic_agent_state{state}` | gauge | a state set: one series per state, 1 for the agent's, 0 for the rest |
 | `mosaic_agent_heartbeat_timestamp_seconds` | gauge | when the last record was written (Unix time) |
 | `mosaic_agent_heartbeat_interval_seconds` | gauge | seconds between beats (30 when the record does not say) |
@@ -90,10 +90,10 @@ pub fn prometheus(fleets: &[Fleet]) -> String {
     family(
         &mut out,
         ("mosaic_agent_failing", "gauge"),
-        "1 when the agent is stale, exited, failed or invalid (what status --check fails on); \
-         0 when ok, restarting or deliberately stopped.",
+        "1 when the agent is stale, exited (not with status 0), failed or invalid (what status \
+         --check fails on); 0 when ok, restarting or deliberately stopped.",
         &agents,
-        |row, emit| emit(None, f64::from(u8::from(row.state.is_failing()))),
+        |row, emit| emit(None, f64::from(u8::from(row.is_failing()))),
     );
     family(
         &mut out,
@@ -271,7 +271,7 @@ mosaic_agent_up{{fleet=\"/run/x\",agent=\"a\\\"b\"}} 1
 mosaic_agent_up{{fleet=\"/run/x\",agent=\"c\"}} 0
 mosaic_agent_up{{fleet=\"two\",agent=\"d\"}} 0
 mosaic_agent_up{{fleet=\"two\",agent=\"r\"}} 0
-# HELP mosaic_agent_failing 1 when the agent is stale, exited, failed or invalid (what status --check fails on); 0 when ok, restarting or deliberately stopped.
+# HELP mosaic_agent_failing 1 when the agent is stale, exited (not with status 0), failed or invalid (what status --check fails on); 0 when ok, restarting or deliberately stopped.
 # TYPE mosaic_agent_failing gauge
 mosaic_agent_failing{{fleet=\"/run/x\",agent=\"a\\\"b\"}} 0
 mosaic_agent_failing{{fleet=\"/run/x\",agent=\"c\"}} 0

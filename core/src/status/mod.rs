@@ -19,13 +19,15 @@ job, and the first two are a library for any other reader of a fleet (`mosaic-fl
 
 0: the report was printed (and, with `--check`, no agent is failing; an empty directory is
 not failing: a fleet between runs is empty). 1: with `--check`, some agent is failing; or a
-read or write failed at run time. 2: DIR is missing or not a directory, or bad arguments.
+read or write failed at run time. 2: DIR is missing or not a directory, or bad arguments;
+but the default directory (no DIR given) that no launch has made yet is an empty fleet, 0.
 
 An agent is failing when it is `stale`, `exited`, `failed` or `invalid`: something happened
-to it that nobody asked for. `ok` is not, nor `stopped` (someone stopped it on purpose:
+to it that nobody asked for; but not when it exited by itself with status 0 (done, as
+systemd's `inactive`, not `failed`). `ok` is not, nor `stopped` (someone stopped it on purpose:
 `mosaic-fleet stop`, or SIGTERM to its sidecar), nor `restarting` (its restart policy is
 already on it; if it gives up, the agent is `failed`). The Prometheus metrics and the alert
-rules in `contrib/prometheus` follow the same rule ([`State::is_failing`]).
+rules in `contrib/prometheus` follow the same rule ([`Row::is_failing`]).
 */
 
 pub mod classify;
@@ -52,13 +54,15 @@ Environment:
                             and without it /tmp/mosaic-<uid>/heartbeat (the launcher's rule)
 
 States: ok, stale, restarting, exited, failed, stopped, invalid. Failing (for --check) are
-stale, exited, failed and invalid; a stopped agent was stopped on purpose and is not failing.
+stale, exited (but not with exit status 0: done), failed and invalid; a stopped agent was
+stopped on purpose and is not failing.
 
 Exit codes:
   0  the report was printed (with --check: no agent is failing; an empty directory is fine)
   1  with --check, some agent is failing; or the directory could not be read, or the
      report not written
-  2  bad input: DIR is missing or not a directory, or a bad argument";
+  2  bad input: DIR is missing or not a directory, or a bad argument (a missing default
+     directory, before any launch made it, is an empty fleet: 0 agents, exit 0)";
 
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
@@ -128,6 +132,9 @@ pub fn run(args: &StatusArgs) -> u8 {
     let dir = args.dir.clone().unwrap_or_else(crate::dirs::dir_from_env);
     let rows = match report(&dir, args.stale_after) {
         Ok(rows) => rows,
+        // The default directory is made by the first launch: before it, the fleet is empty
+        // (as `mosaic-fleet ls` says), not a mistake. A DIR named here must exist.
+        Err(_) if args.dir.is_none() && missing(&dir) => Vec::new(),
         Err(fail) => {
             let _ = writeln!(std::io::stderr(), "mosaic-hb: {}", fail.message);
             return fail.code;
@@ -167,9 +174,14 @@ pub fn run(args: &StatusArgs) -> u8 {
     exit_code(&rows, args.check)
 }
 
+/// Whether nothing at all is at `path` (not even a dangling symlink).
+fn missing(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+}
+
 /// 0, or with `check`, 1 when some agent is failing.
 pub fn exit_code(rows: &[Row], check: bool) -> u8 {
-    if check && rows.iter().any(|row| row.state.is_failing()) {
+    if check && rows.iter().any(Row::is_failing) {
         Exit::Failed.code()
     } else {
         0

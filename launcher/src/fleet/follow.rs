@@ -60,10 +60,7 @@ pub fn follow(tmux: &Tmux, agent: &str, lines: usize) -> Result<ExitCode, Fail> 
         .capture_and_pipe(agent, &fifo, &option)
         .map_err(tmux_failed)?
     else {
-        return Err(failed(format!(
-            "no agent {agent} on tmux socket {}: no such session",
-            tmux.socket()
-        )));
+        return Err(super::no_such_agent(agent, tmux.socket()));
     };
     if piped.already {
         tmux.unpipe(agent, &option, false);

@@ -39,7 +39,8 @@ use crate::tmux::{Failure, Tmux};
 
 /// Exit codes and variables every verb's help ends with.
 const VERB_HELP: &str = "Environment: each option above reads the variable shown beside it.\n\
-    Exit codes: 0 done, 1 failed at run time (tmux, a file), 2 bad input.";
+    Exit codes: 0 done, 1 failed at run time (tmux, a file), 2 bad input (also an agent with \
+    no session on the socket).";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -226,6 +227,15 @@ pub fn tmux_failed(failure: Failure) -> Fail {
     }
 }
 
+/// An agent named on the command line that the socket has no session of: bad input (exit 2),
+/// for every verb alike, as a name that does not exist is (`kill` of no such pid, `systemctl`
+/// of no such unit): retrying the same command cannot help.
+pub fn no_such_agent(agent: &str, socket: &str) -> Fail {
+    usage(format!(
+        "no agent {agent} on tmux socket {socket}: no such session (see `mosaic-fleet ls`)"
+    ))
+}
+
 /// Checks an agent name given on the command line.
 pub fn agent_name(name: &str) -> Result<&str, Fail> {
     validate::agent(name).map_err(usage)
@@ -234,7 +244,7 @@ pub fn agent_name(name: &str) -> Result<&str, Fail> {
 /// `mosaic-fleet`, from parsed arguments to exit code.
 pub fn run(cli: FleetCli) -> ExitCode {
     let result = match cli.verb {
-        Verb::Start(cli) => return crate::launch::run(*cli),
+        Verb::Start(cli) => return crate::launch::run_as("mosaic-fleet", *cli),
         Verb::Ls(args) => ls::run(&args),
         Verb::Logs(args) => logs(&args),
         Verb::Attach(args) => attach(&args),
@@ -275,10 +285,7 @@ fn logs(args: &LogsArgs) -> Result<ExitCode, Fail> {
         return follow::follow(&fleet.tmux(), agent, args.lines);
     }
     let Some(text) = fleet.tmux().capture(agent).map_err(tmux_failed)? else {
-        return Err(failed(format!(
-            "no agent {agent} on tmux socket {}: no such session",
-            fleet.socket
-        )));
+        return Err(no_such_agent(agent, &fleet.socket));
     };
     let text = plain::plain(&text);
     let lines = last_lines(&text, args.lines);
@@ -311,10 +318,7 @@ fn attach(args: &AttachArgs) -> Result<ExitCode, Fail> {
     let tmux = fleet.tmux();
     let panes = tmux.list_panes().map_err(tmux_failed)?;
     if !panes.iter().any(|p| p.session == agent) {
-        return Err(usage(format!(
-            "no agent {agent} on tmux socket {}: no such session (see `mosaic-fleet ls`)",
-            fleet.socket
-        )));
+        return Err(no_such_agent(agent, &fleet.socket));
     }
     Err(failed(tmux.attach(agent)))
 }

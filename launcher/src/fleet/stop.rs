@@ -18,8 +18,12 @@ A stop, for each agent, in an order that keeps the record true:
    and write that record ourselves: a stopped agent's record says `stopped`, also when its pane
    had died before.
 
-An agent that is not running is not an error: the report says so (exit 0). A session whose
-pane is dead (kept by `remain-on-exit`) is removed, and what its agent left behind is ended.
+An agent that is not running is not an error: the report says so (exit 0), and its record
+says `stopped` from then on, so an `exited` or `failed` agent stops failing `mosaic-hb status
+--check` (as `systemctl stop` ends a unit's alert, or `pm2 stop` an errored process). A session
+whose pane is dead (kept by `remain-on-exit`) is removed, and what its agent left behind is
+ended. An agent the socket has no session of and the heartbeat directory no file of is bad
+input (exit 2, nothing stopped), as for `logs` and `attach`.
 */
 
 use std::os::fd::OwnedFd;
@@ -29,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use mosaic_core::lock::{self, Turn};
-use mosaic_core::record::Status;
+use mosaic_core::record::{Lifecycle, Status};
 use mosaic_core::teardown::{self, Step, Teardown};
 use nix::sys::signal::Signal;
 use serde::Serialize;
@@ -39,9 +43,10 @@ use crate::config::LaunchConfig;
 use crate::tmux::PaneRow;
 
 pub const STOP_HELP: &str = "Environment: each option above reads the variable shown beside it.\n\
-    Exit codes: 0 every agent named is stopped (or was not running), 1 failed at run time \
-    (tmux, the heartbeat dir, or another launch or stop of an agent held it for 30s), 2 bad \
-    input.\n\
+    Exit codes: 0 every agent named is stopped (or was not running: its record now says \
+    stopped), 1 failed at run time (tmux, the heartbeat dir, or another launch or stop of an \
+    agent held it for 30s), 2 bad input (also an agent with neither a session nor a heartbeat \
+    file: nothing is stopped).\n\
     What is ended: every process whose session id or process group is the pane's pid \
     (/proc/PID/stat fields 6 and 5); a child that called setsid itself escapes.";
 
@@ -349,7 +354,9 @@ fn finish(fleet: &Fleet, mut p: Pending, grace: Duration) -> Stopped {
     }
     if let Some(file) = &p.hb_file {
         report.recorded = says_stopped(file);
-        if !report.recorded && report.was != Was::NotRunning {
+        // Also of an agent that was not running: its `exited` or `failed` was an alert, and
+        // someone has now seen to it.
+        if !report.recorded && report.was != Was::Busy {
             match record_stopped(file, p.pane_pid.map(|(pid, _)| pid), &report.agent) {
                 Ok(()) => report.recorded = true,
                 Err(why) => report.warning = Some(why),
@@ -401,6 +408,11 @@ fn record_stopped(file: &Path, pane_pid: Option<i32>, agent: &str) -> Result<(),
     let (dir, agent_file) = (file.parent().ok_or("no directory")?, agent);
     let _lock = crate::config::lock_agent(dir, agent_file)
         .map_err(|why| format!("cannot write status=stopped: {why}"))?;
+    // How its last run ended, and its restarts, stay on record; a pending restart does not.
+    let lifecycle = old.as_ref().map_or_else(Default::default, |r| Lifecycle {
+        restart_at: None,
+        ..r.lifecycle
+    });
     let beat = mosaic_core::record::Beat {
         pid,
         status: Status::Stopped,
@@ -409,7 +421,7 @@ fn record_stopped(file: &Path, pane_pid: Option<i32>, agent: &str) -> Result<(),
         seq: old.as_ref().and_then(|r| r.seq).map_or(1, |s| s + 1),
         hb_pid: std::process::id() as i32,
         started: old.as_ref().and_then(|r| r.started),
-        lifecycle: Default::default(),
+        lifecycle,
         activity: None,
     };
     let mut buf = Vec::new();
@@ -436,6 +448,21 @@ pub fn run_stop(args: &StopArgs) -> Result<ExitCode, Fail> {
         args.agents.clone()
     };
     let agents: Vec<&str> = names.iter().map(String::as_str).collect();
+    // All or nothing: an unknown name stops nobody.
+    if !args.all {
+        let panes = fleet.tmux().list_panes().map_err(tmux_failed)?;
+        if let Some(unknown) = agents.iter().find(|&&agent| {
+            !panes.iter().any(|p| p.session == agent)
+                && std::fs::symlink_metadata(fleet.hb_file(agent)).is_err()
+        }) {
+            return Err(usage(format!(
+                "no agent {unknown} on tmux socket {}: no such session, and no heartbeat file \
+                 in {} (see `mosaic-fleet ls --all`)",
+                fleet.socket,
+                fleet.hb_dir.display()
+            )));
+        }
+    }
     let reports = stop(&fleet, &agents, args.manner.grace)?;
     let mut out = String::new();
     for report in &reports {
@@ -492,6 +519,7 @@ pub fn run_restart(args: &RestartArgs) -> Result<ExitCode, Fail> {
     };
     print(&format!("{line}\n"))?;
     Ok(crate::launch::run_in_turn(
+        "mosaic-fleet",
         config.to_cli(args.manner.json),
         turn,
     ))
@@ -518,7 +546,7 @@ fn render_text(r: &Stopped, fleet: &Fleet) -> String {
         ),
         Was::Busy => format!("agent {} was not stopped", r.agent),
     };
-    if r.recorded && r.was == Was::Running {
+    if r.recorded {
         line += ", heartbeat says stopped";
     }
     if let Some(warning) = &r.warning {

@@ -50,12 +50,19 @@ use crate::cli::Cli;
 
 /// `mosaic-launcher AGENT`, from parsed arguments to exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    run_in_turn(cli, None)
+    run_as("mosaic-launcher", cli)
 }
 
-/// [`run`], in the agent's turn when the caller holds it already (`mosaic-fleet restart`,
+/// [`run`], its errors prefixed with `program`: `mosaic-fleet start` is the launcher, under
+/// the fleet CLI's name.
+pub fn run_as(program: &str, cli: Cli) -> ExitCode {
+    run_in_turn(program, cli, None)
+}
+
+/// [`run_as`], in the agent's turn when the caller holds it already (`mosaic-fleet restart`,
 /// between its stop and this start); else the launch takes it.
-pub fn run_in_turn(cli: Cli, turn: Option<Turn>) -> ExitCode {
+pub fn run_in_turn(program: &str, cli: Cli, turn: Option<Turn>) -> ExitCode {
+    let say = |message: &str| say(program, message);
     let stop = Stop::new();
     let json = cli.json;
     let result = plan(cli).and_then(|plan| {
@@ -68,7 +75,7 @@ pub fn run_in_turn(cli: Cli, turn: Option<Turn>) -> ExitCode {
     let late = stop.signal();
     match result {
         Ok((plan, report, turn)) => {
-            report::store_config(&plan, &report);
+            report::store_config(&plan, &report, program);
             // The launch and its stored configuration are complete: a stop may go ahead.
             drop(turn);
             let line = if json {
@@ -136,10 +143,10 @@ fn take_turn(plan: &Plan, stop: &Stop) -> Result<Option<Turn>, Fail> {
 
 /// One line on stderr, control characters escaped; a stderr that cannot be written is
 /// ignored (the exit code still tells).
-pub(super) fn say(message: &str) {
+pub(super) fn say(program: &str, message: &str) {
     let _ = writeln!(
         std::io::stderr().lock(),
-        "mosaic-launcher: {}",
+        "{program}: {}",
         printable(message)
     );
 }

@@ -59,7 +59,7 @@ pub struct Report {
 
 /// Stores the configuration of an agent this run started, so `mosaic-fleet restart` can start
 /// it again the same way. The agent runs either way: a failure is a warning, not an error.
-pub(super) fn store_config(plan: &Plan, report: &Report) {
+pub(super) fn store_config(plan: &Plan, report: &Report, program: &str) {
     let Some(hb) = &plan.heartbeat else { return };
     if report.outcome == Outcome::AlreadyRunning || report.sidecar != SidecarState::Started {
         return;
@@ -80,9 +80,10 @@ pub(super) fn store_config(plan: &Plan, report: &Report) {
             .collect(),
     };
     if let Err(why) = config.store() {
-        say(&format!(
-            "warning: {why} (`mosaic-fleet restart` cannot restart it)"
-        ));
+        say(
+            program,
+            &format!("warning: {why} (`mosaic-fleet restart` cannot restart it)"),
+        );
     }
 }
 

@@ -345,15 +345,17 @@ fn dir_defaults_like_the_launcher() {
         [("xdg-agent".into(), "ok".into())]
     );
 
-    // The default that does not exist yet is a missing directory, named in full.
+    // The default that does not exist yet (a fresh machine: no launch made it) is an empty
+    // fleet, as `mosaic-fleet ls` says, and creates nothing.
     let mut cmd = status_cmd(&sb, ["--check"]);
     cmd.env("XDG_RUNTIME_DIR", sb.path("nowhere"));
     let run = finish(&sb, &mut cmd);
-    assert_eq!(run.code, 2);
-    let named = sb.path("nowhere/mosaic/heartbeat");
-    assert!(
-        run.stderr.contains(&named.display().to_string()),
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout.lines().last(),
+        Some("0 agents"),
         "{}",
-        run.stderr
+        run.stdout
     );
+    assert!(!sb.path("nowhere").exists());
 }
