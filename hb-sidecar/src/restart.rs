@@ -134,6 +134,12 @@ impl Supervisor {
         self.zombie = mosaic_core::proc::zombie_status(target.pid()).map(Death::from_wait_status);
     }
 
+    /// The delay a restart after the death just noted ([`Supervisor::died`]) will get.
+    pub fn next_delay(&self) -> Duration {
+        let ran = self.ran.unwrap_or_else(|| self.run_started.elapsed());
+        self.backoff.next_delay(ran)
+    }
+
     pub fn restarts(&self) -> u32 {
         self.restarts
     }
@@ -406,7 +412,7 @@ impl Supervisor {
         if period.is_zero() {
             return Ok(());
         }
-        match supervise::take_slot(writer.dir(), period, supervise::boot_clock) {
+        match supervise::take_slot(writer.dir(), period, &self.agent, supervise::boot_clock) {
             Ok(Slot::Taken) => Ok(()),
             Ok(Slot::Wait(wait)) => Err(wait),
             Ok(Slot::Busy) => Err(BUSY_RETRY),

@@ -193,7 +193,8 @@ impl<'a> Sidecar<'a> {
     /// then [`Supervisor::after_death`] decides, waits and restarts.
     fn after_death(&mut self, supervisor: &mut Supervisor, signals: &Signals) -> Outcome {
         supervisor.died(&self.target);
-        self.writer.restart_pending();
+        // Due when the backoff will say (unless the helper's answer changes the verdict).
+        self.writer.schedule_restart(supervisor.next_delay());
         self.answer();
         if let Some(grace) = self.reap {
             // A restarted run must not start beside the last one's leftovers.

@@ -108,12 +108,6 @@ impl<'a> Writer<'a> {
         self.lifecycle.reaped = Some(reaped);
     }
 
-    /// The target died and its policy decides: `status=restarting`, nothing due yet.
-    pub fn restart_pending(&mut self) -> bool {
-        self.lifecycle.restart_at = None;
-        self.write(Status::Restarting)
-    }
-
     /// A restart is due `delay` from now: `status=restarting` with `restart_at=`.
     pub fn schedule_restart(&mut self, delay: Duration) -> bool {
         let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);

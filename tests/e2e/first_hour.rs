@@ -186,3 +186,74 @@ fn a_silent_agent_is_idle_from_the_start() {
         "{rec:?}"
     );
 }
+
+// The fleet-wide guard spaces restarts of different agents, not one agent's own: with a
+// guard of 60 s, an agent that crashes at once still backs off by its own delays and gives up
+// at its 4th death, long before a second guard period.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn the_guard_does_not_hold_an_agents_own_restarts() {
+    e2e!();
+    let sb = Sandbox::new();
+    let mut launch = sb.launcher("looper");
+    launch
+        .env("MOSAIC_AGENT_COMMAND", "sh -c 'sleep 0.2; exit 1'")
+        .args([
+            "--restart",
+            "on-failure",
+            "--restart-delay",
+            "0.05",
+            "--restart-burst",
+            "4",
+            "--restart-guard",
+            "60",
+        ]);
+    expect_success(&mut launch);
+    let rec = wait_for_status(
+        &sb.hb_file("looper"),
+        Status::Failed,
+        Duration::from_secs(30),
+    );
+    assert_eq!(rec.lifecycle.restarts, Some(3), "{rec:?}");
+    // The guard still holds another agent back: the file names the last restart's agent.
+    let guard = std::fs::read_to_string(sb.hb_dir().join(".restart-guard")).unwrap();
+    assert!(guard.trim_end().ends_with(" looper"), "{guard:?}");
+}
+
+// `--restart-window 0` would count no death but the last, and so never give up: refused.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn a_restart_window_of_0_is_refused() {
+    e2e!();
+    let sb = Sandbox::new();
+    let mut launch = sb.launcher("w0");
+    launch.args(["--restart", "on-failure", "--restart-window", "0"]);
+    let (_, err) = expect_exit(&mut launch, 2);
+    assert!(err.contains("restart window"), "{err}");
+    assert!(!sb.has_session("w0"));
+    let mut hb = sb.hb();
+    hb.args(["--pid", "1", "--file"])
+        .arg(sb.hb_file("w0"))
+        .args(["--restart", "on-failure", "--restart-window", "0"]);
+    let (_, err) = expect_exit(&mut hb, 2);
+    assert!(err.contains("restart window"), "{err}");
+}
+
+// The README's first example on a machine without `mosaic`: the default command is named,
+// with the way out, and nothing is left running.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn the_default_command_missing_says_what_ran_and_the_way_out() {
+    e2e!();
+    let sb = Sandbox::new();
+    let mut launch = sb.launcher("builder-1");
+    launch
+        .env_remove("MOSAIC_AGENT_COMMAND")
+        .env("MOSAIC_AGENT_RUNTIME", "claude");
+    let (_, err) = expect_exit(&mut launch, 1);
+    assert!(err.contains("status 127"), "{err}");
+    assert!(err.contains("`mosaic yolo claude`"), "{err}");
+    assert!(err.contains("--command"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!sb.has_session("builder-1"));
+}

@@ -19,6 +19,7 @@ use crate::support::*;
 /// own, logs `go TIME PID` and answers `started PID TICKS`; on EOF it logs `cancelled`.
 const HELPER: &str = r#"#!/bin/sh
 echo "respawn $*" >> "$FAKE_DIR/calls"
+sleep "${FAKE_ANSWER_DELAY:-0}"
 echo "dead ${FAKE_DEATH:-status 1}"
 if ! read line; then echo cancelled >> "$FAKE_DIR/calls"; exit 0; fi
 [ "$line" = go ] || exit 0
@@ -161,6 +162,38 @@ fn a_crash_loop_backs_off_then_gives_up() {
     );
     assert_eq!(fake.goes().len(), 3, "{}", fake.calls());
     wait_gone(rec.hb_pid.unwrap());
+}
+
+// The death's first record already says when the restart is due, before the helper has said
+// how the pane died (here it takes a second): `restarting` always comes with `restart_at=`.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn the_first_restarting_record_says_when() {
+    e2e!();
+    let sb = Sandbox::new();
+    let fake = Scripted::new(&sb);
+    let target = dying_target(&sb, "0.3", 1);
+    let mut cmd = fake.sidecar(
+        &sb,
+        target,
+        "due",
+        "sleep 600",
+        &["--restart", "on-failure", "--restart-delay", "5"],
+    );
+    cmd.env("FAKE_ANSWER_DELAY", "1");
+    expect_success(&mut cmd);
+    let rec = wait_for_status(
+        &sb.hb_file("due"),
+        Status::Restarting,
+        Duration::from_secs(10),
+    );
+    assert!(
+        rec.lifecycle.restart_at.is_some(),
+        "restarting without restart_at: {rec:?}\n{}",
+        fake.calls()
+    );
+    // Not the helper's answer yet: this is the record written at the death.
+    assert!(!fake.calls().contains("go "), "{}", fake.calls());
 }
 
 // Exit 0 under on-failure: not restarted; the record says exited with exit_status=0.

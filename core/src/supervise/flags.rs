@@ -56,7 +56,7 @@ pub struct LimitArgs {
         allow_hyphen_values = true
     )]
     pub burst: Option<OsString>,
-    /// Seconds over which unstable deaths are counted
+    /// Seconds over which unstable deaths are counted (at least 0.01: 0 would never give up)
     #[arg(
         long = "restart-window",
         env = "MOSAIC_RESTART_WINDOW",

@@ -108,6 +108,14 @@ impl Limits {
         if self.burst == 0 {
             return Err("invalid restart burst 0: at least 1".into());
         }
+        // A window of 0 would count no death but the last, and so never give up, silently.
+        if self.window < Duration::from_millis(10) {
+            return Err(format!(
+                "invalid restart window {}s: at least 0.01 (to give up later, raise \
+                 --restart-burst or the window)",
+                self.window.as_secs_f64()
+            ));
+        }
         Ok(())
     }
 }
@@ -159,6 +167,16 @@ impl Backoff {
         &self.limits
     }
 
+    /// The delay [`Backoff::on_end`] gives a restart after a run of `ran`, if it restarts and
+    /// does not give up: what a death's first record can already say is due.
+    pub fn next_delay(&self, ran: Duration) -> Duration {
+        if ran >= self.limits.stable {
+            self.limits.floor
+        } else {
+            delay(&self.limits, self.streak.saturating_add(1))
+        }
+    }
+
     /// Decides about a watch that ended at `now` (`end`) after a run of `ran`.
     pub fn on_end(&mut self, end: End, ran: Duration, now: Duration) -> Verdict {
         if !self.policy.restarts_after(end) {
@@ -203,6 +221,31 @@ mod tests {
     use super::*;
 
     const S: fn(u64) -> Duration = Duration::from_secs;
+
+    #[test]
+    fn the_next_delay_is_what_the_verdict_gives() {
+        let mut backoff = Backoff::new(Restart::OnFailure, Limits::DEFAULT);
+        let died = End::Died(Death::Status(1));
+        for (i, ran) in [S(0), S(1), S(0), S(700), S(2)].into_iter().enumerate() {
+            let said = backoff.next_delay(ran);
+            let now = S(10 * i as u64);
+            assert_eq!(
+                backoff.on_end(died, ran, now),
+                Verdict::Restart(said),
+                "death {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_window_of_0_is_refused() {
+        let zero = Limits {
+            window: Duration::ZERO,
+            ..Limits::DEFAULT
+        };
+        assert!(zero.check().unwrap_err().contains("restart window"));
+        assert_eq!(Limits::DEFAULT.check(), Ok(()));
+    }
 
     #[test]
     fn the_policy_table() {

@@ -256,15 +256,20 @@ impl Launch<'_> {
         if let (Some(d), Some(raw)) = (death.as_mut(), wait_status) {
             d.fill_from_wait_status(raw);
         }
-        // The pane's last output may still be on its way into tmux's screen: a few looks.
+        // The pane's last output may still be on its way into tmux's screen, or half of it
+        // (`/bin/sh: 1: exec:` without its end): look until two looks agree, for at most half
+        // a second (a failed launch only; a busy machine's tmux may be that slow).
         let mut words = None;
         if death.is_some() {
-            for _ in 0..10 {
-                words = self.tmux.last_words(self.agent());
-                if words.is_some() {
+            let give_up = Instant::now() + Duration::from_millis(500);
+            loop {
+                let now = self.tmux.last_words(self.agent());
+                let settled = now.is_some() && now == words;
+                words = now;
+                if settled || Instant::now() >= give_up {
                     break;
                 }
-                std::thread::sleep(Duration::from_millis(10));
+                std::thread::sleep(Duration::from_millis(20));
             }
         }
         let mut why = format!("agent {} exited at once", self.agent());
@@ -275,6 +280,24 @@ impl Launch<'_> {
         }
         if let Some(words) = words {
             why += &format!(": {words}");
+        }
+        // The README's first example on a machine without `mosaic`: say what ran, and the way
+        // out.
+        let default = self
+            .plan
+            .command
+            .as_encoded_bytes()
+            .starts_with(b"mosaic yolo ");
+        if default
+            && death
+                .as_ref()
+                .is_some_and(|d| d.death == mosaic_core::death::Death::Status(127))
+        {
+            why += &format!(
+                " (the default command, `{}`: install mosaic, or name the agent's command with \
+                 --command or MOSAIC_AGENT_COMMAND)",
+                self.plan.command.to_string_lossy()
+            );
         }
         why
     }
