@@ -30,6 +30,19 @@ pub fn process_state(pid: i32) -> Option<char> {
     stat_fields(&stat)?.next()?.chars().next()
 }
 
+/// Seconds since `pid` started (its start time against `/proc/uptime`), if it exists: the
+/// age of one run, where a tmux session's age counts every run it held.
+pub fn age(pid: i32) -> Option<f64> {
+    let started = start_time(pid)? as f64 / crate::sys::clock_ticks() as f64;
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some((uptime - started).max(0.0))
+}
+
 /// How many bytes `pid` has written in its life, to anything (`wchar` of `/proc/PID/io`,
 /// kept across `exec`), if it can be read.
 pub fn written(pid: i32) -> Option<u64> {
@@ -89,6 +102,13 @@ pub fn start_time(pid: i32) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn our_age_is_short_and_a_strangers_unknown() {
+        let ours = age(std::process::id() as i32).unwrap();
+        assert!((0.0..3600.0).contains(&ours), "{ours}");
+        assert_eq!(age(-1), None);
+    }
 
     #[test]
     fn we_have_written_something_and_a_stranger_nothing_we_can_read() {

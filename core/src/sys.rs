@@ -15,6 +15,12 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use nix::sys::mman::{madvise, MmapAdvise};
 use nix::sys::signal::Signal;
 
+/// Clock ticks per second, the unit of `/proc/PID/stat`'s times (`sysconf(_SC_CLK_TCK)`, read
+/// by rustix from the auxiliary vector).
+pub fn clock_ticks() -> u64 {
+    rustix::param::clock_ticks_per_second().max(1)
+}
+
 /// `pidfd_open(2)` (Linux 5.3+; `nix` has no wrapper). `ENOSYS` on older kernels.
 pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     let pid = rustix::process::Pid::from_raw(pid)

@@ -257,3 +257,166 @@ fn the_default_command_missing_says_what_ran_and_the_way_out() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(!sb.has_session("builder-1"));
 }
+
+/// The pid of `agent`'s pane, once tmux has one.
+fn pane_pid(sb: &Sandbox, agent: &str) -> i32 {
+    sb.pane_pid(agent)
+}
+
+// `restart a b` restarts both, `restart --all` every agent on the socket, each as launched.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn restart_takes_several_agents_and_all() {
+    e2e!();
+    let sb = Sandbox::new();
+    start(&sb, "ra", "sleep 600");
+    start(&sb, "rb", "sleep 600");
+    let before = [pane_pid(&sb, "ra"), pane_pid(&sb, "rb")];
+    let out = expect_success(&mut fleet(&sb, &["restart", "ra", "rb", "--grace", "1"]));
+    assert_eq!(out.matches("started agent").count(), 2, "{out}");
+    let middle = [pane_pid(&sb, "ra"), pane_pid(&sb, "rb")];
+    assert!(before[0] != middle[0] && before[1] != middle[1], "{out}");
+    let out = expect_success(&mut fleet(&sb, &["restart", "--all", "--grace", "1"]));
+    assert_eq!(out.matches("started agent").count(), 2, "{out}");
+    let after = [pane_pid(&sb, "ra"), pane_pid(&sb, "rb")];
+    assert!(after[0] != middle[0] && after[1] != middle[1], "{out}");
+    // One name that cannot be restarted restarts nobody.
+    let (_, err) = expect_exit(&mut fleet(&sb, &["restart", "ra", "nobody"]), 2);
+    assert!(err.contains("nobody"), "{err}");
+    assert_eq!(pane_pid(&sb, "ra"), after[0]);
+}
+
+// `start NAME` of a known agent, without --command: as it was launched (its launch file).
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn start_of_a_known_agent_uses_its_launch_file() {
+    e2e!();
+    let sb = Sandbox::new();
+    start(&sb, "known", "sleep 777");
+    expect_success(&mut fleet(&sb, &["stop", "known", "--grace", "1"]));
+    assert!(!sb.has_session("known"));
+    let out = expect_success(&mut fleet(&sb, &["start", "known"]));
+    assert!(out.starts_with("started agent known"), "{out}");
+    let pid = pane_pid(&sb, "known");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert_eq!(cmdline, b"sleep\x00777\x00");
+}
+
+// After `prune`, `restart` says the agent's files are gone, as bad input (2), not that it was
+// started with --no-heartbeat.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn restart_after_prune_says_what_happened() {
+    e2e!();
+    let sb = Sandbox::new();
+    start(&sb, "pruned", "sleep 600");
+    expect_success(&mut fleet(&sb, &["stop", "pruned", "--grace", "1"]));
+    expect_success(&mut fleet(&sb, &["prune"]));
+    let (_, err) = expect_exit(&mut fleet(&sb, &["restart", "pruned"]), 2);
+    assert!(err.contains("pruned, or never started here"), "{err}");
+    assert!(!err.contains("--no-heartbeat"), "{err}");
+}
+
+/// `mosaic-fleet ls --json --all`'s object for `agent`.
+fn ls_agent(sb: &Sandbox, agent: &str) -> serde_json::Value {
+    let out = expect_success(&mut fleet(sb, &["ls", "--json", "--all"]));
+    let all = json(&out);
+    all["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["agent"] == agent)
+        .unwrap_or_else(|| panic!("no {agent}: {out}"))
+        .clone()
+}
+
+// UPTIME is the current run's: a relaunched dead pane starts from 0, though its session is
+// older; the run's exit stays in `ls` after the session is gone (from the record, as `mosaic-hb
+// status` has it).
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn ls_uptime_is_the_runs_and_exit_outlives_the_session() {
+    e2e!();
+    let sb = Sandbox::new();
+    let flags = ["--restart", "on-failure", "--restart-burst", "1"];
+    let mut launch = sb.launcher("runner");
+    launch
+        .env("MOSAIC_AGENT_COMMAND", "sh -c 'read x; exit 4'")
+        .args(flags);
+    expect_success(&mut launch);
+    let created: i64 = String::from_utf8_lossy(
+        &sb.tmux(&[
+            "display-message",
+            "-p",
+            "-t",
+            "=runner:",
+            "#{session_created}",
+        ])
+        .stdout,
+    )
+    .trim()
+    .parse()
+    .unwrap();
+    // Let the session age three seconds, then end the run: it exits 4, and its policy gives
+    // up at once (burst 1), keeping the dead pane.
+    wait_until(
+        "the session to be 3 s old",
+        Duration::from_secs(10),
+        || (chrono::Utc::now().timestamp() >= created + 3).then_some(()),
+        String::new,
+    );
+    sb.tmux(&["send-keys", "-t", "=runner:", "go", "Enter"]);
+    let rec = wait_for_status(
+        &sb.hb_file("runner"),
+        Status::Failed,
+        Duration::from_secs(10),
+    );
+    assert_eq!(rec.lifecycle.exit_status, Some(4), "{rec:?}");
+    // A new run in the same session: its uptime counts from its own start.
+    let mut again = sb.launcher("runner");
+    again
+        .env("MOSAIC_AGENT_COMMAND", "sh -c 'read x; exit 4'")
+        .args(flags);
+    expect_success(&mut again);
+    let line = ls_agent(&sb, "runner");
+    let uptime = line["uptime_s"].as_i64().expect("a live run has an uptime");
+    let session_age = chrono::Utc::now().timestamp() - created;
+    assert!(
+        uptime + 2 <= session_age,
+        "uptime {uptime}, session {session_age}: {line}"
+    );
+    // It fails again; once the session is gone the record still says how it ended.
+    sb.tmux(&["send-keys", "-t", "=runner:", "go", "Enter"]);
+    wait_for_status(
+        &sb.hb_file("runner"),
+        Status::Failed,
+        Duration::from_secs(10),
+    );
+    sb.tmux(&["kill-session", "-t", "=runner"]);
+    let line = ls_agent(&sb, "runner");
+    assert_eq!(line["state"], "failed", "{line}");
+    assert_eq!(line["exit_status"], 4, "{line}");
+    let table = expect_success(&mut fleet(&sb, &["ls", "--all"]));
+    let row = table.lines().find(|l| l.starts_with("runner")).unwrap();
+    assert!(row.contains("status 4"), "{table}");
+}
+
+// A heartbeat dir shared by two sockets: each socket's `ls` shows the other's agent as an
+// orphan-file, and names the socket it was launched on.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn an_orphan_file_names_its_socket() {
+    e2e!();
+    let sb = Sandbox::new();
+    start(&sb, "elsewhere", "sleep 600");
+    let other = format!("{}-other", sb.socket);
+    let mut ls = fleet(&sb, &["ls", "--all"]);
+    ls.env("MOSAIC_TMUX_SOCKET", &other);
+    let table = expect_success(&mut ls);
+    let row = table.lines().find(|l| l.starts_with("elsewhere")).unwrap();
+    assert!(row.contains("orphan-file"), "{table}");
+    assert!(
+        row.contains(&format!("launched on socket {}", sb.socket)),
+        "{table}"
+    );
+}

@@ -117,6 +117,8 @@ pub struct Agent {
     pub state: AgentState,
     pub pane: Option<PaneRow>,
     pub row: Option<Row>,
+    /// For an `orphan-file` row: the other socket its launch file says it was started on.
+    pub socket: Option<String>,
 }
 
 impl Agent {
@@ -151,10 +153,36 @@ impl Agent {
         self.row.as_ref()?.age
     }
 
-    /// Seconds the session has been up (live panes only).
+    /// Seconds the current run has been up (live panes only): its process's age, not its
+    /// session's, which counts every run a restart kept it for (the session's age if the
+    /// process cannot be read).
     pub fn uptime(&self, now: i64) -> Option<i64> {
         let pane = self.pane.as_ref().filter(|p| !p.dead)?;
-        Some(now - pane.created?)
+        match pane.pid.and_then(mosaic_core::proc::age) {
+            Some(age) => Some(age as i64),
+            None => Some(now - pane.created?),
+        }
+    }
+
+    /// How the last run ended (exit status or signal) and when (seconds since the epoch):
+    /// tmux's word for a dead pane, else the record's, which outlives the session.
+    pub fn ended(&self) -> Option<(Death, Option<i64>)> {
+        if let Some(pane) = self.pane.as_ref().filter(|p| p.dead) {
+            return Some((pane.death, pane.dead_time));
+        }
+        if self.state.is_live() {
+            return None;
+        }
+        let record = self.row.as_ref()?.record.as_ref()?;
+        let death = match (record.lifecycle.exit_status, record.lifecycle.exit_signal) {
+            (Some(status), _) => Death::Status(status),
+            (None, Some(sig)) => Death::Signal(sig),
+            (None, None) => return None,
+        };
+        // A stopped record was written later than the end it keeps: no time for it.
+        let time =
+            (record.status != mosaic_core::record::Status::Stopped).then(|| record.ts.timestamp());
+        Some((death, time))
     }
 
     /// Whether it is gone for longer than [`HIDE_AFTER`] (never a session, never invalid).
@@ -177,6 +205,7 @@ pub fn join(panes: Vec<PaneRow>, rows: Vec<Row>) -> Vec<Agent> {
             state: with_session(&pane, row.as_ref()),
             pane: Some(pane),
             row,
+            socket: None,
         });
     }
     for (name, row) in rows {
@@ -185,6 +214,7 @@ pub fn join(panes: Vec<PaneRow>, rows: Vec<Row>) -> Vec<Agent> {
             state: without_session(&row),
             pane: None,
             row: Some(row),
+            socket: None,
         });
     }
     agents.sort_by(|a, b| (!a.state.is_live(), &a.name).cmp(&(!b.state.is_live(), &b.name)));
@@ -241,7 +271,23 @@ pub fn read(fleet: &Fleet) -> Result<Vec<Agent>, Fail> {
     } else {
         Vec::new()
     };
-    Ok(join(panes, rows))
+    let mut agents = join(panes, rows);
+    // Whose is an orphan? A heartbeat dir shared by two sockets shows each one's agents as
+    // orphans of the other: its launch file names the socket.
+    for agent in agents
+        .iter_mut()
+        .filter(|a| a.state == AgentState::OrphanFile)
+    {
+        let Ok(name) = mosaic_core::validate::agent(&agent.name) else {
+            continue;
+        };
+        agent.socket = crate::config::LaunchConfig::load(&fleet.hb_dir, name)
+            .ok()
+            .flatten()
+            .map(|config| config.socket)
+            .filter(|socket| *socket != fleet.socket);
+    }
+    Ok(agents)
 }
 
 pub fn run(args: &LsArgs) -> Result<ExitCode, Fail> {
@@ -259,17 +305,15 @@ pub fn run(args: &LsArgs) -> Result<ExitCode, Fail> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What ended a dead pane, and when: `status 3, 2m ago` / `signal 15, 5s ago`.
-pub fn exit_text(pane: &PaneRow, now: i64) -> Option<String> {
-    if !pane.dead {
-        return None;
-    }
-    let how = match pane.death {
+/// What ended the last run, and when: `status 3, 2m ago` / `signal 15, 5s ago`.
+pub fn exit_text(agent: &Agent, now: i64) -> Option<String> {
+    let (death, time) = agent.ended()?;
+    let how = match death {
         Death::Signal(sig) => format!("signal {sig}"),
         Death::Status(status) => format!("status {status}"),
         Death::Unknown => "dead".to_string(),
     };
-    Some(match pane.dead_time {
+    Some(match time {
         Some(t) => format!(
             "{how}, {} ago",
             status::render::format_age((now - t) as f64)
@@ -287,7 +331,10 @@ fn note(agent: &Agent) -> String {
             .and_then(|r| r.reason.clone())
             .unwrap_or_default(),
         AgentState::NoHeartbeat => "no sidecar watches it".into(),
-        AgentState::OrphanFile => "a record with no session on this socket".into(),
+        AgentState::OrphanFile => match &agent.socket {
+            Some(socket) => format!("no session on this socket: launched on socket {socket}"),
+            None => "a record with no session on this socket".into(),
+        },
         _ => String::new(),
     }
 }
@@ -329,11 +376,7 @@ fn table(fleet: &Fleet, agents: &[Agent], hidden: usize, now: DateTime<Utc>) -> 
                 .uptime(secs)
                 .map_or_else(dash, |s| status::render::format_age(s as f64)),
             agent.restarts().map_or_else(dash, |n| n.to_string()),
-            agent
-                .pane
-                .as_ref()
-                .and_then(|p| exit_text(p, secs))
-                .unwrap_or_else(dash),
+            exit_text(agent, secs).unwrap_or_else(dash),
             agent.hb_age().map_or_else(dash, |age| {
                 format!("{} ago", status::render::format_age(age))
             }),
@@ -411,7 +454,7 @@ struct JsonAgent<'a> {
 
 impl<'a> JsonAgent<'a> {
     fn new(agent: &'a Agent, now: i64) -> JsonAgent<'a> {
-        let dead = agent.pane.as_ref().filter(|p| p.dead);
+        let ended = agent.ended();
         let note = note(agent);
         JsonAgent {
             agent: &agent.name,
@@ -419,10 +462,10 @@ impl<'a> JsonAgent<'a> {
             pid: agent.pid(),
             session: agent.pane.is_some(),
             uptime_s: agent.uptime(now),
-            exit_status: dead.and_then(|p| p.death.keys().0),
-            exit_signal: dead.and_then(|p| p.death.keys().1),
-            exited_at: dead
-                .and_then(|p| DateTime::from_timestamp(p.dead_time?, 0))
+            exit_status: ended.and_then(|(d, _)| d.keys().0),
+            exit_signal: ended.and_then(|(d, _)| d.keys().1),
+            exited_at: ended
+                .and_then(|(_, t)| DateTime::from_timestamp(t?, 0))
                 .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
             hb_age_s: agent.hb_age(),
             restarts: agent.restarts(),
@@ -528,10 +571,27 @@ mod tests {
 
     #[test]
     fn dead_panes_say_how_and_when() {
+        let agent = |pane: PaneRow| Agent {
+            name: pane.session.clone(),
+            state: if pane.dead {
+                AgentState::Exited
+            } else {
+                AgentState::Running
+            },
+            pane: Some(pane),
+            row: None,
+            socket: None,
+        };
         let mut p = pane("d", 1, true);
-        assert_eq!(exit_text(&p, 130).as_deref(), Some("status 3, 30s ago"));
+        assert_eq!(
+            exit_text(&agent(p.clone()), 130).as_deref(),
+            Some("status 3, 30s ago")
+        );
         p.death = Death::Signal(15);
-        assert_eq!(exit_text(&p, 100).as_deref(), Some("signal 15, 0s ago"));
-        assert_eq!(exit_text(&pane("l", 1, false), 100), None);
+        assert_eq!(
+            exit_text(&agent(p), 100).as_deref(),
+            Some("signal 15, 0s ago")
+        );
+        assert_eq!(exit_text(&agent(pane("l", 1, false)), 100), None);
     }
 }

@@ -78,7 +78,7 @@ enum Verb {
     /// remove the session.
     #[command(after_help = stop::STOP_HELP)]
     Stop(stop::StopArgs),
-    /// Stop an agent, then start it again with the configuration it was launched with.
+    /// Stop agents, then start each again with the configuration it was launched with.
     #[command(after_help = stop::RESTART_HELP)]
     Restart(stop::RestartArgs),
     /// Remove the heartbeat records and lock files of agents neither running nor kept by a
@@ -90,8 +90,9 @@ enum Verb {
     Top(top::TopArgs),
 }
 
-const START_HELP: &str = "Environment: each option above reads the variable shown beside it; \
-    also\n  MOSAIC_HB_BIN    path of mosaic-hb (default: next to this executable, else on PATH)\n  \
+const START_HELP: &str = "Without --command and --runtime, an agent whose launch file \
+    (HB_DIR/.AGENT.launch) is there starts as it was launched.\n\
+    Environment: each option above reads the variable shown beside it; also\n  MOSAIC_HB_BIN    path of mosaic-hb (default: next to this executable, else on PATH)\n  \
     PATH             where `tmux` and `setsid` are found\n\
     Exit codes: 0 done (started, or already running), 1 failed at run time, 2 bad input.";
 
@@ -244,7 +245,7 @@ pub fn agent_name(name: &str) -> Result<&str, Fail> {
 /// `mosaic-fleet`, from parsed arguments to exit code.
 pub fn run(cli: FleetCli) -> ExitCode {
     let result = match cli.verb {
-        Verb::Start(cli) => return crate::launch::run_as("mosaic-fleet", *cli),
+        Verb::Start(cli) => return crate::launch::run_as("mosaic-fleet", as_launched(*cli)),
         Verb::Ls(args) => ls::run(&args),
         Verb::Logs(args) => logs(&args),
         Verb::Attach(args) => attach(&args),
@@ -257,6 +258,33 @@ pub fn run(cli: FleetCli) -> ExitCode {
         Ok(code) => code,
         // An empty message: stdout was closed (`| head`), nothing worth saying.
         Err(fail) => fail.report("mosaic-fleet"),
+    }
+}
+
+/// `start AGENT` with no command and no runtime, of an agent whose launch file is in the
+/// heartbeat directory: started as it was launched (as `pm2 start NAME` or `docker start`
+/// does a known one), the caller's deadline, settle time and sidecar binary kept. Anything
+/// else goes to the launcher as given (which says what is missing).
+fn as_launched(cli: Cli) -> Cli {
+    let given = |v: &Option<OsString>| v.as_ref().is_some_and(|v| !v.is_empty());
+    if given(&cli.command) || given(&cli.runtime) || cli.no_heartbeat {
+        return cli;
+    }
+    let Some(agent) = cli.agent.to_str().and_then(|a| validate::agent(a).ok()) else {
+        return cli;
+    };
+    let dir = match cli.hb_dir.as_ref().filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => dirs::default_dir(),
+    };
+    match crate::config::LaunchConfig::load(&dir, agent) {
+        Ok(Some(config)) if config.agent == agent => Cli {
+            settle: cli.settle,
+            tmux_timeout: cli.tmux_timeout,
+            hb_bin: cli.hb_bin,
+            ..config.to_cli(cli.json)
+        },
+        _ => cli,
     }
 }
 

@@ -53,7 +53,9 @@ pub const STOP_HELP: &str = "Environment: each option above reads the variable s
 pub const RESTART_HELP: &str = "Environment: each option above reads the variable shown beside \
     it; the agent starts again with the configuration stored when it was launched \
     (HB_DIR/.AGENT.launch), not with the caller's MOSAIC_* variables.\n\
-    Exit codes: 0 restarted, 1 failed at run time (or no stored configuration), 2 bad input.";
+    Exit codes: 0 restarted (every agent named), 1 failed at run time (a start that failed: the \
+    others are still restarted; or no stored configuration), 2 bad input (also an agent with \
+    neither a session nor a file: pruned, or never started; nothing is restarted).";
 
 /// How long the sidecar gets to write `status=stopped` and leave.
 const SIDECAR_WAIT: Duration = Duration::from_secs(5);
@@ -94,9 +96,16 @@ pub struct StopArgs {
 
 #[derive(Args, Debug)]
 pub struct RestartArgs {
-    /// Agent to restart.
-    #[arg(value_name = "AGENT")]
-    agent: String,
+    /// Agents to restart.
+    #[arg(
+        value_name = "AGENT",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    agents: Vec<String>,
+    /// Restart every agent with a session on the socket.
+    #[arg(long)]
+    all: bool,
     #[command(flatten)]
     manner: Manner,
 }
@@ -487,42 +496,87 @@ pub fn run_stop(args: &StopArgs) -> Result<ExitCode, Fail> {
 }
 
 pub fn run_restart(args: &RestartArgs) -> Result<ExitCode, Fail> {
-    let agent = agent_name(&args.agent)?;
     let asked = args.manner.place.resolve()?;
-    let Some(config) = LaunchConfig::load(&asked.hb_dir, agent).map_err(failed)? else {
-        return Err(failed(format!(
-            "cannot restart {agent}: no launch configuration in {} (started with \
-             --no-heartbeat, or by an older launcher); stop it and use `mosaic-fleet start`",
-            asked.hb_dir.display()
-        )));
+    for agent in &args.agents {
+        agent_name(agent)?;
+    }
+    let names: Vec<String> = if args.all {
+        let panes = asked.tmux().list_panes().map_err(tmux_failed)?;
+        panes.into_iter().map(|p| p.session).collect()
+    } else {
+        args.agents.clone()
     };
-    if config.agent != agent {
-        return Err(usage(format!(
+    // Every launch file first: an agent that cannot be restarted restarts nobody.
+    let configs = names
+        .iter()
+        .map(|agent| launch_config(&asked, agent))
+        .collect::<Result<Vec<_>, Fail>>()?;
+    if configs.is_empty() && !args.manner.json {
+        print(&format!(
+            "no agent is running on tmux socket {}: nothing to restart\n",
+            asked.socket
+        ))?;
+    }
+    let mut code = ExitCode::SUCCESS;
+    for config in configs {
+        // The agent runs where it was started, whatever the caller's socket.
+        let fleet = Fleet {
+            socket: config.socket.clone(),
+            hb_dir: config.hb_dir.clone(),
+            timeout: asked.timeout,
+        };
+        let agent = config.agent.as_str();
+        // One turn for the stop and the start: no other launch or stop comes in between.
+        let turn = take_turn(&fleet, agent, Instant::now() + lock::TURN_WAIT)
+            .map_err(|why| failed(format!("cannot restart {agent}: {why}")))?;
+        let report = stop_in_turn(&fleet, &[agent], args.manner.grace)?.remove(0);
+        let line = if args.manner.json {
+            render_json(&report)
+        } else {
+            render_text(&report, &fleet)
+        };
+        print(&format!("{line}\n"))?;
+        let started =
+            crate::launch::run_in_turn("mosaic-fleet", config.to_cli(args.manner.json), turn);
+        // The first failure's code; the others are still restarted.
+        if code == ExitCode::SUCCESS {
+            code = started;
+        }
+    }
+    Ok(code)
+}
+
+/// The stored launch of `agent`, or an error that says why there is none.
+fn launch_config(asked: &Fleet, agent: &str) -> Result<LaunchConfig, Fail> {
+    match LaunchConfig::load(&asked.hb_dir, agent).map_err(failed)? {
+        Some(config) if config.agent == agent => Ok(config),
+        Some(config) => Err(usage(format!(
             "cannot restart {agent}: its launch file names agent {}",
             config.agent
-        )));
+        ))),
+        None => {
+            let panes = asked.tmux().list_panes().map_err(tmux_failed)?;
+            let session = panes.iter().any(|p| p.session == agent);
+            let record = std::fs::symlink_metadata(asked.hb_file(agent)).is_ok();
+            if session || record {
+                Err(failed(format!(
+                    "cannot restart {agent}: no launch configuration in {} (started with \
+                     --no-heartbeat, or by an older launcher); stop it and use `mosaic-fleet \
+                     start`",
+                    asked.hb_dir.display()
+                )))
+            } else {
+                // Nothing of it left here: never started with this heartbeat dir, or pruned.
+                Err(usage(format!(
+                    "cannot restart {agent}: no agent {agent} on tmux socket {} and no file of \
+                     it in {} (pruned, or never started here); start it again with \
+                     `mosaic-fleet start {agent} --command ...`",
+                    asked.socket,
+                    asked.hb_dir.display()
+                )))
+            }
+        }
     }
-    // The agent runs where it was started, whatever the caller's socket.
-    let fleet = Fleet {
-        socket: config.socket.clone(),
-        hb_dir: config.hb_dir.clone(),
-        timeout: asked.timeout,
-    };
-    // One turn for the stop and the start: no other launch or stop comes in between.
-    let turn = take_turn(&fleet, agent, Instant::now() + lock::TURN_WAIT)
-        .map_err(|why| failed(format!("cannot restart {agent}: {why}")))?;
-    let report = stop_in_turn(&fleet, &[agent], args.manner.grace)?.remove(0);
-    let line = if args.manner.json {
-        render_json(&report)
-    } else {
-        render_text(&report, &fleet)
-    };
-    print(&format!("{line}\n"))?;
-    Ok(crate::launch::run_in_turn(
-        "mosaic-fleet",
-        config.to_cli(args.manner.json),
-        turn,
-    ))
 }
 
 fn render_text(r: &Stopped, fleet: &Fleet) -> String {

@@ -227,6 +227,7 @@ mod tests {
             state,
             pane: None,
             row: None,
+            socket: None,
         }
     }
 
@@ -263,6 +264,7 @@ mod tests {
             state: AgentState::Running,
             pane: None,
             row: Some(row),
+            socket: None,
         }
     }
 

@@ -92,11 +92,7 @@ fn table(frame: &mut Frame, area: Rect, model: &Model, agents: &[&Agent], now: i
             agent.state.as_str().to_string(),
             agent.activity().map_or_else(dash, format_activity),
             agent.restarts().map_or_else(dash, |n| n.to_string()),
-            agent
-                .pane
-                .as_ref()
-                .and_then(|p| ls::exit_text(p, now))
-                .unwrap_or_else(dash),
+            ls::exit_text(agent, now).unwrap_or_else(dash),
             agent
                 .uptime(now)
                 .map_or_else(dash, |s| format_age(s as f64)),
