@@ -242,11 +242,14 @@ fn a_stop_while_restarting_cancels_the_restart() {
     cmd.env("FAKE_DEATH", "status 3");
     expect_success(&mut cmd);
     let file = sb.hb_file("halt");
-    // Dead at once, then (the helper's answer) due at restart_at.
+    // Dead at once and due at restart_at; then the helper's answer says how it died.
     let rec = wait_until(
-        "a restart to be due",
+        "a restart to be due, with the death's status",
         Duration::from_secs(10),
-        || read_record(&file).filter(|r| r.lifecycle.restart_at.is_some()),
+        || {
+            read_record(&file)
+                .filter(|r| r.lifecycle.restart_at.is_some() && r.lifecycle.exit_status.is_some())
+        },
         || show_file(&file),
     );
     assert_eq!(rec.status, Status::Restarting);
