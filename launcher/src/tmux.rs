@@ -434,9 +434,7 @@ impl<'a> Tmux<'a> {
         option: &str,
     ) -> Result<Option<Piped>, Failure> {
         let target = format!("={agent}:");
-        let mut pipe = b"exec cat >".to_vec();
-        crate::pane::quote(&mut pipe, fifo.as_os_str().as_bytes());
-        let pipe = OsString::from_vec(pipe);
+        let pipe = follow_command(fifo);
         let open = format!("pipe-pane -O -t {target} \"#{{{option}}}\"");
         let head = [
             "display-message",
@@ -490,6 +488,21 @@ impl<'a> Tmux<'a> {
             server,
             kept: output_only(kept, dead),
         }))
+    }
+
+    /// The pane options of `agent`'s pane whose names start with `prefix` (a follower's
+    /// `@mosaic_follow_ID`), names only; none when there is no such pane.
+    pub fn pane_options(&self, agent: &str, prefix: &str) -> Vec<String> {
+        let target = format!("={agent}:");
+        let Ok(out) = self.run(&["show-options", "-p", "-t", &target]) else {
+            return Vec::new();
+        };
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| line.split_whitespace().next())
+            .filter(|name| name.starts_with(prefix))
+            .map(str::to_string)
+            .collect()
     }
 
     /// Removes the pane option `option` and, with `close`, the pane's pipe (`pipe-pane`
@@ -729,6 +742,13 @@ fn output_only(capture: &[u8], dead: bool) -> Vec<u8> {
         text.truncate(keep);
     }
     text
+}
+
+/// The shell command a follower's pipe runs: `exec cat >'FIFO'`.
+pub fn follow_command(fifo: &Path) -> OsString {
+    let mut pipe = b"exec cat >".to_vec();
+    crate::pane::quote(&mut pipe, fifo.as_os_str().as_bytes());
+    OsString::from_vec(pipe)
 }
 
 /// tmux's answer for a session (or server) that is not there. A server that exits while we

@@ -718,3 +718,91 @@ fn logs_follow_stops_on_ctrl_c_and_leaves_other_pipes_alone() {
     let (_, err) = expect_exit(&mut fleet(&sb, &["logs", "ticker", "-f", "--json"]), 2);
     assert!(err.contains("cannot be used with"), "{err}");
 }
+
+// A follower killed with SIGKILL on a silent pane leaves its pipe, its pane option and its
+// directory behind; the next `logs --follow` clears all three (the dead follower's pipe is
+// closed, its process ended, its directory removed) and follows, and leaves nothing itself.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn a_killed_followers_leftovers_are_cleared_by_the_next() {
+    e2e!();
+    let sb = Sandbox::new();
+    start(&sb, "quiet", "sh -c 'echo said-once; exec sleep 600'", &[]);
+    wait_until(
+        "the agent's one line",
+        Duration::from_secs(10),
+        || {
+            let out = run(&mut fleet(&sb, &["logs", "quiet"]));
+            String::from_utf8_lossy(&out.stdout)
+                .contains("said-once")
+                .then_some(())
+        },
+        String::new,
+    );
+    let (mut first, tmp) = follower(&sb, "quiet", &["-n", "1"]);
+    assert_eq!(first_lines(&mut first, 1).0, ["said-once\n"]);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().collect();
+    assert_eq!(left.len(), 1, "the killed follower's directory: {left:?}");
+    // A second dead follower's directory, of another pane (its pid is long gone).
+    let other = tmp.join("mosaic-follow-999999999_00000000deadbeef");
+    std::fs::create_dir(&other).unwrap();
+    nix::unistd::mkfifo(&other.join("pane"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let (mut second, _) = follower(&sb, "quiet", &["-n", "1"]);
+    let (lines, _) = first_lines(&mut second, 1);
+    if lines != ["said-once\n"] {
+        let (code, out, err) = follower_end(second);
+        let server = String::from_utf8_lossy(&sb.tmux(&["display-message", "-p", "#{pid}"]).stdout)
+            .trim()
+            .to_string();
+        let kids = std::fs::read_to_string(format!("/proc/{server}/task/{server}/children"))
+            .unwrap_or_default();
+        let kids: Vec<String> = kids
+            .split_whitespace()
+            .map(|k| {
+                format!(
+                    "{k} {:?} {:?} {:?}",
+                    std::fs::read(format!("/proc/{k}/cmdline"))
+                        .map(|c| String::from_utf8_lossy(&c).into_owned()),
+                    std::fs::read_link(format!("/proc/{k}/fd/1")),
+                    std::fs::read_to_string(format!("/proc/{k}/stat"))
+                )
+            })
+            .collect();
+        let options = sb.tmux(&["show-options", "-p", "-t", "=quiet:"]);
+        panic!(
+            "the next follower did not follow: {lines:?} {code:?} {out:?} {err:?}; server {server} children {kids:?}; options {}",
+            String::from_utf8_lossy(&options.stdout)
+        );
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(second.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let (code, _, err) = follower_end(second);
+    assert_eq!(code, Some(130), "{err}");
+    no_follower_left(&sb, "quiet", &tmp);
+}
+
+// A pane whose pipe is someone else's (no follower's mark) is refused with the way to close it.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn a_refused_follower_says_how_to_clear_the_pipe() {
+    e2e!();
+    let sb = Sandbox::new();
+    start(&sb, "piped", "sleep 600", &[]);
+    let theirs = sb.path("theirs");
+    let cmd = format!("cat >> '{}'", theirs.display());
+    assert!(sb
+        .tmux(&["pipe-pane", "-t", "=piped:", &cmd])
+        .status
+        .success());
+    let (child, tmp) = follower(&sb, "piped", &[]);
+    let (code, _, err) = follower_end(child);
+    assert_eq!(code, Some(1), "{err}");
+    let how = format!("`tmux -L {} pipe-pane -t =piped:` closes it", sb.socket);
+    assert!(err.contains(&how), "{err}");
+    no_follower_left(&sb, "piped", &tmp);
+}

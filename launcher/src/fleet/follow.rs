@@ -11,7 +11,14 @@ dropped), so an agent cannot drive the operator's terminal through us. On the wa
 reason, the pipe is closed and the directory removed.
 
 One follower per pane: a pane that already has a pipe (another follower, or someone's
-`pipe-pane`) is refused, and that pipe is left alone.
+`pipe-pane`) is refused, and that pipe is left alone; the refusal says how to close it. A
+follower that died without its way out (SIGKILL) leaves its pipe, its pane option and its
+directory; the next follower clears them: a follower's directory and pane option carry its
+pid (`mosaic-follow-PID_RANDOM`, `@mosaic_follow_PID_RANDOM`), and what belongs to a pid that
+no longer runs is a dead follower's. Its pipe is closed and its process ended (found, like our
+own, by the FIFO it writes to), and its directory removed; every dead follower's directory
+under `$TMPDIR` goes, whichever pane it followed (their pipes end at the next output, which
+nobody reads).
 */
 
 use std::fs::File;
@@ -38,6 +45,10 @@ const LAST_WORDS: Duration = Duration::from_millis(100);
 
 pub fn follow(tmux: &Tmux, agent: &str, lines: usize) -> Result<ExitCode, Fail> {
     let stop = Stop::new();
+    // The pane's first: a dead follower's pipe that is still opening its FIFO blocks there
+    // (and is found) while the FIFO exists, and would fail at once, unseen, without it.
+    clear_dead_followers(tmux, agent);
+    sweep_dead_followers();
     let dir = Private::new()?;
     let fifo = dir.path.join("pane");
     nix::unistd::mkfifo(&fifo, Mode::S_IRUSR | Mode::S_IWUSR)
@@ -55,7 +66,7 @@ pub fn follow(tmux: &Tmux, agent: &str, lines: usize) -> Result<ExitCode, Fail> 
                 mosaic_core::why(&e)
             ))
         })?;
-    let option = format!("@mosaic_follow_{}", dir.id);
+    let option = format!("{OPTION_PREFIX}{}", dir.id);
     let Some(piped) = tmux
         .capture_and_pipe(agent, &fifo, &option)
         .map_err(tmux_failed)?
@@ -66,13 +77,17 @@ pub fn follow(tmux: &Tmux, agent: &str, lines: usize) -> Result<ExitCode, Fail> 
         tmux.unpipe(agent, &option, false);
         return Err(failed(format!(
             "the pane of agent {agent} already has a pipe (another `logs --follow`, or tmux \
-             pipe-pane): one follower at a time"
+             pipe-pane): one follower at a time; if none runs, `tmux -L {} pipe-pane -t \
+             ={agent}:` closes it",
+            tmux.socket()
         )));
     }
     let result = stream_until_the_end(tmux, agent, lines, &piped.kept, &mut stream, &stop);
     // Ours, found by the FIFO it writes to, while it still runs: tmux closes its pipe (which
     // ends it), and, for a dead pane, whose pipe tmux 3.3a will not close, we end it.
-    let ours = piped.server.and_then(|server| our_pipe(server, &fifo));
+    let ours = piped
+        .server
+        .and_then(|server| our_pipe(server, &fifo, false));
     tmux.unpipe(agent, &option, ours.is_some());
     if let Some(pidfd) = ours {
         let _ = mosaic_core::sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGTERM);
@@ -84,19 +99,103 @@ pub fn follow(tmux: &Tmux, agent: &str, lines: usize) -> Result<ExitCode, Fail> 
 /// in a directory only we can enter), as a pidfd opened before that is checked. It lives as
 /// long as the pane's pipe is ours (tmux closing the pipe ends it), once its shell has
 /// opened the FIFO: a follow cut short right after it began gives it a moment.
-fn our_pipe(server: i32, fifo: &Path) -> Option<OwnedFd> {
+fn our_pipe(server: i32, fifo: &Path, opening: bool) -> Option<OwnedFd> {
     let give_up = Instant::now() + PIPE_START;
     loop {
-        let kids = std::fs::read_to_string(format!("/proc/{server}/task/{server}/children"));
-        let found = kids.ok()?.split_whitespace().find_map(|kid| {
-            let pidfd = mosaic_core::sys::pidfd_open(kid.parse().ok()?).ok()?;
-            let out = std::fs::read_link(format!("/proc/{kid}/fd/1")).ok()?;
-            (out == fifo).then_some(pidfd)
-        });
+        let found = pipe_into(server, fifo, opening);
         if found.is_some() || Instant::now() >= give_up {
             return found;
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The tmux server's child whose stdout is `fifo` (also once that name is removed: the link
+/// then reads `FIFO (deleted)`), or, with `opening`, that still runs the pipe's command
+/// ([`crate::tmux::follow_command`], its FIFO's path unique to one follower): a shell that
+/// opens a FIFO whose reader died blocks in that open for good. As a pidfd opened before the
+/// check.
+fn pipe_into(server: i32, fifo: &Path, opening: bool) -> Option<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let deleted = {
+        let mut name = fifo.as_os_str().to_owned();
+        name.push(" (deleted)");
+        PathBuf::from(name)
+    };
+    let command = crate::tmux::follow_command(fifo);
+    let kids = std::fs::read_to_string(format!("/proc/{server}/task/{server}/children"));
+    kids.ok()?.split_whitespace().find_map(|kid| {
+        let pidfd = mosaic_core::sys::pidfd_open(kid.parse().ok()?).ok()?;
+        let out = std::fs::read_link(format!("/proc/{kid}/fd/1")).unwrap_or_default();
+        let cmdline = std::fs::read(format!("/proc/{kid}/cmdline")).unwrap_or_default();
+        let runs = cmdline
+            .split(|&b| b == 0)
+            .any(|arg| arg == command.as_bytes());
+        (out == fifo || out == deleted || (opening && runs)).then_some(pidfd)
+    })
+}
+
+/// The pane option of follower `id`, and the prefix every follower's shares.
+const OPTION_PREFIX: &str = "@mosaic_follow_";
+
+/// The directory name of follower `id` under `$TMPDIR`, and the prefix every one shares.
+const DIR_PREFIX: &str = "mosaic-follow-";
+
+/// Whether follower `id` (`PID_RANDOM`) is dead: its pid runs no more. (A pid reused since
+/// keeps its leftovers a while longer; they are never taken for a live follower's.)
+fn dead(id: &str) -> bool {
+    let pid = id.split('_').next().and_then(|p| p.parse::<i32>().ok());
+    pid.is_some_and(|pid| pid > 0 && !mosaic_core::teardown::alive(pid))
+}
+
+/// Clears what dead followers left on `agent`'s pane: each one's option unset, its directory
+/// removed, and its pipe closed and its process ended while that process still writes into
+/// its FIFO (else the pane's pipe, if any, is someone else's, and left alone).
+fn clear_dead_followers(tmux: &Tmux, agent: &str) {
+    let options = tmux.pane_options(agent, OPTION_PREFIX);
+    if options.is_empty() {
+        return;
+    }
+    let server = tmux.server_pid();
+    for option in options {
+        let id = &option[OPTION_PREFIX.len()..];
+        if !dead(id) {
+            continue;
+        }
+        let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{id}"));
+        // A pipe forked a moment before its follower died may not have executed yet.
+        let writer = server.and_then(|server| our_pipe(server, &dir.join("pane"), true));
+        tmux.unpipe(agent, &option, writer.is_some());
+        if let Some(pidfd) = writer {
+            let _ = mosaic_core::sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGTERM);
+        }
+        remove_own_dir(&dir);
+    }
+}
+
+/// Removes the directories dead followers left under `$TMPDIR` (ours only).
+fn sweep_dead_followers() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(id) = name.to_str().and_then(|n| n.strip_prefix(DIR_PREFIX)) else {
+            continue;
+        };
+        if dead(id) {
+            remove_own_dir(&entry.path());
+        }
+    }
+}
+
+/// Removes `dir` and what is in it, if it is a directory of ours (not a link, our uid).
+fn remove_own_dir(dir: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let ours = std::fs::symlink_metadata(dir)
+        .is_ok_and(|m| m.is_dir() && m.uid() == nix::unistd::geteuid().as_raw());
+    if ours {
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
 
@@ -187,7 +286,7 @@ impl Private {
             std::process::id(),
             mosaic_core::sys::random_u64()
         );
-        let path = base.join(format!("mosaic-follow-{id}"));
+        let path = base.join(format!("{DIR_PREFIX}{id}"));
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&path)
