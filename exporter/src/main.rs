@@ -6,31 +6,38 @@ mosaic-hb exporter [--listen ADDR] [--fleet NAME]... [--stale-after N] [DIR...]
 ```
 
 `GET /metrics` reads every heartbeat directory at that moment (the same scan and
-classification as `mosaic-hb status`, so a killed sidecar is `stale` at the next scrape) and
-answers with the families of [`mosaic_core::status::metrics`]; `GET /` answers one line; anything
+classification as `mosaic-hb status`, so a killed sidecar is `stale` at the next scrape; scrapes
+that come while the last reading is younger than it took to make share it) and answers with the families of [`mosaic_core::status::metrics`]; `GET /` answers one line; anything
 else is 404 (405 for a method other than GET or HEAD). Nothing else is served.
 
 # A small server that garbage cannot stall
 
 hyper parses HTTP (no parser of ours) on a one-thread tokio runtime: one thread, whatever the
-number of clients. The limits, all constants below:
+number of clients. Every local user can connect, so the exporter must keep answering scrapes
+whatever they do with their sockets. The limits, all constants here and in [`places`]:
 
-- at most [`MAX_CONNECTIONS`] open at once; a connection beyond that is closed at once, so
-  10,000 idle clients cost the exporter nothing but accepting and closing;
-- one request per connection (no keep-alive), and each connection has [`CONNECTION_TIME`] in
-  all, to send its request and to read the answer: a slow client is cut off, and frees its
-  place;
-- a request head over [`MAX_HEAD`] bytes is refused (431) without being kept; a body is never
-  read;
-- at most [`MAX_ANSWERS`] metric answers held in memory at once (a client that reads slowly
-  holds its answer until its time is up); beyond that, 503.
+- at most [`places::MAX_CONNECTIONS`] connections open at once; a newcomer always gets a place,
+  by cutting the oldest connection that has not sent a whole request, else the one answered the
+  longest ([`places`]): idle sockets, however many and however fast they are renewed, push out
+  only each other;
+- a request head must come whole within [`HEAD_TIME`] of the first read, and be at most
+  [`MAX_HEAD`] bytes (431); a body is never read; one request per connection (no keep-alive);
+- each connection has [`CONNECTION_TIME`] in all, to ask and to read the answer;
+- after each accepted connection the loop lets the connections run before it accepts the next,
+  so a request already sent is read before a flood of newcomers can make its connection old;
+- a `/metrics` answer is one shared buffer, read again only once the last reading is older
+  than the time it took, and older answers still being sent are capped at
+  [`places::MAX_HELD`] bytes ([`places`]).
 
-So memory is bounded by about `MAX_CONNECTIONS` small buffers plus `MAX_ANSWERS` answers, and
-the time one client can hold a place is bounded by `CONNECTION_TIME`.
+So memory is bounded by the newest answer, `MAX_HELD` and `MAX_CONNECTIONS` small buffers,
+whatever the number of clients or how slowly they read, and reading the directories takes at
+most half the thread, however many scrapes come.
 
 SIGTERM or SIGINT stops it: it stops listening at once, lets answers in flight finish for up
 to [`GRACE`], and exits 0.
 */
+
+mod places;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -47,33 +54,35 @@ use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use mosaic_core::exit::Exit;
 use mosaic_core::status::{self, metrics};
 use mosaic_core::{dirs, why};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::places::Places;
 
 /// Loopback only: the metrics name every agent, and a port on every interface would show them
 /// to the network. Pass `--listen 0.0.0.0:PORT` to be scraped from elsewhere.
 const DEFAULT_LISTEN: &str = "127.0.0.1:9479";
-/// Connections open at once; more are closed as soon as they are accepted.
-const MAX_CONNECTIONS: usize = 256;
 /// All the time one connection gets: to send its request and to read the answer.
 const CONNECTION_TIME: Duration = Duration::from_secs(5);
+/// The time to send a whole request head, from the first read: a client on this host (or
+/// Prometheus across a network) sends it in one go.
+const HEAD_TIME: Duration = Duration::from_secs(1);
 /// The largest request head read (hyper's smallest buffer limit).
 const MAX_HEAD: usize = 8 * 1024;
-/// Metric answers held in memory at once.
-const MAX_ANSWERS: usize = 16;
 /// Connections the kernel queues for us to accept.
 const BACKLOG: u32 = 4096;
 /// How long answers in flight may finish after SIGTERM.
 const GRACE: Duration = Duration::from_secs(1);
 
 const HELP: &str = "\
-Limits: 256 connections at once (more are closed at once), one request per connection,
-5 s per connection in all, request heads up to 8 KiB, 16 metric answers in memory at once.
+Limits: 256 connections at once (a newcomer cuts the oldest idle one), one request per
+connection, 1 s to send it, 5 s per connection in all, request heads up to 8 KiB; answers
+shared, older ones still being sent capped at 16 MiB.
 
 Environment:
   MOSAIC_HEARTBEAT_RUN_DIR  the heartbeat directory when no DIR is given (empty = unset)
@@ -192,8 +201,8 @@ async fn serve(addr: SocketAddr, fleets: Arc<Fleets>) -> Result<(), String> {
     let listener = listen(addr).map_err(|e| format!("cannot listen on {addr}: {}", why(&e)))?;
     let bound = listener.local_addr().unwrap_or(addr);
     eprintln!("mosaic-hb exporter: listening on http://{bound}/metrics");
-    let places = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let answers = Arc::new(Semaphore::new(MAX_ANSWERS));
+    let places = Arc::new(Places::default());
+    let mut connections = JoinSet::new();
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -208,31 +217,49 @@ async fn serve(addr: SocketAddr, fleets: Arc<Fleets>) -> Result<(), String> {
             _ = term.recv() => break,
             _ = int.recv() => break,
         };
-        // Over the limit: closed at once, costing nothing that lasts.
-        let Ok(place) = places.clone().try_acquire_owned() else {
-            drop(stream);
-            continue;
-        };
-        let fleets = fleets.clone();
-        let answers = answers.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request: Request<Incoming>| {
-                let response = answer(&request, &fleets, &answers);
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let connection = http1::Builder::new()
-                .keep_alive(false)
-                .max_buf_size(MAX_HEAD)
-                .serve_connection(TokioIo::new(stream), service);
-            // A client that is slow to ask or to read loses its connection, and its place.
-            let _ = tokio::time::timeout(CONNECTION_TIME, connection).await;
-            drop(place);
-        });
+        // Ended connections leave a result behind until joined.
+        while connections.try_join_next().is_some() {}
+        let id = places.number();
+        let cut = connections.spawn(connection(stream, id, fleets.clone(), places.clone()));
+        places.admit(id, cut);
+        // Let the connections run (this one's request is read if it is there) before the
+        // next accept: a flood of newcomers cannot age a request that was already sent.
+        tokio::task::yield_now().await;
     }
     drop(listener);
-    let all = u32::try_from(MAX_CONNECTIONS).unwrap_or(u32::MAX);
-    let _ = tokio::time::timeout(GRACE, places.acquire_many(all)).await;
+    let _ = tokio::time::timeout(GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
     Ok(())
+}
+
+/// One connection, from its accept to its end, or until it is cut to make room.
+async fn connection(stream: TcpStream, id: u64, fleets: Arc<Fleets>, places: Arc<Places>) {
+    // Frees the place however the connection ends, cut (the task dropped) included.
+    struct Leave(Arc<Places>, u64);
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            self.0.left(self.1);
+        }
+    }
+    let leave = Leave(places.clone(), id);
+    let service = service_fn(move |request: Request<Incoming>| {
+        places.asked(id);
+        let response = answer(&request, &fleets, &places, id);
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEAD_TIME)
+        .keep_alive(false)
+        .max_buf_size(MAX_HEAD)
+        // A shared answer is queued as it is, never copied into a connection's buffer.
+        .writev(true)
+        .serve_connection(TokioIo::new(stream), service);
+    // A client that is slow to read loses its connection, and its place.
+    let _ = tokio::time::timeout(CONNECTION_TIME, connection).await;
+    drop(leave);
 }
 
 /// A listening socket with a deep accept queue: a burst of clients (or of garbage) waits in
@@ -249,14 +276,15 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
-/// The answer to one request.
+/// The answer to request `id`.
 fn answer(
     request: &Request<Incoming>,
     fleets: &Fleets,
-    answers: &Arc<Semaphore>,
+    places: &Places,
+    id: u64,
 ) -> Response<Text> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
-        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n", None);
+        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
         response
             .headers_mut()
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
@@ -264,11 +292,8 @@ fn answer(
     }
     match request.uri().path() {
         "/metrics" => {
-            let Ok(permit) = answers.clone().try_acquire_owned() else {
-                return text(StatusCode::SERVICE_UNAVAILABLE, "busy, retry\n", None);
-            };
-            let mut response = text(StatusCode::OK, "", Some(permit));
-            response.body_mut().data = Some(Bytes::from(fleets.scrape()));
+            let body = places.answer(id, || Bytes::from(fleets.scrape()));
+            let mut response = Response::new(Text(Some(body)));
             response.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -278,21 +303,13 @@ fn answer(
         "/" => text(
             StatusCode::OK,
             "mosaic-hb exporter: the fleet's metrics are at /metrics\n",
-            None,
         ),
-        _ => text(StatusCode::NOT_FOUND, "not found: try /metrics\n", None),
+        _ => text(StatusCode::NOT_FOUND, "not found: try /metrics\n"),
     }
 }
 
-fn text(
-    status: StatusCode,
-    body: &'static str,
-    permit: Option<OwnedSemaphorePermit>,
-) -> Response<Text> {
-    let mut response = Response::new(Text {
-        data: Some(Bytes::from_static(body.as_bytes())),
-        _permit: permit,
-    });
+fn text(status: StatusCode, body: &'static str) -> Response<Text> {
+    let mut response = Response::new(Text(Some(Bytes::from_static(body.as_bytes()))));
     *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,
@@ -301,12 +318,8 @@ fn text(
     response
 }
 
-/// A whole answer in one frame, holding its place among [`MAX_ANSWERS`] until it is sent or
-/// dropped.
-struct Text {
-    data: Option<Bytes>,
-    _permit: Option<OwnedSemaphorePermit>,
-}
+/// A whole answer in one frame (a shared buffer, not a copy).
+struct Text(Option<Bytes>);
 
 impl Body for Text {
     type Data = Bytes;
@@ -316,14 +329,14 @@ impl Body for Text {
         mut self: Pin<&mut Self>,
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.data.take().map(|data| Ok(Frame::data(data))))
+        Poll::Ready(self.0.take().map(|data| Ok(Frame::data(data))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.data.is_none()
+        self.0.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.len() as u64))
+        SizeHint::with_exact(self.0.as_ref().map_or(0, |d| d.len() as u64))
     }
 }

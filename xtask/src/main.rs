@@ -9,6 +9,7 @@ mod bench;
 mod compat;
 mod demo;
 mod demo_restart;
+mod flood;
 mod fuzz;
 mod install;
 mod procfs;
@@ -46,6 +47,9 @@ enum Task {
     Compat(compat::Args),
     /// Measure the launcher and sidecar against the bash baseline; write BENCHMARKS.md.
     Bench(bench::Args),
+    /// The exporter under connection floods and a 10,000-file directory: scrapes answered,
+    /// scrape time, peak memory (quoted in SECURITY.md).
+    Flood(flood::Args),
     /// Long property-based runs over the parser and validators (the suite replays a short one).
     Fuzz(fuzz::Args),
     /// The exporter and alert rules against a real Prometheus (installs it when missing).
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
         Task::DemoRestart => demo_restart::run(),
         Task::Compat(args) => compat::run(&args),
         Task::Bench(args) => bench::run(&args),
+        Task::Flood(args) => flood::run(&args),
         Task::Fuzz(args) => fuzz::run(&args),
         Task::Prometheus => prometheus::run(),
     };

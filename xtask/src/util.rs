@@ -132,6 +132,32 @@ impl Drop for TempDir {
     }
 }
 
+/// A fresh directory on tmpfs, where heartbeat files live in production: in
+/// `$XDG_RUNTIME_DIR` (the launcher's default) or else `/dev/shm`; `None` if neither is tmpfs.
+pub fn tmpfs_dir(tag: &str) -> Option<TempDir> {
+    let candidates = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([PathBuf::from("/dev/shm")]);
+    for base in candidates {
+        if base.is_dir() && fs_type(&base) == "tmpfs" {
+            let dir = base.join(format!("mosaic-{tag}-{}", std::process::id()));
+            if std::fs::create_dir_all(&dir).is_ok() {
+                return Some(TempDir(dir));
+            }
+        }
+    }
+    None
+}
+
+/// The type of the filesystem holding `dir`, as `df` names it ("tmpfs", "ext4").
+pub fn fs_type(dir: &Path) -> String {
+    output(Command::new("df").arg("--output=fstype").arg(dir))
+        .ok()
+        .and_then(|out| out.lines().nth(1).map(|l| l.trim().to_string()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// Kills a private tmux server on drop.
 pub struct TmuxServer(pub String);
 

@@ -129,7 +129,7 @@ impl Fleet {
         let home = tmp.path().join("home");
         let runtime_bin = tmp.path().join("runtime-bin");
         let workdir = tmp.path().join("work");
-        let tmpfs = tmpfs_dir();
+        let tmpfs = util::tmpfs_dir("bench");
         let mut storages = Vec::new();
         for dir in tmpfs.iter().map(TempDir::path).chain([tmp.path()]) {
             for kind in Kind::BOTH {
@@ -138,7 +138,7 @@ impl Fleet {
                     .map_err(|e| format!("cannot create {}: {e}", hb.display()))?;
             }
             storages.push(Storage {
-                fs: fs_type(dir),
+                fs: util::fs_type(dir),
                 dir: dir.to_path_buf(),
             });
         }
@@ -367,32 +367,6 @@ pub fn sidecars(agents: &[Agent]) -> Result<Vec<u32>> {
         })?);
     }
     Ok(pids)
-}
-
-/// A fresh directory on tmpfs, where heartbeat files live in production: in
-/// `$XDG_RUNTIME_DIR` (the launcher's default) or else `/dev/shm`; `None` if neither is tmpfs.
-fn tmpfs_dir() -> Option<TempDir> {
-    let candidates = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([PathBuf::from("/dev/shm")]);
-    for base in candidates {
-        if base.is_dir() && fs_type(&base) == "tmpfs" {
-            let dir = base.join(format!("mosaic-bench-{}", std::process::id()));
-            if std::fs::create_dir_all(&dir).is_ok() {
-                return Some(TempDir(dir));
-            }
-        }
-    }
-    None
-}
-
-/// The type of the filesystem holding `dir`, as `df` names it ("tmpfs", "ext4").
-fn fs_type(dir: &Path) -> String {
-    util::output(Command::new("df").arg("--output=fstype").arg(dir))
-        .ok()
-        .and_then(|out| out.lines().nth(1).map(|l| l.trim().to_string()))
-        .unwrap_or_else(|| "unknown".into())
 }
 
 impl Drop for Fleet {
