@@ -125,6 +125,16 @@ pub struct Cli {
     #[command(flatten)]
     pub limits: LimitArgs,
 
+    /// A variable for the agent's environment (its shell only, not the tmux server's);
+    /// repeatable.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<OsString>,
+
+    /// A label stored with the agent's launch configuration (`HB_DIR/.AGENT.launch`) for
+    /// tools to read; repeatable. Not given to the agent.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<OsString>,
+
     /// Path of the mosaic-hb binary.
     #[arg(long, env = "MOSAIC_HB_BIN", value_name = "PATH", hide = true)]
     pub hb_bin: Option<OsString>,

@@ -19,6 +19,8 @@ hb_interval=30
 idle_after=60
 restart=on-failure                 (only under a restart policy)
 restart-delay=0.5                  (each restart limit that is not the default)
+env.API_URL=http://localhost:8080  (each --env, by name)
+label.team=search                  (each --label, by name)
 ```
 
 Values are bytes (paths and commands need not be UTF-8): printable ASCII but `\` is written as
@@ -35,6 +37,7 @@ use mosaic_core::supervise::LimitArgs;
 use mosaic_core::validate;
 
 use crate::cli::Cli;
+use crate::launch::Plan;
 
 /// The largest launch file we read: a real one is a few hundred bytes.
 const READ_LIMIT: u64 = 256 * 1024;
@@ -56,12 +59,39 @@ pub struct LaunchConfig {
     /// The restart policy and its limits as flag names and values (`restart`,
     /// `restart-delay`, ...: [`mosaic_core::supervise::settings`]); empty for none.
     pub restart: Vec<(String, String)>,
+    /// The agent's own variables (`--env`), sorted by name.
+    pub env: Vec<(String, OsString)>,
+    /// Labels (`--label`), sorted by name.
+    pub labels: Vec<(String, String)>,
 }
 
 impl LaunchConfig {
     /// Where the launch configuration of `agent` lives in heartbeat directory `hb_dir`.
     pub fn path(hb_dir: &Path, agent: &str) -> PathBuf {
         hb_dir.join(format!(".{agent}.launch"))
+    }
+
+    /// The configuration a launch of `plan` stores; `None` without a heartbeat (nowhere to
+    /// store it).
+    pub fn of(plan: &Plan) -> Option<LaunchConfig> {
+        let hb = plan.heartbeat.as_ref()?;
+        Some(LaunchConfig {
+            agent: plan.agent.clone(),
+            socket: plan.socket.clone(),
+            workdir: plan.workdir.clone(),
+            command: plan.command.clone(),
+            runtime_bin: plan.runtime_bin.clone(),
+            hb_dir: hb.dir.clone(),
+            hb_interval: hb.interval,
+            idle_after: hb.idle_after,
+            restart: plan
+                .restart
+                .iter()
+                .map(|(flag, value)| (flag.to_string(), value.clone()))
+                .collect(),
+            env: plan.env.clone(),
+            labels: plan.labels.clone(),
+        })
     }
 
     /// Writes the file (atomically, never through a symlink).
@@ -125,6 +155,12 @@ impl LaunchConfig {
                 window: self.restart_flag("restart-window"),
                 guard: self.restart_flag("restart-guard"),
             },
+            env: self.env.iter().map(|(k, v)| pair(k, v)).collect(),
+            labels: self
+                .labels
+                .iter()
+                .map(|(k, v)| pair(k, v.as_ref()))
+                .collect(),
         }
     }
 
@@ -163,6 +199,12 @@ impl LaunchConfig {
         for (flag, value) in &self.restart {
             line(flag, value.as_bytes());
         }
+        for (key, value) in &self.env {
+            line(&format!("env.{key}"), value.as_bytes());
+        }
+        for (key, value) in &self.labels {
+            line(&format!("label.{key}"), value.as_bytes());
+        }
         out
     }
 
@@ -171,6 +213,7 @@ impl LaunchConfig {
         let (mut runtime_bin, mut hb_dir, mut hb_interval, mut idle_after) =
             (None, None, None, None);
         let mut restart = Vec::new();
+        let (mut env, mut labels) = (Vec::new(), Vec::new());
         for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             let at = line
                 .iter()
@@ -192,6 +235,12 @@ impl LaunchConfig {
                 flag if flag.starts_with(b"restart") => {
                     restart.push((text(flag.to_vec())?, text(value)?));
                 }
+                key if key.starts_with(b"env.") => {
+                    env.push((text(key[4..].to_vec())?, OsString::from_vec(value)));
+                }
+                key if key.starts_with(b"label.") => {
+                    labels.push((text(key[6..].to_vec())?, text(value)?));
+                }
                 _ => {}
             }
         }
@@ -210,7 +259,29 @@ impl LaunchConfig {
                 None => validate::idle_after(validate::DEFAULT_IDLE_AFTER)?,
             },
             restart,
+            env,
+            labels,
         })
+    }
+}
+
+/// `KEY=VALUE` as the launcher's `--env` and `--label` take it.
+fn pair(key: &str, value: &std::ffi::OsStr) -> OsString {
+    let mut out = OsString::from(key);
+    out.push("=");
+    out.push(value);
+    out
+}
+
+/// A label's name: 1 to 64 of `A-Z a-z 0-9 _ . -`.
+pub fn label_key(key: &str) -> Result<(), String> {
+    let ok = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
+    if !key.is_empty() && key.len() <= 64 && key.bytes().all(ok) {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid label name {key:?}: 1 to 64 of A-Z a-z 0-9 _ . -"
+        ))
     }
 }
 
@@ -308,9 +379,11 @@ mod tests {
                 ("restart".into(), "on-failure".into()),
                 ("restart-delay".into(), "0.5".into()),
             ],
+            env: vec![("A_1".into(), OsString::from_vec(b"x y\n'\xfe".to_vec()))],
+            labels: vec![("team".into(), "search = é".into())],
         };
         let bytes = config.render();
-        assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), 10);
+        assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), 12);
         let cli = config.to_cli(false);
         assert_eq!(cli.restart.as_deref(), Some("on-failure".as_ref()));
         assert_eq!(cli.limits.delay.as_deref(), Some("0.5".as_ref()));

@@ -62,6 +62,40 @@ pub fn command(prefix: &[PathBuf], command: &OsStr) -> OsString {
     OsString::from_vec(out)
 }
 
+/// `export KEY='VALUE'; ` for each variable, then `pane_command`: the agent's own environment
+/// (the fleet file's `env`), set in its shell only, never in the tmux server's or session's.
+/// Keys are checked by [`env_key`]; values are single-quoted byte for byte.
+pub fn with_env(env: &[(String, OsString)], pane_command: OsString) -> OsString {
+    if env.is_empty() {
+        return pane_command;
+    }
+    let mut out = Vec::new();
+    for (key, value) in env {
+        out.extend_from_slice(b"export ");
+        out.extend_from_slice(key.as_bytes());
+        out.push(b'=');
+        quote(&mut out, value.as_bytes());
+        out.extend_from_slice(b"; ");
+    }
+    out.extend_from_slice(pane_command.as_bytes());
+    OsString::from_vec(out)
+}
+
+/// A variable name the shell can `export`: a letter or `_`, then letters, digits and `_`.
+pub fn env_key(key: &str) -> Result<&str, String> {
+    let mut bytes = key.bytes();
+    let first = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+    if first && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_') && key.len() <= 256 {
+        Ok(key)
+    } else {
+        Err(format!(
+            "invalid environment variable name {key:?}: a letter or _, then letters, digits, _"
+        ))
+    }
+}
+
 /// Appends `bytes` single-quoted for a POSIX shell.
 pub fn quote(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'\'');

@@ -14,6 +14,7 @@ mod activity;
 mod exporter;
 mod first_hour;
 mod fleet;
+mod fleet_file;
 mod hostile;
 mod launch_truth;
 mod launcher;

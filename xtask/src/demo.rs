@@ -1,8 +1,10 @@
 /*!
 `cargo xtask demo [--keep]`: the operator's loop, shown on a private tmux socket.
 
-It says what it builds while it builds, then starts two harmless agents with `mosaic-fleet
-start` (one of them leaves a background child, as agents' tool servers do), lists the fleet,
+It says what it builds while it builds, then writes a fleet file (`mosaic.toml`) with two
+harmless agents (one of them leaves a background child, as agents' tool servers do), shows the
+plan (`mosaic-fleet diff`), starts them (`mosaic-fleet up`), changes one key and shows that only
+that agent is restarted and why, lists the fleet,
 shows one agent's output, stops the other (its child goes with it, its record says
 `stopped`), and lists the fleet again. It ends by printing the `mosaic-fleet` commands to look
 around: with `--keep` the fleet stays up for them; without, everything is removed (also when a
@@ -105,13 +107,39 @@ pub fn run(args: &Args) -> Result {
         "A private fleet: tmux socket {socket}, heartbeat dir {}",
         hb_dir.display()
     );
-    for (agent, command) in AGENTS {
-        step(&format!("mosaic-fleet start {agent} --command {command:?}"));
-        print!(
-            "{}",
-            util::output(fleet(&["start", agent]).env("MOSAIC_AGENT_COMMAND", command))?
-        );
-    }
+    // The fleet file: the fleet's place, defaults, and the agents.
+    let file = tmp.path().join("mosaic.toml");
+    let write_file = |reviewer_interval: &str| -> Result {
+        let text = fleet_file(socket, reviewer_interval);
+        std::fs::write(&file, text).map_err(|e| format!("cannot write {}: {e}", file.display()))
+    };
+    write_file("1")?;
+    step("cat mosaic.toml");
+    print!("{}", fleet_file(socket, "1"));
+    let plan = |cmd: &mut Command| -> Result<String> {
+        // `diff` exits 3 when `up` would change something: the answer, not a failure.
+        let out = cmd
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", util::show(cmd)))?;
+        match out.status.code() {
+            Some(0 | 3) => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+            _ => Err(format!(
+                "`{}` failed ({}): {}",
+                util::show(cmd),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+        }
+    };
+    let in_tmp = |args: &[&str]| {
+        let mut cmd = fleet(args);
+        cmd.current_dir(tmp.path());
+        cmd
+    };
+    step("mosaic-fleet diff");
+    print!("{}", plan(&mut in_tmp(&["diff"]))?);
+    step("mosaic-fleet up");
+    print!("{}", util::output(&mut in_tmp(&["up"]))?);
     for (agent, _) in AGENTS {
         let file = hb_dir.join(format!("{agent}.hb"));
         util::wait_for(Duration::from_secs(5), || {
@@ -121,6 +149,14 @@ pub fn run(args: &Args) -> Result {
         })
         .ok_or_else(|| format!("no heartbeat at {} within 5 s", file.display()))?;
     }
+    step("mosaic-fleet up  # again: nothing to do, nothing touched");
+    print!("{}", util::output(&mut in_tmp(&["up"]))?);
+    write_file("2")?;
+    step("edit mosaic.toml: the reviewer's hb_interval = 2");
+    step("mosaic-fleet diff");
+    print!("{}", plan(&mut in_tmp(&["diff"]))?);
+    step("mosaic-fleet up");
+    print!("{}", util::output(&mut in_tmp(&["up"]))?);
     // A few lines of output to show.
     std::thread::sleep(Duration::from_millis(2500));
     show(&["ls"])?;
@@ -141,6 +177,14 @@ pub fn run(args: &Args) -> Result {
     let f = quote(&fleet_bin);
     let commands = [
         format!("export {env}"),
+        format!(
+            "cd {}; {f} diff        # the fleet file against what runs",
+            quote(tmp.path())
+        ),
+        format!(
+            "{f} up                 # converge: start, restart what changed, touch nothing else"
+        ),
+        format!("{f} down               # stop the file's agents"),
         format!("{f} ls                 # the fleet, live agents first"),
         format!("{f} logs builder -n 20 # its last output"),
         format!("{f} logs builder -f    # then its output as it comes (Ctrl-C to stop)"),
@@ -172,6 +216,24 @@ pub fn run(args: &Args) -> Result {
         }
     }
     Ok(())
+}
+
+/// The demo's fleet file; the reviewer's heartbeat interval is what the demo changes.
+fn fleet_file(socket: &str, reviewer_interval: &str) -> String {
+    let [(builder, builder_cmd), (reviewer, reviewer_cmd)] = AGENTS;
+    format!(
+        "[fleet]\nsocket = \"{socket}\"\nhb_dir = \"heartbeat\"  # relative to this file\n\n\
+         [defaults]\nhb_interval = 1\nrestart = \"on-failure\"\n\n\
+         [agents.{builder}]\ncommand = {}\nlabels = {{ role = \"build\" }}\n\n\
+         [agents.{reviewer}]\ncommand = {}\nhb_interval = {reviewer_interval}\nenv = {{ REVIEW_DEPTH = \"2\" }}\n",
+        toml_quote(builder_cmd),
+        toml_quote(reviewer_cmd)
+    )
+}
+
+/// A TOML basic string.
+fn toml_quote(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 pub fn step(what: &str) {

@@ -10,6 +10,9 @@ mosaic-fleet stop AGENT...    a deliberate stop: status=stopped, the process tre
 mosaic-fleet restart AGENT    stop, then start with the stored launch configuration       (stop)
 mosaic-fleet prune            remove records nobody runs or keeps                         (prune)
 mosaic-fleet top              the live dashboard: ls on one screen, acted on with keys      (top)
+mosaic-fleet up [-f FILE]     converge the fleet to mosaic.toml: start, restart what changed (up, file)
+mosaic-fleet diff [-f FILE]   what `up` would do; exit 3 when it would change something  (up)
+mosaic-fleet down [-f FILE]   stop the file's agents                                      (up)
 ```
 
 Every verb finds the fleet the way the launcher does: `--socket` / `MOSAIC_TMUX_SOCKET`, and
@@ -17,12 +20,14 @@ Every verb finds the fleet the way the launcher does: `--socket` / `MOSAIC_TMUX_
 through [`crate::tmux`] only, once per verb where it can be (`list-panes -a`).
 */
 
+pub mod file;
 pub mod follow;
 pub mod ls;
 pub mod plain;
 pub mod prune;
 pub mod stop;
 pub mod top;
+pub mod up;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -46,7 +51,7 @@ const VERB_HELP: &str = "Environment: each option above reads the variable shown
 #[command(
     name = "mosaic-fleet",
     version,
-    about = "See and steer a fleet of agents: start, ls, logs, attach, stop, restart, prune, top.",
+    about = "See and steer a fleet of agents: start, ls, logs, attach, stop, restart, prune, top; up, diff, down from a fleet file.",
     long_about = "See and steer a fleet of agents started by mosaic-launcher: each agent is a \
         tmux session on one socket (`tmux -L SOCKET`) with a heartbeat file HB_DIR/AGENT.hb.\n\n\
         `mosaic-fleet start AGENT` is `mosaic-launcher AGENT`. `mosaic-hb status` remains the \
@@ -88,6 +93,16 @@ enum Verb {
     /// The live dashboard: one row per agent, kept up to date; keys attach, stop, restart.
     #[command(after_help = top::HELP)]
     Top(top::TopArgs),
+    /// Converge the fleet to its file (mosaic.toml): start what is not running, restart alone
+    /// what changed, leave the rest untouched; with --prune, stop agents the file does not name.
+    #[command(after_help = up::UP_HELP)]
+    Up(up::UpArgs),
+    /// Print what `up` would do: + start, ~ restart (KEY changed), - stop, how many unchanged.
+    #[command(after_help = up::DIFF_HELP)]
+    Diff(up::DiffArgs),
+    /// Stop the agents the fleet file names, and no other.
+    #[command(after_help = up::DOWN_HELP)]
+    Down(up::DownArgs),
 }
 
 const START_HELP: &str = "Without --command and --runtime, an agent whose launch file \
@@ -127,7 +142,7 @@ pub struct Where {
     tmux_timeout: Duration,
 }
 
-fn tmux_timeout(text: &str) -> Result<Duration, String> {
+pub fn tmux_timeout(text: &str) -> Result<Duration, String> {
     // An empty variable counts as unset.
     if text.is_empty() {
         return Ok(crate::tmux::DEFAULT_TIMEOUT);
@@ -253,6 +268,9 @@ pub fn run(cli: FleetCli) -> ExitCode {
         Verb::Restart(args) => stop::run_restart(&args),
         Verb::Prune(args) => prune::run(&args),
         Verb::Top(args) => top::run(&args),
+        Verb::Up(args) => up::run_up(&args),
+        Verb::Diff(args) => up::run_diff(&args),
+        Verb::Down(args) => up::run_down(&args),
     };
     match result {
         Ok(code) => code,

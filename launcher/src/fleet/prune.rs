@@ -65,6 +65,15 @@ fn agents_with_files(dir: &Path) -> Result<BTreeMap<String, Vec<String>>, String
 }
 
 pub fn prune(fleet: &Fleet, dry_run: bool) -> Result<Pruned, Fail> {
+    prune_only(fleet, dry_run, |_| true)
+}
+
+/// [`prune`] of the agents `only` accepts (`mosaic-fleet up --prune`: those gone from the file).
+pub fn prune_only(
+    fleet: &Fleet,
+    dry_run: bool,
+    only: impl Fn(&str) -> bool,
+) -> Result<Pruned, Fail> {
     let mut result = Pruned::default();
     if !fleet.hb_dir.exists() {
         return Ok(result);
@@ -77,6 +86,9 @@ pub fn prune(fleet: &Fleet, dry_run: bool) -> Result<Pruned, Fail> {
         .map(|p| p.session)
         .collect();
     for (agent, mut files) in agents_with_files(&fleet.hb_dir).map_err(failed)? {
+        if !only(&agent) {
+            continue;
+        }
         let record = fleet.hb_file(&agent);
         let lock_name = layout::lock_path(&record)
             .file_name()

@@ -579,7 +579,7 @@ fn launch_config(asked: &Fleet, agent: &str) -> Result<LaunchConfig, Fail> {
     }
 }
 
-fn render_text(r: &Stopped, fleet: &Fleet) -> String {
+pub fn render_text(r: &Stopped, fleet: &Fleet) -> String {
     let ended = match (r.ended, r.killed) {
         (1, false) => "ended 1 process".to_string(),
         (n, false) => format!("ended {n} processes"),
@@ -609,7 +609,7 @@ fn render_text(r: &Stopped, fleet: &Fleet) -> String {
     line
 }
 
-fn render_json(r: &Stopped) -> String {
+pub fn render_json(r: &Stopped) -> String {
     #[derive(Serialize)]
     struct Json<'a> {
         agent: &'a str,

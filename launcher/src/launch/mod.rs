@@ -43,7 +43,7 @@ use mosaic_core::exit::{Exit, Fail};
 use mosaic_core::lock::{self, Turn};
 
 pub use self::plan::{plan, Heartbeat, Plan};
-pub use self::report::{Outcome, Report, SidecarState};
+pub use self::report::{store_config, Outcome, Report, SidecarState};
 pub use self::start::launch;
 use crate::child::Stop;
 use crate::cli::Cli;
@@ -113,7 +113,7 @@ pub fn run_in_turn(program: &str, cli: Cli, turn: Option<Turn>) -> ExitCode {
 /// stop never reads a pane this launch is about to replace, nor removes a session before its
 /// sidecar holds it. Waits for a stop under way (its grace), bounded by
 /// [`mosaic_core::lock::TURN_WAIT`]; a stop signal cuts the wait. None without a heartbeat.
-fn take_turn(plan: &Plan, stop: &Stop) -> Result<Option<Turn>, Fail> {
+pub fn take_turn(plan: &Plan, stop: &Stop) -> Result<Option<Turn>, Fail> {
     let Some(hb) = &plan.heartbeat else {
         return Ok(None);
     };

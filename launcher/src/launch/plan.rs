@@ -32,6 +32,10 @@ pub struct Plan {
     /// The restart policy and its limits as flags (`restart`, `restart-delay`, ...), for the
     /// stored [`LaunchConfig`](crate::config::LaunchConfig); empty for `no`.
     pub restart: Vec<(&'static str, String)>,
+    /// The agent's own variables (`--env`), sorted by name; in `pane_command`.
+    pub env: Vec<(String, OsString)>,
+    /// Labels (`--label`), sorted by name; only stored.
+    pub labels: Vec<(String, String)>,
 }
 
 pub struct Heartbeat {
@@ -62,7 +66,12 @@ pub fn plan(cli: Cli) -> Result<Plan, Fail> {
         workdir,
         runtime_bin,
         pane_command,
+        env,
     } = agent_command(&cli)?;
+    let labels = pairs(&cli.labels, "--label", crate::config::label_key)?
+        .into_iter()
+        .map(|(k, v)| Ok((k, text(&v, "label value (--label)")?.to_string())))
+        .collect::<Result<_, Fail>>()?;
     let interval = text(
         &cli.hb_interval,
         "interval (--hb-interval, MOSAIC_HEARTBEAT_INTERVAL)",
@@ -122,6 +131,8 @@ pub fn plan(cli: Cli) -> Result<Plan, Fail> {
         command,
         runtime_bin,
         restart: supervise::settings(policy, &limits),
+        env,
+        labels,
     })
 }
 
@@ -131,6 +142,7 @@ struct AgentCommand {
     workdir: PathBuf,
     runtime_bin: Option<PathBuf>,
     pane_command: OsString,
+    env: Vec<(String, OsString)>,
 }
 
 fn agent_command(cli: &Cli) -> Result<AgentCommand, Fail> {
@@ -182,13 +194,43 @@ fn agent_command(cli: &Cli) -> Result<AgentCommand, Fail> {
     let home = std::env::var_os("HOME");
     let prefix =
         pane::runtime_bin_prefix(&pane::candidates(runtime_bin.as_deref(), home.as_deref()));
-    let pane_command = pane::command(&prefix, &command);
+    let env = pairs(&cli.env, "--env", |k| pane::env_key(k).map(|_| ()))?;
+    let pane_command = pane::with_env(&env, pane::command(&prefix, &command));
     Ok(AgentCommand {
         command,
         workdir,
         runtime_bin,
         pane_command,
+        env,
     })
+}
+
+/// `KEY=VALUE` arguments of `flag`, keys checked by `check`, sorted by key; a key given twice
+/// is refused.
+fn pairs(
+    values: &[OsString],
+    flag: &str,
+    check: impl Fn(&str) -> Result<(), String>,
+) -> Result<Vec<(String, OsString)>, Fail> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out: Vec<(String, OsString)> = Vec::with_capacity(values.len());
+    for value in values {
+        let bytes = value.as_encoded_bytes();
+        let at = bytes
+            .iter()
+            .position(|&b| b == b'=')
+            .ok_or_else(|| Fail::usage(format!("invalid {flag} {value:?}: KEY=VALUE expected")))?;
+        let key = std::str::from_utf8(&bytes[..at])
+            .map_err(|_| Fail::usage(format!("invalid {flag} {value:?}: the key is not UTF-8")))?;
+        check(key).map_err(|why| Fail::usage(format!("invalid {flag}: {why}")))?;
+        if out.iter().any(|(k, _)| k == key) {
+            return Err(Fail::usage(format!("invalid {flag}: {key} given twice")));
+        }
+        let rest = std::ffi::OsStr::from_bytes(&bytes[at + 1..]).to_os_string();
+        out.push((key.to_string(), rest));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
 }
 
 /// Seconds from `min` to an hour, fractions allowed; empty or absent is `None`.

@@ -59,26 +59,13 @@ pub struct Report {
 
 /// Stores the configuration of an agent this run started, so `mosaic-fleet restart` can start
 /// it again the same way. The agent runs either way: a failure is a warning, not an error.
-pub(super) fn store_config(plan: &Plan, report: &Report, program: &str) {
-    let Some(hb) = &plan.heartbeat else { return };
+pub fn store_config(plan: &Plan, report: &Report, program: &str) {
+    let Some(config) = LaunchConfig::of(plan) else {
+        return;
+    };
     if report.outcome == Outcome::AlreadyRunning || report.sidecar != SidecarState::Started {
         return;
     }
-    let config = LaunchConfig {
-        agent: plan.agent.clone(),
-        socket: plan.socket.clone(),
-        workdir: plan.workdir.clone(),
-        command: plan.command.clone(),
-        runtime_bin: plan.runtime_bin.clone(),
-        hb_dir: hb.dir.clone(),
-        hb_interval: hb.interval,
-        idle_after: hb.idle_after,
-        restart: plan
-            .restart
-            .iter()
-            .map(|(flag, value)| (flag.to_string(), value.clone()))
-            .collect(),
-    };
     if let Err(why) = config.store() {
         say(
             program,

@@ -1,0 +1,383 @@
+/*!
+`mosaic-fleet up | diff | down` over a fleet file, against a real tmux: what starts, what is left
+untouched (same pane process, no tmux write), what restarts and why, what is refused.
+*/
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use mosaic_core::record::Status;
+
+use crate::e2e;
+use crate::support::*;
+
+/// `mosaic-fleet ARGS...` in directory `cwd`, with this sandbox's HOME and no `MOSAIC_*` or
+/// `TMUX` from the outside: the fleet file alone says where the fleet is.
+fn fleet_in(sb: &Sandbox, cwd: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin("mosaic-fleet"));
+    cmd.args(args).current_dir(cwd);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("MOSAIC_") || key == "TMUX" || key == "XDG_RUNTIME_DIR"
+        {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("HOME", sb.path("home")).stdin(Stdio::null());
+    cmd
+}
+
+/// `mosaic-fleet ARGS...` in the sandbox's directory, where `mosaic.toml` is.
+fn fleet(sb: &Sandbox, args: &[&str]) -> Command {
+    fleet_in(sb, &sb.dir, args)
+}
+
+/// Writes `mosaic.toml` in the sandbox: its `[fleet]` (this sandbox's socket, `hb` beside the
+/// file), then `agents`.
+fn write_file(sb: &Sandbox, agents: &str) -> PathBuf {
+    let path = sb.path("mosaic.toml");
+    let text = format!(
+        "[fleet]\nsocket = \"{}\"\nhb_dir = \"hb\"\n\n[defaults]\nhb_interval = 0.2\n\n{agents}",
+        sb.socket
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn launch_file(sb: &Sandbox, agent: &str) -> String {
+    std::fs::read_to_string(sb.hb_dir().join(format!(".{agent}.launch"))).unwrap_or_default()
+}
+
+/// A `tmux` in front of the real one that logs each call's subcommand (argv `$3`: the launcher
+/// always calls `tmux -L SOCKET SUBCOMMAND`) to `tmux-calls`; returns the PATH with it.
+fn logging_tmux(sb: &Sandbox) -> std::ffi::OsString {
+    let dir = sb.path("logging-bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let real = Command::new("sh")
+        .args(["-c", "command -v tmux"])
+        .output()
+        .unwrap();
+    let real = String::from_utf8(real.stdout).unwrap().trim().to_string();
+    write_script(
+        &dir.join("tmux"),
+        &format!(
+            "#!/bin/sh\necho \"$3\" >> '{}'\nexec '{real}' \"$@\"\n",
+            sb.path("tmux-calls").display()
+        ),
+    );
+    path_with(&[&dir])
+}
+
+const TWO: &str = "[agents.a]\ncommand = \"sleep 600\"\nworkdir = \"work\"\n\n\
+    [agents.b]\ncommand = \"sleep 601\"\n";
+
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn up_starts_then_touches_nothing_then_restarts_only_what_changed() {
+    e2e!();
+    let sb = Sandbox::new();
+    write_file(&sb, TWO);
+    let (_, _) = expect_exit(&mut fleet(&sb, &["diff"]), 3);
+    let out = expect_success(&mut fleet(&sb, &["up"]));
+    assert!(out.contains("+ a: started"), "{out}");
+    assert!(out.contains("up: 2 started"), "{out}");
+    let (a, b) = (sb.pane_pid("a"), sb.pane_pid("b"));
+    // The workdir is the file's, relative to its directory.
+    assert_eq!(
+        sb.pane_path("a"),
+        sb.path("work").as_os_str().as_encoded_bytes()
+    );
+    assert_eq!(sb.pane_path("b"), sb.dir.as_os_str().as_encoded_bytes());
+    wait_for_status(&sb.hb_file("a"), Status::Ok, Duration::from_secs(10));
+
+    // In step: diff says so, and up writes nothing to tmux and starts nothing, also when the
+    // file is named from another directory.
+    let diff = expect_success(&mut fleet(&sb, &["diff"]));
+    assert_eq!(diff, "2 unchanged\n");
+    let launch_a = launch_file(&sb, "a");
+    let path = logging_tmux(&sb);
+    let elsewhere = sb.path("home");
+    let out = expect_success(
+        fleet_in(&sb, &elsewhere, &["up", "-f", "../mosaic.toml"]).env("PATH", &path),
+    );
+    assert_eq!(out, "up: 2 unchanged\n");
+    let calls = std::fs::read_to_string(sb.path("tmux-calls")).unwrap();
+    assert_eq!(calls, "list-panes\n", "a no-op up only looks");
+    assert_eq!((sb.pane_pid("a"), sb.pane_pid("b")), (a, b));
+    assert_eq!(launch_file(&sb, "a"), launch_a);
+
+    // b's command changes: b alone restarts, and the plan says why.
+    write_file(
+        &sb,
+        &TWO.replace("sleep 601", "sleep 602").replace(
+            "workdir = \"work\"\n",
+            "workdir = \"work\"\nlabels = { team = \"x\" }\n",
+        ),
+    );
+    let (diff, _) = expect_exit(&mut fleet(&sb, &["diff"]), 3);
+    assert!(diff.contains("~ restart b (command changed)"), "{diff}");
+    assert!(diff.contains("~ update a (labels changed)"), "{diff}");
+    assert!(diff.ends_with("0 unchanged\n"), "{diff}");
+    let out = expect_success(&mut fleet(&sb, &["up"]));
+    assert!(
+        out.contains("~ restarted b (command changed): started"),
+        "{out}"
+    );
+    assert!(out.contains("~ updated a (labels changed)"), "{out}");
+    assert_eq!(sb.pane_pid("a"), a, "a was not restarted");
+    assert_ne!(sb.pane_pid("b"), b, "b was restarted");
+    assert!(launch_file(&sb, "a").contains("label.team=x\n"));
+    assert!(launch_file(&sb, "b").contains("command=sleep 602\n"));
+    expect_success(&mut fleet(&sb, &["diff"]));
+
+    // The restarted b is the one `mosaic-fleet restart` starts the same way.
+    let b2 = sb.pane_pid("b");
+    write_file(
+        &sb,
+        &TWO.replace("sleep 601", "sleep 602")
+            .replace(
+                "workdir = \"work\"\n",
+                "workdir = \"work\"\nlabels = { team = \"x\" }\n",
+            )
+            .replace(
+                "[agents.b]\n",
+                "[agents.b]\nenv = { GREETING = \"hi there\" }\n",
+            ),
+    );
+    let (diff, _) = expect_exit(&mut fleet(&sb, &["diff"]), 3);
+    assert_eq!(diff, "~ restart b (env changed)\n1 unchanged\n");
+    expect_success(&mut fleet(&sb, &["up"]));
+    assert_ne!(sb.pane_pid("b"), b2);
+}
+
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn env_is_the_agents_alone() {
+    e2e!();
+    let sb = Sandbox::new();
+    write_file(
+        &sb,
+        "[agents.talker]\ncommand = \"sh -c 'echo \\\"GREETING=$GREETING;\\\"; exec sleep 600'\"\n\
+         env = { GREETING = \"it's a \\\"test\\\" $HOME\" }\n",
+    );
+    expect_success(&mut fleet(&sb, &["up"]));
+    let text = wait_until(
+        "the agent's greeting",
+        Duration::from_secs(10),
+        || {
+            let out = sb.tmux(&["capture-pane", "-p", "-t", "=talker:"]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.contains("GREETING=").then_some(text)
+        },
+        String::new,
+    );
+    assert!(text.contains("GREETING=it's a \"test\" $HOME;"), "{text}");
+    // Not the server's, not the session's.
+    assert!(!sb
+        .tmux(&["show-environment", "-g", "GREETING"])
+        .status
+        .success());
+    assert!(!sb
+        .tmux(&["show-environment", "-t", "=talker", "GREETING"])
+        .status
+        .success());
+}
+
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn agents_gone_from_the_file_are_reported_and_stopped_only_with_prune() {
+    e2e!();
+    let sb = Sandbox::new();
+    write_file(&sb, TWO);
+    expect_success(&mut fleet(&sb, &["up"]));
+    wait_for_status(&sb.hb_file("b"), Status::Ok, Duration::from_secs(10));
+    let a = sb.pane_pid("a");
+    write_file(
+        &sb,
+        "[agents.a]\ncommand = \"sleep 600\"\nworkdir = \"work\"\n",
+    );
+    let diff = expect_success(&mut fleet(&sb, &["diff"]));
+    assert!(
+        diff.contains("? b is not in mosaic.toml (left alone"),
+        "{diff}"
+    );
+    let (diff, _) = expect_exit(&mut fleet(&sb, &["diff", "--prune"]), 3);
+    assert!(diff.contains("- stop b (not in mosaic.toml"), "{diff}");
+    let out = expect_success(&mut fleet(&sb, &["up"]));
+    assert!(out.contains("? b is not in"), "{out}");
+    assert!(sb.has_session("b"), "left alone without --prune");
+    let out = expect_success(&mut fleet(&sb, &["up", "--prune"]));
+    assert!(
+        out.contains("- stopped b (not in mosaic.toml; its files pruned)"),
+        "{out}"
+    );
+    assert!(!sb.has_session("b"));
+    assert!(!sb.hb_file("b").exists(), "its record was pruned");
+    assert!(!sb.hb_dir().join(".b.launch").exists());
+    assert_eq!(sb.pane_pid("a"), a);
+    expect_success(&mut fleet(&sb, &["diff", "--prune"]));
+}
+
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn down_stops_the_files_agents_and_no_other() {
+    e2e!();
+    let sb = Sandbox::new();
+    write_file(&sb, TWO);
+    expect_success(&mut fleet(&sb, &["up"]));
+    // An agent of the same fleet that the file does not name.
+    let mut other = sb.launcher("other");
+    other.env("MOSAIC_HEARTBEAT_RUN_DIR", sb.hb_dir());
+    expect_success(&mut other);
+    wait_for_status(&sb.hb_file("a"), Status::Ok, Duration::from_secs(10));
+    let out = expect_success(&mut fleet(&sb, &["down"]));
+    assert!(out.contains("stopped agent a"), "{out}");
+    assert!(out.contains("stopped agent b"), "{out}");
+    assert!(!sb.has_session("a") && !sb.has_session("b"));
+    assert!(sb.has_session("other"));
+    assert_eq!(
+        read_record(&sb.hb_file("a")).unwrap().status,
+        Status::Stopped
+    );
+    // Stopped agents start again with the next up.
+    let out = expect_success(&mut fleet(&sb, &["up"]));
+    assert!(out.contains("+ a: started"), "{out}");
+    assert!(out.contains("? other is not in"), "{out}");
+}
+
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn a_bad_file_is_refused_whole_before_anything_starts() {
+    e2e!();
+    let sb = Sandbox::new();
+    let cases = [
+        (
+            "[agents.a]\ncommand = \"sleep 600\"\n[agents.b]\ncommand = \"x\"\nhb_interval = -3\n",
+            "mosaic.toml:10:1: agent b: invalid interval",
+        ),
+        (
+            "[agents.a]\ncommand = \"sleep 600\"\ncomand = \"typo\"\n",
+            "mosaic.toml:10:1: unknown field `comand`",
+        ),
+        (
+            "[agents.a]\ncommand = \"sleep 600\"\nworkdir = \n",
+            "mosaic.toml:10:11: ",
+        ),
+        (
+            "[agents.a]\ncommand = \"sleep 600\"\n[agents.\"no/slash\"]\ncommand = \"x\"\n",
+            "agent no/slash: invalid agent name",
+        ),
+        (
+            "[agents.a]\ncommand = \"sleep 600\"\nworkdir = \"missing\"\n",
+            "agent a: invalid workdir",
+        ),
+    ];
+    for (agents, want) in cases {
+        write_file(&sb, agents);
+        for verb in ["up", "diff", "down"] {
+            let (_, err) = expect_exit(&mut fleet(&sb, &[verb]), 2);
+            assert!(err.starts_with("mosaic-fleet: "), "{err}");
+            assert!(
+                err.contains(want),
+                "{verb} with\n{agents}\nsaid {err}, not {want}"
+            );
+            assert_eq!(err.lines().count(), 1, "{err}");
+        }
+    }
+    assert!(!sb.has_session("a"));
+    assert!(!sb.hb_dir().exists(), "nothing written");
+    let (_, err) = expect_exit(&mut fleet(&sb, &["up", "-f", "nothere.toml"]), 2);
+    assert!(err.contains("cannot read fleet file nothere.toml"), "{err}");
+}
+
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn one_agent_failing_to_start_does_not_stop_the_others() {
+    e2e!();
+    let sb = Sandbox::new();
+    write_file(
+        &sb,
+        "[agents.a]\ncommand = \"sleep 600\"\n[agents.bad]\ncommand = \"no-such-command-xyz\"\n\
+         [agents.c]\ncommand = \"sleep 600\"\n",
+    );
+    let (out, err) = expect_exit(&mut fleet(&sb, &["up"]), 1);
+    assert!(
+        out.contains("! start bad failed: agent bad exited at once"),
+        "{out}"
+    );
+    assert!(out.contains("up: 2 started, 1 failed"), "{out}");
+    assert!(
+        err.contains("1 of 3 agents failed: bad (agent bad exited at once"),
+        "{err}"
+    );
+    assert!(sb.has_session("a") && sb.has_session("c"));
+    assert!(!sb.has_session("bad"));
+    let (diff, _) = expect_exit(&mut fleet(&sb, &["diff"]), 3);
+    assert_eq!(diff, "+ start bad\n2 unchanged\n");
+}
+
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn exited_and_restarting_agents_are_handled_and_said() {
+    e2e!();
+    let sb = Sandbox::new();
+    // `brief` exits after a moment (no restart policy); `phoenix` too, and its sidecar waits
+    // a minute before starting it again.
+    let agents = "[agents.brief]\ncommand = \"sh -c 'sleep 0.3; exit 4'\"\n\
+        [agents.phoenix]\ncommand = \"sh -c 'sleep 0.3; exit 5'\"\nrestart = \"always\"\n\
+        restart_delay = 60\nrestart_guard = 0\n";
+    write_file(&sb, agents);
+    expect_success(&mut fleet(&sb, &["up"]));
+    wait_for_status(
+        &sb.hb_file("brief"),
+        Status::Exited,
+        Duration::from_secs(10),
+    );
+    wait_for_status(
+        &sb.hb_file("phoenix"),
+        Status::Restarting,
+        Duration::from_secs(10),
+    );
+    let (diff, _) = expect_exit(&mut fleet(&sb, &["diff"]), 3);
+    assert_eq!(
+        diff,
+        "+ start brief (exited)\n= phoenix is restarting (left to its sidecar)\n1 unchanged\n"
+    );
+    let out = expect_success(&mut fleet(&sb, &["up"]));
+    assert!(
+        out.contains("+ brief: started again (its last run ended with status 4)"),
+        "{out}"
+    );
+    assert!(out.contains("= phoenix is restarting"), "{out}");
+    // Changed while it waits: restarted now, as the file says.
+    write_file(&sb, &agents.replace("exit 5", "exec sleep 600"));
+    let (diff, _) = expect_exit(&mut fleet(&sb, &["diff"]), 3);
+    assert!(
+        diff.contains("~ restart phoenix (command changed)"),
+        "{diff}"
+    );
+    let out = expect_success(&mut fleet(&sb, &["up"]));
+    assert!(
+        out.contains("~ restarted phoenix (command changed): started"),
+        "{out}"
+    );
+    wait_for_status(&sb.hb_file("phoenix"), Status::Ok, Duration::from_secs(10));
+}
+
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn flags_and_variables_override_the_files_fleet() {
+    e2e!();
+    let sb = Sandbox::new();
+    write_file(&sb, "[agents.a]\ncommand = \"sleep 600\"\n");
+    let other = sb.path("hb-other");
+    let out = expect_success(fleet(&sb, &["up", "--json"]).env("MOSAIC_HEARTBEAT_RUN_DIR", &other));
+    assert!(out.starts_with("{\"file\":\"mosaic.toml\""), "{out}");
+    assert!(out.contains("\"status\":\"started\""), "{out}");
+    assert!(
+        out.contains(&format!("\"hb_dir\":\"{}\"", other.display())),
+        "{out}"
+    );
+    assert!(other.join("a.hb").exists());
+    assert!(!sb.hb_file("a").exists());
+}
