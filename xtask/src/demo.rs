@@ -92,7 +92,6 @@ pub fn run(args: &Args) -> Result {
         tmp,
         ..
     } = &stage;
-    let fleet_bin = bin.join("mosaic-fleet");
     let fleet = |args: &[&str]| {
         let mut cmd = stage.command("mosaic-fleet", "1");
         cmd.args(args);
@@ -170,6 +169,20 @@ pub fn run(args: &Args) -> Result {
         std::fs::read_to_string(&record)
             .map_err(|e| format!("cannot read {}: {e}", record.display()))?
     );
+    try_these(stage, args.keep);
+    Ok(())
+}
+
+/// The commands to try next; with `--keep`, the fleet is left running for them.
+fn try_these(stage: Stage, keep: bool) {
+    let Stage {
+        bin,
+        socket,
+        hb_dir,
+        tmp,
+        ..
+    } = &stage;
+    let fleet_bin = bin.join("mosaic-fleet");
     let env = format!(
         "MOSAIC_TMUX_SOCKET={socket} MOSAIC_HEARTBEAT_RUN_DIR={}",
         quote(hb_dir)
@@ -197,7 +210,7 @@ pub fn run(args: &Args) -> Result {
             quote(&bin.join("mosaic-hb"))
         ),
     ];
-    if args.keep {
+    if keep {
         step("kept: the fleet is still running; look around with");
         for line in &commands {
             println!("  {line}");
@@ -215,7 +228,6 @@ pub fn run(args: &Args) -> Result {
             println!("  {line}");
         }
     }
-    Ok(())
 }
 
 /// The demo's fleet file; the reviewer's heartbeat interval is what the demo changes.

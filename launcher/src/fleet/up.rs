@@ -327,87 +327,12 @@ pub fn run_up(args: &UpArgs) -> Result<ExitCode, Fail> {
         .map(|s| (s.agent.clone(), s))
         .collect();
 
-    // 2. The launches, each as `mosaic-launcher` makes it; a failure does not stop the rest.
-    for (agent, step) in file.agents.iter().zip(&plan.steps) {
-        let (action, changed) = match step {
-            Step::Keep => ("keep", vec![]),
-            Step::Restarting => ("restarting", vec![]),
-            Step::Update => ("update", vec!["labels"]),
-            Step::Start { .. } => ("start", vec![]),
-            Step::Heal { .. } => ("heal", vec![]),
-            Step::Restart { keys } => ("restart", keys.clone()),
-        };
-        let result = match step {
-            Step::Keep | Step::Restarting => Ok(None),
-            Step::Update => agent.config.store().map(|()| None),
-            Step::Restart { .. } if stopped.get(&agent.name).is_some_and(still_there) => {
-                Err(format!(
-                    "not stopped: {}",
-                    stopped[&agent.name]
-                        .warning
-                        .as_deref()
-                        .unwrap_or("its session is still there")
-                ))
-            }
-            Step::Start { .. } | Step::Heal { .. } | Step::Restart { .. } => {
-                match stop_signals.signal() {
-                    Some(sig) => Err(format!("not started: interrupted by signal {sig}")),
-                    // In the agent's turn, as `mosaic-launcher` runs: no stop of it meanwhile.
-                    None => launch::take_turn(&agent.plan, &stop_signals)
-                        .and_then(|turn| {
-                            let report = launch::launch(&agent.plan, &stop_signals)?;
-                            launch::store_config(&agent.plan, &report, "mosaic-fleet");
-                            drop(turn);
-                            Ok(Some(report))
-                        })
-                        .map_err(|f| f.message),
-                }
-            }
-        };
-        done.push(Done {
-            agent: agent.name.clone(),
-            action,
-            changed,
-            result,
-        });
-    }
-
-    // 3. Agents the file does not name: with --prune, their files go too.
-    let mut pruned = Vec::new();
-    if args.prune && !plan.extra.is_empty() {
-        let extra: BTreeSet<&str> = plan.extra.iter().map(String::as_str).collect();
-        match super::prune::prune_only(&fleet, false, |a| extra.contains(a)) {
-            Ok(p) => pruned = p.pruned,
-            Err(Fail { message: why, .. }) => {
-                for name in &plan.extra {
-                    done.push(Done {
-                        agent: name.clone(),
-                        action: "stop",
-                        changed: vec![],
-                        result: Err(format!("cannot prune its files: {why}")),
-                    });
-                }
-            }
-        }
-        for name in &plan.extra {
-            if done.iter().any(|d| &d.agent == name) {
-                continue;
-            }
-            let result = match stopped.get(name) {
-                Some(s) if still_there(s) => Err(format!(
-                    "not stopped: {}",
-                    s.warning.as_deref().unwrap_or("its session is still there")
-                )),
-                _ => Ok(None),
-            };
-            done.push(Done {
-                agent: name.clone(),
-                action: "stop",
-                changed: vec![],
-                result,
-            });
-        }
-    }
+    launch_all(&file, &plan, &stopped, &stop_signals, &mut done);
+    let pruned = if args.prune {
+        prune_extra(&fleet, &plan, &stopped, &mut done)
+    } else {
+        Vec::new()
+    };
 
     let out = if args.json {
         render_up_json(&file, &plan, &done, args.prune)
@@ -439,6 +364,104 @@ pub fn run_up(args: &UpArgs) -> Result<ExitCode, Fail> {
         done.len(),
         failures.join("; ")
     )))
+}
+
+/// The launches, each as `mosaic-launcher` makes it; a failure does not stop the rest.
+fn launch_all(
+    file: &FleetFile,
+    plan: &Converge,
+    stopped: &BTreeMap<String, stop::Stopped>,
+    stop_signals: &Stop,
+    done: &mut Vec<Done>,
+) {
+    for (agent, step) in file.agents.iter().zip(&plan.steps) {
+        let (action, changed) = match step {
+            Step::Keep => ("keep", vec![]),
+            Step::Restarting => ("restarting", vec![]),
+            Step::Update => ("update", vec!["labels"]),
+            Step::Start { .. } => ("start", vec![]),
+            Step::Heal { .. } => ("heal", vec![]),
+            Step::Restart { keys } => ("restart", keys.clone()),
+        };
+        let result = match step {
+            Step::Keep | Step::Restarting => Ok(None),
+            Step::Update => agent.config.store().map(|()| None),
+            Step::Restart { .. } if stopped.get(&agent.name).is_some_and(still_there) => {
+                Err(format!(
+                    "not stopped: {}",
+                    stopped[&agent.name]
+                        .warning
+                        .as_deref()
+                        .unwrap_or("its session is still there")
+                ))
+            }
+            Step::Start { .. } | Step::Heal { .. } | Step::Restart { .. } => {
+                match stop_signals.signal() {
+                    Some(sig) => Err(format!("not started: interrupted by signal {sig}")),
+                    // In the agent's turn, as `mosaic-launcher` runs: no stop of it meanwhile.
+                    None => launch::take_turn(&agent.plan, stop_signals)
+                        .and_then(|turn| {
+                            let report = launch::launch(&agent.plan, stop_signals)?;
+                            launch::store_config(&agent.plan, &report, "mosaic-fleet");
+                            drop(turn);
+                            Ok(Some(report))
+                        })
+                        .map_err(|f| f.message),
+                }
+            }
+        };
+        done.push(Done {
+            agent: agent.name.clone(),
+            action,
+            changed,
+            result,
+        });
+    }
+}
+
+/// Agents the file does not name, with `--prune`: stopped already; their files go too.
+fn prune_extra(
+    fleet: &Fleet,
+    plan: &Converge,
+    stopped: &BTreeMap<String, stop::Stopped>,
+    done: &mut Vec<Done>,
+) -> Vec<String> {
+    let mut pruned = Vec::new();
+    if !plan.extra.is_empty() {
+        let extra: BTreeSet<&str> = plan.extra.iter().map(String::as_str).collect();
+        match super::prune::prune_only(fleet, false, |a| extra.contains(a)) {
+            Ok(p) => pruned = p.pruned,
+            Err(Fail { message: why, .. }) => {
+                for name in &plan.extra {
+                    done.push(Done {
+                        agent: name.clone(),
+                        action: "stop",
+                        changed: vec![],
+                        result: Err(format!("cannot prune its files: {why}")),
+                    });
+                }
+            }
+        }
+        for name in &plan.extra {
+            if done.iter().any(|d| &d.agent == name) {
+                continue;
+            }
+            let result = match stopped.get(name) {
+                Some(s) if still_there(s) => Err(format!(
+                    "not stopped: {}",
+                    s.warning.as_deref().unwrap_or("its session is still there")
+                )),
+                _ => Ok(None),
+            };
+            done.push(Done {
+                agent: name.clone(),
+                action: "stop",
+                changed: vec![],
+                result,
+            });
+        }
+    }
+    pruned
 }
 
 /// A stop that left the agent's session behind (a restart must not start over it).
