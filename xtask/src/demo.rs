@@ -86,7 +86,6 @@ pub fn run(args: &Args) -> Result {
          takes a few minutes)",
     )?;
     let Stage {
-        bin,
         socket,
         hb_dir,
         tmp,
