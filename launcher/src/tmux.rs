@@ -554,6 +554,67 @@ impl<'a> Tmux<'a> {
         Err(self.failure("kill-session", &out).into())
     }
 
+    /// Pastes the text read from `text` (a file positioned at its start) into the agent's pane
+    /// as one paste, in one tmux command: `load-buffer` from the client's stdin into the
+    /// private buffer `buffer`, then `paste-buffer -p -d` (bracketed when the pane's
+    /// application asked for bracketed paste; the buffer deleted). No byte of the text is
+    /// ever an argument, so neither a shell nor tmux's command parser sees it. tmux turns each
+    /// LF into CR, as a terminal does for a pasted text. `Ok(false)`: no such session.
+    pub fn paste(&self, agent: &str, text: std::fs::File, buffer: &str) -> Result<bool, Failure> {
+        let target = format!("={agent}:");
+        let args = [
+            "load-buffer",
+            "-b",
+            buffer,
+            "-",
+            ";",
+            "paste-buffer",
+            "-p",
+            "-d",
+            "-b",
+            buffer,
+            "-t",
+            &target,
+        ];
+        let out = self.run_with(&args, Stdio::from(text));
+        if out.as_ref().is_ok_and(|out| out.status.success()) {
+            return Ok(true);
+        }
+        // The sequence stopped before `-d` (no such pane, a deadline): the buffer, holding
+        // the whole text, must not outlive this call.
+        let _ = self.run(&["delete-buffer", "-b", buffer]);
+        let out = out?;
+        if is_missing(&out) {
+            return Ok(false);
+        }
+        Err(self.failure("paste-buffer", &out).into())
+    }
+
+    /// Presses Enter in the agent's pane, as a key of its own. A pane in a mode (copy mode,
+    /// after a scroll) would take the key for the mode: `copy-mode -q` ends any mode first,
+    /// in the same command. `Ok(false)`: no such session.
+    pub fn enter(&self, agent: &str) -> Result<bool, Failure> {
+        let target = format!("={agent}:");
+        let out = self.run(&[
+            "copy-mode",
+            "-q",
+            "-t",
+            &target,
+            ";",
+            "send-keys",
+            "-t",
+            &target,
+            "Enter",
+        ])?;
+        if out.status.success() {
+            return Ok(true);
+        }
+        if is_missing(&out) {
+            return Ok(false);
+        }
+        Err(self.failure("send-keys", &out).into())
+    }
+
     /// Ends session `agent`: `Ok(false)` when there was none.
     pub fn end_session(&self, agent: &str) -> Result<bool, Failure> {
         let target = format!("={agent}");
@@ -607,8 +668,15 @@ impl<'a> Tmux<'a> {
     }
 
     fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<Output, Failure> {
+        self.run_with(args, Stdio::null())
+    }
+
+    /// [`Tmux::run`] with `stdin` as the client's standard input.
+    fn run_with<S: AsRef<OsStr>>(&self, args: &[S], stdin: Stdio) -> Result<Output, Failure> {
         let mut cmd = self.command(args);
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let subcommand = args
             .first()
             .map(|a| a.as_ref().to_string_lossy().into_owned())

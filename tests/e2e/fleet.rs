@@ -493,7 +493,9 @@ fn attach_puts_a_terminal_on_the_session() {
 fn every_verb_documents_its_variables_and_exit_codes() {
     e2e!();
     let sb = Sandbox::new();
-    for verb in ["start", "ls", "logs", "attach", "stop", "restart", "prune"] {
+    for verb in [
+        "start", "ls", "logs", "attach", "send", "stop", "restart", "prune",
+    ] {
         let out = expect_success(&mut fleet(&sb, &[verb, "--help"]));
         assert!(out.contains("MOSAIC_TMUX_SOCKET"), "{verb}: {out}");
         assert!(out.contains("MOSAIC_HEARTBEAT_RUN_DIR"), "{verb}: {out}");

@@ -21,6 +21,7 @@ mod launcher;
 mod races;
 mod readers;
 mod real_world;
+mod send;
 mod sidecar;
 mod status;
 mod supervise;

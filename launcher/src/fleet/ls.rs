@@ -186,7 +186,7 @@ impl Agent {
     }
 
     /// Whether it is gone for longer than [`HIDE_AFTER`] (never a session, never invalid).
-    fn long_gone(&self) -> bool {
+    pub fn long_gone(&self) -> bool {
         self.pane.is_none()
             && self.state != AgentState::Invalid
             && self.hb_age().is_some_and(|age| age > HIDE_AFTER)

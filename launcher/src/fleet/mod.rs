@@ -13,6 +13,7 @@ mosaic-fleet top              the live dashboard: ls on one screen, acted on wit
 mosaic-fleet up [-f FILE]     converge the fleet to mosaic.toml: start, restart what changed (up, file)
 mosaic-fleet diff [-f FILE]   what `up` would do; exit 3 when it would change something  (up)
 mosaic-fleet down [-f FILE]   stop the file's agents                                      (up)
+mosaic-fleet send AGENT -- T  one paste of the text, then Enter, as a person would          (send)
 ```
 
 Every verb finds the fleet the way the launcher does: `--socket` / `MOSAIC_TMUX_SOCKET`, and
@@ -25,6 +26,7 @@ pub mod follow;
 pub mod ls;
 pub mod plain;
 pub mod prune;
+pub mod send;
 pub mod stop;
 pub mod top;
 pub mod up;
@@ -51,7 +53,8 @@ const VERB_HELP: &str = "Environment: each option above reads the variable shown
 #[command(
     name = "mosaic-fleet",
     version,
-    about = "See and steer a fleet of agents: start, ls, logs, attach, stop, restart, prune, top; up, diff, down from a fleet file.",
+    about = "See and steer a fleet of agents: start, ls, logs, attach, send, stop, restart, \
+        prune, top; up, diff, down from a fleet file.",
     long_about = "See and steer a fleet of agents started by mosaic-launcher: each agent is a \
         tmux session on one socket (`tmux -L SOCKET`) with a heartbeat file HB_DIR/AGENT.hb.\n\n\
         `mosaic-fleet start AGENT` is `mosaic-launcher AGENT`. `mosaic-hb status` remains the \
@@ -79,6 +82,9 @@ enum Verb {
     /// Attach to the agent's tmux session (switch-client when inside that tmux server).
     #[command(after_help = ATTACH_HELP)]
     Attach(AttachArgs),
+    /// Give agents a prompt: the text as one paste (bracketed when asked for), then Enter.
+    #[command(after_help = send::HELP)]
+    Send(send::SendArgs),
     /// Stop agents deliberately: record status=stopped, end every process of their session,
     /// remove the session.
     #[command(after_help = stop::STOP_HELP)]
@@ -264,6 +270,7 @@ pub fn run(cli: FleetCli) -> ExitCode {
         Verb::Ls(args) => ls::run(&args),
         Verb::Logs(args) => logs(&args),
         Verb::Attach(args) => attach(&args),
+        Verb::Send(args) => send::run(&args),
         Verb::Stop(args) => stop::run_stop(&args),
         Verb::Restart(args) => stop::run_restart(&args),
         Verb::Prune(args) => prune::run(&args),
