@@ -25,10 +25,13 @@ use mosaic_core::validate;
 
 use crate::child::{self, Cut, Running, Stop};
 
+mod args;
 mod parse;
 
+pub use self::args::pane_argument;
+use self::args::{no_trailing_semicolon, pane_args};
 pub use self::parse::PaneRow;
-use self::parse::{parse_pane, parse_pids, PANE_ROW_FORMAT};
+use self::parse::{output_only, parse_pane, parse_pids, split_first_line, PANE_ROW_FORMAT};
 
 /// How long any one tmux call may take unless `MOSAIC_TMUX_TIMEOUT` says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -717,37 +720,6 @@ impl<'a> Tmux<'a> {
     }
 }
 
-/// `-c WORKDIR -e MOSAIC_AGENT_NAME=AGENT /bin/sh -c PANE_COMMAND`, shared by `new-session`
-/// and `respawn-pane`.
-fn pane_args(agent: &str, workdir: &Path, pane_command: &OsStr) -> Vec<OsString> {
-    vec![
-        "-c".into(),
-        // tmux would take a final `;` as the end of the command: `dir;/` is the same directory.
-        no_trailing_semicolon(&escape_format(workdir.as_os_str()), b"/"),
-        "-e".into(),
-        format!("MOSAIC_AGENT_NAME={agent}").into(),
-        PANE_SHELL.into(),
-        "-c".into(),
-        pane_argument(pane_command),
-    ]
-}
-
-/// The pane command as the shell receives it: `cmd;` becomes `cmd; ` (the same to a shell),
-/// since tmux would take a final `;` as the end of its own command.
-pub fn pane_argument(pane_command: &OsStr) -> OsString {
-    no_trailing_semicolon(pane_command, b" ")
-}
-
-/// tmux reads an argument that ends in `;` as the end of a command (and `\;` as a literal
-/// `;`): such an argument gets `pad` appended, which must not change its meaning.
-fn no_trailing_semicolon(arg: &OsStr, pad: &[u8]) -> OsString {
-    let mut bytes = arg.as_bytes().to_vec();
-    if bytes.last() == Some(&b';') {
-        bytes.extend_from_slice(pad);
-    }
-    OsString::from_vec(bytes)
-}
-
 /// A `new-session` under way.
 pub struct NewSession<'a> {
     tmux: &'a Tmux<'a>,
@@ -788,30 +760,6 @@ pub fn socket_path(socket: &str) -> std::path::PathBuf {
     Path::new(&dir).join(format!("tmux-{uid}")).join(socket)
 }
 
-/// `text`'s first line (without its newline) and the rest.
-fn split_first_line(text: &[u8]) -> (&[u8], &[u8]) {
-    match text.iter().position(|&b| b == b'\n') {
-        Some(at) => (&text[..at], &text[at + 1..]),
-        None => (text, &[]),
-    }
-}
-
-/// What the agent printed, from a capture of its pane: a dead pane's last line is tmux's own
-/// `remain-on-exit-format` ("Pane is dead (status 1, ...)"), written on the screen's bottom
-/// row, below the blank rows between it and the output, and no output of the agent's.
-fn output_only(capture: &[u8], dead: bool) -> Vec<u8> {
-    let mut text = capture.to_vec();
-    if dead {
-        let body = text.strip_suffix(b"\n").unwrap_or(&text);
-        let keep = body
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |at| at + 1);
-        text.truncate(keep);
-    }
-    text
-}
-
 /// The shell command a follower's pipe runs: `exec cat >'FIFO'`.
 pub fn follow_command(fifo: &Path) -> OsString {
     let mut pipe = b"exec cat >".to_vec();
@@ -844,24 +792,13 @@ pub fn seconds(d: Duration) -> String {
     format!("{}s", text.trim_end_matches('0').trim_end_matches('.'))
 }
 
-/// tmux expands `#{...}` formats in `-c`; `##` is a literal `#`.
-fn escape_format(dir: &OsStr) -> OsString {
-    let mut out = Vec::with_capacity(dir.len());
-    for &b in dir.as_bytes() {
-        out.push(b);
-        if b == b'#' {
-            out.push(b'#');
-        }
-    }
-    OsString::from_vec(out)
-}
-
 fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or_default().trim().to_string()
 }
 
 #[cfg(test)]
 mod tests {
+    use super::args::escape_format;
     use super::*;
 
     #[test]

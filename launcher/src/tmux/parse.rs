@@ -1,7 +1,8 @@
 /*!
 What tmux prints, read: the rows of `list-panes -a` ([`PaneRow`], in the format
 [`PANE_ROW_FORMAT`] asks for), the pane and server pids `new-session -P` and `respawn-pane
--P` print, and the active pane's line of `list-panes` ([`parse_pane`]). Pure functions of
+-P` print, the active pane's line of `list-panes` ([`parse_pane`]), and a capture's output
+without a dead pane's own line ([`output_only`]). Pure functions of
 text, unit-tested here; [`super`] runs tmux.
 */
 
@@ -95,6 +96,30 @@ pub(super) fn parse_pane(stdout: &[u8]) -> Pane {
         },
         _ => Pane::Unknown,
     }
+}
+
+/// `text`'s first line (without its newline) and the rest.
+pub(super) fn split_first_line(text: &[u8]) -> (&[u8], &[u8]) {
+    match text.iter().position(|&b| b == b'\n') {
+        Some(at) => (&text[..at], &text[at + 1..]),
+        None => (text, &[]),
+    }
+}
+
+/// What the agent printed, from a capture of its pane: a dead pane's last line is tmux's own
+/// `remain-on-exit-format` ("Pane is dead (status 1, ...)"), written on the screen's bottom
+/// row, below the blank rows between it and the output, and no output of the agent's.
+pub(super) fn output_only(capture: &[u8], dead: bool) -> Vec<u8> {
+    let mut text = capture.to_vec();
+    if dead {
+        let body = text.strip_suffix(b"\n").unwrap_or(&text);
+        let keep = body
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |at| at + 1);
+        text.truncate(keep);
+    }
+    text
 }
 
 #[cfg(test)]
