@@ -68,7 +68,7 @@ pub struct LaunchConfig {
 impl LaunchConfig {
     /// Where the launch configuration of `agent` lives in heartbeat directory `hb_dir`.
     pub fn path(hb_dir: &Path, agent: &str) -> PathBuf {
-        hb_dir.join(format!(".{agent}.launch"))
+        hb_dir.join(mosaic_core::layout::launch_name(agent))
     }
 
     /// The configuration a launch of `plan` stores; `None` without a heartbeat (nowhere to
@@ -345,16 +345,17 @@ pub fn lock_agent(dir: &Path, agent: &str) -> Result<mosaic_core::lock::Lock, St
     use std::os::fd::AsFd;
     let handle =
         std::fs::File::open(dir).map_err(|e| mosaic_core::dirs::cannot("open", dir, &e))?;
-    let name = std::ffi::CString::new(format!("{agent}.hb")).map_err(|e| e.to_string())?;
+    let record = mosaic_core::layout::record_name(agent);
+    let name = std::ffi::CString::new(record.as_str()).map_err(|e| e.to_string())?;
     mosaic_core::lock::Lock::acquire(handle.as_fd(), &name).map_err(|e| match e {
         mosaic_core::lock::LockError::Held(pid) => format!(
             "{}: kept by a sidecar{}",
-            dir.join(format!("{agent}.hb")).display(),
+            dir.join(&record).display(),
             pid.map_or(String::new(), |p| format!(" (pid {p})"))
         ),
         mosaic_core::lock::LockError::Io(e) => format!(
             "cannot lock {}: {}",
-            dir.join(format!("{agent}.hb")).display(),
+            dir.join(&record).display(),
             mosaic_core::why(&e)
         ),
     })

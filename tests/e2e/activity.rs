@@ -408,17 +408,8 @@ fn fleet_ls_shows_activity() {
     trigger(&sb, "ring");
     wait_for_activity(&sb, "fl", Activity::Waiting, Duration::from_secs(5));
     let ls = |json: bool| {
-        let mut cmd = std::process::Command::new(bin("mosaic-fleet"));
-        cmd.arg("ls").args(json.then_some("--json"));
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("MOSAIC_") || key == "TMUX" {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.env("HOME", sb.path("home"))
-            .env("MOSAIC_TMUX_SOCKET", &sb.socket)
-            .env("MOSAIC_HEARTBEAT_RUN_DIR", sb.hb_dir())
-            .stdin(std::process::Stdio::null());
+        let mut cmd = fleet(&sb, &["ls"]);
+        cmd.args(json.then_some("--json"));
         expect_success(&mut cmd)
     };
     let table = ls(false);

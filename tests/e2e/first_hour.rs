@@ -10,7 +10,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::e2e;
-use crate::fleet::fleet;
 use crate::support::*;
 
 /// Starts `agent` running `command` (`sh -c` is the caller's) through the launcher.

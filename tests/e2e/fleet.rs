@@ -13,24 +13,6 @@ use crate::support::*;
 const FAMILY: &str = "sh -c 'sleep 1000 & nohup sleep 1000 >/dev/null 2>&1 & \
     (trap \"\" TERM HUP; sleep 1000; :) & echo family-up; exec sleep 600'";
 
-/// `mosaic-fleet ARGS...` with this sandbox's socket, heartbeat dir and HOME, and no
-/// `MOSAIC_*` or `TMUX` from the outside.
-pub(crate) fn fleet(sb: &Sandbox, args: &[&str]) -> Command {
-    let mut cmd = Command::new(bin("mosaic-fleet"));
-    cmd.args(args);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("MOSAIC_") || key == "TMUX" || key == "XDG_RUNTIME_DIR"
-        {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("HOME", sb.path("home"))
-        .env("MOSAIC_TMUX_SOCKET", &sb.socket)
-        .env("MOSAIC_HEARTBEAT_RUN_DIR", sb.hb_dir())
-        .stdin(Stdio::null());
-    cmd
-}
-
 /// `mosaic-fleet start AGENT` with the launcher's sandbox environment.
 fn start(sb: &Sandbox, agent: &str, command: &str, extra: &[&str]) -> String {
     let mut cmd = sb.launcher(agent);

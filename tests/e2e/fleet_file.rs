@@ -4,7 +4,7 @@ untouched (same pane process, no tmux write), what restarts and why, what is ref
 */
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use mosaic_core::record::Status;
@@ -15,15 +15,8 @@ use crate::support::*;
 /// `mosaic-fleet ARGS...` in directory `cwd`, with this sandbox's HOME and no `MOSAIC_*` or
 /// `TMUX` from the outside: the fleet file alone says where the fleet is.
 fn fleet_in(sb: &Sandbox, cwd: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(bin("mosaic-fleet"));
+    let mut cmd = sb.isolated("mosaic-fleet");
     cmd.args(args).current_dir(cwd);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("MOSAIC_") || key == "TMUX" || key == "XDG_RUNTIME_DIR"
-        {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("HOME", sb.path("home")).stdin(Stdio::null());
     cmd
 }
 

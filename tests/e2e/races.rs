@@ -19,39 +19,6 @@ use std::time::Duration;
 use crate::e2e;
 use crate::support::*;
 
-/// `mosaic-fleet ARGS...` with this sandbox's socket, heartbeat dir and HOME.
-fn fleet(sb: &Sandbox, args: &[&str]) -> Command {
-    let mut cmd = Command::new(bin("mosaic-fleet"));
-    cmd.args(args);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("MOSAIC_") || key == "TMUX" || key == "XDG_RUNTIME_DIR"
-        {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("HOME", sb.path("home"))
-        .env("MOSAIC_TMUX_SOCKET", &sb.socket)
-        .env("MOSAIC_HEARTBEAT_RUN_DIR", sb.hb_dir())
-        .stdin(Stdio::null());
-    cmd
-}
-
-/// A small xorshift generator: rounds are random, and a failing one is replayed by its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// How many rounds each test runs: `MOSAIC_RACE_ROUNDS`, else `default`.
 fn rounds(default: u32) -> u32 {
     std::env::var("MOSAIC_RACE_ROUNDS")

@@ -150,18 +150,6 @@ fn inherited_descriptors_stay_behind() {
     assert!(sb.has_session("k3"));
 }
 
-/// A small random generator (xorshift), seeded from the clock; the seed is printed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 // SIGINT, SIGTERM and SIGHUP at random moments over 60 launches: each launch either completed
 // (a live pane, a sidecar watching it, its record) or left nothing (no session, no sidecar);
 // the exit code is 0, 1, or 128+N with a message.

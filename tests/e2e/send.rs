@@ -14,7 +14,6 @@ use std::time::Duration;
 use mosaic_core::activity::Activity;
 
 use crate::e2e;
-use crate::fleet::fleet;
 use crate::support::*;
 
 /// Every byte a shell or tmux's command parser would act on, and unicode.

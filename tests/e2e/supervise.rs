@@ -542,23 +542,6 @@ fn restart_flags_are_checked_before_anything_starts() {
     }
 }
 
-/// `mosaic-fleet ARGS...` in this sandbox (its socket and heartbeat dir), nothing from outside.
-fn fleet(sb: &Sandbox, args: &[&str]) -> Command {
-    let mut cmd = Command::new(bin("mosaic-fleet"));
-    cmd.args(args);
-    for (key, _) in std::env::vars_os() {
-        let key_text = key.to_string_lossy();
-        if key_text.starts_with("MOSAIC_") || key == "TMUX" || key == "XDG_RUNTIME_DIR" {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("HOME", sb.path("home"))
-        .env("MOSAIC_TMUX_SOCKET", &sb.socket)
-        .env("MOSAIC_HEARTBEAT_RUN_DIR", sb.hb_dir())
-        .stdin(Stdio::null());
-    cmd
-}
-
 // `mosaic-fleet stop` is never followed by a restart: not of a running agent, and not of one
 // whose restart is pending. Both records say stopped, both sidecars are gone, nothing runs.
 #[test]

@@ -96,7 +96,7 @@ pub fn scan(dir: &Path) -> io::Result<Vec<Found>> {
         let entry = entry?;
         let name = entry.file_name();
         let bytes = name.to_bytes();
-        let Some(stem) = bytes.strip_suffix(b".hb") else {
+        let Some(stem) = bytes.strip_suffix(crate::layout::RECORD_SUFFIX.as_bytes()) else {
             continue;
         };
         if stem.is_empty() || stem.starts_with(b".") {

@@ -42,7 +42,7 @@ pub use mosaic_core::exit::Fail;
 use mosaic_core::{dirs, validate};
 
 use crate::cli::Cli;
-use crate::tmux::{Failure, Tmux};
+use crate::tmux::{Failure, PaneRow, Tmux};
 
 /// Exit codes and variables every verb's help ends with.
 const VERB_HELP: &str = "Environment: each option above reads the variable shown beside it.\n\
@@ -171,7 +171,30 @@ impl Fleet {
     }
 
     pub fn hb_file(&self, agent: &str) -> PathBuf {
-        self.hb_dir.join(format!("{agent}.hb"))
+        mosaic_core::layout::record_path(&self.hb_dir, agent)
+    }
+
+    /// The agents with a session on the socket: what `--all` names.
+    pub fn sessions(&self) -> Result<Vec<String>, Fail> {
+        let panes = self.tmux().list_panes().map_err(tmux_failed)?;
+        Ok(panes.into_iter().map(|p| p.session).collect())
+    }
+
+    /// Whether `agent` is known here: a session of `panes`, or a record in the heartbeat dir.
+    pub fn knows(&self, panes: &[PaneRow], agent: &str) -> bool {
+        panes.iter().any(|p| p.session == agent)
+            || std::fs::symlink_metadata(self.hb_file(agent)).is_ok()
+    }
+
+    /// The refusal of `names` that are known neither way: bad input, as for every verb.
+    pub fn unknown(&self, names: &[&str]) -> Fail {
+        usage(format!(
+            "no agent {} on tmux socket {}: no such session, and no heartbeat file in {} (see \
+             `mosaic-fleet ls --all`)",
+            names.join(", "),
+            self.socket,
+            self.hb_dir.display()
+        ))
     }
 }
 

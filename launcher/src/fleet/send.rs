@@ -232,13 +232,9 @@ fn targets(
         }
     }
     if !unknown.is_empty() {
-        return Err(usage(format!(
-            "no agent {} on tmux socket {}: no such session, and no heartbeat file in {} (see \
-             `mosaic-fleet ls`); nothing was sent",
-            unknown.join(", "),
-            fleet.socket,
-            fleet.hb_dir.display()
-        )));
+        let mut refused = fleet.unknown(&unknown);
+        refused.message += "; nothing was sent";
+        return Err(refused);
     }
     if !down.is_empty() {
         return Err(failed(format!(

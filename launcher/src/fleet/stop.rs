@@ -32,6 +32,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use mosaic_core::layout;
 use mosaic_core::lock::{self, Turn};
 use mosaic_core::record::{Lifecycle, Status};
 use mosaic_core::teardown::{self, Step, Teardown};
@@ -436,7 +437,7 @@ fn record_stopped(file: &Path, pane_pid: Option<i32>, agent: &str) -> Result<(),
     let mut buf = Vec::new();
     mosaic_core::record::render(&mut buf, chrono::Utc::now(), &beat);
     // 0644, as the sidecar writes it: readers may be other users.
-    crate::config::replace_file(dir, &format!("{agent}.hb"), &buf, 0o644).map_err(|e| {
+    crate::config::replace_file(dir, &layout::record_name(agent), &buf, 0o644).map_err(|e| {
         format!(
             "cannot write status=stopped to {}: {}",
             file.display(),
@@ -451,8 +452,7 @@ pub fn run_stop(args: &StopArgs) -> Result<ExitCode, Fail> {
         agent_name(agent)?;
     }
     let names: Vec<String> = if args.all {
-        let panes = fleet.tmux().list_panes().map_err(tmux_failed)?;
-        panes.into_iter().map(|p| p.session).collect()
+        fleet.sessions()?
     } else {
         args.agents.clone()
     };
@@ -460,16 +460,8 @@ pub fn run_stop(args: &StopArgs) -> Result<ExitCode, Fail> {
     // All or nothing: an unknown name stops nobody.
     if !args.all {
         let panes = fleet.tmux().list_panes().map_err(tmux_failed)?;
-        if let Some(unknown) = agents.iter().find(|&&agent| {
-            !panes.iter().any(|p| p.session == agent)
-                && std::fs::symlink_metadata(fleet.hb_file(agent)).is_err()
-        }) {
-            return Err(usage(format!(
-                "no agent {unknown} on tmux socket {}: no such session, and no heartbeat file \
-                 in {} (see `mosaic-fleet ls --all`)",
-                fleet.socket,
-                fleet.hb_dir.display()
-            )));
+        if let Some(unknown) = agents.iter().find(|agent| !fleet.knows(&panes, agent)) {
+            return Err(fleet.unknown(&[unknown]));
         }
     }
     let reports = stop(&fleet, &agents, args.manner.grace)?;
@@ -501,8 +493,7 @@ pub fn run_restart(args: &RestartArgs) -> Result<ExitCode, Fail> {
         agent_name(agent)?;
     }
     let names: Vec<String> = if args.all {
-        let panes = asked.tmux().list_panes().map_err(tmux_failed)?;
-        panes.into_iter().map(|p| p.session).collect()
+        asked.sessions()?
     } else {
         args.agents.clone()
     };
@@ -556,9 +547,7 @@ fn launch_config(asked: &Fleet, agent: &str) -> Result<LaunchConfig, Fail> {
         ))),
         None => {
             let panes = asked.tmux().list_panes().map_err(tmux_failed)?;
-            let session = panes.iter().any(|p| p.session == agent);
-            let record = std::fs::symlink_metadata(asked.hb_file(agent)).is_ok();
-            if session || record {
+            if asked.knows(&panes, agent) {
                 Err(failed(format!(
                     "cannot restart {agent}: no launch configuration in {} (started with \
                      --no-heartbeat, or by an older launcher); stop it and use `mosaic-fleet \

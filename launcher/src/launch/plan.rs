@@ -112,7 +112,7 @@ pub fn plan(cli: Cli) -> Result<Plan, Fail> {
             None => dirs::default_dir(),
         };
         Some(Heartbeat {
-            file: dir.join(format!("{agent}.hb")),
+            file: mosaic_core::layout::record_path(&dir, &agent),
             dir,
             interval,
             idle_after,

@@ -144,8 +144,20 @@ impl Sandbox {
     /// `mosaic-launcher AGENT` with this sandbox's socket, workdir, heartbeat dir and HOME, and
     /// no `MOSAIC_*` or `TMUX` from the outside.
     pub fn launcher(&self, agent: impl AsRef<OsStr>) -> Command {
-        let mut cmd = Command::new(bin("mosaic-launcher"));
+        let mut cmd = self.isolated("mosaic-launcher");
         cmd.arg(agent);
+        cmd.env("MOSAIC_TMUX_SOCKET", &self.socket)
+            .env("MOSAIC_AGENT_WORKDIR", self.path("work"))
+            .env("MOSAIC_AGENT_COMMAND", "sleep 600")
+            .env("MOSAIC_HEARTBEAT_RUN_DIR", self.hb_dir())
+            .env("MOSAIC_HEARTBEAT_INTERVAL", "0.2");
+        cmd
+    }
+
+    /// Our binary `name` with this sandbox's HOME, stdin on /dev/null, and no `MOSAIC_*`,
+    /// `TMUX` or `XDG_RUNTIME_DIR` from the outside: where its fleet is, the caller says.
+    pub fn isolated(&self, name: &str) -> Command {
+        let mut cmd = Command::new(bin(name));
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("MOSAIC_")
                 || key == "TMUX"
@@ -154,13 +166,7 @@ impl Sandbox {
                 cmd.env_remove(key);
             }
         }
-        cmd.env("HOME", self.path("home"))
-            .env("MOSAIC_TMUX_SOCKET", &self.socket)
-            .env("MOSAIC_AGENT_WORKDIR", self.path("work"))
-            .env("MOSAIC_AGENT_COMMAND", "sleep 600")
-            .env("MOSAIC_HEARTBEAT_RUN_DIR", self.hb_dir())
-            .env("MOSAIC_HEARTBEAT_INTERVAL", "0.2")
-            .stdin(Stdio::null());
+        cmd.env("HOME", self.path("home")).stdin(Stdio::null());
         cmd
     }
 
@@ -607,5 +613,33 @@ pub fn inherit(cmd: &mut Command, file: &std::fs::File) {
             )?;
             Ok(())
         });
+    }
+}
+
+/// `mosaic-fleet ARGS...` with the sandbox's socket, heartbeat dir and HOME, and nothing of
+/// the caller's environment that would point it elsewhere.
+pub fn fleet(sb: &Sandbox, args: &[&str]) -> Command {
+    let mut cmd = sb.isolated("mosaic-fleet");
+    cmd.args(args)
+        .env("MOSAIC_TMUX_SOCKET", &sb.socket)
+        .env("MOSAIC_HEARTBEAT_RUN_DIR", sb.hb_dir());
+    cmd
+}
+
+/// A small random generator (xorshift): a test's rounds are random, and a failing one is
+/// replayed from its printed seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
     }
 }
