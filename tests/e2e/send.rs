@@ -46,8 +46,9 @@ fn start_tui(sb: &Sandbox, program: &Path, agent: &str) -> PathBuf {
     dir
 }
 
-/// Starts a `read` loop as `agent`, each line it reads appended to the file it returns.
-fn start_reader(sb: &Sandbox, agent: &str) -> PathBuf {
+/// Starts a `read` loop as `agent`, each line it reads appended to the file it returns; more
+/// launcher arguments in `extra`.
+pub fn start_reader(sb: &Sandbox, agent: &str, extra: &[&str]) -> PathBuf {
     let got = sb.path(&format!("{agent}-got"));
     let script = sb.path("work").join(format!("{agent}.sh"));
     write_script(
@@ -58,7 +59,8 @@ fn start_reader(sb: &Sandbox, agent: &str) -> PathBuf {
         ),
     );
     let mut cmd = sb.launcher(agent);
-    cmd.env("MOSAIC_AGENT_COMMAND", format!("sh ./{agent}.sh"));
+    cmd.args(extra)
+        .env("MOSAIC_AGENT_COMMAND", format!("sh ./{agent}.sh"));
     expect_success(&mut cmd);
     got
 }
@@ -83,7 +85,7 @@ fn pane(sb: &Sandbox, agent: &str) -> String {
 
 /// Waits until `file` holds `want` bytes; returns them.
 #[track_caller]
-fn wait_len(sb: &Sandbox, agent: &str, file: &Path, want: usize) -> String {
+pub fn wait_len(sb: &Sandbox, agent: &str, file: &Path, want: usize) -> String {
     let bytes = wait_until(
         &format!("{want} bytes in {}", file.display()),
         Duration::from_secs(20),
@@ -129,7 +131,7 @@ fn send_pastes_exactly_into_a_raw_bracketed_agent_and_a_read_loop() {
     let sb = Sandbox::new();
     let program = paste_agent(&sb);
     let subs = start_tui(&sb, &program, "tui");
-    let got = start_reader(&sb, "shell");
+    let got = start_reader(&sb, "shell", &[]);
     let texts = [
         "hello".to_string(),
         HOSTILE.to_string(),
@@ -199,7 +201,7 @@ fn send_refuses_what_it_cannot_deliver_and_sends_nothing() {
     }
     let (_, err) = expect_exit(&mut fleet(&sb, &["send", "tui", "--", ""]), 2);
     assert!(err.contains("empty"), "{err}");
-    let (_, err) = expect_exit(&mut fleet(&sb, &["send", "tui", "nobody", "--", "x"]), 2);
+    let (_, err) = expect_exit(&mut fleet(&sb, &["send", "tui", "nobody", "--", "x"]), 1);
     assert!(err.contains("no agent nobody"), "{err}");
     let (_, err) = expect_exit(&mut fleet(&sb, &["send", "tui", "gone", "--", "x"]), 1);
     assert!(err.contains("gone is not running (stopped)"), "{err}");
@@ -285,4 +287,75 @@ fn send_waits_for_a_busy_agent_to_be_ready() {
         !sb.path("work").join("early").exists(),
         "a line arrived while busy"
     );
+}
+
+// --label sends to the running agents with every label given, skips its stopped ones, and
+// fails when no agent has it.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn send_by_label_reaches_the_labelled_running_agents_only() {
+    e2e!();
+    let sb = Sandbox::new();
+    let search = start_reader(
+        &sb,
+        "search",
+        &["--label", "team=search", "--label", "tier=1"],
+    );
+    let docs = start_reader(&sb, "docs", &["--label", "team=docs"]);
+    let plain = start_reader(&sb, "plain", &[]);
+    start_reader(&sb, "resting", &["--label", "team=search"]);
+    expect_success(&mut fleet(&sb, &["stop", "resting", "--grace", "0"]));
+
+    let out = expect_success(&mut fleet(
+        &sb,
+        &["send", "--label", "team=search", "--", "to search"],
+    ));
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "sent to search: 9 bytes, 1 line, Enter pressed",
+            "skipped resting: not running (stopped)"
+        ],
+        "{out}"
+    );
+    let out = expect_success(&mut fleet(
+        &sb,
+        &[
+            "send",
+            "--label",
+            "team",
+            "--label",
+            "tier=1",
+            "--",
+            "to tier 1",
+        ],
+    ));
+    assert_eq!(out, "sent to search: 9 bytes, 1 line, Enter pressed\n");
+    let out = expect_success(&mut fleet(
+        &sb,
+        &["send", "--label", "team=docs", "--", "to docs"],
+    ));
+    assert_eq!(out, "sent to docs: 7 bytes, 1 line, Enter pressed\n");
+    let (_, err) = expect_exit(
+        &mut fleet(&sb, &["send", "--label", "team=nobody", "--", "x"]),
+        1,
+    );
+    assert!(err.contains("no agent with label team=nobody"), "{err}");
+    expect_exit(
+        &mut fleet(&sb, &["send", "--label", "bad key", "--", "x"]),
+        2,
+    );
+    expect_exit(
+        &mut fleet(&sb, &["send", "search", "--label", "team", "--", "x"]),
+        2,
+    );
+
+    assert_eq!(
+        wait_len(&sb, "search", &search, 20),
+        "to search\nto tier 1\n"
+    );
+    assert_eq!(wait_len(&sb, "docs", &docs, 8), "to docs\n");
+    assert!(!plain.exists(), "an unlabelled agent got a text");
 }

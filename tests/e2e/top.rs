@@ -306,3 +306,33 @@ fn keys_stop_and_restart_after_y_filter_help_log_and_attach() {
     term.keys(&["q"]);
     term.ended(0);
 }
+
+// p types a prompt on the bottom line and sends it to the selected agent as `send` does: Esc
+// and an empty prompt send nothing.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn p_sends_a_prompt_to_the_selected_agent() {
+    e2e!();
+    let sb = Sandbox::new();
+    let got = crate::send::start_reader(&sb, "reader", &[]);
+    start(&sb, "zzz", "sleep 600");
+    let term = Term::open(&sb);
+    term.wait_row("zzz", "running");
+    // reader sorts first and is selected.
+    term.keys(&["p", "n", "o", "p", "e"]);
+    term.wait_for("the prompt being typed", "send reader> nope_");
+    term.keys(&["Escape"]);
+    term.wait_for("the prompt cancelled", "send reader: cancelled");
+    term.keys(&["p", "Enter"]);
+    term.wait_for("nothing typed", "send reader: nothing typed");
+    term.keys(&["p"]);
+    // Literal keys, so tmux takes none of them for a key name; q is typed, not a quit.
+    term.keys(&["-l", "hi $(touch pwned); q #{pane_pid}"]);
+    term.keys(&["BSpace", "Enter"]);
+    term.wait_for("send's own report", "sent to reader:");
+    let text = crate::send::wait_len(&sb, "reader", &got, 1);
+    assert_eq!(text, "hi $(touch pwned); q #{pane_pid\n");
+    assert!(!sb.path("work").join("pwned").exists());
+    term.keys(&["q"]);
+    term.ended(0);
+}

@@ -32,16 +32,17 @@ use serde::Serialize;
 
 use super::ls::{self, Agent, AgentState};
 use super::{agent_name, failed, print, tmux_failed, usage, Fail, Fleet, Where};
+use crate::config::LaunchConfig;
 
 pub const HELP: &str = "The text: TEXT words after `--`, joined by spaces, else standard input \
     to its end (one final newline dropped). It goes in as one paste (bracketed when the agent \
     asked for bracketed paste), then Enter as a key of its own.\n\
     Environment: each option above reads the variable shown beside it.\n\
-    Exit codes: 0 sent to every agent named (with --all: to every running agent, the others \
-    skipped and said so), 1 an agent is not running, or not ready by --wait-ready's deadline, \
-    or tmux failed (nothing is sent when a named agent is not running), 2 bad input: a control \
-    character other than newline and tab in the text, an empty or non-UTF-8 text, an unknown \
-    agent (nothing is sent).";
+    Exit codes: 0 sent to every agent named (with --all or --label: to every running agent \
+    chosen, the others skipped and said so), 1 an agent named is unknown or not running \
+    (nothing is sent), no agent has the --label, an agent is not ready by --wait-ready's \
+    deadline, or tmux failed, 2 bad input: a control character other than newline and tab in \
+    the text, an empty or non-UTF-8 text, a malformed name or label.";
 
 /// How often `--wait-ready` reads the fleet again.
 pub const POLL: Duration = Duration::from_millis(250);
@@ -51,13 +52,18 @@ pub struct SendArgs {
     /// Agents to send to.
     #[arg(
         value_name = "AGENT",
-        required_unless_present = "all",
-        conflicts_with = "all"
+        required_unless_present_any = ["all", "labels"],
+        conflicts_with_all = ["all", "labels"]
     )]
     agents: Vec<String>,
     /// Send to every running agent on the socket; the others are skipped, and said so.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "labels")]
     all: bool,
+    /// Send to every running agent started with this label (`--label` of the launcher, or
+    /// `labels` in the fleet file): KEY=VALUE, or KEY for any value; given again, an agent
+    /// must have each. The others are skipped, and said so.
+    #[arg(long = "label", value_name = "KEY[=VALUE]", value_parser = label)]
+    labels: Vec<(String, Option<String>)>,
     /// Type the text without pressing Enter.
     #[arg(long)]
     no_enter: bool,
@@ -84,6 +90,24 @@ pub struct SendArgs {
     /// The text, after `--` (else read from standard input).
     #[arg(last = true, value_name = "TEXT")]
     text: Vec<OsString>,
+}
+
+/// `KEY=VALUE` or `KEY`, the key as the launcher's `--label` allows it.
+fn label(text: &str) -> Result<(String, Option<String>), String> {
+    let (key, value) = match text.split_once('=') {
+        Some((key, value)) => (key, Some(value.to_string())),
+        None => (text, None),
+    };
+    crate::config::label_key(key)?;
+    Ok((key.to_string(), value))
+}
+
+/// Whether `have` (an agent's stored labels) has every one of `want`.
+fn has_labels(have: &[(String, String)], want: &[(String, Option<String>)]) -> bool {
+    want.iter().all(|(key, value)| {
+        have.iter()
+            .any(|(k, v)| k == key && value.as_ref().is_none_or(|value| value == v))
+    })
 }
 
 fn enter_delay(text: &str) -> Result<Duration, String> {
@@ -212,6 +236,9 @@ fn targets(
             .map(|a| (a.name.clone(), not_running(a).map(Outcome::Skipped)))
             .collect());
     }
+    if !args.labels.is_empty() {
+        return labelled(args, fleet, agents);
+    }
     let mut names: Vec<&str> = Vec::new();
     for name in &args.agents {
         if !names.contains(&name.as_str()) {
@@ -232,9 +259,10 @@ fn targets(
         }
     }
     if !unknown.is_empty() {
-        let mut refused = fleet.unknown(&unknown);
-        refused.message += "; nothing was sent";
-        return Err(refused);
+        // Not bad input for `send`: a name that is not there is a failure to deliver.
+        return Err(failed(
+            fleet.unknown(&unknown).message + "; nothing was sent",
+        ));
     }
     if !down.is_empty() {
         return Err(failed(format!(
@@ -243,6 +271,34 @@ fn targets(
         )));
     }
     Ok(names.into_iter().map(|n| (n.to_string(), None)).collect())
+}
+
+/// The agents with every label of `--label`, as [`targets`] gives them; none is a failure.
+fn labelled(
+    args: &SendArgs,
+    fleet: &Fleet,
+    agents: &[Agent],
+) -> Result<Vec<(String, Option<Outcome>)>, Fail> {
+    let mut chosen = Vec::new();
+    for agent in agents.iter().filter(|a| !a.long_gone()) {
+        let config = LaunchConfig::load(&fleet.hb_dir, &agent.name).map_err(failed)?;
+        if config.is_some_and(|c| has_labels(&c.labels, &args.labels)) {
+            chosen.push((agent.name.clone(), not_running(agent).map(Outcome::Skipped)));
+        }
+    }
+    if chosen.is_empty() {
+        let wanted: Vec<String> = args
+            .labels
+            .iter()
+            .map(|(k, v)| v.as_ref().map_or_else(|| k.clone(), |v| format!("{k}={v}")))
+            .collect();
+        return Err(failed(format!(
+            "no agent with label {} on tmux socket {}: nothing sent",
+            wanted.join(" and "),
+            fleet.socket
+        )));
+    }
+    Ok(chosen)
 }
 
 /// Pastes into each of `ready` (indices into `outcomes`), then, one delay later for all, presses
@@ -431,6 +487,24 @@ mod tests {
             "text refused: control character U+001B at byte 2 (only newline and tab may be \
              sent); nothing was sent"
         );
+    }
+
+    #[test]
+    fn labels_match_by_key_or_key_and_value_all_of_them() {
+        let have = [
+            ("team".to_string(), "search".to_string()),
+            ("tier".into(), "".into()),
+        ];
+        let want = |list: &[&str]| -> Vec<(String, Option<String>)> {
+            list.iter().map(|l| label(l).unwrap()).collect()
+        };
+        assert!(has_labels(&have, &want(&["team=search"])));
+        assert!(has_labels(&have, &want(&["team", "tier="])));
+        assert!(!has_labels(&have, &want(&["team=sea"])));
+        assert!(!has_labels(&have, &want(&["team=search", "owner"])));
+        assert!(!has_labels(&[], &want(&["team"])));
+        assert!(label("bad key=x").is_err() && label("=x").is_err());
+        assert_eq!(label("k=a=b").unwrap(), ("k".into(), Some("a=b".into())));
     }
 
     #[test]

@@ -9,7 +9,8 @@ A model, a view and an event loop (tokio-console's `state/` and `view/`):
 - here: the terminal (raw mode, alternate screen, restored on every way out), the readings
   and the actions, which call the CLI verbs' code (`attach` through [`Tmux::attach_and_wait`],
   `stop` and `restart` as `mosaic-fleet stop|restart AGENT` children, so their minutes of
-  grace never freeze the screen, `l` through [`Tmux::capture`]).
+  grace never freeze the screen, a prompt (`p`) as a `mosaic-fleet send AGENT` child with the
+  text on its stdin, never an argument, `l` through [`Tmux::capture`]).
 
 Live, cheaply: the heartbeat directory is watched with inotify, and a record replaced there is
 re-read at once (at most every [`SCAN_GAP`]); tmux is asked for the panes once a [`TICK`]
@@ -42,11 +43,13 @@ use ratatui::Terminal;
 use super::{failed, last_lines, ls, usage, Fail, Fleet, Where};
 use crate::child::Stop;
 use crate::tmux::{PaneRow, Tmux};
-use model::{Action, Mode, Model, Verb};
+use model::{Action, Mode, Model};
 
 pub const HELP: &str = "Keys: Up/Down or j/k select, Enter attaches (detach to come back), s \
-    stops and r restarts the selected agent after y, l shows its recent output, / filters by \
-    name (Enter applies, Esc clears), ? lists the keys, q or Ctrl-C quits.\n\
+    stops and r restarts the selected agent after y, p sends it a prompt (typed on the bottom \
+    line, sent as `mosaic-fleet send` does, Enter sends, Esc cancels), l shows its recent \
+    output, / filters by name (Enter applies, Esc clears), ? lists the keys, q or Ctrl-C \
+    quits.\n\
     Environment: each option above reads the variable shown beside it; TERM as for any \
     full-screen program.\n\
     Exit codes: 0 quit with q or Ctrl-C, 1 failed at run time, 2 bad input (or no terminal), \
@@ -180,7 +183,8 @@ impl<'a> Dashboard<'a> {
                 Action::None => {}
                 Action::Quit => return Ok(ExitCode::SUCCESS),
                 Action::Attach(agent) => self.attach(screen, &agent)?,
-                Action::Run(verb, agent) => self.start_job(verb, agent),
+                Action::Run(verb, agent) => self.start_job(verb.as_str(), agent, None),
+                Action::Send(agent, text) => self.start_job("send", agent, Some(text)),
                 Action::Log(agent) => self.log(&agent),
             }
         }
@@ -251,15 +255,15 @@ impl<'a> Dashboard<'a> {
         }
     }
 
-    /// `mosaic-fleet stop|restart AGENT` on this fleet, as a child; its last line comes back
-    /// through a channel when it ends.
-    fn start_job(&mut self, verb: Verb, agent: String) {
-        match spawn_verb(self.fleet, verb, &agent) {
+    /// `mosaic-fleet stop|restart|send AGENT` on this fleet, as a child (`send` reads `text`
+    /// on its stdin); its last line comes back through a channel when it ends.
+    fn start_job(&mut self, verb: &'static str, agent: String, text: Option<String>) {
+        match spawn_verb(self.fleet, verb, &agent, text) {
             Ok(rx) => {
-                self.model.message = Some(format!("{} {agent}: ...", verb.as_str()));
+                self.model.message = Some(format!("{verb} {agent}: ..."));
                 self.jobs.push((agent, rx));
             }
-            Err(why) => self.model.message = Some(format!("{} {agent}: {why}", verb.as_str())),
+            Err(why) => self.model.message = Some(format!("{verb} {agent}: {why}")),
         }
     }
 
@@ -286,12 +290,17 @@ fn records(fleet: &Fleet) -> Result<Vec<Row>, Fail> {
     status::report(&fleet.hb_dir, status::classify::STALE_AFTER).map_err(|f| failed(f.message))
 }
 
-/// The CLI verb as a child process of this very binary, which reports through the channel
-/// when it ends: its last line of output, or of complaint.
-fn spawn_verb(fleet: &Fleet, verb: Verb, agent: &str) -> Result<mpsc::Receiver<String>, String> {
+/// The CLI verb as a child process of this very binary, `text` on its stdin, which reports
+/// through the channel when it ends: its last line of output, or of complaint.
+fn spawn_verb(
+    fleet: &Fleet,
+    verb: &'static str,
+    agent: &str,
+    text: Option<String>,
+) -> Result<mpsc::Receiver<String>, String> {
     let exe = std::env::current_exe().map_err(|e| mosaic_core::why(&e))?;
     let mut child = Command::new(exe)
-        .arg(verb.as_str())
+        .arg(verb)
         .arg(agent)
         .arg("--socket")
         .arg(&fleet.socket)
@@ -299,14 +308,23 @@ fn spawn_verb(fleet: &Fleet, verb: Verb, agent: &str) -> Result<mpsc::Receiver<S
         .arg(&fleet.hb_dir)
         .arg("--tmux-timeout")
         .arg(format!("{}", fleet.timeout.as_secs_f64()))
-        .stdin(Stdio::null())
+        .stdin(if text.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run mosaic-fleet: {}", mosaic_core::why(&e)))?;
     let (tx, rx) = mpsc::channel();
     let agent = agent.to_string();
+    let stdin = child.stdin.take();
     std::thread::spawn(move || {
+        if let (Some(mut stdin), Some(text)) = (stdin, text) {
+            // A child gone early says why on stderr; a broken pipe here adds nothing.
+            let _ = std::io::Write::write_all(&mut stdin, text.as_bytes());
+        }
         let status = child.wait();
         // A restart's sidecar may hold the pipes for days: read what is there, never to EOF.
         let out = drain(child.stdout.take());
@@ -315,7 +333,7 @@ fn spawn_verb(fleet: &Fleet, verb: Verb, agent: &str) -> Result<mpsc::Receiver<S
             Ok(s) if s.success() => last_line(&out),
             _ => last_line(&err).or_else(|| last_line(&out)),
         };
-        let _ = tx.send(said.unwrap_or_else(|| format!("{} {agent}: done", verb.as_str())));
+        let _ = tx.send(said.unwrap_or_else(|| format!("{verb} {agent}: done")));
     });
     Ok(rx)
 }

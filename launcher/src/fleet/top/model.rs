@@ -35,6 +35,8 @@ pub enum Mode {
     Filter(String),
     /// `VERB AGENT?`, waiting for `y`.
     Confirm(Verb, String),
+    /// A prompt for an agent being typed (sent with Enter).
+    Prompt(String, String),
     /// The keys.
     Help,
     /// An agent's recent output.
@@ -48,6 +50,8 @@ pub enum Action {
     Quit,
     Attach(String),
     Run(Verb, String),
+    /// `mosaic-fleet send AGENT` with this text.
+    Send(String, String),
     Log(String),
 }
 
@@ -167,6 +171,32 @@ impl Model {
                 }
                 Action::None
             }
+            Mode::Prompt(agent, mut text) => match key.code {
+                KeyCode::Enter if text.trim().is_empty() => {
+                    self.message = Some(format!("send {agent}: nothing typed, nothing sent"));
+                    Action::None
+                }
+                KeyCode::Enter => Action::Send(agent, text),
+                KeyCode::Esc => {
+                    self.message = Some(format!("send {agent}: cancelled"));
+                    Action::None
+                }
+                KeyCode::Backspace => {
+                    text.pop();
+                    self.mode = Mode::Prompt(agent, text);
+                    Action::None
+                }
+                code => {
+                    if let KeyCode::Char(c) = code {
+                        // A control character is refused by `send`: never typed.
+                        if !c.is_control() {
+                            text.push(c);
+                        }
+                    }
+                    self.mode = Mode::Prompt(agent, text);
+                    Action::None
+                }
+            },
             Mode::Confirm(verb, agent) => {
                 if key.code == KeyCode::Char('y') {
                     Action::Run(verb, agent)
@@ -203,6 +233,11 @@ impl Model {
             KeyCode::Char('r') => {
                 if let Some(agent) = selected {
                     self.mode = Mode::Confirm(Verb::Restart, agent);
+                }
+            }
+            KeyCode::Char('p') => {
+                if let Some(agent) = selected {
+                    self.mode = Mode::Prompt(agent, String::new());
                 }
             }
             _ => {}
@@ -343,6 +378,25 @@ mod tests {
             press(&mut model, KeyCode::Char('l')),
             Action::Log("alpha".into())
         );
+        // A prompt: typed, edited, sent with Enter; Esc and an empty one send nothing.
+        press(&mut model, KeyCode::Char('p'));
+        for c in "hi;$(x)!".chars() {
+            press(&mut model, KeyCode::Char(c));
+        }
+        press(&mut model, KeyCode::Backspace);
+        press(&mut model, KeyCode::Tab);
+        assert_eq!(model.mode, Mode::Prompt("alpha".into(), "hi;$(x)".into()));
+        assert_eq!(
+            press(&mut model, KeyCode::Enter),
+            Action::Send("alpha".into(), "hi;$(x)".into())
+        );
+        press(&mut model, KeyCode::Char('p'));
+        press(&mut model, KeyCode::Char('q'));
+        assert_eq!(press(&mut model, KeyCode::Esc), Action::None);
+        assert_eq!(model.message.as_deref(), Some("send alpha: cancelled"));
+        press(&mut model, KeyCode::Char('p'));
+        assert_eq!(press(&mut model, KeyCode::Enter), Action::None);
+        assert_eq!(model.mode, Mode::List);
         press(&mut model, KeyCode::Char('?'));
         assert_eq!(model.mode, Mode::Help);
         assert_eq!(press(&mut model, KeyCode::Char('x')), Action::None);

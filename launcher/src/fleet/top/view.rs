@@ -18,11 +18,12 @@ use crate::fleet::ls::{self, Agent, AgentState};
 use crate::fleet::Fleet;
 
 /// The keys, for `?` and for the bottom line.
-pub const KEYS: [(&str, &str); 10] = [
+pub const KEYS: [(&str, &str); 11] = [
     ("Up/Down j/k", "select an agent"),
     ("Enter", "attach (detach to come back)"),
     ("s", "stop the agent (after y)"),
     ("r", "restart the agent (after y)"),
+    ("p", "send it a prompt (Enter sends)"),
     ("l", "its recent output"),
     ("/", "filter by name (Enter applies)"),
     ("Esc", "clear the filter"),
@@ -31,7 +32,7 @@ pub const KEYS: [(&str, &str); 10] = [
     ("Ctrl-C", "quit"),
 ];
 
-const HINT: &str = "j/k select  Enter attach  s stop  r restart  l log  / filter  ? keys  q quit";
+const HINT: &str = "Enter attach  s stop  r restart  p prompt  l log  / filter  ? keys  q quit";
 
 pub fn draw(frame: &mut Frame, fleet: &Fleet, model: &Model, now: i64) {
     let [head, body, preview, bottom] = Layout::vertical([
@@ -144,6 +145,20 @@ fn bottom_line(model: &Model) -> Line<'static> {
         ))
         .bold()
         .reversed(),
+        Mode::Prompt(agent, text) => {
+            // The end of a long prompt: what is being typed stays in sight.
+            let text = printable(text);
+            let start = text.len().saturating_sub(40);
+            let start = (start..=text.len())
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0);
+            Line::from(format!(
+                "send {}> {}_  (Enter sends, Esc cancels)",
+                printable(agent),
+                &text[start..]
+            ))
+            .bold()
+        }
         Mode::Help | Mode::Log(..) => Line::from("any key: back to the list  q: quit"),
         Mode::List => match &model.message {
             Some(message) => Line::from(printable(message)),
