@@ -580,17 +580,28 @@ fn daemon_hygiene() {
     let children =
         std::fs::read_to_string(proc(&format!("task/{hb}/children"))).unwrap_or_default();
     assert!(children.trim().is_empty(), "children: {children}");
-    let mut others = Vec::new();
-    for entry in std::fs::read_dir(proc("fd")).unwrap().flatten() {
-        let n: i32 = entry.file_name().to_string_lossy().parse().unwrap();
-        let to = std::fs::read_link(entry.path())
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        if n > 2 {
-            others.push(to);
+    // Its descriptors; a beat holds its temp file open for a moment: read again until a
+    // reading falls between two beats (a temp file kept open would fail this).
+    let fds = || {
+        let mut others = Vec::new();
+        for entry in std::fs::read_dir(proc("fd")).unwrap().flatten() {
+            let n: i32 = entry.file_name().to_string_lossy().parse().unwrap();
+            let to = std::fs::read_link(entry.path())
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            if n > 2 {
+                others.push(to);
+            }
         }
-    }
+        others
+    };
+    let mut others = wait_until(
+        "a reading of the daemon's fds between two beats",
+        Duration::from_secs(10),
+        || Some(fds()).filter(|fds| !fds.iter().any(|f| f.ends_with(".tmp"))),
+        || format!("{:?}", fds()),
+    );
     others.sort();
     let dir = sb.hb_dir().display().to_string();
     let lock = sb.hb_dir().join(".hyg.hb.lock").display().to_string();
