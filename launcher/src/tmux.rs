@@ -26,10 +26,12 @@ use mosaic_core::validate;
 use crate::child::{self, Cut, Running, Stop};
 
 mod args;
+mod chain;
 mod parse;
 
 pub use self::args::pane_argument;
-use self::args::{no_trailing_semicolon, pane_args};
+use self::args::{new_session_args, no_trailing_semicolon, pane_args};
+pub use self::chain::NewSessions;
 pub use self::parse::PaneRow;
 use self::parse::{output_only, parse_pane, parse_pids, split_first_line, PANE_ROW_FORMAT};
 
@@ -163,39 +165,7 @@ impl<'a> Tmux<'a> {
     /// Starts the `new-session` sequence and returns while tmux works; [`NewSession::finish`]
     /// waits for it.
     pub fn start_new_session(&self, spec: &Spec) -> Result<NewSession<'_>, Failure> {
-        let target = format!("={}:", spec.agent);
-        let mut args: Vec<OsString> = vec![
-            "new-session".into(),
-            "-d".into(),
-            "-s".into(),
-            spec.agent.into(),
-        ];
-        args.extend(pane_args(spec.agent, spec.workdir, spec.pane_command));
-        // `-P` prints after the whole sequence, so these come before the pane's argv.
-        args.splice(
-            4..4,
-            ["-P".into(), "-F".into(), "#{pane_pid} #{pid}".into()],
-        );
-        // Then, in the same sequence: `; VERB [OPTS] -t =AGENT: NAME VALUE` each.
-        let mut then: Vec<(&str, &str, &str, OsString)> = vec![
-            ("set-option", "-p", "remain-on-exit", "on".into()),
-            ("set-option", "", "@mosaic_launch", spec.token.into()),
-        ];
-        if let Some(file) = spec.hb_file {
-            let file = no_trailing_semicolon(file.as_os_str(), b" ");
-            then.push(("set-option", "", "@mosaic_hb", file));
-        }
-        if let Some(hook) = spec.bell_hook {
-            then.push(("set-hook", "", "alert-bell", hook.into()));
-        }
-        for (verb, opts, name, value) in then {
-            args.extend([";".into(), verb.into()]);
-            if !opts.is_empty() {
-                args.push(opts.into());
-            }
-            args.extend(["-t".into(), target.clone().into(), name.into(), value]);
-        }
-        let mut cmd = self.command(&args);
+        let mut cmd = self.command(&new_session_args(spec));
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let child = child::spawn(&mut cmd, true).map_err(|e| Failure::Error(cannot_run(e)))?;
         Ok(NewSession {

@@ -374,3 +374,44 @@ fn flags_and_variables_override_the_files_fleet() {
     assert!(other.join("a.hb").exists());
     assert!(!sb.hb_file("a").exists());
 }
+
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn up_starts_many_agents_together_each_with_its_sidecar() {
+    e2e!();
+    let sb = Sandbox::new();
+    // More agents than one tmux command holds (tmux refuses a command over 16 KiB), with long
+    // workdirs and commands, and one that fails in their midst.
+    let long = "x".repeat(200);
+    let dir = sb.path(&format!("work/{long}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut agents = String::new();
+    for i in 0..90 {
+        agents += &format!(
+            "[agents.m{i:03}]\ncommand = \"sleep 600 # {long}\"\nworkdir = \"work/{long}\"\n\
+             hb_interval = 5\n"
+        );
+    }
+    agents += "[agents.m045x]\ncommand = \"exit 3\"\n";
+    write_file(&sb, &agents);
+    let (out, err) = expect_exit(&mut fleet(&sb, &["up"]), 1);
+    assert!(out.contains("up: 90 started, 1 failed"), "{out}");
+    assert!(err.contains("m045x (agent m045x exited at once"), "{err}");
+    for i in 0..90 {
+        let agent = format!("m{i:03}");
+        wait_for_status(&sb.hb_file(&agent), Status::Ok, Duration::from_secs(10));
+        let record = read_record(&sb.hb_file(&agent)).unwrap();
+        assert_eq!(
+            record.pid,
+            sb.pane_pid(&agent),
+            "{agent}'s sidecar watches its pane"
+        );
+    }
+    assert!(
+        !sb.has_session("m045x"),
+        "the failed one's session is removed"
+    );
+    assert_eq!(sb.session_count(), 90);
+    let (diff, _) = expect_exit(&mut fleet(&sb, &["diff"]), 3);
+    assert_eq!(diff, "+ start m045x\n90 unchanged\n");
+}

@@ -38,6 +38,7 @@ mod fleet;
 mod report;
 mod summary;
 mod top;
+mod up;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -77,6 +78,8 @@ struct Sizes {
     /// Windows in which `mosaic-fleet top`'s CPU is measured, and their length.
     top_windows: usize,
     top_window: Duration,
+    /// Agents per `mosaic-fleet up` round, the rounds, and the agents of the one large `up`.
+    up: (usize, usize, usize),
 }
 
 const FULL: Sizes = Sizes {
@@ -91,6 +94,7 @@ const FULL: Sizes = Sizes {
     status_runs: 15,
     top_windows: 3,
     top_window: Duration::from_secs(10),
+    up: (100, 3, 1000),
 };
 
 const QUICK: Sizes = Sizes {
@@ -105,6 +109,7 @@ const QUICK: Sizes = Sizes {
     status_runs: 3,
     top_windows: 1,
     top_window: Duration::from_secs(2),
+    up: (10, 1, 20),
 };
 
 /// Samples of PSS taken per kind; memory barely moves, a few show that it does not.
@@ -136,6 +141,8 @@ struct Results {
     sidecar_kib: Values,
     /// `mosaic-fleet top` left open with `scale` agents running (% of a core).
     top_cpu: Values,
+    /// `mosaic-fleet up` and its yardsticks.
+    up: up::UpResults,
 }
 
 pub fn run(args: &Args) -> Result {
@@ -248,6 +255,11 @@ fn measure(bin: &Path, sizes: &Sizes, cpu: &procfs::Cpu) -> Result<Results> {
         sizes.status_files
     ));
     let exporter = exporter(bin, sizes)?;
+    let (n, rounds, large) = sizes.up;
+    step(&format!(
+        "mosaic-fleet up of {n} new agents against {n} launchers and pm2 start, {rounds} rounds"
+    ));
+    let up = up::measure(bin, n, rounds, large)?;
     Ok(Results {
         warm,
         bare,
@@ -266,6 +278,7 @@ fn measure(bin: &Path, sizes: &Sizes, cpu: &procfs::Cpu) -> Result<Results> {
             Err(_) => Values::Absent,
         },
         top_cpu,
+        up,
     })
 }
 

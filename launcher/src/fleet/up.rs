@@ -41,6 +41,7 @@ use super::{failed, print, tmux_failed, usage, Fail, Fleet};
 use crate::child::Stop;
 use crate::config::LaunchConfig;
 use crate::launch::{self, Outcome, SidecarState};
+use mosaic_core::lock::Turn;
 
 /// `diff`'s exit code when `up` would change something.
 const DIFFERS: u8 = 3;
@@ -149,6 +150,8 @@ pub struct Converge {
     pub steps: Vec<Step>,
     /// Agents on the socket that the file does not name.
     pub extra: Vec<String>,
+    /// Sessions on the socket, as read.
+    sessions: BTreeSet<String>,
 }
 
 /// Reads the fleet and plans; touches nothing.
@@ -216,7 +219,12 @@ pub fn converge(file: &FleetFile, fleet: &Fleet) -> Result<Converge, Fail> {
         })
         .map(|(name, _)| name.clone())
         .collect();
-    Ok(Converge { steps, extra })
+    let sessions = panes.into_iter().map(|p| p.session).collect();
+    Ok(Converge {
+        steps,
+        extra,
+        sessions,
+    })
 }
 
 fn load(args: &FileArgs) -> Result<(FleetFile, Fleet), Fail> {
@@ -366,7 +374,10 @@ pub fn run_up(args: &UpArgs) -> Result<ExitCode, Fail> {
     )))
 }
 
-/// The launches, each as `mosaic-launcher` makes it; a failure does not stop the rest.
+/// The launches, each as `mosaic-launcher` makes it, in the agent's turn (no stop of it
+/// meanwhile); a failure does not stop the rest. Agents without a session (new, stopped, or
+/// just stopped for a restart) start together ([`launch::launch_many`]: their sessions made in
+/// a few chained tmux calls); a dead pane to start again, or a sidecar to heal, alone.
 fn launch_all(
     file: &FleetFile,
     plan: &Converge,
@@ -374,7 +385,67 @@ fn launch_all(
     stop_signals: &Stop,
     done: &mut Vec<Done>,
 ) {
-    for (agent, step) in file.agents.iter().zip(&plan.steps) {
+    type Result1 = Result<Option<launch::Report>, String>;
+    let mut results: Vec<Option<Result1>> = (0..file.agents.len()).map(|_| None).collect();
+    let mut together: Vec<(usize, Option<Turn>)> = Vec::new();
+    for (i, (agent, step)) in file.agents.iter().zip(&plan.steps).enumerate() {
+        results[i] = match step {
+            Step::Keep | Step::Restarting => Some(Ok(None)),
+            Step::Update => Some(agent.config.store().map(|()| None)),
+            Step::Restart { .. } if stopped.get(&agent.name).is_some_and(still_there) => {
+                Some(Err(format!(
+                    "not stopped: {}",
+                    stopped[&agent.name]
+                        .warning
+                        .as_deref()
+                        .unwrap_or("its session is still there")
+                )))
+            }
+            Step::Restart { .. } | Step::Start { .. }
+                if matches!(step, Step::Restart { .. }) || !plan.sessions.contains(&agent.name) =>
+            {
+                match launch::take_turn(&agent.plan, stop_signals) {
+                    Ok(turn) => {
+                        together.push((i, turn));
+                        None
+                    }
+                    Err(f) => Some(Err(f.message)),
+                }
+            }
+            Step::Start { .. } | Step::Heal { .. } | Step::Restart { .. } => None,
+        };
+    }
+    let stored = |i: usize, result: Result<launch::Report, Fail>| -> Result1 {
+        let report = result.map_err(|f| f.message)?;
+        launch::store_config(&file.agents[i].plan, &report, "mosaic-fleet");
+        Ok(Some(report))
+    };
+    let plans: Vec<&launch::Plan> = together
+        .iter()
+        .map(|(i, _)| &file.agents[*i].plan)
+        .collect();
+    let launched = launch::launch_many(&plans, stop_signals);
+    for ((i, turn), result) in together.into_iter().zip(launched) {
+        results[i] = Some(stored(i, result));
+        drop(turn);
+    }
+    for (i, agent) in file.agents.iter().enumerate() {
+        if results[i].is_some() {
+            continue;
+        }
+        results[i] = Some(match stop_signals.signal() {
+            Some(sig) => Err(format!("not started: interrupted by signal {sig}")),
+            None => match launch::take_turn(&agent.plan, stop_signals) {
+                Ok(turn) => {
+                    let report = stored(i, launch::launch(&agent.plan, stop_signals));
+                    drop(turn);
+                    report
+                }
+                Err(f) => Err(f.message),
+            },
+        });
+    }
+    for ((agent, step), result) in file.agents.iter().zip(&plan.steps).zip(results) {
         let (action, changed) = match step {
             Step::Keep => ("keep", vec![]),
             Step::Restarting => ("restarting", vec![]),
@@ -383,38 +454,11 @@ fn launch_all(
             Step::Heal { .. } => ("heal", vec![]),
             Step::Restart { keys } => ("restart", keys.clone()),
         };
-        let result = match step {
-            Step::Keep | Step::Restarting => Ok(None),
-            Step::Update => agent.config.store().map(|()| None),
-            Step::Restart { .. } if stopped.get(&agent.name).is_some_and(still_there) => {
-                Err(format!(
-                    "not stopped: {}",
-                    stopped[&agent.name]
-                        .warning
-                        .as_deref()
-                        .unwrap_or("its session is still there")
-                ))
-            }
-            Step::Start { .. } | Step::Heal { .. } | Step::Restart { .. } => {
-                match stop_signals.signal() {
-                    Some(sig) => Err(format!("not started: interrupted by signal {sig}")),
-                    // In the agent's turn, as `mosaic-launcher` runs: no stop of it meanwhile.
-                    None => launch::take_turn(&agent.plan, stop_signals)
-                        .and_then(|turn| {
-                            let report = launch::launch(&agent.plan, stop_signals)?;
-                            launch::store_config(&agent.plan, &report, "mosaic-fleet");
-                            drop(turn);
-                            Ok(Some(report))
-                        })
-                        .map_err(|f| f.message),
-                }
-            }
-        };
         done.push(Done {
             agent: agent.name.clone(),
             action,
             changed,
-            result,
+            result: result.expect("every agent has a result"),
         });
     }
 }

@@ -26,10 +26,11 @@ Invariants:
 The launch's rooms, in the order a launch goes through them: `plan.rs` (validate, touch
 nothing), `start.rs` (prepare, start the session and the sidecar, the verdict, the hand-over,
 undo on failure), `relaunch.rs` (the session existed: report, heal or start a dead pane
-again), `report.rs` (what happened, printed as text or JSON, and the stored launch
+again), `many.rs` (many new agents at once, for `mosaic-fleet up`), `report.rs` (what happened, printed as text or JSON, and the stored launch
 configuration).
 */
 
+mod many;
 mod plan;
 mod relaunch;
 mod report;
@@ -42,6 +43,7 @@ use mosaic_core::death::signal_name;
 use mosaic_core::exit::{Exit, Fail};
 use mosaic_core::lock::{self, Turn};
 
+pub use self::many::launch_many;
 pub use self::plan::{plan, Heartbeat, Plan};
 pub use self::report::{store_config, Outcome, Report, SidecarState};
 pub use self::start::launch;

@@ -24,7 +24,7 @@ use crate::verdict::{self, Verdict};
 
 /// A unique mark for the session this launch creates, so that its roll-back removes that
 /// session and never one a racing launcher made.
-fn launch_token() -> String {
+pub(super) fn launch_token() -> String {
     format!(
         "{}-{:016x}",
         std::process::id(),
@@ -120,7 +120,7 @@ const MIN_OPEN_FILES: u64 = 32;
 
 /// Raises the soft open-file limit to what tmux needs, if the hard limit allows; refuses to
 /// start anything otherwise.
-fn enough_descriptors() -> Result<(), String> {
+pub(super) fn enough_descriptors() -> Result<(), String> {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return Ok(());
@@ -142,7 +142,7 @@ pub(super) struct Launch<'a> {
     pub(super) plan: &'a Plan,
     pub(super) stop: &'a Stop,
     pub(super) tmux: &'a Tmux<'a>,
-    token: &'a str,
+    pub(super) token: &'a str,
     /// This run may have created the session (its roll-back removes it, if it carries our
     /// token).
     pub(super) created: bool,
@@ -182,7 +182,11 @@ impl Launch<'_> {
     }
 
     /// A session this run created, with its pane's pid: the verdict, then the sidecar.
-    fn new_session(&self, pids: PanePids, pending: Option<Pending>) -> Result<Report, Fail> {
+    pub(super) fn new_session(
+        &self,
+        pids: PanePids,
+        pending: Option<Pending>,
+    ) -> Result<Report, Fail> {
         self.verdict(pids)?;
         self.check_stop()?;
         let (sidecar, heartbeat) = self.hand_over(pids.pane, pending)?;

@@ -1,14 +1,52 @@
 /*!
 The arguments tmux is given for a pane: its directory (`#` doubled for tmux's format expansion,
 a final `;` padded so tmux does not read it as the end of its command) and the pane command
-run by [`PANE_SHELL`]. Pure functions of bytes, unit-tested through [`super`], which runs tmux.
+run by [`PANE_SHELL`]; a session's whole `new-session` sequence ([`new_session_args`]). Pure functions of bytes, unit-tested through [`super`], which runs tmux.
 */
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
-use super::PANE_SHELL;
+use super::{Spec, PANE_SHELL};
+
+/// One session's `new-session` sequence: the session, `-P` its pids, then in the same
+/// sequence `remain-on-exit`, the launch's mark, the heartbeat file and the bell hook.
+pub(super) fn new_session_args(spec: &Spec) -> Vec<OsString> {
+    let target = format!("={}:", spec.agent);
+    let mut args: Vec<OsString> = vec![
+        "new-session".into(),
+        "-d".into(),
+        "-s".into(),
+        spec.agent.into(),
+    ];
+    args.extend(pane_args(spec.agent, spec.workdir, spec.pane_command));
+    // `-P` prints after the whole sequence, so these come before the pane's argv.
+    args.splice(
+        4..4,
+        ["-P".into(), "-F".into(), "#{pane_pid} #{pid}".into()],
+    );
+    // Then, in the same sequence: `; VERB [OPTS] -t =AGENT: NAME VALUE` each.
+    let mut then: Vec<(&str, &str, &str, OsString)> = vec![
+        ("set-option", "-p", "remain-on-exit", "on".into()),
+        ("set-option", "", "@mosaic_launch", spec.token.into()),
+    ];
+    if let Some(file) = spec.hb_file {
+        let file = no_trailing_semicolon(file.as_os_str(), b" ");
+        then.push(("set-option", "", "@mosaic_hb", file));
+    }
+    if let Some(hook) = spec.bell_hook {
+        then.push(("set-hook", "", "alert-bell", hook.into()));
+    }
+    for (verb, opts, name, value) in then {
+        args.extend([";".into(), verb.into()]);
+        if !opts.is_empty() {
+            args.push(opts.into());
+        }
+        args.extend(["-t".into(), target.clone().into(), name.into(), value]);
+    }
+    args
+}
 
 /// `-c WORKDIR -e MOSAIC_AGENT_NAME=AGENT /bin/sh -c PANE_COMMAND`, shared by `new-session`
 /// and `respawn-pane`.

@@ -147,6 +147,7 @@ pub(super) fn rows(r: &Results, s: &Sizes) -> Vec<Row> {
         baseline: Values::Absent,
         compare: false,
     });
+    rows.extend(r.up.rows());
     rows
 }
 
@@ -239,6 +240,7 @@ pub(super) fn targets(r: &Results, s: &Sizes) -> Vec<Target> {
         },
         met: top.map(|p| p <= 2.0),
     });
+    targets.extend(r.up.targets());
     targets
 }
 
@@ -271,6 +273,7 @@ fn reads<'a>(r: &'a Results, s: &Sizes) -> [(&'static str, &'static str, String,
 pub(super) fn method(r: &Results, s: &Sizes, cpu: &procfs::Cpu) -> Vec<String> {
     let mut paragraphs = launch_method(r, s);
     paragraphs.extend(sidecar_method(r, s, cpu));
+    paragraphs.push(r.up.method());
     paragraphs
 }
 
