@@ -4,9 +4,9 @@ the pane, and how the sidecar answers. Both sides call this module, so the argv,
 and the exit codes are written once.
 
 1. The launcher spawns `mosaic-hb` with [`Request::args`]: `--pid - --file FILE --interval SECS
-   --idle-after SECS --agent NAME [--reap SECS]` (and, under a restart policy, `--socket SOCKET
-   --restart POLICY` with the limits that are not the default), while tmux is still creating
-   the session.
+   --idle-after SECS --agent NAME --socket SOCKET [--reap SECS] [--on-event CMD --hook-timeout
+   SECS]` (and, under a restart policy, `--restart POLICY` with the limits that are not the
+   default), while tmux is still creating the session.
 2. The sidecar validates, prepares its file, and reads one line from stdin:
    [`Target::line`], `PID [STARTED]\n` (STARTED: `/proc/PID/stat` field 22, so a stranger that
    took the PID in between is refused). EOF instead means "no sidecar wanted": it leaves
@@ -25,7 +25,7 @@ the documented 0/1/2 (and a daemon that forks away), and the launcher learns why
 failed without probing again.
 */
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
@@ -47,11 +47,15 @@ pub struct Request<'a> {
     pub interval: Duration,
     pub idle_after: Duration,
     pub agent: &'a str,
+    /// The agent's tmux socket (its restarts, and its hooks' `MOSAIC_SOCKET`).
+    pub socket: &'a str,
     /// After each death of the agent, end what it left in its session, with this grace
     /// ([`crate::teardown`]).
     pub reap: Option<Duration>,
     /// The restart policy's arguments, [`crate::supervise::sidecar_args`] (none for `no`).
     pub restart: &'a [String],
+    /// The event hook (`--on-event`) and its timeout.
+    pub hook: Option<(&'a OsStr, Duration)>,
 }
 
 impl Request<'_> {
@@ -68,9 +72,20 @@ impl Request<'_> {
             validate::format_interval(self.idle_after).into(),
             "--agent".into(),
             self.agent.into(),
+            "--socket".into(),
+            self.socket.into(),
         ];
         if let Some(grace) = self.reap {
             args.extend(["--reap".into(), validate::format_interval(grace).into()]);
+        }
+        if let Some((command, timeout)) = self.hook {
+            let timeout = validate::format_interval(timeout).into();
+            args.extend([
+                "--on-event".into(),
+                command.into(),
+                "--hook-timeout".into(),
+                timeout,
+            ]);
         }
         args.extend(self.restart.iter().map(Into::into));
         args
@@ -198,8 +213,13 @@ mod tests {
             interval: Duration::from_millis(500),
             idle_after: Duration::from_secs(60),
             agent: "a",
+            socket: "s",
             reap: None,
             restart: &[],
+            hook: Some((
+                OsStr::new("echo \"$MOSAIC_EVENT\""),
+                Duration::from_secs(30),
+            )),
         };
         let args: Vec<String> = request
             .args()
@@ -218,7 +238,13 @@ mod tests {
                 "--idle-after",
                 "60",
                 "--agent",
-                "a"
+                "a",
+                "--socket",
+                "s",
+                "--on-event",
+                "echo \"$MOSAIC_EVENT\"",
+                "--hook-timeout",
+                "30"
             ]
         );
     }

@@ -10,6 +10,7 @@ For an agent `A` whose record is `A.hb`:
 | `.A.hb.lock` | the one-writer lock, holding the sidecar's pid ([`crate::lock`]) | its sidecar |
 | `.A.hb.turn` | whose turn it is to launch or stop A ([`crate::lock::Turn`]) | a launch, a stop |
 | `.A.hb.bell` | the bell mark tmux's `alert-bell` hook appends to | tmux |
+| `.A.hb.hook.log` | the event hooks' output, the last 64 KiB or so ([`HOOK_LOG_CAP`]) | its sidecar's hooks |
 | `.A.launch` | the resolved launch, which `restart` reads | the launcher |
 | `.A.hb.PID[.SALT].tmp` | a record being written, renamed over `A.hb` | its sidecar |
 | `.restart-guard` | the fleet-wide restart guard ([`crate::supervise`]) | every supervising sidecar |
@@ -59,6 +60,17 @@ pub fn bell_name(name: &CStr) -> CString {
     bytes.extend_from_slice(b".bell");
     CString::new(bytes).expect("a name from a C string has no NUL")
 }
+
+/// The event hooks' log for heartbeat file `name`: `.NAME.hook.log`, beside the lock file.
+pub fn hook_log_name(name: &CStr) -> CString {
+    let mut bytes = b".".to_vec();
+    bytes.extend_from_slice(name.to_bytes());
+    bytes.extend_from_slice(b".hook.log");
+    CString::new(bytes).expect("a name from a C string has no NUL")
+}
+
+/// How large the hooks' log may grow before a hook's run starts it afresh.
+pub const HOOK_LOG_CAP: u64 = 64 * 1024;
 
 /// The bell mark's path for heartbeat file `file` (the launcher's hook appends to it).
 pub fn bell_path(file: &Path) -> Option<PathBuf> {
@@ -138,6 +150,7 @@ pub enum Kind {
     Turn,
     Bell,
     Launch,
+    HookLog,
 }
 
 /// The agent and kind of a directory entry named `name`, if it is one of an agent's files
@@ -154,6 +167,7 @@ pub fn classify(name: &str) -> Option<(Kind, &str)> {
         (".hb.lock", Kind::Lock),
         (".hb.turn", Kind::Turn),
         (".hb.bell", Kind::Bell),
+        (".hb.hook.log", Kind::HookLog),
         (".launch", Kind::Launch),
     ]
     .into_iter()
@@ -180,12 +194,14 @@ mod tests {
         assert_eq!(bell_path(Path::new("/")), None);
         assert_eq!(launch_name("a"), ".a.launch");
         assert_eq!(turn_name(b"a.hb"), b".a.hb.turn");
+        assert_eq!(hook_log_name(c"a.hb").to_bytes(), b".a.hb.hook.log");
         for (name, want) in [
             ("a-1.hb", Some((Kind::Record, "a-1"))),
             (".a-1.hb.lock", Some((Kind::Lock, "a-1"))),
             (".a-1.hb.bell", Some((Kind::Bell, "a-1"))),
             (".a-1.hb.turn", Some((Kind::Turn, "a-1"))),
             (".a-1.launch", Some((Kind::Launch, "a-1"))),
+            (".a-1.hb.hook.log", Some((Kind::HookLog, "a-1"))),
             (".restart-guard", None),
             (".a-1.hb.7.tmp", None),
             (".hb.lock", None),

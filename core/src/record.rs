@@ -16,6 +16,8 @@ exit_signal=9                 ... or the signal that killed it
 restart_at=2026-11-26T02:21:09.123Z  when the next restart is due (status=restarting)
 reaped=2                      processes the dead agent left in its session that the sidecar
                               ended (`--reap`; see `teardown`)
+hook_failures=1               event hooks that failed or were killed at their timeout
+hook_dropped=0                events no hook ran for: the queue was full (`--on-event`)
 activity=busy                 busy | idle | waiting, with status=ok when the target has a terminal
 activity_since=2026-11-26T02:20:51.000Z   when that activity began (see `activity`)
 ```
@@ -86,6 +88,11 @@ pub struct Lifecycle {
     /// `reaped=`: how many processes the agent's last death left in its session that the
     /// sidecar ended (`--reap`; see `teardown`).
     pub reaped: Option<u32>,
+    /// `hook_failures=`: event hooks that exited non-zero or were killed at their timeout
+    /// (only with `--on-event`).
+    pub hook_failures: Option<u32>,
+    /// `hook_dropped=`: events whose hook never ran, the queue being full.
+    pub hook_dropped: Option<u32>,
 }
 
 /// The fields of one record, as the sidecar knows them.
@@ -140,6 +147,12 @@ pub fn render(buf: &mut Vec<u8>, now: DateTime<Utc>, beat: &Beat) {
     }
     if let Some(n) = life.reaped {
         let _ = writeln!(buf, "reaped={n}");
+    }
+    if let Some(n) = life.hook_failures {
+        let _ = writeln!(buf, "hook_failures={n}");
+    }
+    if let Some(n) = life.hook_dropped {
+        let _ = writeln!(buf, "hook_dropped={n}");
     }
     if let Some((activity, since)) = beat.activity {
         let _ = write!(buf, "activity={}\nactivity_since=", activity.as_str());
@@ -234,6 +247,12 @@ pub fn parse(bytes: &[u8]) -> Result<Record, String> {
             "started" => started = Some(value.parse().map_err(|_| bad("not a number"))?),
             "restarts" => lifecycle.restarts = Some(value.parse().map_err(|_| bad("not a count"))?),
             "reaped" => lifecycle.reaped = Some(value.parse().map_err(|_| bad("not a count"))?),
+            "hook_failures" => {
+                lifecycle.hook_failures = Some(value.parse().map_err(|_| bad("not a count"))?)
+            }
+            "hook_dropped" => {
+                lifecycle.hook_dropped = Some(value.parse().map_err(|_| bad("not a count"))?)
+            }
             "exit_status" => {
                 lifecycle.exit_status = Some(value.parse().map_err(|_| bad("not a number"))?)
             }
@@ -340,13 +359,15 @@ mod tests {
             exit_signal: Some(9),
             restart_at: Some(at),
             reaped: Some(2),
+            hook_failures: Some(4),
+            hook_dropped: Some(0),
         };
         let mut buf = Vec::new();
         render(&mut buf, at, &b);
         let text = String::from_utf8(buf.clone()).unwrap();
         assert!(
             text.ends_with(
-                "started=99\nrestarts=3\nexit_signal=9\nrestart_at=2026-11-26T02:21:09.007Z\nreaped=2\n"
+                "started=99\nrestarts=3\nexit_signal=9\nrestart_at=2026-11-26T02:21:09.007Z\nreaped=2\nhook_failures=4\nhook_dropped=0\n"
             ),
             "{text}"
         );

@@ -71,6 +71,15 @@ pub fn seconds(text: &str, range: RangeInclusive<f64>) -> Result<Duration, Strin
     }
 }
 
+/// The default of `--hook-timeout`: how long an event hook may run, in seconds.
+pub const DEFAULT_HOOK_TIMEOUT: &str = "30";
+
+/// An event hook's timeout in seconds (`--hook-timeout`, `MOSAIC_HOOK_TIMEOUT`): 0.01 to 3600;
+/// fractions allowed.
+pub fn hook_timeout(text: &str) -> Result<Duration, String> {
+    seconds(text, INTERVAL_MIN..=3600.0).map_err(|why| invalid("hook timeout", text, &why))
+}
+
 /// A refusal that names the value, its flag and the text: `invalid WHAT "TEXT": WHY`.
 pub fn invalid(what: &str, text: &str, why: &str) -> String {
     format!("invalid {what} {text:?}: {why}")

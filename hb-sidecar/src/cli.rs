@@ -14,6 +14,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::activity;
 use crate::hbfile::HbFile;
+use crate::hooks::{Hooks, Place};
 use crate::restart::Supervisor;
 use crate::signals::Signals;
 use crate::target::Target;
@@ -24,12 +25,17 @@ use mosaic_core::handover::{self, PID_FROM_STDIN};
 use mosaic_core::lock::{Lock, LockError};
 use mosaic_core::record::Status;
 use mosaic_core::supervise::{Backoff, LimitArgs, Restart};
-use mosaic_core::validate::{DEFAULT_IDLE_AFTER, DEFAULT_INTERVAL};
+use mosaic_core::validate::{DEFAULT_HOOK_TIMEOUT, DEFAULT_IDLE_AFTER, DEFAULT_INTERVAL};
 use mosaic_core::{dirs, status, sys, validate, why};
 
 const SIDECAR_HELP: &str = "\
 Environment:
   The sidecar reads no variable: --file names its heartbeat file.
+  An --on-event hook gets MOSAIC_AGENT, MOSAIC_EVENT (started, exited, restarting, failed,
+  stopped, busy, idle, waiting), MOSAIC_PREVIOUS (the event before), MOSAIC_EXIT_STATUS and
+  MOSAIC_EXIT_SIGNAL (exited, restarting, failed; empty when unknown), MOSAIC_RESTARTS,
+  MOSAIC_SOCKET, MOSAIC_HB_FILE, MOSAIC_TIME (RFC 3339, when it happened). Its output goes to
+  .FILE.hook.log beside the heartbeat file (0600; started afresh past 64 KiB).
   `status` reads MOSAIC_HEARTBEAT_RUN_DIR and XDG_RUNTIME_DIR (see `mosaic-hb status --help`).
 
 Exit codes:
@@ -114,6 +120,14 @@ struct WatchArgs {
     /// Append diagnostics to FILE (after daemonizing they are otherwise discarded).
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
+    /// Run `/bin/sh -c CMD` on each event of the agent (see Environment below): one at a
+    /// time, later ones queued (16; more are dropped and counted as `hook_dropped=`); a
+    /// non-zero exit or a kill at --hook-timeout counts as `hook_failures=`.
+    #[arg(long, value_name = "CMD")]
+    on_event: Option<std::ffi::OsString>,
+    /// Seconds an --on-event hook may run before its process group is killed, 0.01 to 3600.
+    #[arg(long, value_name = "SECS", default_value = DEFAULT_HOOK_TIMEOUT, allow_hyphen_values = true)]
+    hook_timeout: String,
     /// Do not use a pidfd: watch with kill(2) and /proc only, as on kernels before 5.3.
     #[arg(long, hide = true)]
     no_pidfd: bool,
@@ -129,7 +143,8 @@ struct RestartArgs {
     /// through `mosaic-respawn` (found next to mosaic-hb).
     #[arg(long, value_name = "POLICY", default_value = "no")]
     restart: String,
-    /// tmux socket of the agent's session (`tmux -L SOCKET`), for restarts.
+    /// tmux socket of the agent's session (`tmux -L SOCKET`), for restarts and the hooks'
+    /// MOSAIC_SOCKET.
     #[arg(long, value_name = "SOCKET")]
     socket: Option<String>,
     #[command(flatten)]
@@ -180,9 +195,12 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
     if !args.foreground {
         // Before we open anything: a daemon keeps no descriptor its caller leaked to it.
         sys::release_inherited_fds(sys::Inherited::Close);
+    } else {
+        // Nor does anything it starts (a hook, the respawn helper).
+        sys::release_inherited_fds(sys::Inherited::CloseOnExec);
     }
     let plan = Plan::check(&args)?;
-    let (path, mut file) = open_file(args.file.expect("clap requires --file"))?;
+    let (path, mut file) = open_file(args.file.clone().expect("clap requires --file"))?;
     let (pid, started) = match plan.pid {
         Some(pid) => (pid, plan.started),
         None => target_from_stdin().map(|(pid, given)| (pid, given.or(plan.started)))?,
@@ -203,11 +221,13 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
     };
     // Before the background, like the target itself: the pane's terminal is the one it has now.
     let activity = watch_activity(pid, &file, plan.idle_after);
+    let hooks = hooks(&args, &plan, &path, &file)?;
     let answer = into_background(&plan, args.foreground, log, &mut file, &lock)?;
     let signals = Signals::install()
         .map_err(|e| Fail::failed(format!("cannot install signal handling: {}", why(&e))))?;
     let mut sidecar = Sidecar::new(target, file, args.agent.as_deref(), plan.interval)
         .with_activity(activity)
+        .with_hooks(hooks)
         .with_reap(plan.reap);
     if let Some(supervisor) = plan.supervisor {
         sidecar = sidecar.supervised(supervisor);
@@ -222,6 +242,8 @@ fn watch(args: WatchArgs) -> Result<(), Fail> {
     let (end, last) = sidecar.run(&signals);
     log_end(end, last, sidecar.pid());
     drop(lock);
+    // The file is let go: a stop is not kept waiting, a new sidecar may start.
+    sidecar.finish_hooks(&signals);
     match end {
         End::Failed(_) => std::process::exit(i32::from(Exit::Failed.code())),
         // Gone before its first record (the launcher still waits): "target gone".
@@ -239,6 +261,7 @@ struct Plan {
     interval: Duration,
     idle_after: Duration,
     reap: Option<Duration>,
+    hook_timeout: Duration,
     supervisor: Option<Supervisor>,
     /// The exit codes for "another sidecar keeps the file" and "the target is gone": the
     /// hand-over's answers for the launcher; a person gets the documented 1.
@@ -272,6 +295,13 @@ impl Plan {
         if let Some(agent) = &args.agent {
             validate::agent(agent).map_err(usage)?;
         }
+        let hook_timeout = validate::hook_timeout(&args.hook_timeout).map_err(usage)?;
+        if args.on_event.as_ref().is_some_and(|c| c.is_empty()) {
+            return Err(usage("invalid --on-event \"\": an empty command".into()));
+        }
+        if let Some(socket) = &args.restart.socket {
+            validate::socket(socket).map_err(usage)?;
+        }
         let supervisor = supervisor(args)?;
         Ok(Plan {
             pid,
@@ -279,6 +309,7 @@ impl Plan {
             interval,
             idle_after,
             reap,
+            hook_timeout,
             supervisor,
             kept,
             gone,
@@ -309,6 +340,28 @@ fn supervisor(args: &WatchArgs) -> Result<Option<Supervisor>, Fail> {
     Supervisor::new(backoff, helper, socket, agent, !args.no_pidfd)
         .map(Some)
         .map_err(Fail::failed)
+}
+
+/// The event hooks, when `--on-event` asks for them.
+fn hooks(args: &WatchArgs, plan: &Plan, path: &Path, file: &HbFile) -> Result<Option<Hooks>, Fail> {
+    let Some(command) = &args.on_event else {
+        return Ok(None);
+    };
+    let place = Place {
+        agent: args.agent.clone().unwrap_or_default(),
+        socket: args.restart.socket.clone().unwrap_or_default(),
+        hb_file: path.to_path_buf(),
+    };
+    let at = (file.dir(), file.name());
+    Hooks::new(
+        command.clone(),
+        plan.hook_timeout,
+        place,
+        at,
+        !args.no_pidfd,
+    )
+    .map(Some)
+    .map_err(|e| Fail::failed(format!("cannot prepare the event hooks: {}", why(&e))))
 }
 
 /// Prepares the heartbeat file's directory and proves a file can be created there.

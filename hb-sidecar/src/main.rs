@@ -63,6 +63,15 @@ close-on-exec) and no blocked signal; the sidecar never waits for it (its stdout
 non-blocking in the one `ppoll`, it is reaped with `WNOHANG`); and it cannot restart anything
 without the sidecar's `go`.
 
+With `--on-event CMD` ([`hooks`]), each event (the first record of a run, a change of
+activity, a restart decided, the final record) also runs `/bin/sh -c CMD`, the event's values
+in its environment only: one hook at a time, spawned from the loop's wait point, its pidfd in
+the same `ppoll`, reaped with `WNOHANG`, its process group killed at `--hook-timeout`; later
+events queue (16), further ones are dropped; failures and drops are counted in the record
+(`hook_failures=`, `hook_dropped=`). The final event's hook runs after the final record and
+after the lock is let go, so a stop (which waits for the sidecar to leave or let go) and a
+new sidecar are never kept waiting; its outcome is in the hooks' log only.
+
 The modules form a tree, no circle: [`cli`] starts up and hands over to [`watch`], the loop;
 under it [`restart`], then the loop's parts both use: [`wait`], [`signals`], and [`writer`],
 the one keeper of the record's keys, told what happened (a beat, a death, a restart scheduled
@@ -76,7 +85,8 @@ fleet's state for people and for monitoring.
 - The heartbeat file is only ever replaced by rename, never written in place.
 - No path in the heartbeat directory is opened in a way that follows a symlink.
 - The sidecar never runs a second thread, and spawns no process but the respawn helper of a
-  restart, one per death, only under a restart policy ([`restart`]).
+  restart, one per death, only under a restart policy ([`restart`]), and the event hook, one
+  at a time, only on an event, only with `--on-event` ([`hooks`]).
 - A stopped sidecar restarts nothing.
 - One sidecar per heartbeat file: the lock is held for the sidecar's whole life.
 - `status=ok` is written only after a check that the target is still the process we attached to.
@@ -94,6 +104,7 @@ fleet's state for people and for monitoring.
 mod activity;
 mod cli;
 mod hbfile;
+mod hooks;
 #[cfg(test)]
 mod proptests;
 mod restart;

@@ -208,7 +208,13 @@ impl Supervisor {
             let event = if until <= now {
                 Event::Timeout
             } else {
-                wait(None, signals, helper.stdout_fd(), until - now)
+                wait(
+                    None,
+                    signals,
+                    helper.stdout_fd(),
+                    writer.hooks(),
+                    until - now,
+                )
             };
             match event {
                 Event::Interrupted => continue,
@@ -340,8 +346,7 @@ impl Supervisor {
                         )))
                     }
                     Verdict::Restart(delay) => {
-                        writer.record_death(death);
-                        writer.schedule_restart(delay);
+                        writer.will_restart(death, delay);
                         *phase = Phase::Waiting(now + delay);
                         None
                     }

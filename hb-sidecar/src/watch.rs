@@ -22,6 +22,11 @@ Beats are scheduled on a fixed grid (`next += interval`), so the rate does not d
 cost of a write; after a stall (a suspended machine) the grid restarts from now rather than
 bursting to catch up. A write error never ends the loop ([`crate::writer`]).
 
+Each event (the first record of a run, a change of activity, a restart decided, the final
+record) is also noted for the event hooks (`--on-event`, [`crate::hooks`]), which the one wait
+point runs; the last ones run after the final record, once the file is let go
+([`Sidecar::finish_hooks`]).
+
 The loop's parts are modules of their own, below it: the record writer ([`crate::writer`]),
 the one wait point and what woke it ([`crate::wait`]), the stop signals ([`crate::signals`]).
 [`crate::restart`] uses them too, and not this module: it hands back an [`Outcome`].
@@ -33,6 +38,7 @@ use nix::errno::Errno;
 
 use crate::activity;
 use crate::hbfile::HbFile;
+use crate::hooks::Hooks;
 use crate::restart::{Ending, Outcome, Supervisor};
 use crate::signals::{Signals, Stop};
 use crate::target::{Gone, Target};
@@ -135,6 +141,36 @@ impl<'a> Sidecar<'a> {
         self
     }
 
+    /// Runs `hooks` on the agent's events ([`crate::hooks`]).
+    pub fn with_hooks(mut self, hooks: Option<Hooks>) -> Self {
+        if let Some(hooks) = hooks {
+            self.writer.with_hooks(hooks);
+        }
+        self
+    }
+
+    /// After the final record, with the file let go (its lock freed, so a new sidecar may
+    /// keep it): runs the hooks still due, the final event's last, each bounded by its
+    /// timeout, in the one `ppoll`. A stop signal now gives up on them.
+    pub fn finish_hooks(&mut self, signals: &Signals) {
+        while let Some(hooks) = self.writer.hooks() {
+            // Started here, so that a hook that could not start leaves nothing to wait for.
+            hooks.service();
+            if !hooks.busy() {
+                return;
+            }
+            match wait(None, signals, None, Some(hooks), Duration::from_secs(3600)) {
+                Event::Stop(_) | Event::Failed(_) => {
+                    if let Some(hooks) = self.writer.hooks() {
+                        hooks.abandon();
+                    }
+                    return;
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Beats until the target is gone (for good, under a restart policy) or a stop signal
     /// arrives, then writes the final record.
     pub fn run(&mut self, signals: &Signals) -> Last {
@@ -182,7 +218,8 @@ impl<'a> Sidecar<'a> {
         let mut written = self.writer.end(status);
         if let (End::Exited(_), Some(grace)) = (end, self.reap) {
             // The death is on record at once; what it left is ended after, and counted.
-            let (reaped, _) = reap_leftovers(&self.target, grace, signals);
+            let hooks = self.writer.hooks();
+            let (reaped, _) = reap_leftovers(&self.target, grace, signals, hooks);
             self.writer.record_reaped(reaped);
             written = self.writer.end(status);
         }
@@ -198,7 +235,8 @@ impl<'a> Sidecar<'a> {
         self.answer();
         if let Some(grace) = self.reap {
             // A restarted run must not start beside the last one's leftovers.
-            let (reaped, stop) = reap_leftovers(&self.target, grace, signals);
+            let hooks = self.writer.hooks();
+            let (reaped, stop) = reap_leftovers(&self.target, grace, signals, hooks);
             self.writer.record_reaped(reaped);
             if let Some(stop) = stop {
                 // A stop during the teardown is a stop: nothing is restarted.
@@ -255,7 +293,8 @@ impl<'a> Sidecar<'a> {
                     None => left,
                 };
                 let watch_fd = watch.and_then(activity::Watch::fd);
-                match wait(self.target.pidfd(), signals, watch_fd, left) {
+                let hooks = self.writer.hooks();
+                match wait(self.target.pidfd(), signals, watch_fd, hooks, left) {
                     event @ (Event::Timeout | Event::Readable) => {
                         if let Err(gone) = self.update_activity(event == Event::Readable) {
                             return End::Exited(gone);
@@ -295,7 +334,12 @@ impl<'a> Sidecar<'a> {
 /// the rest of the grace, and the whole phase lasts at most the grace plus
 /// [`teardown::KILL_WAIT`].
 /// Also returns the stop signal that cut the grace short, if one did.
-fn reap_leftovers(target: &Target, grace: Duration, signals: &Signals) -> (u32, Option<Stop>) {
+fn reap_leftovers(
+    target: &Target,
+    grace: Duration,
+    signals: &Signals,
+    mut hooks: Option<&mut Hooks>,
+) -> (u32, Option<Stop>) {
     // A pid that names another process now means no member was left to pin the session id,
     // which a stranger may have taken since.
     if teardown::leader_reused(target.pid(), target.started()) {
@@ -304,7 +348,7 @@ fn reap_leftovers(target: &Target, grace: Duration, signals: &Signals) -> (u32, 
     let mut stop = None;
     let mut teardown = Teardown::begin(target.pid(), grace);
     while teardown.step() == Step::Waiting {
-        match wait(None, signals, None, teardown.wait()) {
+        match wait(None, signals, None, hooks.as_deref_mut(), teardown.wait()) {
             Event::Stop(signal) => {
                 stop = Some(signal);
                 teardown.hurry();

@@ -5,6 +5,10 @@ loop ([`crate::watch`]) and a restart ([`crate::restart`]) tell it what happened
 death, a restart scheduled or done, a teardown's count) and it decides the record's keys: no
 other module edits them.
 
+It also tells the event hooks ([`crate::hooks`]) what the records tell: the first record of
+a run (`started`), a change of activity, a decided restart, the final status. It only notes
+them: the one wait point runs them ([`crate::wait`]).
+
 A write error never ends the sidecar: the last good file stays in place, the error is logged
 when it starts and when it ends, not per beat, and the next record tries again.
 */
@@ -16,6 +20,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::hbfile::HbFile;
+use crate::hooks::{Happened, HookEvent, Hooks};
 use mosaic_core::activity::Activity;
 use mosaic_core::death::Death;
 use mosaic_core::record::{render, Beat, Lifecycle, Status};
@@ -36,6 +41,9 @@ pub struct Writer<'a> {
     activity: Option<(Activity, DateTime<Utc>)>,
     /// What supervision adds to each record.
     lifecycle: Lifecycle,
+    /// The status of the last record, so that an event is told once.
+    last: Option<Status>,
+    hooks: Option<Hooks>,
 }
 
 impl<'a> Writer<'a> {
@@ -58,7 +66,19 @@ impl<'a> Writer<'a> {
             failing: false,
             activity: None,
             lifecycle: Lifecycle::default(),
+            last: None,
+            hooks: None,
         }
+    }
+
+    /// Tells `hooks` each event; the records count their failures and drops.
+    pub fn with_hooks(&mut self, hooks: Hooks) {
+        self.hooks = Some(hooks);
+    }
+
+    /// The event hooks, for the wait point that runs them.
+    pub fn hooks(&mut self) -> Option<&mut Hooks> {
+        self.hooks.as_mut()
     }
 
     /// The pid the records name.
@@ -89,7 +109,13 @@ impl<'a> Writer<'a> {
 
     /// The target lives: `status=ok`, with its activity when it has a terminal.
     pub fn beat(&mut self, activity: Option<(Activity, DateTime<Utc>)>) -> bool {
+        let was = self.activity.map(|(activity, _)| activity);
         self.activity = activity;
+        if self.last != Some(Status::Ok) {
+            self.happened(HookEvent::Started);
+        } else if let Some((now, _)) = activity.filter(|(now, _)| Some(*now) != was) {
+            self.happened(now.into());
+        }
         self.write(Status::Ok)
     }
 
@@ -115,6 +141,14 @@ impl<'a> Writer<'a> {
         self.write(Status::Restarting)
     }
 
+    /// The policy restarts the agent after `death`, `delay` from now: on record, and the
+    /// `restarting` event.
+    pub fn will_restart(&mut self, death: Death, delay: Duration) -> bool {
+        self.record_death(death);
+        self.happened(HookEvent::Restarting);
+        self.schedule_restart(delay)
+    }
+
     /// The records name the restarted target from now on, `restarts` times restarted, with
     /// nothing due. (No record here: a new run's first is its first beat.)
     pub fn restarted(&mut self, pid: i32, started: Option<u64>, restarts: u32) {
@@ -127,12 +161,37 @@ impl<'a> Writer<'a> {
     /// The sidecar's last record: `status` (exited, stopped, failed), nothing due any more.
     pub fn end(&mut self, status: Status) -> bool {
         self.lifecycle.restart_at = None;
+        if self.last != Some(status) {
+            match status {
+                Status::Exited => self.happened(HookEvent::Exited),
+                Status::Stopped => self.happened(HookEvent::Stopped),
+                Status::Failed => self.happened(HookEvent::Failed),
+                Status::Ok | Status::Restarting => {}
+            }
+        }
         self.write(status)
+    }
+
+    fn happened(&mut self, event: HookEvent) {
+        if let Some(hooks) = &mut self.hooks {
+            hooks.push(Happened {
+                event,
+                exit_status: self.lifecycle.exit_status,
+                exit_signal: self.lifecycle.exit_signal,
+                restarts: self.lifecycle.restarts.unwrap_or(0),
+                at: Utc::now(),
+            });
+        }
     }
 
     /// Writes one record. `seq` counts records attempted, so a gap shows in it.
     pub fn write(&mut self, status: Status) -> bool {
         self.seq += 1;
+        self.last = Some(status);
+        if let Some(hooks) = &self.hooks {
+            self.lifecycle.hook_failures = Some(hooks.failures);
+            self.lifecycle.hook_dropped = Some(hooks.dropped);
+        }
         let beat = Beat {
             pid: self.pid,
             status,

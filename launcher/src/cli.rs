@@ -90,6 +90,26 @@ pub struct Cli {
     )]
     pub idle_after: OsString,
 
+    /// Shell command the agent's sidecar runs (`/bin/sh -c CMD`) on each of its events:
+    /// started, exited, restarting, failed, stopped, busy, idle, waiting. It reads what
+    /// happened from MOSAIC_AGENT, MOSAIC_EVENT, MOSAIC_PREVIOUS, MOSAIC_EXIT_STATUS,
+    /// MOSAIC_EXIT_SIGNAL, MOSAIC_RESTARTS, MOSAIC_SOCKET, MOSAIC_HB_FILE, MOSAIC_TIME (never
+    /// from the command string); its output goes to HB_DIR/.AGENT.hb.hook.log. One at a time,
+    /// 16 more queued; failures and drops are counted in the heartbeat.
+    #[arg(long, env = "MOSAIC_ON_EVENT", value_name = "CMD")]
+    pub on_event: Option<OsString>,
+
+    /// Seconds an --on-event hook may run before its process group is killed (a failure),
+    /// 0.01 to 3600.
+    #[arg(
+        long,
+        env = "MOSAIC_HOOK_TIMEOUT",
+        value_name = "SECS",
+        default_value = validate::DEFAULT_HOOK_TIMEOUT,
+        allow_hyphen_values = true
+    )]
+    pub hook_timeout: OsString,
+
     /// Start no heartbeat sidecar.
     #[arg(long)]
     pub no_heartbeat: bool,

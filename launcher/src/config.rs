@@ -19,6 +19,8 @@ hb_interval=30
 idle_after=60
 restart=on-failure                 (only under a restart policy)
 restart-delay=0.5                  (each restart limit that is not the default)
+on_event=notify-send "$MOSAIC_AGENT" "$MOSAIC_EVENT"   (only with --on-event)
+hook_timeout=30                    (with on_event)
 env.API_URL=http://localhost:8080  (each --env, by name)
 label.team=search                  (each --label, by name)
 ```
@@ -61,6 +63,8 @@ pub struct LaunchConfig {
     pub restart: Vec<(String, String)>,
     /// The agent's own variables (`--env`), sorted by name.
     pub env: Vec<(String, OsString)>,
+    /// The event hook (`--on-event`) and its timeout.
+    pub hook: Option<(OsString, Duration)>,
     /// Labels (`--label`), sorted by name.
     pub labels: Vec<(String, String)>,
 }
@@ -90,6 +94,7 @@ impl LaunchConfig {
                 .map(|(flag, value)| (flag.to_string(), value.clone()))
                 .collect(),
             env: plan.env.clone(),
+            hook: hb.hook.clone(),
             labels: plan.labels.clone(),
         })
     }
@@ -156,11 +161,21 @@ impl LaunchConfig {
                 guard: self.restart_flag("restart-guard"),
             },
             env: self.env.iter().map(|(k, v)| pair(k, v)).collect(),
+            on_event: self.hook.as_ref().map(|(command, _)| command.clone()),
+            hook_timeout: validate::format_interval(self.hook_timeout()).into(),
             labels: self
                 .labels
                 .iter()
                 .map(|(k, v)| pair(k, v.as_ref()))
                 .collect(),
+        }
+    }
+
+    /// The hook's timeout, the default without a hook.
+    pub fn hook_timeout(&self) -> Duration {
+        match &self.hook {
+            Some((_, timeout)) => *timeout,
+            None => validate::hook_timeout(validate::DEFAULT_HOOK_TIMEOUT).expect("valid"),
         }
     }
 
@@ -199,6 +214,13 @@ impl LaunchConfig {
         for (flag, value) in &self.restart {
             line(flag, value.as_bytes());
         }
+        if let Some((command, timeout)) = &self.hook {
+            line("on_event", command.as_bytes());
+            line(
+                "hook_timeout",
+                validate::format_interval(*timeout).as_bytes(),
+            );
+        }
         for (key, value) in &self.env {
             line(&format!("env.{key}"), value.as_bytes());
         }
@@ -214,6 +236,7 @@ impl LaunchConfig {
             (None, None, None, None);
         let mut restart = Vec::new();
         let (mut env, mut labels) = (Vec::new(), Vec::new());
+        let (mut on_event, mut hook_timeout) = (None, None);
         for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             let at = line
                 .iter()
@@ -232,6 +255,8 @@ impl LaunchConfig {
                 b"hb_dir" => hb_dir = Some(PathBuf::from(OsString::from_vec(value))),
                 b"hb_interval" => hb_interval = Some(validate::interval(&text(value)?)?),
                 b"idle_after" => idle_after = Some(validate::idle_after(&text(value)?)?),
+                b"on_event" => on_event = Some(OsString::from_vec(value)),
+                b"hook_timeout" => hook_timeout = Some(validate::hook_timeout(&text(value)?)?),
                 flag if flag.starts_with(b"restart") => {
                     restart.push((text(flag.to_vec())?, text(value)?));
                 }
@@ -260,6 +285,11 @@ impl LaunchConfig {
             },
             restart,
             env,
+            hook: match (on_event, hook_timeout) {
+                (Some(command), Some(timeout)) => Some((command, timeout)),
+                (Some(_), None) => return Err(missing("hook_timeout")),
+                (None, _) => None,
+            },
             labels,
         })
     }
@@ -381,14 +411,16 @@ mod tests {
                 ("restart-delay".into(), "0.5".into()),
             ],
             env: vec![("A_1".into(), OsString::from_vec(b"x y\n'\xfe".to_vec()))],
+            hook: Some(("echo \"$MOSAIC_EVENT\"\n".into(), Duration::from_secs(5))),
             labels: vec![("team".into(), "search = é".into())],
         };
         let bytes = config.render();
-        assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), 12);
+        assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), 14);
         let cli = config.to_cli(false);
         assert_eq!(cli.restart.as_deref(), Some("on-failure".as_ref()));
         assert_eq!(cli.limits.delay.as_deref(), Some("0.5".as_ref()));
         assert_eq!(cli.limits.guard, None, "a default is not stored");
+        assert_eq!(cli.hook_timeout, "5");
         assert_eq!(LaunchConfig::parse(&bytes), Ok(config));
     }
 

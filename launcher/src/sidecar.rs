@@ -28,6 +28,7 @@ use mosaic_core::record::Status;
 use mosaic_core::status::classify;
 
 use crate::child::{self, Cut, Finished, Running};
+use crate::launch::Heartbeat;
 
 /// How a sidecar start ended.
 pub enum Started {
@@ -73,20 +74,24 @@ impl Sidecar {
     pub fn spawn(
         &self,
         file: &Path,
-        interval: Duration,
-        idle_after: Duration,
+        hb: &Heartbeat,
         agent: &str,
-        restart: &[String],
+        socket: &str,
         timeout: Duration,
     ) -> Result<Pending, String> {
         let request = Request {
             file,
-            interval,
-            idle_after,
+            interval: hb.interval,
+            idle_after: hb.idle_after,
             agent,
+            socket,
             // A pane's process leads its session: what it leaves behind is ended at its death.
             reap: Some(mosaic_core::teardown::DEFAULT_GRACE),
-            restart,
+            restart: &hb.restart,
+            hook: hb
+                .hook
+                .as_ref()
+                .map(|(command, timeout)| (command.as_os_str(), *timeout)),
         };
         let mut cmd = Command::new(&self.setsid);
         cmd.arg(&self.hb)

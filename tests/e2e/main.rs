@@ -15,6 +15,7 @@ mod exporter;
 mod first_hour;
 mod fleet;
 mod fleet_file;
+mod hooks;
 mod hostile;
 mod launch_truth;
 mod launcher;

@@ -14,6 +14,8 @@ Every series carries `fleet` (the heartbeat directory, or a name given with `--f
 | `mosaic_agent_heartbeat_timestamp_seconds` | gauge | when the last record was written (Unix time) |
 | `mosaic_agent_heartbeat_interval_seconds` | gauge | seconds between beats (30 when the record does not say) |
 | `mosaic_agent_restarts_total` | counter | restarts by the sidecar's restart policy (when it has one) |
+| `mosaic_agent_hook_failures_total` | counter | event hooks that failed or were killed at their timeout (with `--on-event`) |
+| `mosaic_agent_hook_dropped_total` | counter | events no hook ran for, the queue being full (with `--on-event`) |
 | `mosaic_agent_activity{activity}` | gauge | while `ok` and on a terminal: a state set over busy, idle, waiting |
 | `mosaic_agent_activity_since_timestamp_seconds` | gauge | when that activity began (Unix time) |
 
@@ -144,6 +146,28 @@ pub fn prometheus(fleets: &[Fleet]) -> String {
     );
     family(
         &mut out,
+        ("mosaic_agent_hook_failures_total", "counter"),
+        "Event hooks of the agent that exited non-zero or were killed at their timeout.",
+        &agents,
+        |row, emit| {
+            if let Some(n) = row.record.as_ref().and_then(|r| r.lifecycle.hook_failures) {
+                emit(None, f64::from(n));
+            }
+        },
+    );
+    family(
+        &mut out,
+        ("mosaic_agent_hook_dropped_total", "counter"),
+        "Events of the agent no hook ran for: its queue of hooks was full.",
+        &agents,
+        |row, emit| {
+            if let Some(n) = row.record.as_ref().and_then(|r| r.lifecycle.hook_dropped) {
+                emit(None, f64::from(n));
+            }
+        },
+    );
+    family(
+        &mut out,
         ("mosaic_agent_activity", "gauge"),
         "While the agent is ok and on a terminal, its activity as a state set: busy (output \
          within the idle threshold), idle, or waiting (it rang the bell since its last output).",
@@ -222,6 +246,8 @@ mod tests {
     fn every_family_with_fleet_and_agent_labels() {
         let mut restarted = record(Status::Restarting, 1500, Some(1.0));
         restarted.lifecycle.restarts = Some(2);
+        restarted.lifecycle.hook_failures = Some(1);
+        restarted.lifecycle.hook_dropped = Some(0);
         let waiting = with_activity(record(Status::Ok, 1500, Some(1.0)), Activity::Waiting, 180);
         // A stopped agent's last activity is history: no activity series.
         let stopped = with_activity(record(Status::Stopped, 2000, None), Activity::Busy, 5);
@@ -293,6 +319,12 @@ mosaic_agent_heartbeat_interval_seconds{{fleet=\"two\",agent=\"r\"}} 1
 # HELP mosaic_agent_restarts_total Restarts of the agent by its sidecar's restart policy.
 # TYPE mosaic_agent_restarts_total counter
 mosaic_agent_restarts_total{{fleet=\"two\",agent=\"r\"}} 2
+# HELP mosaic_agent_hook_failures_total Event hooks of the agent that exited non-zero or were killed at their timeout.
+# TYPE mosaic_agent_hook_failures_total counter
+mosaic_agent_hook_failures_total{{fleet=\"two\",agent=\"r\"}} 1
+# HELP mosaic_agent_hook_dropped_total Events of the agent no hook ran for: its queue of hooks was full.
+# TYPE mosaic_agent_hook_dropped_total counter
+mosaic_agent_hook_dropped_total{{fleet=\"two\",agent=\"r\"}} 0
 # HELP mosaic_agent_activity While the agent is ok and on a terminal, its activity as a state set: busy (output within the idle threshold), idle, or waiting (it rang the bell since its last output).
 # TYPE mosaic_agent_activity gauge
 mosaic_agent_activity{{fleet=\"/run/x\",agent=\"a\\\"b\",activity=\"busy\"}} 0

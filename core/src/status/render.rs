@@ -165,7 +165,7 @@ fn exit(life: &Lifecycle) -> Option<String> {
 
 /// A JSON array, one object per agent and per line: `agent`, `state`, `pid`, `ts`, `age_s`,
 /// `interval`, `reason`, `activity`, `activity_since`, `activity_s`, `restarts`,
-/// `exit_status`, `exit_signal`, `restart_at`; a field the file does not give is `null` (the
+/// `exit_status`, `exit_signal`, `restart_at`, `hook_failures`, `hook_dropped`; a field the file does not give is `null` (the
 /// activity fields also while the agent is not `ok`).
 pub fn json(rows: &[Row]) -> String {
     let rows: Vec<JsonRow> = rows.iter().map(JsonRow::new).collect();
@@ -191,6 +191,8 @@ struct JsonRow<'a> {
     exit_status: Option<i32>,
     exit_signal: Option<i32>,
     restart_at: Option<String>,
+    hook_failures: Option<u32>,
+    hook_dropped: Option<u32>,
 }
 
 impl<'a> JsonRow<'a> {
@@ -216,6 +218,8 @@ impl<'a> JsonRow<'a> {
             exit_status: life.exit_status,
             exit_signal: life.exit_signal,
             restart_at: life.restart_at.map(time),
+            hook_failures: life.hook_failures,
+            hook_dropped: life.hook_dropped,
         }
     }
 }
@@ -371,9 +375,9 @@ b      failed  42   2s   1s        4         SIGKILL
         ];
         let text = json(&rows);
         let expected = "[
-  {\"agent\":\"q\\\"\u{fffd}\",\"state\":\"ok\",\"pid\":42,\"ts\":\"2026-11-26T02:21:03.750Z\",\"age_s\":1.25,\"interval\":0.5,\"reason\":null,\"activity\":null,\"activity_since\":null,\"activity_s\":null,\"restarts\":null,\"exit_status\":null,\"exit_signal\":null,\"restart_at\":null},
-  {\"agent\":\"z\",\"state\":\"invalid\",\"pid\":null,\"ts\":null,\"age_s\":null,\"interval\":null,\"reason\":\"not UTF-8 text\",\"activity\":null,\"activity_since\":null,\"activity_s\":null,\"restarts\":null,\"exit_status\":null,\"exit_signal\":null,\"restart_at\":null},
-  {\"agent\":\"w\",\"state\":\"ok\",\"pid\":42,\"ts\":\"2026-11-26T02:21:03.750Z\",\"age_s\":1.25,\"interval\":1.0,\"reason\":null,\"activity\":\"busy\",\"activity_since\":\"2026-11-26T02:20:53.000Z\",\"activity_s\":12.0,\"restarts\":null,\"exit_status\":null,\"exit_signal\":null,\"restart_at\":null}
+  {\"agent\":\"q\\\"\u{fffd}\",\"state\":\"ok\",\"pid\":42,\"ts\":\"2026-11-26T02:21:03.750Z\",\"age_s\":1.25,\"interval\":0.5,\"reason\":null,\"activity\":null,\"activity_since\":null,\"activity_s\":null,\"restarts\":null,\"exit_status\":null,\"exit_signal\":null,\"restart_at\":null,\"hook_failures\":null,\"hook_dropped\":null},
+  {\"agent\":\"z\",\"state\":\"invalid\",\"pid\":null,\"ts\":null,\"age_s\":null,\"interval\":null,\"reason\":\"not UTF-8 text\",\"activity\":null,\"activity_since\":null,\"activity_s\":null,\"restarts\":null,\"exit_status\":null,\"exit_signal\":null,\"restart_at\":null,\"hook_failures\":null,\"hook_dropped\":null},
+  {\"agent\":\"w\",\"state\":\"ok\",\"pid\":42,\"ts\":\"2026-11-26T02:21:03.750Z\",\"age_s\":1.25,\"interval\":1.0,\"reason\":null,\"activity\":\"busy\",\"activity_since\":\"2026-11-26T02:20:53.000Z\",\"activity_s\":12.0,\"restarts\":null,\"exit_status\":null,\"exit_signal\":null,\"restart_at\":null,\"hook_failures\":null,\"hook_dropped\":null}
 ]
 ";
         assert_eq!(text, expected);

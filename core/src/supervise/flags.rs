@@ -251,14 +251,11 @@ mod tests {
         assert_eq!(limits.burst, 3);
         assert_eq!(limits.guard, Limits::DEFAULT.guard, "empty is unset");
         // What the launcher passes, the sidecar reads back the same.
-        let args = super::super::protocol::sidecar_args(policy, &limits, "sock");
-        let [socket, _, restart, name, rest @ ..] = &args[..] else {
+        let args = super::super::protocol::sidecar_args(policy, &limits);
+        let [restart, name, rest @ ..] = &args[..] else {
             panic!("{args:?}")
         };
-        assert_eq!(
-            [socket, restart, name],
-            ["--socket", "--restart", "on-failure"]
-        );
+        assert_eq!([restart, name], ["--restart", "on-failure"]);
         let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
         assert_eq!(
             parse(&rest).resolve(Some(name), false).unwrap(),

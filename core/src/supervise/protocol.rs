@@ -80,19 +80,14 @@ impl Answer {
     }
 }
 
-/// The sidecar's arguments that carry a restart policy (none for `no`): the policy, the tmux
-/// socket, and each limit that is not the default. The policy lives in the sidecar's argv, so
-/// it outlives the shell that launched the agent.
-pub fn sidecar_args(policy: Restart, limits: &Limits, socket: &str) -> Vec<String> {
-    let settings = settings(policy, limits);
-    if settings.is_empty() {
-        return Vec::new();
-    }
-    let mut args = vec!["--socket".to_string(), socket.to_string()];
-    for (flag, value) in settings {
-        args.extend([format!("--{flag}"), value]);
-    }
-    args
+/// The sidecar's arguments that carry a restart policy (none for `no`): the policy and each
+/// limit that is not the default (the tmux socket is [`crate::handover::Request`]'s). The
+/// policy lives in the sidecar's argv, so it outlives the shell that launched the agent.
+pub fn sidecar_args(policy: Restart, limits: &Limits) -> Vec<String> {
+    settings(policy, limits)
+        .into_iter()
+        .flat_map(|(flag, value)| [format!("--{flag}"), value])
+        .collect()
 }
 
 #[cfg(test)]
@@ -133,11 +128,11 @@ mod tests {
             burst: 3,
             ..Limits::DEFAULT
         };
-        let args = sidecar_args(Restart::OnFailure, &limits, "sock");
+        let args = sidecar_args(Restart::OnFailure, &limits);
         assert_eq!(
             args.join(" "),
-            "--socket sock --restart on-failure --restart-delay 0.5 --restart-burst 3"
+            "--restart on-failure --restart-delay 0.5 --restart-burst 3"
         );
-        assert!(sidecar_args(Restart::No, &limits, "sock").is_empty());
+        assert!(sidecar_args(Restart::No, &limits).is_empty());
     }
 }

@@ -89,6 +89,8 @@ struct Keys {
     hb_interval: Option<Number>,
     idle_after: Option<Number>,
     settle: Option<Number>,
+    on_event: Option<String>,
+    hook_timeout: Option<Number>,
 }
 
 impl Keys {
@@ -115,7 +117,9 @@ impl Keys {
             restart_guard,
             hb_interval,
             idle_after,
-            settle
+            settle,
+            on_event,
+            hook_timeout
         );
         for (mine, theirs) in [
             (&mut self.env, &defaults.env),
@@ -319,6 +323,9 @@ fn to_cli(
         limits: keys.limits(),
         hb_bin: over.hb_bin.clone(),
         env: pairs(&keys.env),
+        on_event: keys.on_event.as_ref().map(OsString::from),
+        hook_timeout: text(&keys.hook_timeout)
+            .unwrap_or_else(|| validate::DEFAULT_HOOK_TIMEOUT.into()),
         labels: pairs(&keys.labels),
     }
 }
@@ -344,6 +351,12 @@ pub fn changed(stored: &LaunchConfig, wanted: &LaunchConfig) -> Vec<&'static str
     }
     if stored.idle_after != wanted.idle_after {
         keys.push("idle_after");
+    }
+    if stored.hook.as_ref().map(|h| &h.0) != wanted.hook.as_ref().map(|h| &h.0) {
+        keys.push("on_event");
+    }
+    if stored.hook_timeout() != wanted.hook_timeout() {
+        keys.push("hook_timeout");
     }
     let setting = |c: &LaunchConfig, flag: &str| {
         c.restart

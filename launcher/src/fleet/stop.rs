@@ -8,8 +8,10 @@ A stop, for each agent, in an order that keeps the record true:
    a second stop waits and then finds nothing left to end;
 1. the sidecar (the holder of `.AGENT.hb.lock`) gets SIGTERM (and SIGCONT, should someone have
    stopped it) while the agent still lives, so it writes `status=stopped`, not `exited`, and
-   leaves; we wait for it (pidfd). A sidecar that does not leave in time (hung) is killed: the
-   stop takes the record over;
+   leaves; we wait for it (pidfd), or for it to let go of the file (its lock: a sidecar with
+   an event hook runs its `stopped` hook after that, in a process group of its own, which
+   nothing below ends). A sidecar that does not in time (hung) is killed: the stop takes the
+   record over;
 2. the pane's session and process group get SIGTERM, then SIGKILL after `--grace`
    ([`mosaic_core::teardown`]); every agent's grace runs at once, so `--all` waits one grace;
 3. `kill-session`, in the same tmux command as a last look at the pane: a pane that its
@@ -60,6 +62,9 @@ pub const RESTART_HELP: &str = "Environment: each option above reads the variabl
 
 /// How long the sidecar gets to write `status=stopped` and leave.
 const SIDECAR_WAIT: Duration = Duration::from_secs(5);
+
+/// How often a stop looks whether the sidecar has let go of its file.
+const LOCK_LOOK: Duration = Duration::from_millis(10);
 
 /// How long a sidecar that did not leave gets to die of SIGKILL before the stop writes the
 /// record anyway (a process in uninterruptible sleep dies when it wakes).
@@ -226,7 +231,7 @@ fn stop_in_turn(fleet: &Fleet, agents: &[&str], grace: Duration) -> Result<Vec<S
     let deadline = Instant::now() + SIDECAR_WAIT;
     for p in &mut pending {
         if let Some((pid, pidfd)) = p.sidecar.take() {
-            match teardown::wait_exit(&pidfd, deadline) {
+            match let_go(&pidfd, p.hb_file.as_deref(), deadline) {
                 Ok(true) => {}
                 Ok(false) => {
                     // Hung, or stopped again: it answers no more, and the stop takes its
@@ -263,6 +268,24 @@ fn stop_in_turn(fleet: &Fleet, agents: &[&str], grace: Duration) -> Result<Vec<S
         .into_iter()
         .map(|p| finish(fleet, p, grace))
         .collect())
+}
+
+/// Waits until the sidecar has exited or let go of `file` (its lock is free: its last hooks
+/// may still run); false at the deadline.
+fn let_go(pidfd: &OwnedFd, file: Option<&Path>, deadline: Instant) -> std::io::Result<bool> {
+    loop {
+        let soon = deadline.min(Instant::now() + LOCK_LOOK);
+        if teardown::wait_exit(pidfd, soon)? || file.is_some_and(|f| !lock_held(f)) {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+    }
+}
+
+fn lock_held(file: &Path) -> bool {
+    !matches!(lock::is_held(file), Ok(false))
 }
 
 /// Drives teardowns under way until each is done.

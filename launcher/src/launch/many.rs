@@ -125,14 +125,7 @@ fn launch_group(plans: &[&Plan], stop: &Stop, results: &mut Vec<Result<Report, F
                 let Ok(locator) = &located[*at].1 else {
                     return None;
                 };
-                Some(locator.spawn(
-                    &hb.file,
-                    hb.interval,
-                    hb.idle_after,
-                    &plan.agent,
-                    &hb.restart,
-                    plan.timeout,
-                ))
+                Some(locator.spawn(&hb.file, hb, &plan.agent, &plan.socket, plan.timeout))
             }
             _ => None,
         })

@@ -46,6 +46,8 @@ pub struct Heartbeat {
     pub hb_bin: Option<PathBuf>,
     /// The sidecar's restart arguments (none without a restart policy).
     pub restart: Vec<String>,
+    /// The event hook (`--on-event`) and its timeout.
+    pub hook: Option<(OsString, Duration)>,
 }
 
 /// Checks every input; touches nothing.
@@ -104,6 +106,13 @@ pub fn plan(cli: Cli) -> Result<Plan, Fail> {
             policy.as_str()
         )));
     }
+    let hook = hook(&cli)?;
+    if cli.no_heartbeat && hook.is_some() {
+        return Err(Fail::usage(
+            "--on-event needs the heartbeat sidecar, which runs the hooks: drop --no-heartbeat"
+                .into(),
+        ));
+    }
     let heartbeat = if cli.no_heartbeat {
         None
     } else {
@@ -117,7 +126,8 @@ pub fn plan(cli: Cli) -> Result<Plan, Fail> {
             interval,
             idle_after,
             hb_bin: cli.hb_bin.filter(|b| !b.is_empty()).map(PathBuf::from),
-            restart: supervise::sidecar_args(policy, &limits, &socket),
+            restart: supervise::sidecar_args(policy, &limits),
+            hook,
         })
     };
     Ok(Plan {
@@ -134,6 +144,21 @@ pub fn plan(cli: Cli) -> Result<Plan, Fail> {
         env,
         labels,
     })
+}
+
+/// The event hook and its timeout; an empty command is none.
+fn hook(cli: &Cli) -> Result<Option<(OsString, Duration)>, Fail> {
+    let what = "hook timeout (--hook-timeout, MOSAIC_HOOK_TIMEOUT)";
+    let timeout = or_default(
+        text(&cli.hook_timeout, what)?,
+        validate::DEFAULT_HOOK_TIMEOUT,
+    );
+    let timeout = validate::hook_timeout(timeout).map_err(Fail::usage)?;
+    Ok(cli
+        .on_event
+        .clone()
+        .filter(|c| !c.is_empty())
+        .map(|command| (command, timeout)))
 }
 
 /// The agent's command as given, the pane command that runs it, and where: checked.

@@ -64,14 +64,7 @@ impl Launch<'_> {
                 // Hand the sidecar that file instead.
                 drop(pending);
                 pending = locator
-                    .spawn(
-                        &own,
-                        hb.interval,
-                        hb.idle_after,
-                        self.agent(),
-                        &hb.restart,
-                        self.plan.timeout,
-                    )
+                    .spawn(&own, hb, self.agent(), &self.plan.socket, self.plan.timeout)
                     .map_err(Fail::failed)?;
                 own
             }

@@ -76,14 +76,7 @@ pub fn launch(plan: &Plan, stop: &Stop) -> Result<Report, Fail> {
     // `pending` cancels it.
     let pending = match &sidecar {
         Some((hb, sidecar)) => {
-            match sidecar.spawn(
-                &hb.file,
-                hb.interval,
-                hb.idle_after,
-                &plan.agent,
-                &hb.restart,
-                plan.timeout,
-            ) {
+            match sidecar.spawn(&hb.file, hb, &plan.agent, &plan.socket, plan.timeout) {
                 Ok(pending) => Some(pending),
                 Err(why) => {
                     let created = session.finish();

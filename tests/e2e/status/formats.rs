@@ -324,6 +324,8 @@ fn a_thousand_agents() {
             "mosaic_agent_state" => 7,
             // No record here says `activity=`: agents without a terminal.
             "mosaic_agent_restarts_total"
+            | "mosaic_agent_hook_failures_total"
+            | "mosaic_agent_hook_dropped_total"
             | "mosaic_agent_activity"
             | "mosaic_agent_activity_since_timestamp_seconds" => 0,
             _ => 1,

@@ -255,7 +255,7 @@ const REASONS: [(&str, &str); 8] = [
 // The Prometheus families
 
 /// The families, in order, with their types.
-const FAMILIES: [(&str, &str); 9] = [
+const FAMILIES: [(&str, &str); 11] = [
     ("mosaic_fleet_up", "gauge"),
     ("mosaic_agent_up", "gauge"),
     ("mosaic_agent_failing", "gauge"),
@@ -263,6 +263,8 @@ const FAMILIES: [(&str, &str); 9] = [
     ("mosaic_agent_heartbeat_timestamp_seconds", "gauge"),
     ("mosaic_agent_heartbeat_interval_seconds", "gauge"),
     ("mosaic_agent_restarts_total", "counter"),
+    ("mosaic_agent_hook_failures_total", "counter"),
+    ("mosaic_agent_hook_dropped_total", "counter"),
     ("mosaic_agent_activity", "gauge"),
     ("mosaic_agent_activity_since_timestamp_seconds", "gauge"),
 ];
