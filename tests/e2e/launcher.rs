@@ -202,6 +202,9 @@ fn sidecar_is_started_through_setsid_on_path() {
         "60",
         "--agent",
         "my-fleet-agent",
+        // For restarts and the event hooks' MOSAIC_SOCKET.
+        "--socket",
+        sb.socket.as_str(),
         // What the agent leaves behind when it dies is ended after 10 s (mosaic_core::teardown).
         "--reap",
         "10",

@@ -28,7 +28,7 @@ mod states;
 const PATIENCE: Duration = Duration::from_secs(20);
 
 /// The keys of each `status --json` object, in order, as README.md lists them.
-const STATUS_KEYS: [&str; 14] = [
+const STATUS_KEYS: [&str; 16] = [
     "agent",
     "state",
     "pid",
@@ -43,6 +43,8 @@ const STATUS_KEYS: [&str; 14] = [
     "exit_status",
     "exit_signal",
     "restart_at",
+    "hook_failures",
+    "hook_dropped",
 ];
 
 // ---------------------------------------------------------------------------------------------
