@@ -155,7 +155,39 @@ pub struct Cli {
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<OsString>,
 
+    /// Run the agent in its own git worktree of the repository at WORKDIR, on its own branch
+    /// mosaic/AGENT: made at its first start (from --base), reused after. Needs a git work tree.
+    #[arg(
+        long,
+        env = "MOSAIC_AGENT_WORKTREE",
+        value_parser = boolish
+    )]
+    pub worktree: bool,
+
+    /// Where a new worktree's branch starts: a branch, tag or commit [default: HEAD].
+    #[arg(long, env = "MOSAIC_WORKTREE_BASE", value_name = "REF")]
+    pub base: Option<OsString>,
+
+    /// Shell command run once in a new worktree (`sh -c`, with MOSAIC_AGENT and
+    /// MOSAIC_WORKTREE set); failing, the launch fails and the worktree is removed.
+    #[arg(long, env = "MOSAIC_WORKTREE_SETUP", value_name = "COMMAND")]
+    pub setup: Option<OsString>,
+
+    /// Shell command run in the worktree before `mosaic-fleet prune` removes it (as --setup).
+    #[arg(long, env = "MOSAIC_WORKTREE_TEARDOWN", value_name = "COMMAND")]
+    pub teardown: Option<OsString>,
+
     /// Path of the mosaic-hb binary.
     #[arg(long, env = "MOSAIC_HB_BIN", value_name = "PATH", hide = true)]
     pub hb_bin: Option<OsString>,
+}
+
+/// A flag's variable: `1`, `true`, `yes`, `on` (any case) set it; `0`, `false`, `no`, `off` and
+/// empty (unset, as every variable here) do not; anything else is refused.
+fn boolish(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" | "y" => Ok(true),
+        "" | "0" | "false" | "no" | "off" | "n" => Ok(false),
+        _ => Err("1, true, yes, on, or 0, false, no, off, or empty expected".into()),
+    }
 }

@@ -23,6 +23,9 @@ on_event=notify-send "$MOSAIC_AGENT" "$MOSAIC_EVENT"   (only with --on-event)
 hook_timeout=30                    (with on_event)
 env.API_URL=http://localhost:8080  (each --env, by name)
 label.team=search                  (each --label, by name)
+worktree=/home/me/src/app/.git/mosaic-worktrees/builder-1   (with --worktree: where,
+branch=mosaic/builder-1            its branch,
+base=main                          and each of --base, --setup, --teardown given)
 ```
 
 Values are bytes (paths and commands need not be UTF-8): printable ASCII but `\` is written as
@@ -67,6 +70,18 @@ pub struct LaunchConfig {
     pub hook: Option<(OsString, Duration)>,
     /// Labels (`--label`), sorted by name.
     pub labels: Vec<(String, String)>,
+    /// Its git worktree (`--worktree`).
+    pub worktree: Option<WorktreeConfig>,
+}
+
+/// An agent's git worktree as stored: where, its branch, and what it was given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorktreeConfig {
+    pub path: PathBuf,
+    pub branch: String,
+    pub base: Option<String>,
+    pub setup: Option<OsString>,
+    pub teardown: Option<OsString>,
 }
 
 impl LaunchConfig {
@@ -96,6 +111,13 @@ impl LaunchConfig {
             env: plan.env.clone(),
             hook: hb.hook.clone(),
             labels: plan.labels.clone(),
+            worktree: plan.worktree.as_ref().map(|wt| WorktreeConfig {
+                path: wt.path.clone(),
+                branch: wt.branch.clone(),
+                base: wt.base.clone(),
+                setup: wt.setup.clone(),
+                teardown: wt.teardown.clone(),
+            }),
         })
     }
 
@@ -168,6 +190,13 @@ impl LaunchConfig {
                 .iter()
                 .map(|(k, v)| pair(k, v.as_ref()))
                 .collect(),
+            worktree: self.worktree.is_some(),
+            base: self
+                .worktree
+                .as_ref()
+                .and_then(|w| w.base.clone().map(Into::into)),
+            setup: self.worktree.as_ref().and_then(|w| w.setup.clone()),
+            teardown: self.worktree.as_ref().and_then(|w| w.teardown.clone()),
         }
     }
 
@@ -227,6 +256,19 @@ impl LaunchConfig {
         for (key, value) in &self.labels {
             line(&format!("label.{key}"), value.as_bytes());
         }
+        if let Some(wt) = &self.worktree {
+            line("worktree", wt.path.as_os_str().as_bytes());
+            line("branch", wt.branch.as_bytes());
+            for (key, value) in [
+                ("base", wt.base.as_ref().map(|b| b.as_bytes())),
+                ("setup", wt.setup.as_ref().map(|s| s.as_bytes())),
+                ("teardown", wt.teardown.as_ref().map(|t| t.as_bytes())),
+            ] {
+                if let Some(value) = value {
+                    line(key, value);
+                }
+            }
+        }
         out
     }
 
@@ -237,6 +279,7 @@ impl LaunchConfig {
         let mut restart = Vec::new();
         let (mut env, mut labels) = (Vec::new(), Vec::new());
         let (mut on_event, mut hook_timeout) = (None, None);
+        let mut worktree: Option<WorktreeConfig> = None;
         for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             let at = line
                 .iter()
@@ -266,6 +309,20 @@ impl LaunchConfig {
                 key if key.starts_with(b"label.") => {
                     labels.push((text(key[6..].to_vec())?, text(value)?));
                 }
+                b"worktree" => {
+                    worktree.get_or_insert_with(Default::default).path =
+                        PathBuf::from(OsString::from_vec(value))
+                }
+                b"branch" => worktree.get_or_insert_with(Default::default).branch = text(value)?,
+                b"base" => worktree.get_or_insert_with(Default::default).base = Some(text(value)?),
+                b"setup" => {
+                    worktree.get_or_insert_with(Default::default).setup =
+                        Some(OsString::from_vec(value))
+                }
+                b"teardown" => {
+                    worktree.get_or_insert_with(Default::default).teardown =
+                        Some(OsString::from_vec(value))
+                }
                 _ => {}
             }
         }
@@ -291,6 +348,7 @@ impl LaunchConfig {
                 (None, _) => None,
             },
             labels,
+            worktree: worktree.filter(|w| !w.path.as_os_str().is_empty()),
         })
     }
 }
@@ -413,9 +471,16 @@ mod tests {
             env: vec![("A_1".into(), OsString::from_vec(b"x y\n'\xfe".to_vec()))],
             hook: Some(("echo \"$MOSAIC_EVENT\"\n".into(), Duration::from_secs(5))),
             labels: vec![("team".into(), "search = é".into())],
+            worktree: Some(WorktreeConfig {
+                path: "/w/.git/mosaic-worktrees/a-1".into(),
+                branch: "mosaic/a-1".into(),
+                base: Some("main".into()),
+                setup: None,
+                teardown: Some(OsString::from_vec(b"rm -rf 'x y'\n\xff".to_vec())),
+            }),
         };
         let bytes = config.render();
-        assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), 14);
+        assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), 18);
         let cli = config.to_cli(false);
         assert_eq!(cli.restart.as_deref(), Some("on-failure".as_ref()));
         assert_eq!(cli.limits.delay.as_deref(), Some("0.5".as_ref()));

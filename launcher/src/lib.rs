@@ -25,3 +25,4 @@ pub mod respawn;
 pub mod sidecar;
 pub mod tmux;
 pub mod verdict;
+pub mod worktree;

@@ -27,6 +27,7 @@ mod sidecar;
 mod status;
 mod supervise;
 mod top;
+mod worktrees;
 
 /// Every `#[test]` in the suite's modules (but this one) carries the `#[ignore]` that keeps it from passing
 /// unrun under a plain `cargo test`: a test added without it fails here.

@@ -18,6 +18,8 @@ command = "make watch"
 env = { RUST_LOG = "info" }  # the agent's own environment (its shell, not tmux's)
 restart = "on-failure"
 labels = { team = "build" }
+worktree = true              # its own git worktree, branch mosaic/builder (see crate::worktree)
+setup = "npm ci"             # run once in a new worktree; also base, teardown
 ```
 
 Invariants: a file is refused whole (every agent resolved) before anything is started or
@@ -91,6 +93,10 @@ struct Keys {
     settle: Option<Number>,
     on_event: Option<String>,
     hook_timeout: Option<Number>,
+    worktree: Option<bool>,
+    base: Option<String>,
+    setup: Option<String>,
+    teardown: Option<String>,
 }
 
 impl Keys {
@@ -119,7 +125,11 @@ impl Keys {
             idle_after,
             settle,
             on_event,
-            hook_timeout
+            hook_timeout,
+            worktree,
+            base,
+            setup,
+            teardown
         );
         for (mine, theirs) in [
             (&mut self.env, &defaults.env),
@@ -327,6 +337,10 @@ fn to_cli(
         hook_timeout: text(&keys.hook_timeout)
             .unwrap_or_else(|| validate::DEFAULT_HOOK_TIMEOUT.into()),
         labels: pairs(&keys.labels),
+        worktree: keys.worktree == Some(true),
+        base: keys.base.as_ref().map(OsString::from),
+        setup: keys.setup.as_ref().map(OsString::from),
+        teardown: keys.teardown.as_ref().map(OsString::from),
     }
 }
 
@@ -381,12 +395,30 @@ pub fn changed(stored: &LaunchConfig, wanted: &LaunchConfig) -> Vec<&'static str
     if stored.labels != wanted.labels {
         keys.push("labels");
     }
+    let (old, new) = (stored.worktree.as_ref(), wanted.worktree.as_ref());
+    if old.map(|w| &w.path) != new.map(|w| &w.path) {
+        keys.push("worktree");
+    }
+    if old.map(|w| &w.base) != new.map(|w| &w.base) {
+        keys.push("base");
+    }
+    if old.map(|w| &w.setup) != new.map(|w| &w.setup) {
+        keys.push("setup");
+    }
+    if old.map(|w| &w.teardown) != new.map(|w| &w.teardown) {
+        keys.push("teardown");
+    }
     keys
 }
 
-/// Whether only labels differ: stored anew, the agent left running.
-pub fn only_labels(keys: &[&str]) -> bool {
-    keys == ["labels"]
+/// Whether only keys that do not change a running agent differ (labels; a worktree's base,
+/// setup and teardown, used only when it is made or removed): stored anew, the agent left
+/// running.
+pub fn only_stored(keys: &[&str]) -> bool {
+    !keys.is_empty()
+        && keys
+            .iter()
+            .all(|k| matches!(*k, "labels" | "base" | "setup" | "teardown"))
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.
@@ -468,6 +500,14 @@ mod tests {
             changed(&x.config, &y.config),
             ["command", "env", "hb_interval"]
         );
+    }
+
+    #[test]
+    fn only_what_a_running_agent_does_not_use_is_stored_without_a_restart() {
+        assert!(only_stored(&["labels"]));
+        assert!(only_stored(&["setup", "teardown", "base"]));
+        assert!(!only_stored(&["setup", "worktree"]));
+        assert!(!only_stored(&[]));
     }
 
     #[test]

@@ -27,6 +27,7 @@ record is older than [`HIDE_AFTER`] are hidden unless `--all`; the footer says h
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -119,6 +120,8 @@ pub struct Agent {
     pub row: Option<Row>,
     /// For an `orphan-file` row: the other socket its launch file says it was started on.
     pub socket: Option<String>,
+    /// Its git worktree and branch (`--worktree`), as its launch file says.
+    pub worktree: Option<(PathBuf, String)>,
 }
 
 impl Agent {
@@ -206,6 +209,7 @@ pub fn join(panes: Vec<PaneRow>, rows: Vec<Row>) -> Vec<Agent> {
             pane: Some(pane),
             row,
             socket: None,
+            worktree: None,
         });
     }
     for (name, row) in rows {
@@ -215,6 +219,7 @@ pub fn join(panes: Vec<PaneRow>, rows: Vec<Row>) -> Vec<Agent> {
             pane: None,
             row: Some(row),
             socket: None,
+            worktree: None,
         });
     }
     agents.sort_by(|a, b| (!a.state.is_live(), &a.name).cmp(&(!b.state.is_live(), &b.name)));
@@ -272,22 +277,28 @@ pub fn read(fleet: &Fleet) -> Result<Vec<Agent>, Fail> {
         Vec::new()
     };
     let mut agents = join(panes, rows);
-    // Whose is an orphan? A heartbeat dir shared by two sockets shows each one's agents as
-    // orphans of the other: its launch file names the socket.
-    for agent in agents
-        .iter_mut()
-        .filter(|a| a.state == AgentState::OrphanFile)
-    {
+    // From its launch file: its worktree, and whose an orphan is (a heartbeat dir shared by
+    // two sockets shows each one's agents as orphans of the other: the file names the socket).
+    for agent in agents.iter_mut() {
         let Ok(name) = mosaic_core::validate::agent(&agent.name) else {
             continue;
         };
-        agent.socket = crate::config::LaunchConfig::load(&fleet.hb_dir, name)
-            .ok()
-            .flatten()
-            .map(|config| config.socket)
-            .filter(|socket| *socket != fleet.socket);
+        let Ok(Some(config)) = crate::config::LaunchConfig::load(&fleet.hb_dir, name) else {
+            continue;
+        };
+        agent.worktree = config.worktree.map(|wt| (wt.path, wt.branch));
+        if agent.state == AgentState::OrphanFile && config.socket != fleet.socket {
+            agent.socket = Some(config.socket);
+        }
     }
     Ok(agents)
+}
+
+/// An agent's worktree and branch, from its launch file (`--worktree`).
+pub fn worktree_of(hb_dir: &std::path::Path, agent: &str) -> Option<(PathBuf, String)> {
+    let agent = mosaic_core::validate::agent(agent).ok()?;
+    let config = crate::config::LaunchConfig::load(hb_dir, agent).ok()??;
+    config.worktree.map(|wt| (wt.path, wt.branch))
 }
 
 pub fn run(args: &LsArgs) -> Result<ExitCode, Fail> {
@@ -350,7 +361,7 @@ fn table(fleet: &Fleet, agents: &[Agent], hidden: usize, now: DateTime<Utc>) -> 
     let dash = || "-".to_string();
     // RESTARTS only when some agent runs under a restart policy.
     let with_restarts = agents.iter().any(|a| a.restarts().is_some());
-    let mut cells: Vec<[String; 9]> = vec![[
+    let mut cells: Vec<[String; 11]> = vec![[
         "AGENT",
         "STATE",
         "ACTIVITY",
@@ -359,6 +370,8 @@ fn table(fleet: &Fleet, agents: &[Agent], hidden: usize, now: DateTime<Utc>) -> 
         "RESTARTS",
         "EXIT",
         "HEARTBEAT",
+        "BRANCH",
+        "WORKTREE",
         "NOTE",
     ]
     .map(String::from)];
@@ -380,13 +393,21 @@ fn table(fleet: &Fleet, agents: &[Agent], hidden: usize, now: DateTime<Utc>) -> 
             agent.hb_age().map_or_else(dash, |age| {
                 format!("{} ago", status::render::format_age(age))
             }),
+            agent.worktree.as_ref().map_or_else(dash, |w| w.1.clone()),
+            agent
+                .worktree
+                .as_ref()
+                .map_or_else(dash, |w| status::render::printable(&w.0.to_string_lossy())),
             status::render::printable(&note(agent)),
         ]);
     }
+    // BRANCH and WORKTREE only when some agent has its own worktree.
+    let with_worktree = agents.iter().any(|a| a.worktree.is_some());
     if !agents.is_empty() {
         status::render::columns(&mut out, &cells, |i| match i {
             2 => with_activity,
             5 => with_restarts,
+            8 | 9 => with_worktree,
             _ => true,
         });
     }
@@ -450,6 +471,11 @@ struct JsonAgent<'a> {
     activity: Option<&'static str>,
     activity_s: Option<f64>,
     note: Option<String>,
+    /// Only for an agent with its own worktree (`--worktree`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    worktree: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    branch: Option<&'a str>,
 }
 
 impl<'a> JsonAgent<'a> {
@@ -472,6 +498,8 @@ impl<'a> JsonAgent<'a> {
             activity: agent.activity().map(|(a, _)| a.as_str()),
             activity_s: agent.activity().map(|(_, secs)| secs),
             note: (!note.is_empty()).then_some(note),
+            worktree: agent.worktree.as_ref().map(|w| w.0.to_string_lossy()),
+            branch: agent.worktree.as_ref().map(|w| w.1.as_str()),
         }
     }
 }
@@ -581,6 +609,7 @@ mod tests {
             pane: Some(pane),
             row: None,
             socket: None,
+            worktree: None,
         };
         let mut p = pane("d", 1, true);
         assert_eq!(

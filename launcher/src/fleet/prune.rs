@@ -8,11 +8,17 @@ the socket *and* we can take its lock: a file a live sidecar holds is never touc
 is held while the files are removed, the lock file last; a sidecar that was waiting for that
 lock finds its file unlinked and opens a fresh one ([`mosaic_core::lock`]), so two sidecars
 never hold two different lock files for one agent.
+
+An agent launched with `--worktree` (its launch file says where) loses its worktree with its
+files, its `teardown` run first, but only when `git status` in it shows nothing: one with
+uncommitted or untracked changes is kept, and so is the agent's every file (its launch file
+knows the worktree), reported with its path. Its branch always stays: nothing of its work is
+lost.
 */
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
@@ -20,6 +26,7 @@ use mosaic_core::{layout, lock};
 use serde::Serialize;
 
 use super::{failed, print, tmux_failed, Fail, Fleet, Where};
+use crate::worktree;
 
 pub const HELP: &str = "Environment: each option above reads the variable shown beside it.\n\
     Exit codes: 0 done (also when nothing was removed), 1 failed at run time (tmux, the \
@@ -45,6 +52,45 @@ pub struct Pruned {
     pub kept: Vec<String>,
     /// Files removed (or, dry, that would be).
     pub files: usize,
+    /// Worktrees removed (or, dry, that would be): agent, path, branch (kept).
+    pub worktrees: Vec<(String, PathBuf, String)>,
+    /// Worktrees kept with their agent's files: agent, path, why.
+    pub worktrees_kept: Vec<(String, PathBuf, String)>,
+    /// Some worktree could not be looked at or removed (teardown or git failed): exit 1.
+    pub worktree_failed: bool,
+}
+
+impl Pruned {
+    /// Takes the agent's worktree away if clean (`dry`: says whether it would); whether the
+    /// agent's files may go.
+    fn worktree(&mut self, fleet: &Fleet, agent: &str, dry: bool) -> bool {
+        let Ok(Some(config)) = crate::config::LaunchConfig::load(&fleet.hb_dir, agent) else {
+            return true;
+        };
+        let Some(wt) = config.worktree else {
+            return true;
+        };
+        let teardown = wt.teardown.as_deref();
+        let kept = |why: &str| (agent.to_string(), wt.path.clone(), why.to_string());
+        match worktree::remove(&wt.path, teardown, agent, dry, fleet.timeout) {
+            Ok(worktree::Removed::Gone) => true,
+            Ok(worktree::Removed::Removed) => {
+                self.worktrees
+                    .push((agent.to_string(), wt.path.clone(), wt.branch));
+                true
+            }
+            Ok(worktree::Removed::Dirty) => {
+                self.worktrees_kept
+                    .push(kept("uncommitted or untracked changes"));
+                false
+            }
+            Err(why) => {
+                self.worktree_failed = true;
+                self.worktrees_kept.push(kept(&why));
+                false
+            }
+        }
+    }
 }
 
 /// The agents with files in `dir`, and which of their files exist.
@@ -102,6 +148,10 @@ pub fn prune_only(
             continue;
         }
         if dry_run {
+            if !result.worktree(fleet, &agent, true) {
+                result.kept.push(agent);
+                continue;
+            }
             result.files += files.len();
             result.pruned.push(agent);
             continue;
@@ -117,6 +167,11 @@ pub fn prune_only(
             result.kept.push(agent);
             continue;
         };
+        // In the agent's turn: no launch makes or enters its worktree meanwhile.
+        if !result.worktree(fleet, &agent, false) {
+            result.kept.push(agent);
+            continue;
+        }
         // The lock and turn files go last, while we still hold them (take and acquire
         // created them if they were missing: they go too).
         let turn_name = layout::turn_name(layout::record_name(&agent).as_bytes());
@@ -156,6 +211,28 @@ pub fn run(args: &PruneArgs) -> Result<ExitCode, Fail> {
             pruned: &'a [String],
             kept: &'a [String],
             files: usize,
+            // Only when there are any: the report of a fleet without worktrees is as before.
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            worktrees_removed: Vec<JsonWorktree<'a>>,
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            worktrees_kept: Vec<JsonWorktree<'a>>,
+        }
+        #[derive(Serialize)]
+        struct JsonWorktree<'a> {
+            agent: &'a str,
+            worktree: Cow<'a, str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            branch: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            why: Option<&'a str>,
+        }
+        fn wt((agent, path, more): &(String, PathBuf, String), kept: bool) -> JsonWorktree<'_> {
+            JsonWorktree {
+                agent,
+                worktree: path.to_string_lossy(),
+                branch: (!kept).then_some(more.as_str()),
+                why: kept.then_some(more.as_str()),
+            }
         }
         let json = Json {
             hb_dir: fleet.hb_dir.to_string_lossy(),
@@ -163,6 +240,8 @@ pub fn run(args: &PruneArgs) -> Result<ExitCode, Fail> {
             pruned: &result.pruned,
             kept: &result.kept,
             files: result.files,
+            worktrees_removed: result.worktrees.iter().map(|w| wt(w, false)).collect(),
+            worktrees_kept: result.worktrees_kept.iter().map(|w| wt(w, true)).collect(),
         };
         serde_json::to_string(&json).expect("a report serializes") + "\n"
     } else {
@@ -184,13 +263,31 @@ pub fn run(args: &PruneArgs) -> Result<ExitCode, Fail> {
         }
         if !result.kept.is_empty() {
             text += &format!(
-                "; kept {} (running or kept by a sidecar): {}",
+                "; kept {} (running, kept by a sidecar, or its worktree kept): {}",
                 result.kept.len(),
                 result.kept.join(", ")
             );
         }
-        text + "\n"
+        text.push('\n');
+        let would = if args.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
+        for (agent, path, branch) in &result.worktrees {
+            text += &format!(
+                "{would} worktree {} of {agent} (branch {branch} kept)\n",
+                path.display()
+            );
+        }
+        for (agent, path, why) in &result.worktrees_kept {
+            text += &format!("kept worktree {} of {agent}: {why}\n", path.display());
+        }
+        text
     };
     print(&text)?;
+    if result.worktree_failed {
+        return Ok(ExitCode::from(mosaic_core::exit::Exit::Failed.code()));
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -24,6 +24,7 @@ agent's failure does not stop the others; the summary names each. `down` stops t
 agents and no other.
 */
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -36,6 +37,7 @@ use serde::Serialize;
 
 use super::file::{self, FleetFile, Overrides};
 use super::ls::{self, AgentState};
+use super::prune::Pruned;
 use super::stop::{self, Was};
 use super::{failed, print, tmux_failed, usage, Fail, Fleet};
 use crate::child::Stop;
@@ -132,8 +134,9 @@ pub enum Step {
     Heal { was: AgentState },
     /// Running, configured otherwise: stopped, then started. The keys that differ.
     Restart { keys: Vec<&'static str> },
-    /// Running, only its labels differ: its launch file is rewritten.
-    Update,
+    /// Running, only keys differ that it does not run with (labels; a worktree's base,
+    /// setup, teardown): its launch file is rewritten.
+    Update { keys: Vec<&'static str> },
     /// Its sidecar's restart policy is starting it again as the file says: left to it.
     Restarting,
 }
@@ -197,7 +200,9 @@ pub fn converge(file: &FleetFile, fleet: &Fleet) -> Result<Converge, Fail> {
                 match differs() {
                     keys if keys.is_empty() && live == AgentState::Running => Step::Keep,
                     keys if keys.is_empty() => Step::Heal { was: live },
-                    keys if file::only_labels(&keys) && live == AgentState::Running => Step::Update,
+                    keys if file::only_stored(&keys) && live == AgentState::Running => {
+                        Step::Update { keys }
+                    }
                     keys => Step::Restart { keys },
                 }
             }
@@ -268,7 +273,9 @@ fn render_plan(file: &FleetFile, plan: &Converge, prune: bool) -> String {
             Step::Restart { keys } => {
                 out += &format!("~ restart {name} ({} changed)\n", keys.join(", "))
             }
-            Step::Update => out += &format!("~ update {name} (labels changed)\n"),
+            Step::Update { keys } => {
+                out += &format!("~ update {name} ({} changed)\n", keys.join(", "))
+            }
             Step::Heal { was } => {
                 out += &format!("~ heal {name} ({}: restart the sidecar)\n", was_text(*was))
             }
@@ -339,11 +346,11 @@ pub fn run_up(args: &UpArgs) -> Result<ExitCode, Fail> {
     let pruned = if args.prune {
         prune_extra(&fleet, &plan, &stopped, &mut done)
     } else {
-        Vec::new()
+        Pruned::default()
     };
 
     let out = if args.json {
-        render_up_json(&file, &plan, &done, args.prune)
+        render_up_json(&file, &plan, &done, &pruned, args.prune)
     } else {
         render_up_text(&file, &plan, &done, &pruned, args.prune)
     };
@@ -391,7 +398,7 @@ fn launch_all(
     for (i, (agent, step)) in file.agents.iter().zip(&plan.steps).enumerate() {
         results[i] = match step {
             Step::Keep | Step::Restarting => Some(Ok(None)),
-            Step::Update => Some(agent.config.store().map(|()| None)),
+            Step::Update { .. } => Some(agent.config.store().map(|()| None)),
             Step::Restart { .. } if stopped.get(&agent.name).is_some_and(still_there) => {
                 Some(Err(format!(
                     "not stopped: {}",
@@ -401,8 +408,11 @@ fn launch_all(
                         .unwrap_or("its session is still there")
                 )))
             }
+            // An agent with a git worktree starts alone: its worktree (and setup) first.
             Step::Restart { .. } | Step::Start { .. }
-                if matches!(step, Step::Restart { .. }) || !plan.sessions.contains(&agent.name) =>
+                if agent.plan.worktree.is_none()
+                    && (matches!(step, Step::Restart { .. })
+                        || !plan.sessions.contains(&agent.name)) =>
             {
                 match launch::take_turn(&agent.plan, stop_signals) {
                     Ok(turn) => {
@@ -449,7 +459,7 @@ fn launch_all(
         let (action, changed) = match step {
             Step::Keep => ("keep", vec![]),
             Step::Restarting => ("restarting", vec![]),
-            Step::Update => ("update", vec!["labels"]),
+            Step::Update { keys } => ("update", keys.clone()),
             Step::Start { .. } => ("start", vec![]),
             Step::Heal { .. } => ("heal", vec![]),
             Step::Restart { keys } => ("restart", keys.clone()),
@@ -469,12 +479,12 @@ fn prune_extra(
     plan: &Converge,
     stopped: &BTreeMap<String, stop::Stopped>,
     done: &mut Vec<Done>,
-) -> Vec<String> {
-    let mut pruned = Vec::new();
+) -> Pruned {
+    let mut pruned = Pruned::default();
     if !plan.extra.is_empty() {
         let extra: BTreeSet<&str> = plan.extra.iter().map(String::as_str).collect();
         match super::prune::prune_only(fleet, false, |a| extra.contains(a)) {
-            Ok(p) => pruned = p.pruned,
+            Ok(p) => pruned = p,
             Err(Fail { message: why, .. }) => {
                 for name in &plan.extra {
                     done.push(Done {
@@ -537,7 +547,7 @@ fn render_up_text(
     file: &FleetFile,
     plan: &Converge,
     done: &[Done],
-    pruned: &[String],
+    pruned: &Pruned,
     prune: bool,
 ) -> String {
     let mut out = String::new();
@@ -558,7 +568,7 @@ fn render_up_text(
             (_, "keep") => continue,
             (Err(why), action) => format!("! {action} {name} failed: {why}"),
             (Ok(_), "restarting") => format!("= {name} is restarting (left to its sidecar)"),
-            (Ok(_), "update") => format!("~ updated {name} (labels changed)"),
+            (Ok(_), "update") => format!("~ updated {name} ({} changed)", d.changed.join(", ")),
             (Ok(Some(r)), "restart") => format!(
                 "~ restarted {name} ({} changed): {}",
                 d.changed.join(", "),
@@ -567,10 +577,13 @@ fn render_up_text(
             (Ok(Some(r)), "heal") => format!("~ healed {name}: {}", outcome_text(r)),
             (Ok(Some(r)), _) => format!("+ {name}: {}", outcome_text(r)),
             (Ok(None), _) => {
-                let files = if pruned.contains(name) {
-                    "its files pruned"
-                } else {
-                    "its files kept"
+                let kept = pruned.worktrees_kept.iter().find(|w| &w.0 == name);
+                let files = match kept {
+                    Some((_, path, why)) => {
+                        format!("its files and worktree {} kept: {why}", path.display())
+                    }
+                    None if pruned.pruned.contains(name) => "its files pruned".into(),
+                    None => "its files kept".into(),
                 };
                 format!("- stopped {name} (not in {}; {files})", file.path.display())
             }
@@ -607,7 +620,13 @@ fn render_up_text(
     out
 }
 
-fn render_up_json(file: &FleetFile, plan: &Converge, done: &[Done], prune: bool) -> String {
+fn render_up_json(
+    file: &FleetFile,
+    plan: &Converge,
+    done: &[Done],
+    pruned: &Pruned,
+    prune: bool,
+) -> String {
     #[derive(Serialize)]
     struct Agent<'a> {
         agent: &'a str,
@@ -616,6 +635,11 @@ fn render_up_json(file: &FleetFile, plan: &Converge, done: &[Done], prune: bool)
         status: &'static str,
         pane_pid: Option<i32>,
         error: Option<&'a str>,
+        /// A pruned agent's worktree kept (with its files), and why.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        worktree_kept: Option<Cow<'a, str>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        why: Option<&'a str>,
     }
     #[derive(Serialize)]
     struct Up<'a> {
@@ -654,6 +678,7 @@ fn render_up_json(file: &FleetFile, plan: &Converge, done: &[Done], prune: bool)
                 ),
                 Err(why) => ("failed", None, Some(why.as_str())),
             };
+            let kept = pruned.worktrees_kept.iter().find(|w| w.0 == d.agent);
             Agent {
                 agent: &d.agent,
                 action: d.action,
@@ -661,6 +686,8 @@ fn render_up_json(file: &FleetFile, plan: &Converge, done: &[Done], prune: bool)
                 status,
                 pane_pid,
                 error,
+                worktree_kept: kept.map(|w| w.1.to_string_lossy()),
+                why: kept.map(|w| w.2.as_str()),
             }
         })
         .collect();

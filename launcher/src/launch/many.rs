@@ -85,10 +85,14 @@ fn inputs<'p>(plans: &[&'p Plan]) -> Inputs<'p> {
 fn launch_group(plans: &[&Plan], stop: &Stop, results: &mut Vec<Result<Report, Fail>>) {
     let first = plans[0];
     let (located, ready) = inputs(plans);
-    // Only what can be chained: the group's socket and deadline, every input ready.
+    // Only what can be chained: the group's socket and deadline, every input ready, no git
+    // worktree to make first ([`launch`] alone makes it).
     let chained: Vec<usize> = (0..plans.len())
         .filter(|&i| {
-            ready[i].is_ok() && plans[i].socket == first.socket && plans[i].timeout == first.timeout
+            ready[i].is_ok()
+                && plans[i].socket == first.socket
+                && plans[i].timeout == first.timeout
+                && plans[i].worktree.is_none()
         })
         .collect();
     let tmux = Tmux::new(&first.socket, first.timeout, Some(stop));

@@ -1,7 +1,8 @@
 /*!
 `mosaic-launcher AGENT`: a drop-in for `start-agent-session.sh`.
 
-One run: validate everything (exit 2, nothing started or written); prepare the heartbeat
+One run: validate everything (exit 2, nothing started or written); make the agent's git
+worktree if it asks for one and has none yet ([`crate::worktree`]); prepare the heartbeat
 directory and find `setsid` and `mosaic-hb` (exit 1, nothing started); ask tmux for the session
 and, while it works, start the sidecar waiting for its pane; watch the pane's process until it
 has executed the agent's command ([`verdict`](crate::verdict)); then hand the sidecar its

@@ -14,6 +14,7 @@ use mosaic_core::{dirs, supervise, validate};
 use crate::cli::Cli;
 use crate::pane;
 use crate::tmux;
+use crate::worktree::{self, Worktree};
 
 /// A validated request.
 pub struct Plan {
@@ -36,6 +37,18 @@ pub struct Plan {
     pub env: Vec<(String, OsString)>,
     /// Labels (`--label`), sorted by name; only stored.
     pub labels: Vec<(String, String)>,
+    /// The agent's own git worktree (`--worktree`); the pane starts in it, not in `workdir`.
+    pub worktree: Option<Worktree>,
+}
+
+impl Plan {
+    /// Where the agent's pane starts: its worktree, else its workdir.
+    pub fn pane_workdir(&self) -> std::borrow::Cow<'_, Path> {
+        match &self.worktree {
+            Some(wt) => wt.workdir().into(),
+            None => self.workdir.as_path().into(),
+        }
+    }
 }
 
 pub struct Heartbeat {
@@ -113,6 +126,7 @@ pub fn plan(cli: Cli) -> Result<Plan, Fail> {
                 .into(),
         ));
     }
+    let worktree = worktree_of(&cli, &agent, &workdir, timeout)?;
     let heartbeat = if cli.no_heartbeat {
         None
     } else {
@@ -143,6 +157,7 @@ pub fn plan(cli: Cli) -> Result<Plan, Fail> {
         restart: supervise::settings(policy, &limits),
         env,
         labels,
+        worktree,
     })
 }
 
@@ -159,6 +174,34 @@ fn hook(cli: &Cli) -> Result<Option<(OsString, Duration)>, Fail> {
         .clone()
         .filter(|c| !c.is_empty())
         .map(|command| (command, timeout)))
+}
+
+/// `--worktree` and its settings, checked (read-only git commands); `--base`, `--setup` and
+/// `--teardown` without it are refused.
+fn worktree_of(
+    cli: &Cli,
+    agent: &str,
+    workdir: &Path,
+    timeout: Duration,
+) -> Result<Option<Worktree>, Fail> {
+    let given = |v: &Option<OsString>| v.clone().filter(|v| !v.is_empty());
+    let (base, setup, teardown) = (given(&cli.base), given(&cli.setup), given(&cli.teardown));
+    if !cli.worktree {
+        for (flag, value) in [
+            ("--base", &base),
+            ("--setup", &setup),
+            ("--teardown", &teardown),
+        ] {
+            if value.is_some() {
+                return Err(Fail::usage(format!("{flag} needs --worktree")));
+            }
+        }
+        return Ok(None);
+    }
+    let base = base
+        .map(|b| text(&b, "base (--base, MOSAIC_WORKTREE_BASE)").map(str::to_string))
+        .transpose()?;
+    worktree::resolve(agent, workdir, base, [setup, teardown], timeout).map(Some)
 }
 
 /// The agent's command as given, the pane command that runs it, and where: checked.

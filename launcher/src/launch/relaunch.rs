@@ -121,7 +121,11 @@ impl Launch<'_> {
         }
         let respawned = self
             .tmux
-            .respawn(self.agent(), &self.plan.workdir, &self.plan.pane_command)
+            .respawn(
+                self.agent(),
+                &self.plan.pane_workdir(),
+                &self.plan.pane_command,
+            )
             .map_err(|f| self.fail(f))?;
         let Some(pids) = respawned else {
             return match self.tmux.pane(self.agent()).map_err(|f| self.fail(f))? {

@@ -116,6 +116,9 @@ pub(super) fn render_text(plan: &Plan, report: &Report) -> String {
     if report.healed {
         line += " (sidecar restarted)";
     }
+    if let Some(wt) = &plan.worktree {
+        line += &format!(", worktree {} on branch {}", wt.path.display(), wt.branch);
+    }
     line
 }
 
@@ -160,6 +163,8 @@ pub(super) fn render_json(plan: &Plan, report: &Report) -> String {
         heartbeat,
         sidecar: report.sidecar.as_str(),
         workdir: plan.workdir.to_string_lossy(),
+        worktree: plan.worktree.as_ref().map(|wt| wt.path.to_string_lossy()),
+        branch: plan.worktree.as_ref().map(|wt| wt.branch.as_str()),
         previous_exit_status: previous.map(|d| d.death.keys().0),
         previous_signal: previous.map(|d| d.death.keys().1),
         previous_time: previous.map(|d| d.time),
@@ -178,6 +183,10 @@ struct JsonReport<'a> {
     heartbeat: Option<Cow<'a, str>>,
     sidecar: &'static str,
     workdir: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    worktree: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    branch: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     previous_exit_status: Option<Option<i32>>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -21,6 +21,7 @@ use crate::pane;
 use crate::sidecar::{self, Keeper, Pending, Sidecar, Started};
 use crate::tmux::{self, Created, Failure, Pane, PanePids, Spec, Tmux};
 use crate::verdict::{self, Verdict};
+use crate::worktree;
 
 /// A unique mark for the session this launch creates, so that its roll-back removes that
 /// session and never one a racing launcher made.
@@ -33,10 +34,51 @@ pub(super) fn launch_token() -> String {
 }
 
 /// One launch, all or nothing. Signals in `stop` are looked at, never acted upon by default.
+/// The agent's worktree (`--worktree`) is made first; one this launch made goes again if the
+/// launch fails, unless something was written in it.
 pub fn launch(plan: &Plan, stop: &Stop) -> Result<Report, Fail> {
     if let Some(sig) = stop.signal() {
         return Err(interrupted(sig, &plan.agent, false));
     }
+    let Some(wt) = &plan.worktree else {
+        return launch_session(plan, stop);
+    };
+    let made = worktree::ensure(wt, &plan.agent, plan.timeout, stop).map_err(|fail| match stop
+        .signal()
+    {
+        Some(sig) => interrupted(sig, &plan.agent, false),
+        None => fail,
+    })?;
+    let workdir = plan.pane_workdir();
+    let result = if workdir.is_dir() {
+        launch_session(plan, stop)
+    } else {
+        Err(Fail::failed(format!(
+            "workdir {} of agent {} is not in its worktree {} (git tracks no such directory there)",
+            plan.workdir.display(),
+            plan.agent,
+            wt.path.display()
+        )))
+    };
+    match result {
+        Err(mut fail) if made => {
+            let teardown = wt.teardown.as_deref();
+            fail.message +=
+                &match worktree::remove(&wt.path, teardown, &plan.agent, false, plan.timeout) {
+                    Ok(worktree::Removed::Dirty) => format!(
+                        " (its new worktree {} stays: it has changes)",
+                        wt.path.display()
+                    ),
+                    Ok(_) => " (its new worktree was removed)".to_string(),
+                    Err(why) => format!(" (its new worktree stays: {why})"),
+                };
+            Err(fail)
+        }
+        result => result,
+    }
+}
+
+fn launch_session(plan: &Plan, stop: &Stop) -> Result<Report, Fail> {
     enough_descriptors().map_err(Fail::failed)?;
     let sidecar = match &plan.heartbeat {
         Some(hb) => {
@@ -59,7 +101,7 @@ pub fn launch(plan: &Plan, stop: &Stop) -> Result<Report, Fail> {
     let spec = Spec {
         bell_hook: bell_hook.as_deref(),
         agent: &plan.agent,
-        workdir: &plan.workdir,
+        workdir: &plan.pane_workdir(),
         pane_command: &plan.pane_command,
         token: &token,
         hb_file: plan.heartbeat.as_ref().map(|hb| hb.file.as_path()),

@@ -222,6 +222,9 @@ impl<'a> Dashboard<'a> {
         let preview_due = tmux_due || selected != self.previewed;
         if preview_due {
             self.model.preview = selected.as_deref().and_then(|a| self.tmux.last_words(a));
+            self.model.worktree = selected
+                .as_deref()
+                .and_then(|a| ls::worktree_of(&self.fleet.hb_dir, a));
             self.previewed = selected;
         }
         scan_due || preview_due

@@ -67,6 +67,8 @@ pub struct Model {
     pub mode: Mode,
     /// The last line of the selected agent's output.
     pub preview: Option<String>,
+    /// The selected agent's git worktree and branch, when it has one (its launch file).
+    pub worktree: Option<(std::path::PathBuf, String)>,
     /// What the last action or read said.
     pub message: Option<String>,
 }
@@ -79,6 +81,7 @@ impl Model {
             filter: String::new(),
             mode: Mode::List,
             preview: None,
+            worktree: None,
             message: None,
         }
     }
@@ -263,6 +266,7 @@ mod tests {
             pane: None,
             row: None,
             socket: None,
+            worktree: None,
         }
     }
 
@@ -300,6 +304,7 @@ mod tests {
             pane: None,
             row: Some(row),
             socket: None,
+            worktree: None,
         }
     }
 

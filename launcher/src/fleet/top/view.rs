@@ -70,8 +70,14 @@ pub fn draw(frame: &mut Frame, fleet: &Fleet, model: &Model, now: i64) {
     }
     let text = match model.selected() {
         Some(agent) => format!(
-            "{}> {}",
+            "{}{}> {}",
             printable(&agent.name),
+            model
+                .worktree
+                .as_ref()
+                .map_or(String::new(), |(path, branch)| {
+                    format!(" [{branch} in {}]", printable(&path.to_string_lossy()))
+                }),
             printable(model.preview.as_deref().unwrap_or(""))
         ),
         None => String::new(),
