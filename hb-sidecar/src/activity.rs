@@ -2,11 +2,15 @@
 Activity: is the agent working (`busy`), quiet (`idle`), or asking for someone (`waiting`)?
 
 An agent in a tmux pane talks to the world through its terminal, so the cheapest true signal is
-the terminal itself: every write the agent makes to its pty is an `IN_MODIFY` on the pty's inode
-(`/proc/PID/fd/1`, else `0`), and a terminal bell is tmux's `alert-bell` hook, which the launcher
-points at a mark file beside the heartbeat file (`.NAME.hb.bell`) that the hook opens for
-appending; its close is an `IN_CLOSE_WRITE`. Both watches sit on one inotify descriptor, the
-third descriptor of the sidecar's one `ppoll`. No process, no tmux call, no screen scraping.
+the terminal itself: every write the agent makes to its pty is an `IN_MODIFY` on the pty's
+inode (`/proc/PID/fd/1`, else `0`), and a terminal bell is tmux's `alert-bell` hook, which the
+launcher points at a mark file beside the heartbeat file (`.NAME.hb.bell`) that tmux itself
+appends a byte to, in the hook, before it reads the pane's next output; its close is an
+`IN_CLOSE_WRITE`, queued before the `IN_MODIFY` of output that follows the bell by a
+millisecond. A bell rung before the watch began (in the agent's first milliseconds) is read
+from the mark: a byte written since the pty was made. Both watches sit on one inotify
+descriptor, the third descriptor of the sidecar's one `ppoll`. No process, no tmux call, no
+screen scraping.
 
 ```text
             output                        no output for IDLE_AFTER
@@ -35,8 +39,10 @@ word, and it knows a silent tool run from a quiet prompt.
 Limits, by design: output is not work (a long silent tool run looks idle; a redraw after a
 resize, or a spinner, looks busy); a bell is only seen when the launcher installed the hook and
 tmux's `monitor-bell` is on (the default); output written through `/dev/tty` instead of the
-inherited descriptor is another inode and is not seen. A target without a terminal (the sidecar
-run alone on any PID) has no activity at all.
+inherited descriptor is another inode and is not seen. A bell and output that tmux reads in one
+go (written microseconds apart) are one event to tmux, whose hook runs after both: `waiting`,
+though output came last; so is a bell that output followed before the watch began. A target
+without a terminal (the sidecar run alone on any PID) has no activity at all.
 */
 
 use std::ffi::{CStr, CString};
@@ -100,8 +106,14 @@ impl Watch {
         };
         let inotify = inotify_init()?;
         let tty_wd = add_watch(&inotify, &tty, libc::IN_MODIFY)?;
+        // Watched before it is read: a bell from now on is an event, an earlier one is in it.
+        let mut rang = None;
         let bell = match open_bell(dir, &bell_name(name)) {
-            Ok(mark) => Some(add_watch(&inotify, &mark, libc::IN_CLOSE_WRITE)?),
+            Ok(mark) => {
+                let wd = add_watch(&inotify, &mark, libc::IN_CLOSE_WRITE)?;
+                rang = rang_before(&mark, &tty);
+                Some(wd)
+            }
             Err(e) => {
                 crate::log(format_args!(
                     "cannot watch the bell mark {:?}: {} (activity without bells)",
@@ -122,10 +134,11 @@ impl Watch {
         // A target that has never written a byte (`sleep 1000`; an agent waiting for its
         // first prompt is not one) has said nothing, however new its terminal is: idle.
         let silent = mosaic_core::proc::written(pid) == Some(0);
-        let activity = if quiet_for >= idle_after || silent {
-            Activity::Idle
-        } else {
-            Activity::Busy
+        let (activity, since) = match rang {
+            // The agent asked for someone before we watched (in its first milliseconds).
+            Some(at) => (Activity::Waiting, at),
+            None if quiet_for >= idle_after || silent => (Activity::Idle, since),
+            None => (Activity::Busy, since),
         };
         let mut watch = Watch {
             inotify,
@@ -321,6 +334,19 @@ fn add_watch(inotify: &OwnedFd, file: &OwnedFd, mask: u32) -> io::Result<libc::c
     let path =
         CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).expect("digits have no NUL");
     inotify_add_watch(inotify.as_fd(), &path, mask)
+}
+
+/// When tmux marked a bell on this terminal before we watched: the mark has a byte (the hook
+/// appends one per bell; the sidecar creates it empty) and was written since the terminal was
+/// made (a pty's ctime is its creation: output moves only its mtime). A bell of an earlier
+/// pane of the agent is older than its terminal.
+fn rang_before(mark: &OwnedFd, tty: &OwnedFd) -> Option<DateTime<Utc>> {
+    let (mark, tty) = (fstat(mark).ok()?, fstat(tty).ok()?);
+    let since_made = (mark.st_mtime, mark.st_mtime_nsec) >= (tty.st_ctime, tty.st_ctime_nsec);
+    if mark.st_size == 0 || !since_made {
+        return None;
+    }
+    DateTime::from_timestamp(mark.st_mtime, mark.st_mtime_nsec as u32)
 }
 
 fn modified(fd: &OwnedFd) -> Option<DateTime<Utc>> {

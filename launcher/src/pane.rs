@@ -109,19 +109,25 @@ pub fn quote(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'\'');
 }
 
-/// The tmux command for the session's `alert-bell` hook: `run-shell -b ': >> BELL'`, which
-/// opens the sidecar's bell mark for appending (its close is what the sidecar watches; no byte
-/// is written, and `>>` never truncates whatever a planted name might point at).
+/// The tmux command for the session's `alert-bell` hook: `run-shell -b 'printf . >> BELL'`,
+/// which appends a byte to the sidecar's bell mark (its close is what the sidecar watches; the
+/// byte makes the mark's mtime the bell's, so a bell rung before the sidecar watched is seen
+/// too; `>>` never truncates whatever a planted name might point at).
+///
+/// A shell, not tmux's own `save-buffer -a`: tmux 3.3a skips some `alert-bell` hooks whole
+/// when many panes ring at once and their hooks write files through tmux (1 to 2 of 60 panes
+/// ringing together, by hand; 24 of 30 agents in a loaded e2e run), and never one that only
+/// starts a `run-shell -b` (60 of 60, three times).
 ///
 /// The path crosses three parsers: tmux's command parser (set-hook parses its command), tmux's
 /// format expansion (run-shell expands `#`), and `/bin/sh`. So the result holds no `'` and no
 /// `#`: a path of plain bytes (`A-Z a-z 0-9 / . _ -`) is used as it is, anything else is spelt
-/// in octal for `printf` (`: >> "$(printf "/tmp/a\040b")"`), and the whole is single-quoted
+/// in octal for `printf` (`printf . >> "$(printf "/tmp/a\040b")"`), and the whole is single-quoted
 /// for tmux, which takes single-quoted text literally.
 pub fn bell_hook(bell: &Path) -> OsString {
     let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-');
     let bytes = bell.as_os_str().as_bytes();
-    let mut out = b"run-shell -b ': >> ".to_vec();
+    let mut out = b"run-shell -b 'printf . >> ".to_vec();
     if bytes.iter().all(|&b| plain(b)) {
         out.extend_from_slice(bytes);
     } else {
@@ -193,12 +199,12 @@ mod tests {
     fn bell_hooks_are_plain_or_octal() {
         assert_eq!(
             bell_hook(Path::new("/run/user/1/hb/.a-1.hb.bell")),
-            "run-shell -b ': >> /run/user/1/hb/.a-1.hb.bell'"
+            "run-shell -b 'printf . >> /run/user/1/hb/.a-1.hb.bell'"
         );
         let hook = bell_hook(Path::new("/tmp/it's #{x}/.a.hb.bell"));
         assert_eq!(
             hook,
-            "run-shell -b ': >> \"$(printf \"/tmp/it\\047s\\040\\043\\173x\\175/.a.hb.bell\")\"'"
+            "run-shell -b 'printf . >> \"$(printf \"/tmp/it\\047s\\040\\043\\173x\\175/.a.hb.bell\")\"'"
         );
     }
 

@@ -266,7 +266,7 @@ fn the_hook_is_chained_to_new_session_with_an_exact_target() {
     expect_success(&mut cmd);
     let chained = std::fs::read_to_string(sb.path("tmux-chained")).unwrap();
     let bell = sb.hb_dir().join(".hk.hb.bell");
-    let hook = format!("run-shell -b ': >> {}'", bell.display());
+    let hook = format!("run-shell -b 'printf . >> {}'", bell.display());
     assert_eq!(
         chained.lines().collect::<Vec<_>>(),
         ["set-hook", "-t", "=hk:", "alert-bell", hook.as_str()]

@@ -11,6 +11,7 @@ Every end-to-end test is `#[ignore]`d with [`support::IGNORED`] as its reason, s
 mod support;
 
 mod activity;
+mod bells;
 mod exporter;
 mod first_hour;
 mod fleet;
