@@ -479,12 +479,16 @@ fn the_record_of_a_dead_agent_says_how_it_ended() {
     let sb = Sandbox::new();
     let (mut statuses, mut signals) = (0, 0);
     for i in 0..5 {
-        for (agent, command) in [
-            (format!("ends{i}"), "sh -c 'sleep 0.3; exit 7'"),
-            (format!("killed{i}"), "sh -c 'sleep 0.3; kill -9 $$'"),
+        for (agent, end) in [
+            (format!("ends{i}"), "exit 7"),
+            (format!("killed{i}"), "kill -9 $$"),
         ] {
+            // It ends when told, once started: never before the launcher's verdict, however
+            // slow the machine.
+            let command = format!("sh -c 'until [ -e go-{agent} ]; do sleep 0.05; done; {end}'");
             let out = expect_success(sb.launcher(&agent).env("MOSAIC_AGENT_COMMAND", command));
             assert!(out.starts_with("started"), "{out}");
+            std::fs::write(sb.path("work").join(format!("go-{agent}")), "").unwrap();
             let rec = wait_for_status(&sb.hb_file(&agent), Status::Exited, WAIT);
             let life = &rec.lifecycle;
             if agent.starts_with("ends") {
