@@ -728,3 +728,28 @@ fn a_fleet_file_names_the_hook_and_diff_sees_it_change() {
     );
     expect_success(&mut up(&["down"]));
 }
+
+// A bad hook timeout, or a hook without the sidecar that would run it, is bad input: exit 2,
+// the flag named, nothing started.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn hook_flags_are_checked_before_anything_starts() {
+    e2e!();
+    let sb = Sandbox::new();
+    for (args, says) in [
+        (
+            &["--on-event", "true", "--hook-timeout", "0"][..],
+            "--hook-timeout",
+        ),
+        (&["--hook-timeout", "3601"][..], "MOSAIC_HOOK_TIMEOUT"),
+        (
+            &["--on-event", "true", "--no-heartbeat"][..],
+            "--no-heartbeat",
+        ),
+    ] {
+        let (_, err) = expect_exit(sb.launcher("early").args(args), 2);
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!sb.has_session("early"), "{args:?}");
+    }
+    assert!(!sb.hb_file("early").exists());
+}

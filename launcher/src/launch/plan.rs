@@ -164,11 +164,11 @@ pub fn plan(cli: Cli) -> Result<Plan, Fail> {
 /// The event hook and its timeout; an empty command is none.
 fn hook(cli: &Cli) -> Result<Option<(OsString, Duration)>, Fail> {
     let what = "hook timeout (--hook-timeout, MOSAIC_HOOK_TIMEOUT)";
-    let timeout = or_default(
-        text(&cli.hook_timeout, what)?,
-        validate::DEFAULT_HOOK_TIMEOUT,
-    );
-    let timeout = validate::hook_timeout(timeout).map_err(Fail::usage)?;
+    let given = Some(cli.hook_timeout.clone()).filter(|t| !t.is_empty());
+    let timeout = match seconds(&given, what, validate::INTERVAL_MIN)? {
+        Some(timeout) => timeout,
+        None => validate::hook_timeout(validate::DEFAULT_HOOK_TIMEOUT).map_err(Fail::usage)?,
+    };
     Ok(cli
         .on_event
         .clone()
