@@ -6,7 +6,8 @@ Nothing here runs for long or owns a process: it is the vocabulary that the side
 respawn helper and the exporter all speak, so that each rule is written once.
 
 - On disk: the heartbeat directory's [`layout`] (every file's name), the [`record`] format,
-  the one-writer [`lock`] and its probes, the default directory and its checks ([`dirs`]).
+  the one-writer [`lock`] and its probes, the default directory and its checks ([`dirs`]),
+  agents' transcripts and their writer's control lines ([`transcript`]).
 - On pipes: the launcher-sidecar hand-over ([`handover`]) and the sidecar-helper restart
   protocol ([`supervise`], with its policy, the fleet-wide guard and its flags).
 - About processes: how one died ([`death`]), `/proc` reading ([`proc`]), ending a session's process tree ([`teardown`]),
@@ -33,6 +34,7 @@ pub mod status;
 pub mod supervise;
 pub mod sys;
 pub mod teardown;
+pub mod transcript;
 pub mod validate;
 
 #[cfg(test)]

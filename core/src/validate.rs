@@ -85,6 +85,24 @@ pub fn invalid(what: &str, text: &str, why: &str) -> String {
     format!("invalid {what} {text:?}: {why}")
 }
 
+/// A size in bytes: digits, optionally followed by K, M or G (powers of 1024), from 1 KiB to
+/// 1 TiB (a transcript file's rotation size).
+pub fn size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.as_bytes().last() {
+        Some(b'K' | b'k') => (&text[..text.len() - 1], 1 << 10),
+        Some(b'M' | b'm') => (&text[..text.len() - 1], 1 << 20),
+        Some(b'G' | b'g') => (&text[..text.len() - 1], 1 << 30),
+        _ => (text, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|n| (1 << 10..=1 << 40).contains(n))
+        .ok_or_else(|| "must be bytes from 1024 to 1T, with an optional K, M or G".into())
+}
+
 /// A process ID to watch: a decimal number from 1 to the kernel's maximum.
 pub fn pid(text: &str) -> Result<i32, String> {
     match text.trim().parse::<i32>() {
@@ -157,6 +175,16 @@ pub fn format_interval(interval: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(size("10M"), Ok(10 << 20));
+        assert_eq!(size("2048"), Ok(2048));
+        assert_eq!(size("1k"), Ok(1024));
+        for bad in ["", "1", "1023", "M", "-1K", "1.5M", "2000G", "1T"] {
+            assert!(size(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn idle_thresholds() {

@@ -27,6 +27,7 @@ use mosaic_core::validate;
         (what this run created is removed, or the launch completed first, as the message says).",
     after_help = "Environment: each option above reads the variable shown beside it; also\n  \
         MOSAIC_HB_BIN    path of mosaic-hb (default: next to this executable, else on PATH)\n  \
+        MOSAIC_LOG_BIN   path of mosaic-log, the transcript writer (found the same way)\n  \
         PATH             where `tmux` and `setsid` are found"
 )]
 // Values are `OsString`s: clap refuses an empty path (an empty variable must count as unset)
@@ -176,6 +177,26 @@ pub struct Cli {
     /// Shell command run in the worktree before `mosaic-fleet prune` removes it (as --setup).
     #[arg(long, env = "MOSAIC_WORKTREE_TEARDOWN", value_name = "COMMAND")]
     pub teardown: Option<OsString>,
+    /// Keep no transcript of the agent's output (tmux's scrollback only).
+    #[arg(long)]
+    pub no_log: bool,
+
+    /// Base directory of transcripts, one folder per socket (BASE/SOCKET/AGENT.log), created
+    /// 0700 [default: $XDG_STATE_HOME/mosaic/logs, else ~/.local/state/mosaic/logs].
+    #[arg(long, env = "MOSAIC_LOG_DIR", value_name = "DIR")]
+    pub log_dir: Option<OsString>,
+
+    /// Size at which a transcript file is rotated: bytes, or with a K, M or G suffix.
+    #[arg(long, env = "MOSAIC_LOG_MAX_SIZE", value_name = "SIZE", default_value = mosaic_core::transcript::DEFAULT_MAX_SIZE)]
+    pub log_max_size: Option<OsString>,
+
+    /// Rotated transcript files kept (AGENT.log.1 ... AGENT.log.N), 0 to 1000.
+    #[arg(long, env = "MOSAIC_LOG_KEEP", value_name = "N", default_value = mosaic_core::transcript::DEFAULT_KEEP)]
+    pub log_keep: Option<OsString>,
+
+    /// Path of the mosaic-log binary.
+    #[arg(long, env = "MOSAIC_LOG_BIN", value_name = "PATH", hide = true)]
+    pub log_bin: Option<OsString>,
 
     /// Path of the mosaic-hb binary.
     #[arg(long, env = "MOSAIC_HB_BIN", value_name = "PATH", hide = true)]

@@ -26,6 +26,9 @@ label.team=search                  (each --label, by name)
 worktree=/home/me/src/app/.git/mosaic-worktrees/builder-1   (with --worktree: where,
 branch=mosaic/builder-1            its branch,
 base=main                          and each of --base, --setup, --teardown given)
+log_dir=/home/me/.local/state/mosaic/logs   (the transcript's base; log=off for --no-log)
+log_max_size=10485760
+log_keep=5
 ```
 
 Values are bytes (paths and commands need not be UTF-8): printable ASCII but `\` is written as
@@ -70,6 +73,8 @@ pub struct LaunchConfig {
     pub hook: Option<(OsString, Duration)>,
     /// Labels (`--label`), sorted by name.
     pub labels: Vec<(String, String)>,
+    /// The transcript's base dir, rotation size and files kept; `None` for `--no-log`.
+    pub log: Option<(PathBuf, u64, u32)>,
     /// Its git worktree (`--worktree`).
     pub worktree: Option<WorktreeConfig>,
 }
@@ -118,6 +123,10 @@ impl LaunchConfig {
                 setup: wt.setup.clone(),
                 teardown: wt.teardown.clone(),
             }),
+            log: plan
+                .log
+                .as_ref()
+                .map(|l| (l.base.clone(), l.max_size, l.keep)),
         })
     }
 
@@ -197,6 +206,11 @@ impl LaunchConfig {
                 .and_then(|w| w.base.clone().map(Into::into)),
             setup: self.worktree.as_ref().and_then(|w| w.setup.clone()),
             teardown: self.worktree.as_ref().and_then(|w| w.teardown.clone()),
+            no_log: self.log.is_none(),
+            log_dir: self.log.as_ref().map(|l| l.0.clone().into()),
+            log_max_size: self.log.as_ref().map(|l| l.1.to_string().into()),
+            log_keep: self.log.as_ref().map(|l| l.2.to_string().into()),
+            log_bin: None,
         }
     }
 
@@ -269,6 +283,14 @@ impl LaunchConfig {
                 }
             }
         }
+        match &self.log {
+            Some((base, size, keep)) => {
+                line("log_dir", base.as_os_str().as_bytes());
+                line("log_max_size", size.to_string().as_bytes());
+                line("log_keep", keep.to_string().as_bytes());
+            }
+            None => line("log", b"off"),
+        }
         out
     }
 
@@ -280,6 +302,7 @@ impl LaunchConfig {
         let (mut env, mut labels) = (Vec::new(), Vec::new());
         let (mut on_event, mut hook_timeout) = (None, None);
         let mut worktree: Option<WorktreeConfig> = None;
+        let (mut log_off, mut log_dir, mut log_size, mut log_keep) = (false, None, None, None);
         for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             let at = line
                 .iter()
@@ -300,6 +323,10 @@ impl LaunchConfig {
                 b"idle_after" => idle_after = Some(validate::idle_after(&text(value)?)?),
                 b"on_event" => on_event = Some(OsString::from_vec(value)),
                 b"hook_timeout" => hook_timeout = Some(validate::hook_timeout(&text(value)?)?),
+                b"log" => log_off = value == b"off",
+                b"log_dir" => log_dir = Some(PathBuf::from(OsString::from_vec(value))),
+                b"log_max_size" => log_size = text(value)?.parse().ok(),
+                b"log_keep" => log_keep = text(value)?.parse().ok(),
                 flag if flag.starts_with(b"restart") => {
                     restart.push((text(flag.to_vec())?, text(value)?));
                 }
@@ -349,6 +376,15 @@ impl LaunchConfig {
             },
             labels,
             worktree: worktree.filter(|w| !w.path.as_os_str().is_empty()),
+            // A file from before transcripts: logged from its next start on, the default.
+            log: match (log_off, log_dir, log_size, log_keep) {
+                (true, ..) => None,
+                (false, Some(dir), Some(size), Some(keep)) => Some((dir, size, keep)),
+                _ => mosaic_core::transcript::default_base().map(|base| {
+                    let size = validate::size(mosaic_core::transcript::DEFAULT_MAX_SIZE);
+                    (base, size.unwrap_or(10 << 20), 5)
+                }),
+            },
         })
     }
 }
@@ -478,9 +514,15 @@ mod tests {
                 setup: None,
                 teardown: Some(OsString::from_vec(b"rm -rf 'x y'\n\xff".to_vec())),
             }),
+            log: Some(("/s/\n".into(), 4096, 0)),
         };
         let bytes = config.render();
-        assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), 18);
+        assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), 21);
+        let off = LaunchConfig {
+            log: None,
+            ..config.clone()
+        };
+        assert_eq!(LaunchConfig::parse(&off.render()), Ok(off));
         let cli = config.to_cli(false);
         assert_eq!(cli.restart.as_deref(), Some("on-failure".as_ref()));
         assert_eq!(cli.limits.delay.as_deref(), Some("0.5".as_ref()));

@@ -7,6 +7,7 @@ The launcher's library: everything that talks to tmux and starts agents, shared 
 - [`tmux`]: the only code that runs tmux.
 - [`pane`]: the pane command and the only shell quoting.
 - [`sidecar`]: finding and starting `mosaic-hb` for a pane.
+- [`transcript`]: an agent's transcript prepared, and its writer given to the session.
 - [`cli`]: the launcher's flags and their `MOSAIC_*` variables.
 - [`respawn`]: `mosaic-respawn`, the supervising sidecar's hands in tmux.
 - [`verdict`]: the start verdict: started means the agent's command was executed.
@@ -24,5 +25,6 @@ mod proptests;
 pub mod respawn;
 pub mod sidecar;
 pub mod tmux;
+pub mod transcript;
 pub mod verdict;
 pub mod worktree;

@@ -125,9 +125,23 @@ pub fn quote(out: &mut Vec<u8>, bytes: &[u8]) {
 /// in octal for `printf` (`printf . >> "$(printf "/tmp/a\040b")"`), and the whole is single-quoted
 /// for tmux, which takes single-quoted text literally.
 pub fn bell_hook(bell: &Path) -> OsString {
+    append_hook(b"printf . ", bell)
+}
+
+/// The tmux command for the session's `pane-died` hook: `run-shell -b 'echo end
+/// #{pane_dead_status}:#{pane_dead_signal} >> CTL'`, how the run ended for the transcript's
+/// writer (`mosaic_core::transcript`), expanded by tmux for the pane that died. The path is
+/// written as in [`bell_hook`].
+pub fn died_hook(ctl: &Path) -> OsString {
+    append_hook(b"echo end #{pane_dead_status}:#{pane_dead_signal} ", ctl)
+}
+
+fn append_hook(words: &[u8], path: &Path) -> OsString {
     let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-');
-    let bytes = bell.as_os_str().as_bytes();
-    let mut out = b"run-shell -b 'printf . >> ".to_vec();
+    let bytes = path.as_os_str().as_bytes();
+    let mut out = b"run-shell -b '".to_vec();
+    out.extend_from_slice(words);
+    out.extend_from_slice(b">> ");
     if bytes.iter().all(|&b| plain(b)) {
         out.extend_from_slice(bytes);
     } else {

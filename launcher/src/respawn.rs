@@ -11,8 +11,9 @@ stdout as pipes, and they speak the line protocol of [`mosaic_core::supervise::A
    session is gone (then it is done).
 2. It waits on stdin. EOF (the policy said no, the sidecar gave up or was stopped) ends it
    without touching anything; `go` (the backoff delay and the fleet-wide guard are over) makes
-   it respawn the pane as it was made ([`Tmux::respawn_as_before`]) and print `started PID
-   TICKS`, the new pane's pid and start time, which the sidecar then watches.
+   it respawn the pane as it was made ([`Tmux::respawn_as_before`]), after handing the
+   transcript's writer the run's opening line (`mosaic_core::transcript::announce`; the
+   launch file says where), and print `started PID TICKS`, the new pane's pid and start time, which the sidecar then watches.
 
 It blocks where it likes (it is not the sidecar), but never past a bound: each tmux call has
 the launcher's deadline, and the dead pane's status is awaited for at most [`STATUS_WAIT`].
@@ -92,6 +93,14 @@ fn respawn(args: &RespawnArgs) -> Result<(), (Exit, String)> {
     if line != GO {
         return Ok(());
     }
+    if let Some((dir, command)) = transcript(&tmux, &args.agent) {
+        let ended = match answer {
+            Answer::Dead(Death::Unknown) => None,
+            Answer::Dead(death) => Some(death),
+            _ => None,
+        };
+        crate::transcript::announce(&dir, &args.agent, ended, &command, "run restarted");
+    }
     let answer = match tmux.respawn_as_before(&args.agent).map_err(failed)? {
         Some(pids) => Answer::Started(pids.pane, Target::now(pids.pane).started),
         // Someone respawned it first: that run is the one to watch.
@@ -101,6 +110,16 @@ fn respawn(args: &RespawnArgs) -> Result<(), (Exit, String)> {
         },
     };
     say(answer)
+}
+
+/// The agent's transcript folder and command, from the launch file beside its heartbeat file
+/// (the session names it): `None` when it keeps no transcript.
+fn transcript(tmux: &Tmux, agent: &str) -> Option<(std::path::PathBuf, Vec<u8>)> {
+    let hb = std::path::PathBuf::from(tmux.hb_file(agent).ok()??);
+    let config = crate::config::LaunchConfig::load(hb.parent()?, agent).ok()??;
+    let (base, _, _) = config.log?;
+    let dir = mosaic_core::transcript::socket_dir(&base, &config.socket);
+    Some((dir, config.command.into_encoded_bytes()))
 }
 
 /// Asks tmux until the pane is dead with a status, or shows it live again under another pid,

@@ -30,7 +30,8 @@ mod chain;
 mod parse;
 
 pub use self::args::pane_argument;
-use self::args::{new_session_args, no_trailing_semicolon, pane_args};
+pub use self::args::LOG_OPTION;
+use self::args::{new_session_args, no_trailing_semicolon, pane_args, reopen_pipe};
 pub use self::chain::NewSessions;
 pub use self::parse::PaneRow;
 use self::parse::{output_only, parse_pane, parse_pids, split_first_line, PANE_ROW_FORMAT};
@@ -147,6 +148,9 @@ pub struct Spec<'a> {
     /// The session's `alert-bell` hook (see `pane::bell_hook`), set in the same sequence: only
     /// a session this run created gets it (a `duplicate session` ends the sequence).
     pub bell_hook: Option<&'a OsStr>,
+    /// The transcript's writer and `pane-died` hook, set in the same sequence, so the pipe
+    /// holds from the pane's first byte.
+    pub log: Option<&'a crate::transcript::Keeping>,
 }
 
 impl<'a> Tmux<'a> {
@@ -293,6 +297,8 @@ impl<'a> Tmux<'a> {
         let mut args: Vec<OsString> =
             vec!["respawn-pane".into(), "-t".into(), target.clone().into()];
         args.extend(pane);
+        // A transcript's writer that is gone (killed) is started again for the new run.
+        args.extend(reopen_pipe(&target));
         args.extend([
             ";".into(),
             "display-message".into(),

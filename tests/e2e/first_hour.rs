@@ -38,17 +38,21 @@ fn wait_dead(sb: &Sandbox, agent: &str) {
     );
 }
 
-// `logs` of a dead pane is what the agent printed: no blank screen rows, no tmux "Pane is
+// `logs` of a dead pane (no transcript) is what the agent printed: no blank screen rows, no tmux "Pane is
 // dead" line, and `-n 3` is the last three lines of output.
 #[test]
 #[ignore = "end-to-end: run `cargo xtask test`"]
 fn logs_of_a_dead_pane_are_its_output() {
     e2e!();
     let sb = Sandbox::new();
-    start(
-        &sb,
-        "quitter",
-        "sh -c 'sleep 0.3; for i in 1 2 3 4 5; do echo line-$i; done; exit 3'",
+    // The pane itself (a transcript adds lines of ours: transcripts.rs).
+    expect_success(
+        sb.launcher("quitter")
+            .env(
+                "MOSAIC_AGENT_COMMAND",
+                "sh -c 'sleep 0.3; for i in 1 2 3 4 5; do echo line-$i; done; exit 3'",
+            )
+            .arg("--no-log"),
     );
     wait_dead(&sb, "quitter");
     let all = expect_success(&mut fleet(&sb, &["logs", "quitter"]));

@@ -617,7 +617,8 @@ fn logs_follow_streams_the_output_until_the_agent_exits() {
             go.display()
         ),
     );
-    start(&sb, "talker", &script.display().to_string(), &[]);
+    // The pane's own pipe (a transcript's follower reads its file: transcripts.rs).
+    start(&sb, "talker", &script.display().to_string(), &["--no-log"]);
     wait_until(
         "the old lines",
         Duration::from_secs(10),
@@ -656,7 +657,7 @@ fn logs_follow_stops_on_ctrl_c_and_leaves_other_pipes_alone() {
         &sb,
         "ticker",
         "sh -c 'while :; do echo tick; sleep 0.1; done'",
-        &[],
+        &["--no-log"],
     );
     let (mut child, tmp) = follower(&sb, "ticker", &["-n", "1"]);
     assert_eq!(first_lines(&mut child, 1).0, ["tick\n"]);
@@ -711,7 +712,12 @@ fn logs_follow_stops_on_ctrl_c_and_leaves_other_pipes_alone() {
 fn a_killed_followers_leftovers_are_cleared_by_the_next() {
     e2e!();
     let sb = Sandbox::new();
-    start(&sb, "quiet", "sh -c 'echo said-once; exec sleep 600'", &[]);
+    start(
+        &sb,
+        "quiet",
+        "sh -c 'echo said-once; exec sleep 600'",
+        &["--no-log"],
+    );
     wait_until(
         "the agent's one line",
         Duration::from_secs(10),

@@ -28,6 +28,7 @@ mod sidecar;
 mod status;
 mod supervise;
 mod top;
+mod transcripts;
 mod worktrees;
 
 /// Every `#[test]` in the suite's modules (but this one) carries the `#[ignore]` that keeps it from passing

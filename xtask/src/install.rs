@@ -13,12 +13,13 @@ use std::path::{Path, PathBuf};
 use crate::util::{self, Result};
 
 /// What `install` copies: everything [`util::build_release`] builds.
-pub const BINARIES: [&str; 5] = [
+pub const BINARIES: [&str; 6] = [
     "mosaic-launcher",
     "mosaic-fleet",
     "mosaic-respawn",
     "mosaic-hb",
     "mosaic-hb-exporter",
+    "mosaic-log",
 ];
 
 #[derive(clap::Args)]

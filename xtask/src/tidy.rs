@@ -22,17 +22,18 @@ Tidy: the rules ARCHITECTURE.md states about the source, as tests that fail (rus
 use std::path::{Path, PathBuf};
 
 /// The crates whose sources are checked, from the workspace root.
-const CRATES: [&str; 6] = [
+const CRATES: [&str; 7] = [
     "core",
     "launcher",
     "hb-sidecar",
+    "log-writer",
     "exporter",
     "xtask",
     "tests",
 ];
 
 /// The crates that make the binaries, where only `tmux.rs` runs tmux.
-const BINARIES: [&str; 4] = ["core", "launcher", "hb-sidecar", "exporter"];
+const BINARIES: [&str; 5] = ["core", "launcher", "hb-sidecar", "log-writer", "exporter"];
 
 /// The only file with raw `libc` calls.
 const SYS: &str = "core/src/sys.rs";

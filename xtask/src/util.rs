@@ -42,7 +42,7 @@ pub fn host_triple() -> &'static str {
     })
 }
 
-/// Builds the release binaries (`mosaic-launcher`, `mosaic-fleet`, `mosaic-hb`) as static,
+/// Builds the release binaries (`mosaic-launcher`, `mosaic-fleet`, `mosaic-hb`, `mosaic-log`) as static,
 /// non-PIE executables.
 ///
 /// Why: a fleet runs one sidecar per agent for days, and its memory is mostly what dynamic
@@ -63,6 +63,8 @@ pub fn build_release() -> Result {
             "mosaic-hb",
             "-p",
             "mosaic-hb-exporter",
+            "-p",
+            "mosaic-log",
         ])
         .env("RUSTFLAGS", STATIC_RUSTFLAGS);
     run(&mut cmd)

@@ -341,6 +341,11 @@ fn to_cli(
         base: keys.base.as_ref().map(OsString::from),
         setup: keys.setup.as_ref().map(OsString::from),
         teardown: keys.teardown.as_ref().map(OsString::from),
+        no_log: false,
+        log_dir: None,
+        log_max_size: None,
+        log_keep: None,
+        log_bin: None,
     }
 }
 
@@ -356,6 +361,9 @@ pub fn changed(stored: &LaunchConfig, wanted: &LaunchConfig) -> Vec<&'static str
     }
     if stored.runtime_bin != wanted.runtime_bin {
         keys.push("runtime_bin");
+    }
+    if stored.log != wanted.log {
+        keys.push("log");
     }
     if stored.env != wanted.env {
         keys.push("env");

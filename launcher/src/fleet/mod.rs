@@ -4,7 +4,7 @@
 ```text
 mosaic-fleet start AGENT      exactly `mosaic-launcher AGENT` (same flags, variables, output)
 mosaic-fleet ls               one row per agent: tmux panes joined with heartbeat records  (ls)
-mosaic-fleet logs AGENT       the pane's output, also a dead pane's; --follow streams it (follow)
+mosaic-fleet logs AGENT       its transcript, else the pane's output; --follow streams it (logs, follow)
 mosaic-fleet attach AGENT     tmux attach (switch-client from inside that server)
 mosaic-fleet stop AGENT...    a deliberate stop: status=stopped, the process tree ended   (stop)
 mosaic-fleet restart AGENT    stop, then start with the stored launch configuration       (stop)
@@ -23,6 +23,7 @@ through [`crate::tmux`] only, once per verb where it can be (`list-panes -a`).
 
 pub mod file;
 pub mod follow;
+pub mod logs;
 pub mod ls;
 pub mod plain;
 pub mod prune;
@@ -76,9 +77,10 @@ enum Verb {
     /// One row per agent: tmux sessions joined with heartbeat records, live agents first.
     #[command(after_help = ls::HELP)]
     Ls(ls::LsArgs),
-    /// Print the pane's last output (also of a dead pane).
+    /// Print the agent's last output: its transcript (also when its session is gone), else
+    /// its pane's.
     #[command(after_help = VERB_HELP)]
-    Logs(LogsArgs),
+    Logs(logs::LogsArgs),
     /// Attach to the agent's tmux session (switch-client when inside that tmux server).
     #[command(after_help = ATTACH_HELP)]
     Attach(AttachArgs),
@@ -228,25 +230,6 @@ impl Where {
 }
 
 #[derive(Args, Debug)]
-struct LogsArgs {
-    /// Agent name.
-    #[arg(value_name = "AGENT")]
-    agent: String,
-    /// How many of the last lines to print (0: all the pane kept).
-    #[arg(short = 'n', long, value_name = "LINES", default_value_t = 40)]
-    lines: usize,
-    /// Print as a JSON object: {agent, lines}.
-    #[arg(long, conflicts_with = "follow")]
-    json: bool,
-    /// Then print the pane's output as it comes (escape sequences dropped), until the agent
-    /// exits, its session goes, or Ctrl-C (exit 130). One follower per pane.
-    #[arg(short = 'f', long)]
-    follow: bool,
-    #[command(flatten)]
-    place: Where,
-}
-
-#[derive(Args, Debug)]
 struct AttachArgs {
     /// Agent name.
     #[arg(value_name = "AGENT")]
@@ -291,7 +274,7 @@ pub fn run(cli: FleetCli) -> ExitCode {
     let result = match cli.verb {
         Verb::Start(cli) => return crate::launch::run_as("mosaic-fleet", as_launched(*cli)),
         Verb::Ls(args) => ls::run(&args),
-        Verb::Logs(args) => logs(&args),
+        Verb::Logs(args) => logs::run(&args),
         Verb::Attach(args) => attach(&args),
         Verb::Send(args) => send::run(&args),
         Verb::Stop(args) => stop::run_stop(&args),
@@ -352,27 +335,6 @@ pub fn print_bytes(bytes: &[u8]) -> Result<(), Fail> {
             mosaic_core::why(&e)
         ))),
     }
-}
-
-fn logs(args: &LogsArgs) -> Result<ExitCode, Fail> {
-    let agent = agent_name(&args.agent)?;
-    let fleet = args.place.resolve()?;
-    if args.follow {
-        return follow::follow(&fleet.tmux(), agent, args.lines);
-    }
-    let Some(text) = fleet.tmux().capture(agent).map_err(tmux_failed)? else {
-        return Err(no_such_agent(agent, &fleet.socket));
-    };
-    let text = plain::plain(&text);
-    let lines = last_lines(&text, args.lines);
-    let out = if args.json {
-        let json = serde_json::json!({ "agent": agent, "lines": lines });
-        json.to_string() + "\n"
-    } else {
-        lines.iter().map(|l| format!("{l}\n")).collect()
-    };
-    print(&out)?;
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The last `n` lines of a capture (all when `n` is 0), without the blank rows below the

@@ -85,6 +85,14 @@ fn inputs<'p>(plans: &[&'p Plan]) -> Inputs<'p> {
 fn launch_group(plans: &[&Plan], stop: &Stop, results: &mut Vec<Result<Report, Fail>>) {
     let first = plans[0];
     let (located, ready) = inputs(plans);
+    // Each transcript prepared (a failure is the agent's own launch's to report).
+    let logs: Vec<Option<crate::transcript::Keeping>> = plans
+        .iter()
+        .map(|plan| {
+            let log = plan.log.as_ref()?;
+            crate::transcript::prepare(log, &plan.agent, plan.command.as_encoded_bytes()).ok()
+        })
+        .collect();
     // Only what can be chained: the group's socket and deadline, every input ready, no git
     // worktree to make first ([`launch`] alone makes it).
     let chained: Vec<usize> = (0..plans.len())
@@ -93,6 +101,7 @@ fn launch_group(plans: &[&Plan], stop: &Stop, results: &mut Vec<Result<Report, F
                 && plans[i].socket == first.socket
                 && plans[i].timeout == first.timeout
                 && plans[i].worktree.is_none()
+                && plans[i].log.is_some() == logs[i].is_some()
         })
         .collect();
     let tmux = Tmux::new(&first.socket, first.timeout, Some(stop));
@@ -107,6 +116,7 @@ fn launch_group(plans: &[&Plan], stop: &Stop, results: &mut Vec<Result<Report, F
     let specs: Vec<Spec> = chained
         .iter()
         .map(|&i| Spec {
+            log: logs[i].as_ref(),
             bell_hook: hooks[i].as_deref(),
             agent: &plans[i].agent,
             workdir: &plans[i].workdir,

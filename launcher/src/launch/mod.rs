@@ -45,7 +45,7 @@ use mosaic_core::exit::{Exit, Fail};
 use mosaic_core::lock::{self, Turn};
 
 pub use self::many::launch_many;
-pub use self::plan::{plan, Heartbeat, Plan};
+pub use self::plan::{plan, Heartbeat, Log, Plan};
 pub use self::report::{store_config, Outcome, Report, SidecarState};
 pub use self::start::launch;
 use crate::child::Stop;

@@ -37,6 +37,8 @@ pub struct Plan {
     pub env: Vec<(String, OsString)>,
     /// Labels (`--label`), sorted by name; only stored.
     pub labels: Vec<(String, String)>,
+    /// The transcript (none with `--no-log`).
+    pub log: Option<Log>,
     /// The agent's own git worktree (`--worktree`); the pane starts in it, not in `workdir`.
     pub worktree: Option<Worktree>,
 }
@@ -49,6 +51,17 @@ impl Plan {
             None => self.workdir.as_path().into(),
         }
     }
+}
+
+/// Where and how the agent's transcript is kept (`mosaic_core::transcript`).
+pub struct Log {
+    /// `--log-dir` as given, or the default base: what the launch file stores.
+    pub base: PathBuf,
+    /// `BASE/SOCKET`, where `AGENT.log` is.
+    pub dir: PathBuf,
+    pub max_size: u64,
+    pub keep: u32,
+    pub bin: Option<PathBuf>,
 }
 
 pub struct Heartbeat {
@@ -127,6 +140,7 @@ pub fn plan(cli: Cli) -> Result<Plan, Fail> {
         ));
     }
     let worktree = worktree_of(&cli, &agent, &workdir, timeout)?;
+    let log = log(&cli, &socket)?;
     let heartbeat = if cli.no_heartbeat {
         None
     } else {
@@ -145,6 +159,7 @@ pub fn plan(cli: Cli) -> Result<Plan, Fail> {
         })
     };
     Ok(Plan {
+        log,
         agent,
         socket,
         workdir,
@@ -202,6 +217,63 @@ fn worktree_of(
         .map(|b| text(&b, "base (--base, MOSAIC_WORKTREE_BASE)").map(str::to_string))
         .transpose()?;
     worktree::resolve(agent, workdir, base, [setup, teardown], timeout).map(Some)
+}
+
+/// The transcript's settings, checked; `None` with `--no-log`, or with no `--log-dir` and no
+/// absolute `HOME` or `XDG_STATE_HOME`.
+fn log(cli: &Cli, socket: &str) -> Result<Option<Log>, Fail> {
+    use mosaic_core::transcript;
+    if cli.no_log {
+        return Ok(None);
+    }
+    let base = match cli.log_dir.as_ref().filter(|d| !d.is_empty()) {
+        Some(dir) => absolute(dir)?,
+        // No HOME nor XDG_STATE_HOME (a bare service environment): no default place, so no
+        // transcript, as before transcripts; `--log-dir` names one.
+        None => match transcript::default_base() {
+            Some(base) => base,
+            None => return Ok(None),
+        },
+    };
+    let size = cli.log_max_size.as_deref().filter(|v| !v.is_empty());
+    let size = text(
+        size.unwrap_or(transcript::DEFAULT_MAX_SIZE.as_ref()),
+        "log size (--log-max-size, MOSAIC_LOG_MAX_SIZE)",
+    )?;
+    let max_size = validate::size(size).map_err(|why| {
+        Fail::usage(validate::invalid(
+            "log size (--log-max-size, MOSAIC_LOG_MAX_SIZE)",
+            size,
+            &why,
+        ))
+    })?;
+    let keep = cli.log_keep.as_deref().filter(|v| !v.is_empty());
+    let keep = text(
+        keep.unwrap_or(transcript::DEFAULT_KEEP.as_ref()),
+        "log keep (--log-keep, MOSAIC_LOG_KEEP)",
+    )?;
+    let keep = keep
+        .parse::<u32>()
+        .ok()
+        .filter(|&k| k <= transcript::MAX_KEEP)
+        .ok_or_else(|| {
+            Fail::usage(validate::invalid(
+                "log keep (--log-keep, MOSAIC_LOG_KEEP)",
+                keep,
+                &format!("a whole number from 0 to {}", transcript::MAX_KEEP),
+            ))
+        })?;
+    Ok(Some(Log {
+        dir: transcript::socket_dir(&base, socket),
+        base,
+        max_size,
+        keep,
+        bin: cli
+            .log_bin
+            .as_ref()
+            .filter(|b| !b.is_empty())
+            .map(PathBuf::from),
+    }))
 }
 
 /// The agent's command as given, the pane command that runs it, and where: checked.

@@ -119,6 +119,11 @@ impl Launch<'_> {
                 });
             }
         }
+        if let Some(log) = &self.plan.log {
+            let command = self.plan.command.as_encoded_bytes();
+            let ended = death.known().then_some(death.death);
+            crate::transcript::announce(&log.dir, self.agent(), ended, command, "run started");
+        }
         let respawned = self
             .tmux
             .respawn(

@@ -98,7 +98,15 @@ fn launch_session(plan: &Plan, stop: &Stop) -> Result<Report, Fail> {
         .as_ref()
         .and_then(|hb| mosaic_core::layout::bell_path(&hb.file))
         .map(|bell| pane::bell_hook(&bell));
+    let log = match &plan.log {
+        Some(log) => Some(
+            crate::transcript::prepare(log, &plan.agent, plan.command.as_encoded_bytes())
+                .map_err(Fail::failed)?,
+        ),
+        None => None,
+    };
     let spec = Spec {
+        log: log.as_ref(),
         bell_hook: bell_hook.as_deref(),
         agent: &plan.agent,
         workdir: &plan.pane_workdir(),

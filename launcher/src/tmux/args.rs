@@ -1,7 +1,8 @@
 /*!
 The arguments tmux is given for a pane: its directory (`#` doubled for tmux's format expansion,
 a final `;` padded so tmux does not read it as the end of its command) and the pane command
-run by [`PANE_SHELL`]; a session's whole `new-session` sequence ([`new_session_args`]). Pure functions of bytes, unit-tested through [`super`], which runs tmux.
+run by [`PANE_SHELL`]; a session's whole `new-session` sequence ([`new_session_args`]), with the transcript's writer and hook, and the writer's pipe opened
+again ([`reopen_pipe`]). Pure functions of bytes, unit-tested through [`super`], which runs tmux.
 */
 
 use std::ffi::{OsStr, OsString};
@@ -38,6 +39,12 @@ pub(super) fn new_session_args(spec: &Spec) -> Vec<OsString> {
     if let Some(hook) = spec.bell_hook {
         then.push(("set-hook", "", "alert-bell", hook.into()));
     }
+    if let Some(log) = spec.log {
+        then.push(("set-hook", "", "pane-died", log.died_hook.clone()));
+        let pipe = no_trailing_semicolon(&log.pipe, b" ");
+        then.push(("set-option", "-p", LOG_OPTION, pipe));
+        then.push(("set-option", "-p", "@mosaic_log_open", log.opening.clone()));
+    }
     for (verb, opts, name, value) in then {
         args.extend([";".into(), verb.into()]);
         if !opts.is_empty() {
@@ -45,7 +52,35 @@ pub(super) fn new_session_args(spec: &Spec) -> Vec<OsString> {
         }
         args.extend(["-t".into(), target.clone().into(), name.into(), value]);
     }
+    if spec.log.is_some() {
+        // The first run's writer also writes its opening line (an option's value is not
+        // expanded again, so no byte of the command is a format).
+        let open = format!("#{{{LOG_OPTION}}} #{{@mosaic_log_open}}");
+        args.extend([";", "pipe-pane", "-O", "-t", &target, &open].map(OsString::from));
+    }
     args
+}
+
+/// The pane option holding the transcript writer's shell command (see [`reopen_pipe`]).
+pub const LOG_OPTION: &str = "@mosaic_log";
+
+/// `; if-shell -F -t T #{pane_pipe} "" "pipe-pane -O -t T '#{@mosaic_log}'"`: the pane's
+/// transcript writer opened unless a pipe is open, its command read from the pane option
+/// (so no byte of it crosses tmux's parser). A pane without the option gets none (an empty
+/// `pipe-pane` command opens nothing).
+pub(super) fn reopen_pipe(target: &str) -> [OsString; 8] {
+    let open = format!("pipe-pane -O -t {target} \"#{{{LOG_OPTION}}}\"");
+    [
+        ";",
+        "if-shell",
+        "-F",
+        "-t",
+        target,
+        "#{pane_pipe}",
+        "",
+        &open,
+    ]
+    .map(OsString::from)
 }
 
 /// `-c WORKDIR -e MOSAIC_AGENT_NAME=AGENT /bin/sh -c PANE_COMMAND`, shared by `new-session`

@@ -155,13 +155,15 @@ impl Sandbox {
     }
 
     /// Our binary `name` with this sandbox's HOME, stdin on /dev/null, and no `MOSAIC_*`,
-    /// `TMUX` or `XDG_RUNTIME_DIR` from the outside: where its fleet is, the caller says.
+    /// `TMUX`, `XDG_RUNTIME_DIR` or `XDG_STATE_HOME` from the outside (transcripts go under
+    /// HOME): where its fleet is, the caller says.
     pub fn isolated(&self, name: &str) -> Command {
         let mut cmd = Command::new(bin(name));
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("MOSAIC_")
                 || key == "TMUX"
                 || key == "XDG_RUNTIME_DIR"
+                || key == "XDG_STATE_HOME"
             {
                 cmd.env_remove(key);
             }
