@@ -261,8 +261,10 @@ fn the_hook_is_chained_to_new_session_with_an_exact_target() {
     let sb = Sandbox::new();
     let fakes = fake_bin(&sb.dir, "88888");
     let mut cmd = sb.launcher("hk");
+    // No transcript: its writer and hook would be chained too (transcripts.rs).
     cmd.env("PATH", path_with(&[&fakes]))
-        .env("MOSAIC_IDLE_AFTER", "90");
+        .env("MOSAIC_IDLE_AFTER", "90")
+        .arg("--no-log");
     expect_success(&mut cmd);
     let chained = std::fs::read_to_string(sb.path("tmux-chained")).unwrap();
     let bell = sb.hb_dir().join(".hk.hb.bell");

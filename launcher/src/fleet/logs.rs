@@ -57,8 +57,9 @@ pub struct LogsArgs {
 const POLL: Duration = Duration::from_millis(50);
 /// How often tmux is asked whether the pane still lives.
 const LOOK: Duration = Duration::from_secs(1);
-/// How long the writer may take to close a run that ended.
-const CLOSING: Duration = Duration::from_secs(2);
+/// How long the writer may take to close a run that ended (tmux runs its `pane-died` hook as
+/// a process; on a loaded machine that takes a while).
+const CLOSING: Duration = Duration::from_secs(5);
 
 pub fn run(args: &LogsArgs) -> Result<ExitCode, Fail> {
     let agent = agent_name(&args.agent)?;

@@ -128,6 +128,8 @@ fn hostile_workdir_reaches_the_pane_exactly() {
     let new: Vec<PathBuf> = tree(&sb.dir)
         .difference(&before)
         .filter(|p| !p.starts_with(sb.hb_dir()))
+        // The agent's transcript (transcripts.rs) is the other place a launch writes.
+        .filter(|p| !p.starts_with(sb.path("home/.local")))
         .cloned()
         .collect();
     assert!(
@@ -172,6 +174,8 @@ fn hostile_heartbeat_dir_is_used_exactly_and_only() {
     let outside: Vec<PathBuf> = tree(&sb.dir)
         .difference(&before)
         .filter(|p| !p.starts_with(&hb_dir) && *p != parent)
+        // The agent's transcript (transcripts.rs) is the other place a launch writes.
+        .filter(|p| !p.starts_with(sb.path("home/.local")))
         .cloned()
         .collect();
     assert!(
