@@ -398,3 +398,71 @@ fn logs_follow_reads_the_transcript_as_it_grows() {
     let out = sb.tmux(&["display-message", "-p", "-t", "=talker:", "#{pane_pipe}"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
 }
+
+// `prune` leaves transcripts; `prune --logs` removes those of agents nobody runs (found through
+// their launch file, or in the socket's folder once their other files are gone), never a live
+// agent's.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn prune_removes_transcripts_only_with_logs() {
+    e2e!();
+    let sb = Sandbox::new();
+    let elsewhere = sb.path("elsewhere");
+    for (agent, extra) in [
+        ("live", vec![]),
+        ("old", vec![]),
+        ("moved", vec!["--log-dir"]),
+    ] {
+        let mut cmd = sb.launcher(agent);
+        cmd.env(
+            "MOSAIC_AGENT_COMMAND",
+            format!("sh -c 'echo {agent}-said; sleep 600'"),
+        );
+        if !extra.is_empty() {
+            cmd.args(extra).arg(&elsewhere);
+        }
+        expect_success(&mut cmd);
+    }
+    wait_for(&sb, "live", "live-said");
+    wait_for(&sb, "old", "old-said");
+    let moved = elsewhere.join(&sb.socket);
+    wait_until(
+        "moved's transcript",
+        Duration::from_secs(10),
+        || {
+            let text = std::fs::read_to_string(moved.join("moved.log")).ok()?;
+            text.contains("moved-said").then_some(())
+        },
+        || format!("{:?}", std::fs::read_dir(&moved).map(|d| d.count())),
+    );
+    expect_success(&mut fleet(&sb, &["stop", "old", "moved"]));
+    wait_for(&sb, "old", "run ended");
+    // Plain prune: the heartbeat files go, the transcripts stay.
+    expect_success(&mut fleet(&sb, &["prune"]));
+    assert!(!sb.hb_file("old").exists());
+    assert!(log_dir(&sb).join("old.log").exists());
+    assert!(moved.join("moved.log").exists());
+    // Now `moved` has files again (a start and a stop), `old` has only its transcript left.
+    expect_success(sb.launcher("moved").arg("--log-dir").arg(&elsewhere));
+    expect_success(&mut fleet(&sb, &["stop", "moved"]));
+    let out = expect_success(&mut fleet(&sb, &["prune", "--logs", "--dry-run"]));
+    assert!(out.contains("moved") && out.contains("old"), "{out}");
+    assert!(log_dir(&sb).join("old.log").exists(), "a dry run removed");
+    let out = expect_success(&mut fleet(&sb, &["prune", "--logs"]));
+    assert!(
+        out.contains("pruned 2 agents") && !out.contains("live,"),
+        "{out}"
+    );
+    let left = |dir: &std::path::Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(left(&log_dir(&sb)), [".live.log.ctl", "live.log"]);
+    assert!(left(&moved).is_empty(), "{:?}", left(&moved));
+    assert!(transcript(&sb, "live").contains("live-said"));
+}

@@ -18,7 +18,8 @@ is doing (two cores shared with builds) falls on both alike. In the order they r
 6. `mosaic-fleet ls --json` with those 200 agents running (ours only): one tmux round trip and
    one pass over the heartbeat directory; then `mosaic-fleet top` left open over them, its
    share of a core ([`top`]);
-7. `mosaic-hb status --json` over 1,000 heartbeat files (ours only: bash had no such report).
+7. `mosaic-hb status --json` over 1,000 heartbeat files (ours only: bash had no such report);
+8. `mosaic-fleet up` ([`up`]) and what a transcript costs ([`transcript`]).
 
 Heartbeat files live on tmpfs when there is one, as in production (the launcher's default is
 `$XDG_RUNTIME_DIR/mosaic/heartbeat`).
@@ -38,6 +39,7 @@ mod fleet;
 mod report;
 mod summary;
 mod top;
+mod transcript;
 mod up;
 
 use std::path::{Path, PathBuf};
@@ -80,6 +82,8 @@ struct Sizes {
     top_window: Duration,
     /// Agents per `mosaic-fleet up` round, the rounds, and the agents of the one large `up`.
     up: (usize, usize, usize),
+    /// Logged agents whose writers' memory is read; MB logged per CPU round; rounds.
+    transcript: (usize, usize, usize),
 }
 
 const FULL: Sizes = Sizes {
@@ -95,6 +99,7 @@ const FULL: Sizes = Sizes {
     top_windows: 3,
     top_window: Duration::from_secs(10),
     up: (100, 3, 1000),
+    transcript: (10, 20, 3),
 };
 
 const QUICK: Sizes = Sizes {
@@ -110,6 +115,7 @@ const QUICK: Sizes = Sizes {
     top_windows: 1,
     top_window: Duration::from_secs(2),
     up: (10, 1, 20),
+    transcript: (3, 2, 1),
 };
 
 /// Samples of PSS taken per kind; memory barely moves, a few show that it does not.
@@ -143,6 +149,8 @@ struct Results {
     top_cpu: Values,
     /// `mosaic-fleet up` and its yardsticks.
     up: up::UpResults,
+    /// What a transcript costs.
+    transcript: transcript::TranscriptResults,
 }
 
 pub fn run(args: &Args) -> Result {
@@ -260,7 +268,13 @@ fn measure(bin: &Path, sizes: &Sizes, cpu: &procfs::Cpu) -> Result<Results> {
         "mosaic-fleet up of {n} new agents against {n} launchers and pm2 start, {rounds} rounds"
     ));
     let up = up::measure(bin, n, rounds, large)?;
+    let (agents, mb, rounds) = sizes.transcript;
+    step(&format!(
+        "transcripts: the writers of {agents} agents, CPU per MB over {mb} MB, {rounds} rounds"
+    ));
+    let transcript = transcript::measure(bin, agents, mb, rounds)?;
     Ok(Results {
+        transcript,
         warm,
         bare,
         scaled,

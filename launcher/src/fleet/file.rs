@@ -68,6 +68,7 @@ struct Raw {
 struct RawFleet {
     socket: Option<String>,
     hb_dir: Option<String>,
+    log_dir: Option<String>,
 }
 
 /// An agent's keys, as `[defaults]` and `[agents.NAME]` take them: the launcher's flags,
@@ -97,6 +98,9 @@ struct Keys {
     base: Option<String>,
     setup: Option<String>,
     teardown: Option<String>,
+    log: Option<bool>,
+    log_max_size: Option<Number>,
+    log_keep: Option<Number>,
 }
 
 impl Keys {
@@ -129,7 +133,10 @@ impl Keys {
             worktree,
             base,
             setup,
-            teardown
+            teardown,
+            log,
+            log_max_size,
+            log_keep
         );
         for (mine, theirs) in [
             (&mut self.env, &defaults.env),
@@ -275,13 +282,20 @@ pub fn parse(path: &Path, text: &str, dir: &Path, over: &Overrides) -> Result<Fl
         (_, Some(d)) if !d.is_empty() => dir.join(d),
         _ => mosaic_core::dirs::default_dir(),
     };
+    let log_dir = raw
+        .fleet
+        .log_dir
+        .as_ref()
+        .filter(|d| !d.is_empty())
+        .map(|d| dir.join(d));
     let mut agents = Vec::with_capacity(raw.agents.len());
     for (name, keys) in raw.agents {
         let where_ = at(Some(keys.span()));
         let bad = |why: String| Refused(format!("{where_}: agent {name}: {why}"));
         validate::agent(&name).map_err(&bad)?;
         let keys = keys.into_inner().over(&raw.defaults);
-        let cli = to_cli(&name, &keys, &socket, &hb_dir, dir, over);
+        let mut cli = to_cli(&name, &keys, &socket, &hb_dir, dir, over);
+        cli.log_dir = log_dir.clone().map(Into::into);
         let plan = launch::plan(cli).map_err(|f| bad(f.message))?;
         let config = LaunchConfig::of(&plan).expect("a fleet agent always has a heartbeat");
         agents.push(Agent { name, plan, config });
@@ -341,10 +355,10 @@ fn to_cli(
         base: keys.base.as_ref().map(OsString::from),
         setup: keys.setup.as_ref().map(OsString::from),
         teardown: keys.teardown.as_ref().map(OsString::from),
-        no_log: false,
+        no_log: keys.log == Some(false),
         log_dir: None,
-        log_max_size: None,
-        log_keep: None,
+        log_max_size: text(&keys.log_max_size),
+        log_keep: text(&keys.log_keep),
         log_bin: None,
     }
 }
@@ -531,5 +545,26 @@ mod tests {
         .unwrap();
         assert_eq!(file.hb_dir, dir.join("hb"));
         assert_eq!(file.agents[0].config.workdir, dir);
+    }
+
+    #[test]
+    fn transcript_keys_reach_the_launch() {
+        let dir = std::env::temp_dir();
+        let file = parse(
+            Path::new("m.toml"),
+            "[fleet]\nsocket = \"s\"\nlog_dir = \"logs\"\n[defaults]\ncommand = \"x\"\nlog_keep = 2\n\
+             [agents.a]\nlog_max_size = \"1M\"\n[agents.b]\nlog = false\n",
+            &dir,
+            &Overrides::default(),
+        )
+        .ok()
+        .unwrap();
+        let [a, b] = &file.agents[..] else {
+            panic!("two agents")
+        };
+        assert_eq!(a.config.log, Some((dir.join("logs"), 1 << 20, 2)));
+        assert_eq!(a.plan.log.as_ref().unwrap().dir, dir.join("logs/s"));
+        assert_eq!(b.config.log, None);
+        assert_eq!(changed(&a.config, &b.config), ["log"]);
     }
 }

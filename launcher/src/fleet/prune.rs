@@ -14,6 +14,11 @@ files, its `teardown` run first, but only when `git status` in it shows nothing:
 uncommitted or untracked changes is kept, and so is the agent's every file (its launch file
 knows the worktree), reported with its path. Its branch always stays: nothing of its work is
 lost.
+
+With `--logs`, the transcripts of each pruned agent go too (`AGENT.log`, its rotated files,
+`.AGENT.log.ctl`, in the folder its launch file names, read before that file goes), and those
+in the socket's transcript folder of agents with neither a session nor heartbeat files.
+Without it, transcripts stay: they are the record of what agents did.
 */
 
 use std::borrow::Cow;
@@ -22,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use mosaic_core::{layout, lock};
+use mosaic_core::{layout, lock, transcript};
 use serde::Serialize;
 
 use super::{failed, print, tmux_failed, Fail, Fleet, Where};
@@ -40,6 +45,13 @@ pub struct PruneArgs {
     /// Report a JSON object: {pruned: [...], kept: [...], files}.
     #[arg(long)]
     json: bool,
+    /// Remove the pruned agents' transcripts too (and those of agents nobody runs).
+    #[arg(long)]
+    logs: bool,
+    /// Base directory of transcripts, when an agent's launch file does not name it
+    /// [default: $XDG_STATE_HOME/mosaic/logs, else ~/.local/state/mosaic/logs].
+    #[arg(long, env = "MOSAIC_LOG_DIR", value_name = "DIR")]
+    log_dir: Option<std::path::PathBuf>,
     #[command(flatten)]
     place: Where,
 }
@@ -52,6 +64,8 @@ pub struct Pruned {
     pub kept: Vec<String>,
     /// Files removed (or, dry, that would be).
     pub files: usize,
+    /// Each pruned agent's transcript folder, as its launch file named it (`None`: the default).
+    pub logs: Vec<(String, Option<std::path::PathBuf>)>,
     /// Worktrees removed (or, dry, that would be): agent, path, branch (kept).
     pub worktrees: Vec<(String, PathBuf, String)>,
     /// Worktrees kept with their agent's files: agent, path, why.
@@ -110,8 +124,75 @@ fn agents_with_files(dir: &Path) -> Result<BTreeMap<String, Vec<String>>, String
     Ok(agents)
 }
 
-pub fn prune(fleet: &Fleet, dry_run: bool) -> Result<Pruned, Fail> {
-    prune_only(fleet, dry_run, |_| true)
+/// [`prune`] of every agent; with `logs` (the socket's default transcript folder), their
+/// transcripts too.
+pub fn prune(fleet: &Fleet, dry_run: bool, logs: Option<&Path>) -> Result<Pruned, Fail> {
+    let sessions = sessions(fleet)?;
+    let mut result = prune_only(fleet, dry_run, |_| true)?;
+    let Some(folder) = logs else {
+        return Ok(result);
+    };
+    for (agent, dir) in &result.logs {
+        // An agent kept after all (its worktree dirty) keeps its transcript too.
+        if result.pruned.contains(agent) {
+            result.files += remove_transcripts(dir.as_deref().unwrap_or(folder), agent, dry_run);
+        }
+    }
+    // Transcripts of agents with no heartbeat files left (pruned before, or never had any).
+    let has_files = agents_with_files(&fleet.hb_dir).unwrap_or_default();
+    for agent in transcript_agents(folder) {
+        let known = result.pruned.contains(&agent) || result.kept.contains(&agent);
+        if known || sessions.contains(&agent) || (!dry_run && has_files.contains_key(&agent)) {
+            continue;
+        }
+        result.files += remove_transcripts(folder, &agent, dry_run);
+        result.pruned.push(agent);
+    }
+    result.pruned.sort();
+    Ok(result)
+}
+
+fn sessions(fleet: &Fleet) -> Result<HashSet<String>, Fail> {
+    Ok(fleet
+        .tmux()
+        .list_panes()
+        .map_err(tmux_failed)?
+        .into_iter()
+        .map(|p| p.session)
+        .collect())
+}
+
+/// The agents with a transcript file in `dir`.
+fn transcript_agents(dir: &Path) -> Vec<String> {
+    let mut agents: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let agent = name.split(".log").next()?.trim_start_matches('.');
+            mosaic_core::validate::agent(agent).ok()?;
+            (transcript::files(dir, agent)
+                .iter()
+                .any(|f| f.ends_with(&name))
+                || name == transcript::ctl_name(agent))
+            .then(|| agent.to_string())
+        })
+        .collect();
+    agents.sort();
+    agents.dedup();
+    agents
+}
+
+/// Removes (dry: counts) `agent`'s transcript files in `dir`, never following a link.
+fn remove_transcripts(dir: &Path, agent: &str, dry_run: bool) -> usize {
+    let mut files = transcript::files(dir, agent);
+    files.push(dir.join(transcript::ctl_name(agent)));
+    files
+        .iter()
+        .filter(|f| std::fs::symlink_metadata(f).is_ok())
+        .filter(|f| dry_run || std::fs::remove_file(f).is_ok())
+        .count()
 }
 
 /// [`prune`] of the agents `only` accepts (`mosaic-fleet up --prune`: those gone from the file).
@@ -124,13 +205,7 @@ pub fn prune_only(
     if !fleet.hb_dir.exists() {
         return Ok(result);
     }
-    let sessions: HashSet<String> = fleet
-        .tmux()
-        .list_panes()
-        .map_err(tmux_failed)?
-        .into_iter()
-        .map(|p| p.session)
-        .collect();
+    let sessions = sessions(fleet)?;
     for (agent, mut files) in agents_with_files(&fleet.hb_dir).map_err(failed)? {
         if !only(&agent) {
             continue;
@@ -147,6 +222,14 @@ pub fn prune_only(
             result.kept.push(agent);
             continue;
         }
+        // Read before the launch file goes: where its transcript is.
+        let folder = match crate::config::LaunchConfig::load(&fleet.hb_dir, &agent) {
+            Ok(Some(config)) => config
+                .log
+                .map(|(base, _, _)| transcript::socket_dir(&base, &config.socket)),
+            _ => None,
+        };
+        result.logs.push((agent.clone(), folder));
         if dry_run {
             if !result.worktree(fleet, &agent, true) {
                 result.kept.push(agent);
@@ -202,7 +285,12 @@ pub fn prune_only(
 
 pub fn run(args: &PruneArgs) -> Result<ExitCode, Fail> {
     let fleet = args.place.resolve()?;
-    let result = prune(&fleet, args.dry_run)?;
+    let folder = args.logs.then(|| {
+        let base = args.log_dir.clone().filter(|d| !d.as_os_str().is_empty());
+        base.or_else(transcript::default_base)
+            .map(|base| transcript::socket_dir(&base, &fleet.socket))
+    });
+    let result = prune(&fleet, args.dry_run, folder.flatten().as_deref())?;
     let text = if args.json {
         #[derive(Serialize)]
         struct Json<'a> {

@@ -148,6 +148,7 @@ pub(super) fn rows(r: &Results, s: &Sizes) -> Vec<Row> {
         compare: false,
     });
     rows.extend(r.up.rows());
+    rows.extend(r.transcript.rows());
     rows
 }
 
@@ -241,6 +242,7 @@ pub(super) fn targets(r: &Results, s: &Sizes) -> Vec<Target> {
         met: top.map(|p| p <= 2.0),
     });
     targets.extend(r.up.targets());
+    targets.extend(r.transcript.targets());
     targets
 }
 
@@ -274,6 +276,7 @@ pub(super) fn method(r: &Results, s: &Sizes, cpu: &procfs::Cpu) -> Vec<String> {
     let mut paragraphs = launch_method(r, s);
     paragraphs.extend(sidecar_method(r, s, cpu));
     paragraphs.push(r.up.method());
+    paragraphs.push(r.transcript.method());
     paragraphs
 }
 
