@@ -208,12 +208,16 @@ pub fn opening(what: &str, command: &[u8]) -> Vec<u8> {
     line
 }
 
-/// The control line that tells the writer how a run ended: `end STATUS:SIGNAL\n`.
-pub fn end_line(death: Death) -> String {
-    match death {
-        Death::Status(s) => format!("end {s}:\n"),
-        Death::Signal(s) => format!("end :{s}\n"),
-        Death::Unknown => "end :\n".into(),
+/// The control line that tells the writer how the run of `pid` ended: `end STATUS:SIGNAL PID`.
+pub fn end_line(death: Death, pid: Option<i32>) -> String {
+    let how = match death {
+        Death::Status(s) => format!("{s}:"),
+        Death::Signal(s) => format!(":{s}"),
+        Death::Unknown => ":".into(),
+    };
+    match pid {
+        Some(pid) => format!("end {how} {pid}\n"),
+        None => format!("end {how}\n"),
     }
 }
 
@@ -227,10 +231,13 @@ pub const ANNOUNCE_WAIT: Duration = Duration::from_secs(2);
 pub fn announce(
     dir: &Path,
     agent: &str,
-    ended: Option<Death>,
+    ended: Option<(Death, Option<i32>)>,
     line: &[u8],
 ) -> Result<bool, String> {
-    let mut message = ended.map(end_line).unwrap_or_default().into_bytes();
+    let mut message = ended
+        .map(|(death, pid)| end_line(death, pid))
+        .unwrap_or_default()
+        .into_bytes();
     message.extend_from_slice(b"start ");
     message.extend_from_slice(line);
     message.push(b'\n');
@@ -253,6 +260,39 @@ pub fn announce(
     bytes.extend_from_slice(&wanted);
     file.write_all(&bytes).map_err(failed)?;
     Ok(false)
+}
+
+/// Before the session of `agent`'s pane goes (`mosaic-fleet stop`), its run of `pid` having
+/// ended and tmux saying the pane is dead (so all its output is in the writer's pipe): tells
+/// the writer how. Then wait for [`closed`]: without this, the session's removal can outrun
+/// tmux's `pane-died` hook, and the writer, its input ended, closes the run as "pane closed".
+pub fn tell_end(dir: &Path, agent: &str, death: Death, pid: i32) -> Result<(), String> {
+    let mut ctl = open_append(dir, &ctl_name(agent))?;
+    ctl.write_all(end_line(death, Some(pid)).as_bytes())
+        .map_err(|e| format!("cannot write {}: {}", ctl_name(agent), crate::why(&e)))
+}
+
+/// Whether `agent`'s transcript in `dir` ends in a closing line of ours (`[mosaic] TIME run
+/// ended...`): its last run is closed.
+pub fn closed(dir: &Path, agent: &str) -> bool {
+    ends_closed(&dir.join(log_name(agent)))
+}
+
+/// Whether the transcript at `path` ends in a closing line of ours (`[mosaic] TIME run
+/// ended...`).
+fn ends_closed(path: &Path) -> bool {
+    let Ok(mut file) = File::open(path) else {
+        return false;
+    };
+    let len = file.metadata().map_or(0, |m| m.len());
+    let mut tail = Vec::new();
+    let from = len.saturating_sub(512);
+    if file.seek(SeekFrom::Start(from)).is_err() || file.read_to_end(&mut tail).is_err() {
+        return false;
+    }
+    let text = tail.strip_suffix(b"\r\n").unwrap_or(&tail);
+    let last = text.rsplit(|&b| b == b'\n').next().unwrap_or_default();
+    last.starts_with(MARK.as_bytes()) && last.windows(10).any(|w| w == b" run ended")
 }
 
 fn ends_with(path: &Path, tail: &[u8]) -> bool {

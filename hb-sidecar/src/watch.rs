@@ -44,6 +44,10 @@ use crate::signals::{Signals, Stop};
 use crate::target::{Gone, Target};
 use crate::wait::{wait, Event};
 use crate::writer::Writer;
+
+/// How long a death's record may wait for tmux to reap the pane ([`Sidecar::hurry_tmux`]):
+/// tmux does within milliseconds of a SIGCHLD it does not lose.
+const HURRY: Duration = Duration::from_secs(1);
 use mosaic_core::death::Death;
 use mosaic_core::handover::Ready;
 use mosaic_core::record::Status;
@@ -216,6 +220,9 @@ impl<'a> Sidecar<'a> {
             }
         }
         let mut written = self.writer.end(status);
+        if let End::Exited(_) = end {
+            self.hurry_tmux();
+        }
         if let (End::Exited(_), Some(grace)) = (end, self.reap) {
             // The death is on record at once; what it left is ended after, and counted.
             let hooks = self.writer.hooks();
@@ -233,6 +240,7 @@ impl<'a> Sidecar<'a> {
         // Due when the backoff will say (unless the helper's answer changes the verdict).
         self.writer.schedule_restart(supervisor.next_delay());
         self.answer();
+        self.hurry_tmux();
         if let Some(grace) = self.reap {
             // A restarted run must not start beside the last one's leftovers.
             let hooks = self.writer.hooks();
@@ -245,6 +253,15 @@ impl<'a> Sidecar<'a> {
             }
         }
         supervisor.after_death(&mut self.writer, signals, self.interval)
+    }
+
+    /// After a death, once it is on record: tmux may have lost the target's SIGCHLD, and until
+    /// it reaps the pane it neither says how it ended nor runs `pane-died` (which closes the
+    /// run in the transcript). See [`mosaic_core::proc::hurry_tmux`]; a signal, no process.
+    fn hurry_tmux(&self) {
+        if let Some(started) = self.target.started() {
+            mosaic_core::proc::hurry_tmux(self.target.pid(), started, HURRY);
+        }
     }
 
     /// A restarted pane has a new terminal: watch that one.

@@ -128,12 +128,21 @@ pub fn bell_hook(bell: &Path) -> OsString {
     append_hook(b"printf . ", bell)
 }
 
-/// The tmux command for the session's `pane-died` hook: `run-shell -b 'echo end
-/// #{pane_dead_status}:#{pane_dead_signal} >> CTL'`, how the run ended for the transcript's
-/// writer (`mosaic_core::transcript`), expanded by tmux for the pane that died. The path is
-/// written as in [`bell_hook`].
+/// The tmux command for the session's `pane-died` hook: `run-shell -b '#{?pane_dead,echo end
+/// #{pane_dead_status}:#{pane_dead_signal} #{pane_pid} >> CTL,}'`, how the run ended for the
+/// transcript's writer (`mosaic_core::transcript`). tmux expands it when the hook runs, which
+/// may be after a respawn: the pane is live again then, and the hook writes nothing (whoever
+/// respawned it said how the run ended). The path is written as in [`bell_hook`] (no `,` or
+/// `}` in it, so it cannot end the condition).
 pub fn died_hook(ctl: &Path) -> OsString {
-    append_hook(b"echo end #{pane_dead_status}:#{pane_dead_signal} ", ctl)
+    let mut hook = append_hook(
+        b"#{?pane_dead,echo end #{pane_dead_status}:#{pane_dead_signal} #{pane_pid} ",
+        ctl,
+    )
+    .into_vec();
+    // Before the closing quote: the condition's empty other branch.
+    hook.splice(hook.len() - 1..hook.len() - 1, *b",}");
+    OsString::from_vec(hook)
 }
 
 fn append_hook(words: &[u8], path: &Path) -> OsString {

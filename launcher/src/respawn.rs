@@ -96,7 +96,7 @@ fn respawn(args: &RespawnArgs) -> Result<(), (Exit, String)> {
     if let Some((dir, command)) = transcript(&tmux, &args.agent) {
         let ended = match answer {
             Answer::Dead(Death::Unknown) => None,
-            Answer::Dead(death) => Some(death),
+            Answer::Dead(death) => Some((death, died)),
             _ => None,
         };
         crate::transcript::announce(&dir, &args.agent, ended, &command, "run restarted");

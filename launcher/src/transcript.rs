@@ -44,9 +44,15 @@ pub fn prepare(log: &Log, agent: &str, command: &[u8]) -> Result<Keeping, String
     })
 }
 
-/// Before a respawn of `agent`'s dead pane: tells its writer how the last run ended and
-/// hands it the next run's opening line (see `transcript::announce`).
-pub fn announce(dir: &Path, agent: &str, ended: Option<Death>, command: &[u8], what: &str) {
+/// Before a respawn of `agent`'s dead pane: tells its writer how the last run (of the pid,
+/// when known) ended and hands it the next run's opening line (see `transcript::announce`).
+pub fn announce(
+    dir: &Path,
+    agent: &str,
+    ended: Option<(Death, Option<i32>)>,
+    command: &[u8],
+    what: &str,
+) {
     let line = transcript::opening(what, command);
     if let Err(why) = transcript::announce(dir, agent, ended, &line) {
         eprintln!("mosaic-launcher: {why}");

@@ -14,8 +14,10 @@ written through.
 
 The lines of ours that open and close each run come through `DIR/CTL`, a control file others
 only append to: `start LINE` (the launcher or the respawn helper, just before tmux starts a
-run again: LINE is the opening line, already rendered) and `end STATUS:SIGNAL` (tmux's
-`pane-died` hook, or that helper; either may be empty). tmux runs `pane-died` only once the
+run again: LINE is the opening line, already rendered) and `end STATUS:SIGNAL PID` (tmux's
+`pane-died` hook, that helper, or `mosaic-fleet stop` before it removes the session; status
+or signal may be empty). Several may say the same run ended: the first closes it, one naming
+the pid already closed is ignored, so a late hook never closes the next run. tmux runs `pane-died` only once the
 pane's last output is in this pipe (3.3a's `window_pane_destroy_ready` waits for it), so on a
 change of CTL (inotify) the writer first reads its stdin to the end of what is there, then
 writes the line: a run's closing line follows all of its output. A closing line is written
@@ -99,6 +101,9 @@ struct Log {
     at_line_start: bool,
     /// The current run has no closing line yet.
     open: bool,
+    /// The pid named by the last `end` that closed a run: a second `end` for the same run
+    /// (tmux's hook and the stop or respawn that also saw it die) closes nothing more.
+    closed: Vec<u8>,
 }
 
 impl Log {
@@ -119,6 +124,7 @@ impl Log {
             // A run is under way: the first (its opening line is OPENING), or a respawned
             // one whose writer had gone.
             open: true,
+            closed: Vec::new(),
         })
     }
 
@@ -189,8 +195,15 @@ impl Log {
     fn control(&mut self, ctl: &mut Ctl) -> Result<(), Fail> {
         for line in ctl.new_lines() {
             if let Some(rest) = line.strip_prefix(b"end ") {
-                if self.open {
-                    let mut words = rest.split(|&b| b == b':');
+                // `end STATUS:SIGNAL PID`, the pid of the run that ended (absent: unknown).
+                let (how, pid) = match rest.iter().position(|&b| b == b' ') {
+                    Some(at) => (&rest[..at], &rest[at + 1..]),
+                    None => (rest, &b""[..]),
+                };
+                let again = !pid.is_empty() && pid == self.closed.as_slice();
+                if self.open && !again {
+                    self.closed = pid.to_vec();
+                    let mut words = how.split(|&b| b == b':');
                     let status = words.next().unwrap_or_default();
                     let signal = words.next().unwrap_or_default();
                     match (status, signal) {

@@ -14,6 +14,9 @@ A stop, for each agent, in an order that keeps the record true:
    record over;
 2. the pane's session and process group get SIGTERM, then SIGKILL after `--grace`
    ([`mosaic_core::teardown`]); every agent's grace runs at once, so `--all` waits one grace;
+   then each run so ended gets its closing line in the agent's transcript, saying how (an
+   `end` through its control file: `kill-session` could otherwise outrun tmux's `pane-died`
+   hook, and tmux 3.3a sometimes loses the pane's SIGCHLD, so it is sent again);
 3. `kill-session`, in the same tmux command as a last look at the pane: a pane that its
    sidecar's respawn helper started meanwhile is ended too (no process outlives its session);
 4. if no sidecar said `stopped` (none was running, or it had to be killed), we take the lock
@@ -38,12 +41,13 @@ use mosaic_core::layout;
 use mosaic_core::lock::{self, Turn};
 use mosaic_core::record::{Lifecycle, Status};
 use mosaic_core::teardown::{self, Step, Teardown};
+use mosaic_core::transcript;
 use nix::sys::signal::Signal;
 use serde::Serialize;
 
 use super::{agent_name, failed, print, tmux_failed, usage, Fail, Fleet, Where};
 use crate::config::LaunchConfig;
-use crate::tmux::PaneRow;
+use crate::tmux::{Pane, PaneRow};
 
 pub const STOP_HELP: &str = "Environment: each option above reads the variable shown beside it.\n\
     Exit codes: 0 every agent named is stopped (or was not running: its record now says \
@@ -155,6 +159,8 @@ struct Pending {
     hb_file: Option<PathBuf>,
     /// The sidecar told to stop, until it has left.
     sidecar: Option<(i32, OwnedFd)>,
+    /// The agent's transcript folder, as its launch file names it (`None`: `--no-log`).
+    transcript: Option<PathBuf>,
 }
 
 /// Stops `agents` (all at once: one grace for all), each in its turn: the turns are taken in
@@ -264,10 +270,59 @@ fn stop_in_turn(fleet: &Fleet, agents: &[&str], grace: Duration) -> Result<Vec<S
         }
     }
     run_teardowns(pending.iter_mut().filter_map(|p| p.teardown.as_mut()));
+    close_transcripts(fleet, &pending);
     Ok(pending
         .into_iter()
         .map(|p| finish(fleet, p, grace))
         .collect())
+}
+
+/// Step 2 and a half: each run the stop ended (or found ended) gets its closing line in the
+/// transcript, saying how, before its session goes ([`transcript::tell_end`]); all are told,
+/// then waited for together, for at most [`transcript::ANNOUNCE_WAIT`].
+fn close_transcripts(fleet: &Fleet, pending: &[Pending]) {
+    let deadline = Instant::now() + transcript::ANNOUNCE_WAIT;
+    let tmux = fleet.tmux();
+    let mut told = Vec::new();
+    let ended = pending
+        .iter()
+        .filter(|p| matches!(p.report.was, Was::Running | Was::Exited));
+    for p in ended {
+        let (Some(dir), agent) = (&p.transcript, p.report.agent.as_str()) else {
+            continue;
+        };
+        let seen = p.pane_pid.map(|(pid, _)| pid);
+        if let Some((pid, Some(started))) = p.pane_pid {
+            // tmux may have lost its SIGCHLD, and then never says the pane is dead.
+            let left = deadline.saturating_duration_since(Instant::now());
+            mosaic_core::proc::hurry_tmux(pid, started, left);
+        }
+        // Dead once tmux has read the pane's terminal to its end.
+        let dead = loop {
+            match tmux.pane(agent) {
+                Ok(Pane::Dead(dead)) => break Some(dead),
+                Ok(Pane::Live(pid)) if Some(pid) == seen && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                // Respawned by a racer (step 3 ends it), gone, or tmux failing: nothing to say.
+                _ => break None,
+            }
+        };
+        if let Some(dead) = dead {
+            if transcript::tell_end(dir, agent, dead.death, dead.pid).is_ok() {
+                told.push((dir, agent));
+            }
+        }
+    }
+    while told
+        .iter()
+        .any(|(dir, agent)| !transcript::closed(dir, agent))
+    {
+        if Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Waits until the sidecar has exited or let go of `file` (its lock is free: its last hooks
@@ -341,6 +396,10 @@ fn begin(fleet: &Fleet, agent: &str, pane: Option<&PaneRow>) -> Pending {
         teardown: None,
         hb_file,
         sidecar,
+        transcript: LaunchConfig::load(&fleet.hb_dir, agent)
+            .ok()
+            .flatten()
+            .and_then(|c| Some(transcript::socket_dir(&c.log?.0, &c.socket))),
     }
 }
 

@@ -121,7 +121,8 @@ impl Launch<'_> {
         }
         if let Some(log) = &self.plan.log {
             let command = self.plan.command.as_encoded_bytes();
-            let ended = death.known().then_some(death.death);
+            let pid = Some(death.pid).filter(|&p| p > 0);
+            let ended = death.known().then_some((death.death, pid));
             crate::transcript::announce(&log.dir, self.agent(), ended, command, "run started");
         }
         let respawned = self

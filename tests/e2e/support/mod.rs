@@ -108,7 +108,8 @@ pub struct Sandbox {
     pub dir: PathBuf,
     pub socket: String,
     children: Mutex<Vec<Child>>,
-    pids: Mutex<Vec<i32>>,
+    /// Tracked pids, each with its start time then (`None`: already gone when tracked).
+    pids: Mutex<Vec<(i32, Option<u64>)>>,
 }
 
 impl Sandbox {
@@ -302,9 +303,11 @@ impl Sandbox {
         }
     }
 
-    /// Registers a pid (a sidecar, say) to SIGKILL when the sandbox drops.
+    /// Registers a pid (a sidecar, say) to SIGKILL when the sandbox drops, if it is still the
+    /// same process then: pid numbers wrap (`pid_max` is 32768 here, and the suite spawns tens
+    /// of thousands), so a number killed blindly once hit another test's tmux server.
     pub fn track(&self, pid: i32) {
-        self.pids.lock().unwrap().push(pid);
+        self.pids.lock().unwrap().push((pid, start_time(pid)));
     }
 }
 
@@ -325,13 +328,17 @@ impl Drop for Sandbox {
             let _ = child.kill();
             let _ = child.wait();
         }
-        for &pid in self.pids.lock().unwrap().iter() {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        for &(pid, started) in self.pids.lock().unwrap().iter() {
             // A tracked pid that led its own group (a `setsid sh -c` run) may have forked the
-            // real work into that group: it goes too, or it outlives the test.
-            if pid > 1 {
-                let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
+            // real work into that group: it goes too, or it outlives the test. The number is
+            // ours while the process is (same start time), or while nothing has it: a group
+            // keeps its number from being given to a new process.
+            let now = start_time(pid);
+            if pid <= 1 || (now.is_some() && now != started) {
+                continue;
             }
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
         }
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline && !sidecars_writing_under(&self.dir).is_empty() {
@@ -521,6 +528,18 @@ pub fn wait_for_status(path: &Path, status: Status, timeout: Duration) -> Record
         || read_record(path).filter(|r| r.status == status),
         || show_file(path),
     )
+}
+
+/// When `pid` started (clock ticks after boot, `/proc/PID/stat`'s 22nd field), while it exists.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command's closing parenthesis: state is field 3, start time field 22.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
 }
 
 /// Whether `pid` is a live process (not a zombie).
