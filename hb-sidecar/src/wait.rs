@@ -49,7 +49,13 @@ pub fn wait(
 ) -> Event {
     let mut timeout = timeout;
     if let Some(hooks) = hooks.as_deref_mut() {
+        let busy = hooks.busy();
         hooks.service();
+        if busy && !hooks.busy() {
+            // The last hook ended since the caller looked: it looks again now, rather than
+            // sleep the whole timeout with nothing to wake it (after the final record, an hour).
+            return Event::Interrupted;
+        }
         if let Some(at) = hooks.deadline() {
             timeout = timeout.min(at.saturating_duration_since(Instant::now()));
         }

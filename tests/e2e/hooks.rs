@@ -490,6 +490,31 @@ fn hostile_values_stay_in_the_environment() {
     expect_success(fleet(&sb, &["stop", "odd"]).env("MOSAIC_HEARTBEAT_RUN_DIR", &dir));
 }
 
+// A sidecar leaves once its last hook (the `stopped` event's, after the final record) is done:
+// one whose hook ended between two of its looks slept on for an hour (half of the runs of
+// `hostile_values_stay_in_the_environment` left one behind).
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn a_sidecar_leaves_once_its_last_hook_is_done() {
+    e2e!();
+    let sb = Sandbox::new();
+    let hook = format!("echo \"$MOSAIC_EVENT\" >> '{}'", sb.path("out").display());
+    for n in 0..8 {
+        let agent = format!("last{n}");
+        expect_success(
+            sb.launcher(&agent)
+                .env("MOSAIC_ON_EVENT", &hook)
+                .env("MOSAIC_AGENT_COMMAND", "sleep 600"),
+        );
+        let record = wait_for_status(&sb.hb_file(&agent), Status::Ok, Duration::from_secs(10));
+        let sidecar = record.hb_pid.expect("the sidecar says its pid");
+        expect_success(&mut fleet(&sb, &["stop", &agent]));
+        wait_gone(sidecar);
+    }
+    let out = std::fs::read_to_string(sb.path("out")).unwrap();
+    assert_eq!(out.matches("stopped").count(), 8, "{out}");
+}
+
 /// `contrib/hooks/NAME`.
 fn contrib(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

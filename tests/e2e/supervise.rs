@@ -194,6 +194,8 @@ fn the_first_restarting_record_says_when() {
     );
     // Not the helper's answer yet: this is the record written at the death.
     assert!(!fake.calls().contains("go "), "{}", fake.calls());
+    // Its restart is due after the test: the sidecar goes with the sandbox, before it.
+    sb.track(rec.hb_pid.unwrap());
 }
 
 // Exit 0 under on-failure: not restarted; the record says exited with exit_status=0.

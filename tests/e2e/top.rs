@@ -233,6 +233,19 @@ fn every_way_out_restores_the_terminal() {
     }
 }
 
+// A terminal that goes away (its tmux server killed, as when an ssh connection drops) ends
+// top: it used to read the end of its input there forever, a core busy.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn top_ends_when_its_terminal_goes() {
+    e2e!();
+    let sb = Sandbox::new();
+    let term = Term::open(&sb);
+    let top = term.top_pid();
+    let _ = term.tmux(&["kill-server"]);
+    wait_gone(top);
+}
+
 #[test]
 #[ignore = "end-to-end: run `cargo xtask test`"]
 fn keys_stop_and_restart_after_y_filter_help_log_and_attach() {

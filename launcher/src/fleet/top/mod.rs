@@ -107,6 +107,22 @@ fn enter() -> std::io::Result<Screen> {
     Terminal::new(CrosstermBackend::new(std::io::stdout()))
 }
 
+/// Whether the terminal hung up: its other end closed (an ssh connection dropped, its tmux
+/// server killed), so its input is at an end for good, SIGHUP or not. crossterm's `poll` reads
+/// that end of input until its timeout (with `use-dev-tty`; its default mio source read it
+/// forever, a core busy), then the loop sees the SIGHUP or this.
+fn hung_up() -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let stdin = std::io::stdin();
+    let mut fds = [PollFd::new(
+        std::os::fd::AsFd::as_fd(&stdin),
+        PollFlags::POLLIN,
+    )];
+    let gone = PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL;
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+        && fds[0].revents().is_some_and(|r| r.intersects(gone))
+}
+
 /// The terminal as it was: safe to call twice, and when the terminal is gone (SIGHUP).
 fn restore() {
     let _ = terminal::disable_raw_mode();
@@ -159,6 +175,9 @@ impl<'a> Dashboard<'a> {
         loop {
             if let Some(sig) = stop.signal() {
                 return Ok(ExitCode::from(128 + sig as u8));
+            }
+            if hung_up() {
+                return Ok(ExitCode::from(128 + nix::sys::signal::Signal::SIGHUP as u8));
             }
             let mut changed = self.read();
             changed |= self.finished_jobs();
