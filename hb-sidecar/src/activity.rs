@@ -3,14 +3,15 @@ Activity: is the agent working (`busy`), quiet (`idle`), or asking for someone (
 
 An agent in a tmux pane talks to the world through its terminal, so the cheapest true signal is
 the terminal itself: every write the agent makes to its pty is an `IN_MODIFY` on the pty's
-inode (`/proc/PID/fd/1`, else `0`), and a terminal bell is tmux's `alert-bell` hook, which the
-launcher points at a mark file beside the heartbeat file (`.NAME.hb.bell`) that tmux itself
-appends a byte to, in the hook, before it reads the pane's next output; its close is an
-`IN_CLOSE_WRITE`, queued before the `IN_MODIFY` of output that follows the bell by a
-millisecond. A bell rung before the watch began (in the agent's first milliseconds) is read
-from the mark: a byte written since the pty was made. Both watches sit on one inotify
-descriptor, the third descriptor of the sidecar's one `ppoll`. No process, no tmux call, no
-screen scraping.
+inode (`/proc/PID/fd/1`, else `0`), and a terminal bell is a byte appended to a mark file beside
+the heartbeat file (`.NAME.hb.bell`), whose closes are `IN_CLOSE_WRITE`s. The pane's transcript
+writer (`mosaic-log --bell`), which reads the pane's bytes in order, appends `b` when what it
+read ends in a bell and `o` when output follows a bell it marked: the mark's last byte says
+which came last, however close they were. Without a transcript, tmux's `alert-bell` hook
+appends a `.` instead (later than the output that follows a bell by a millisecond). A bell rung
+before the watch began (in the agent's first milliseconds) is read from the mark: a byte
+written since the pty was made. Both watches sit on one inotify descriptor, the third
+descriptor of the sidecar's one `ppoll`. No process, no tmux call, no screen scraping.
 
 ```text
             output                        no output for IDLE_AFTER
@@ -37,12 +38,13 @@ When the agent is Claude Code and its undocumented session file names the agent'
 word, and it knows a silent tool run from a quiet prompt.
 
 Limits, by design: output is not work (a long silent tool run looks idle; a redraw after a
-resize, or a spinner, looks busy); a bell is only seen when the launcher installed the hook and
-tmux's `monitor-bell` is on (the default); output written through `/dev/tty` instead of the
-inherited descriptor is another inode and is not seen. A bell and output that tmux reads in one
-go (written microseconds apart) are one event to tmux, whose hook runs after both: `waiting`,
-though output came last; so is a bell that output followed before the watch began. A target
-without a terminal (the sidecar run alone on any PID) has no activity at all.
+resize, or a spinner, looks busy; so does a bell followed by any byte); a bell is only seen when
+the launcher gave the pane a transcript writer or the hook (with tmux's `monitor-bell` on, the
+default); output written through `/dev/tty` instead of the inherited descriptor is another
+inode and is not seen. With the hook alone, a bell and output that tmux reads in one go are one
+event, whose hook runs after both: `waiting`, though output came last; so is a bell that output
+followed before the watch began. A target without a terminal (the sidecar run alone on any PID)
+has no activity at all.
 */
 
 use std::ffi::{CStr, CString};
@@ -65,7 +67,8 @@ pub mod claude;
 pub struct Watch {
     inotify: OwnedFd,
     tty: libc::c_int,
-    bell: Option<libc::c_int>,
+    /// The bell mark's watch, and the mark (its last byte says what came last).
+    bell: Option<(libc::c_int, OwnedFd)>,
     idle_after: Duration,
     activity: Activity,
     since: DateTime<Utc>,
@@ -112,7 +115,7 @@ impl Watch {
             Ok(mark) => {
                 let wd = add_watch(&inotify, &mark, libc::IN_CLOSE_WRITE)?;
                 rang = rang_before(&mark, &tty);
-                Some(wd)
+                Some((wd, mark))
             }
             Err(e) => {
                 crate::log(format_args!(
@@ -268,8 +271,17 @@ impl Watch {
                 // (An overflow lost events: the agent certainly wrote something.)
                 seen.output = true;
                 seen.bell_last = false;
-            } else if Some(wd) == self.bell && mask & libc::IN_CLOSE_WRITE != 0 {
-                seen.bell_last = true;
+            } else if let Some((_, mark)) = self.bell.as_ref().filter(|b| b.0 == wd) {
+                if mask & libc::IN_CLOSE_WRITE == 0 {
+                    continue;
+                }
+                // `o`: the transcript's writer saw output after the bell it marked.
+                if last_byte(mark) == Some(b'o') {
+                    seen.output = true;
+                    seen.bell_last = false;
+                } else {
+                    seen.bell_last = true;
+                }
             }
         }
         seen
@@ -341,12 +353,21 @@ fn add_watch(inotify: &OwnedFd, file: &OwnedFd, mask: u32) -> io::Result<libc::c
 /// made (a pty's ctime is its creation: output moves only its mtime). A bell of an earlier
 /// pane of the agent is older than its terminal.
 fn rang_before(mark: &OwnedFd, tty: &OwnedFd) -> Option<DateTime<Utc>> {
+    let last = last_byte(mark);
     let (mark, tty) = (fstat(mark).ok()?, fstat(tty).ok()?);
     let since_made = (mark.st_mtime, mark.st_mtime_nsec) >= (tty.st_ctime, tty.st_ctime_nsec);
-    if mark.st_size == 0 || !since_made {
+    if mark.st_size == 0 || !since_made || last == Some(b'o') {
         return None;
     }
     DateTime::from_timestamp(mark.st_mtime, mark.st_mtime_nsec as u32)
+}
+
+/// The mark's last byte: `.` from tmux's hook, `b` or `o` from the transcript's writer.
+fn last_byte(mark: &OwnedFd) -> Option<u8> {
+    let size = fstat(mark).ok()?.st_size;
+    let mut byte = [0u8];
+    let n = nix::sys::uio::pread(mark, &mut byte, size.checked_sub(1)?).ok()?;
+    (n == 1).then_some(byte[0])
 }
 
 fn modified(fd: &OwnedFd) -> Option<DateTime<Utc>> {

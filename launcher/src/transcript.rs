@@ -30,7 +30,12 @@ pub struct Keeping {
 /// Prepares `log.dir` and checks (creating them) the agent's transcript and control files:
 /// before tmux starts anything, so a planted symlink or an unusable directory fails the launch
 /// with nothing started.
-pub fn prepare(log: &Log, agent: &str, command: &[u8]) -> Result<Keeping, String> {
+pub fn prepare(
+    log: &Log,
+    agent: &str,
+    command: &[u8],
+    bell: Option<&Path>,
+) -> Result<Keeping, String> {
     let bin = locate(log.bin.as_deref())?;
     transcript::prepare(&log.dir)?;
     transcript::open_append(&log.dir, &transcript::ctl_name(agent))?;
@@ -38,7 +43,7 @@ pub fn prepare(log: &Log, agent: &str, command: &[u8]) -> Result<Keeping, String
     let mut opening = Vec::new();
     pane::quote(&mut opening, &transcript::opening("run started", command));
     Ok(Keeping {
-        pipe: pipe_command(&bin, &log.dir, agent, log.max_size, log.keep),
+        pipe: pipe_command(&bin, bell, &log.dir, agent, log.max_size, log.keep),
         opening: OsString::from_vec(opening),
         died_hook: pane::died_hook(&log.dir.join(transcript::ctl_name(agent))),
     })
@@ -59,11 +64,24 @@ pub fn announce(
     }
 }
 
-/// `exec 'BIN' 'DIR' 'AGENT.log' '.AGENT.log.ctl' MAX KEEP`, every path single-quoted.
-fn pipe_command(bin: &Path, dir: &Path, agent: &str, max: u64, keep: u32) -> OsString {
+/// `exec 'BIN' [--bell 'MARK'] 'DIR' 'AGENT.log' '.AGENT.log.ctl' MAX KEEP`, every path
+/// single-quoted.
+fn pipe_command(
+    bin: &Path,
+    bell: Option<&Path>,
+    dir: &Path,
+    agent: &str,
+    max: u64,
+    keep: u32,
+) -> OsString {
     let mut out = b"exec ".to_vec();
     pane::quote(&mut out, bin.as_os_str().as_bytes());
     out.push(b' ');
+    if let Some(bell) = bell {
+        out.extend_from_slice(b"--bell ");
+        pane::quote(&mut out, bell.as_os_str().as_bytes());
+        out.push(b' ');
+    }
     pane::quote(&mut out, dir.as_os_str().as_bytes());
     out.push(b' ');
     pane::quote(&mut out, transcript::log_name(agent).as_bytes());

@@ -1,7 +1,7 @@
 /*!
 `mosaic-log`: an agent's transcript writer, the command of its pane's `pipe-pane -O`.
 
-    mosaic-log DIR NAME CTL MAX_SIZE KEEP [OPENING]
+    mosaic-log [--bell MARK] DIR NAME CTL MAX_SIZE KEEP [OPENING]
 
 tmux (3.3a) forks it once per pane, with the pane's output on its stdin (one end of a
 socketpair) for as long as the pane lives: across its deaths and `respawn-pane`, until the
@@ -23,7 +23,12 @@ change of CTL (inotify) the writer first reads its stdin to the end of what is t
 writes the line: a run's closing line follows all of its output. A closing line is written
 once per run; at the end of stdin a run still open is closed as "pane closed".
 
-Cost, the reason for its shape: one runs per logged agent for days. It links rustix alone (no
+With `--bell MARK` (the sidecar's bell mark), it also parses what it reads as a terminal does
+(vte) and appends `b` to MARK when a read ends in a bell, and `o` when output follows a bell it
+marked: the sidecar, which sees the agent's writes but not their order against a bell, goes by
+the mark's last byte ([`Bells`]).
+
+Cost, the reason for its shape: one runs per logged agent for days. It links rustix and vte alone (no
 clap, no `format!`), reads into one fixed buffer, and spawns nothing; `cargo xtask bench`
 measures its private memory and its CPU per MB. It never blocks tmux: what it has not read yet
 waits in tmux's buffer, so a burst is slowed, never lost. Exits 0 at the end of stdin, 2 on
@@ -32,7 +37,7 @@ bad arguments, 1 when its files cannot be used (tmux then closes the pipe; the a
 
 use std::ffi::{CStr, CString, OsString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStringExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::fs::{fstat, openat, renameat, unlinkat, AtFlags, FileType, Mode, OFlags, CWD};
@@ -60,11 +65,15 @@ type Fail = (i32, String);
 
 fn run(args: Vec<OsString>) -> Result<(), Fail> {
     let mut args = args;
+    let bell = match args.first().map(|a| a.as_bytes()) {
+        Some(b"--bell") if args.len() > 1 => Some(args.drain(..2).nth(1).expect("two")),
+        _ => None,
+    };
     let opening = (args.len() == 6).then(|| args.pop()).flatten();
     let [dir, name, ctl, max, keep] = <[OsString; 5]>::try_from(args).map_err(|_| {
         (
             2,
-            "usage: mosaic-log DIR NAME CTL MAX_SIZE KEEP [OPENING]".to_string(),
+            "usage: mosaic-log [--bell MARK] DIR NAME CTL MAX_SIZE KEEP [OPENING]".to_string(),
         )
     })?;
     let number = |v: &OsString| -> Result<u64, Fail> {
@@ -78,6 +87,9 @@ fn run(args: Vec<OsString>) -> Result<(), Fail> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let dir = openat(CWD, dir.as_c_str(), flags, Mode::empty()).map_err(failed("open dir"))?;
     let mut log = Log::open(dir, name, max, keep)?;
+    if let Some(mark) = bell {
+        log.bells = Some(Bells::new(c(mark)?));
+    }
     let ctl = Ctl::open(&log.dir, &ctl)?;
     if let Some(opening) = opening {
         log.line(&opening.into_vec())?;
@@ -104,6 +116,8 @@ struct Log {
     /// The pid named by the last `end` that closed a run: a second `end` for the same run
     /// (tmux's hook and the stop or respawn that also saw it die) closes nothing more.
     closed: Vec<u8>,
+    /// With `--bell`: the bells in what is read, marked for the sidecar.
+    bells: Option<Bells>,
 }
 
 impl Log {
@@ -125,6 +139,7 @@ impl Log {
             // one whose writer had gone.
             open: true,
             closed: Vec::new(),
+            bells: None,
         })
     }
 
@@ -171,7 +186,12 @@ impl Log {
             }
             match read(stdin, &mut *buf) {
                 Ok(0) => return Ok(false),
-                Ok(n) => self.append(&buf[..n])?,
+                Ok(n) => {
+                    self.append(&buf[..n])?;
+                    if let Some(bells) = &mut self.bells {
+                        bells.read(&buf[..n]);
+                    }
+                }
                 Err(Errno::INTR | Errno::AGAIN) => {}
                 // tmux's end went away without a clean end (the server killed): the end.
                 Err(_) => return Ok(false),
@@ -298,6 +318,105 @@ impl Log {
     }
 }
 
+/// The bells in the pane's output, told to the sidecar through its bell mark (`--bell`): a
+/// byte `b` appended when a read ends with a bell as the last thing the agent did, and `o` when
+/// output follows a bell marked so. The mark is closed after each byte: the sidecar watches its
+/// closes (inotify) and goes by its last byte, so a bell then output reads busy and output then
+/// a bell waiting, in the order of the bytes, which neither tmux's `alert-bell` hook (run after
+/// the pane's output of one read, as a process, late) nor the terminal's writes can tell. A
+/// BEL that ends an OSC string is no bell (vte parses the stream as a terminal would).
+struct Bells {
+    mark: CString,
+    parser: vte::Parser,
+    seen: Seen,
+    /// The mark's last byte is ours and says `b`.
+    marked: bool,
+}
+
+#[derive(Default)]
+struct Seen {
+    /// A bell, and nothing since.
+    after_bell: bool,
+    /// A bell in this read.
+    rang: bool,
+    /// Output after a bell in this read.
+    spoke_after: bool,
+}
+
+impl Seen {
+    fn spoke(&mut self) {
+        if self.after_bell {
+            self.after_bell = false;
+            self.spoke_after = true;
+        }
+    }
+}
+
+impl vte::Perform for Seen {
+    fn print(&mut self, _: char) {
+        self.spoke();
+    }
+    fn execute(&mut self, byte: u8) {
+        if byte == 0x07 {
+            self.rang = true;
+            self.after_bell = true;
+        } else {
+            self.spoke();
+        }
+    }
+    fn hook(&mut self, _: &vte::Params, _: &[u8], _: bool, _: char) {
+        self.spoke();
+    }
+    fn put(&mut self, _: u8) {
+        self.spoke();
+    }
+    fn osc_dispatch(&mut self, _: &[&[u8]], _: bool) {
+        self.spoke();
+    }
+    fn csi_dispatch(&mut self, _: &vte::Params, _: &[u8], _: bool, _: char) {
+        self.spoke();
+    }
+    fn esc_dispatch(&mut self, _: &[u8], _: bool, _: u8) {
+        self.spoke();
+    }
+}
+
+impl Bells {
+    fn new(mark: CString) -> Bells {
+        Bells {
+            mark,
+            parser: vte::Parser::new(),
+            seen: Seen::default(),
+            marked: false,
+        }
+    }
+
+    /// Takes in one read of the pane's output; marks what its end says.
+    fn read(&mut self, bytes: &[u8]) {
+        self.seen.rang = false;
+        self.seen.spoke_after = false;
+        self.parser.advance(&mut self.seen, bytes);
+        if self.seen.rang && self.seen.after_bell {
+            self.mark(b'b');
+            self.marked = true;
+        } else if self.seen.spoke_after && self.marked {
+            self.mark(b'o');
+            self.marked = false;
+        }
+    }
+
+    /// Appends `byte` to the mark, created 0600, never through a symlink, only a regular file
+    /// of ours (as the sidecar opens it). A mark that cannot be written is skipped: bells are
+    /// the sidecar's business, the transcript goes on.
+    fn mark(&self, byte: u8) {
+        let flags = OFlags::WRONLY | OFlags::APPEND;
+        let Ok((file, _)) = open_private(CWD, &self.mark, flags) else {
+            return;
+        };
+        let _ = write(&file, &[byte]);
+    }
+}
+
 const ZERO: rustix::event::Timespec = rustix::event::Timespec {
     tv_sec: 0,
     tv_nsec: 0,
@@ -305,7 +424,7 @@ const ZERO: rustix::event::Timespec = rustix::event::Timespec {
 
 /// Opens (creating it 0600) `name` in `dir`, never through a symlink, and only a regular,
 /// singly linked file of ours; returns it and its size.
-fn open_private(dir: &OwnedFd, name: &CStr, flags: OFlags) -> Result<(OwnedFd, u64), Fail> {
+fn open_private(dir: impl AsFd, name: &CStr, flags: OFlags) -> Result<(OwnedFd, u64), Fail> {
     let flags = flags | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY;
     let file = openat(dir, name, flags, Mode::from_raw_mode(0o600)).map_err(failed("open"))?;
     let stat = fstat(&file).map_err(failed("stat"))?;

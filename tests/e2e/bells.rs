@@ -1,15 +1,15 @@
 /*!
-Bells that must be seen: a bell that is the last thing an agent did is `waiting`. Scripted
-agents in real tmux panes (the real launcher's bell hook, the real sidecar) print and then ring
-a bell 0, 1 or 10 ms later, or ring in their first milliseconds, before their sidecar watches;
-each is then read once its sidecar has had the time it takes to look (its quiet second) and
-beat again.
+Bells that must be seen: a bell is `waiting` exactly when it is the last thing the agent did.
+Scripted agents in real tmux panes (the real launcher, the real sidecar, and the transcript's
+writer, which marks the bells it reads in the pane's bytes) print and then ring a bell 0, 1 or
+10 ms later, ring and then print, or ring in their first milliseconds, before their sidecar
+watches; each is then read once its sidecar has had the time it takes to look (its quiet
+second) and beat again.
 
-Not here: a bell and then output. The hook appends its byte from a shell tmux starts when it
-has handled what it read, so output that follows a bell sooner than that shell runs reaches the
-sidecar first, and when a hundred panes ring at once on two cores that shell may run 250 ms
-late: such a case passes or fails with the machine's load (README, Limits). `activity.rs`
-has a bell followed by output seconds later.
+Without a transcript (`--no-log`) tmux's `alert-bell` hook marks bells instead: output then a
+bell, and an early bell, are run that way too. Not a bell and then output there: the hook
+appends its byte from a shell tmux starts when it has handled what it read, so output that
+follows a bell sooner than that shell runs reaches the sidecar first (README, Limits).
 
 The suite runs every case on one tmux server at once: bells rung together are the burst in
 which tmux 3.3a skipped hooks that wrote through tmux (`pane::bell_hook`).
@@ -59,6 +59,30 @@ const CASES: &[Case] = &[
         early: false,
         want: Activity::Waiting,
     },
+    Case {
+        name: "bell-0ms-output",
+        acts: "printf '\\a'; printf 'out\\n'",
+        early: false,
+        want: Activity::Busy,
+    },
+    Case {
+        name: "bell-1ms-output",
+        acts: "printf '\\a'; sleep 0.001; printf 'out\\n'",
+        early: false,
+        want: Activity::Busy,
+    },
+    Case {
+        name: "bell-10ms-output",
+        acts: "printf '\\a'; sleep 0.01; printf 'out\\n'",
+        early: false,
+        want: Activity::Busy,
+    },
+    Case {
+        name: "title-osc-is-no-bell",
+        acts: "printf 'out\\n'; printf '\\033]2;a title\\a'",
+        early: false,
+        want: Activity::Busy,
+    },
 ];
 
 /// How many agents run each case: `MOSAIC_BELL_ROUNDS`, else `default`.
@@ -71,7 +95,7 @@ fn rounds(default: usize) -> usize {
 
 /// Runs `cases`, `n` agents each, on one tmux server; returns every agent whose record said
 /// otherwise, with what it said.
-fn run_cases(cases: &[&Case], n: usize) -> Vec<String> {
+fn run_cases(cases: &[&Case], n: usize, extra: &[&str]) -> Vec<String> {
     let sb = Sandbox::new();
     let work = sb.path("work");
     let mut agents = Vec::new();
@@ -94,7 +118,8 @@ fn run_cases(cases: &[&Case], n: usize) -> Vec<String> {
             let agent = format!("{}-{i}", case.name);
             let mut cmd = sb.launcher(&agent);
             cmd.env("MOSAIC_AGENT_COMMAND", format!("./{}.sh", case.name))
-                .env("MOSAIC_HEARTBEAT_INTERVAL", "0.2");
+                .env("MOSAIC_HEARTBEAT_INTERVAL", "0.2")
+                .args(extra);
             expect_success(&mut cmd);
             agents.push((agent, case));
         }
@@ -132,12 +157,26 @@ fn run_cases(cases: &[&Case], n: usize) -> Vec<String> {
     wrong
 }
 
-// Output then a bell is waiting, at 0, 1 and 10 ms; a bell in the agent's first milliseconds,
-// before its sidecar watches, is seen.
+// Output then a bell is waiting, a bell then output busy, at 0, 1 and 10 ms; a bell in the
+// agent's first milliseconds, before its sidecar watches, is seen; a BEL that ends a title
+// (OSC) is no bell.
 #[test]
 #[ignore = "end-to-end: run `cargo xtask test`"]
 fn a_bell_is_waiting_exactly_when_it_came_last() {
     e2e!();
-    let wrong = run_cases(&CASES.iter().collect::<Vec<_>>(), rounds(3));
+    let wrong = run_cases(&CASES.iter().collect::<Vec<_>>(), rounds(3), &[]);
+    assert!(wrong.is_empty(), "{} wrong: {wrong:#?}", wrong.len());
+}
+
+// Without a transcript, tmux's hook: output then a bell is waiting, an early bell is seen.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn without_a_transcript_the_hook_sees_a_bell_that_came_last() {
+    e2e!();
+    let cases: Vec<&Case> = CASES
+        .iter()
+        .filter(|c| c.want == Activity::Waiting)
+        .collect();
+    let wrong = run_cases(&cases, rounds(2), &["--no-log"]);
     assert!(wrong.is_empty(), "{} wrong: {wrong:#?}", wrong.len());
 }

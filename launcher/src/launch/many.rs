@@ -90,7 +90,12 @@ fn launch_group(plans: &[&Plan], stop: &Stop, results: &mut Vec<Result<Report, F
         .iter()
         .map(|plan| {
             let log = plan.log.as_ref()?;
-            crate::transcript::prepare(log, &plan.agent, plan.command.as_encoded_bytes()).ok()
+            let bell = plan
+                .heartbeat
+                .as_ref()
+                .and_then(|hb| mosaic_core::layout::bell_path(&hb.file));
+            let command = plan.command.as_encoded_bytes();
+            crate::transcript::prepare(log, &plan.agent, command, bell.as_deref()).ok()
         })
         .collect();
     // Only what can be chained: the group's socket and deadline, every input ready, no git
@@ -106,10 +111,12 @@ fn launch_group(plans: &[&Plan], stop: &Stop, results: &mut Vec<Result<Report, F
         .collect();
     let tmux = Tmux::new(&first.socket, first.timeout, Some(stop));
     let tokens: Vec<String> = plans.iter().map(|_| launch_token()).collect();
+    // A logged pane's bells are marked by its writer (see `launch`).
     let hooks: Vec<Option<OsString>> = plans
         .iter()
-        .map(|plan| {
-            let hb = plan.heartbeat.as_ref()?;
+        .zip(&logs)
+        .map(|(plan, log)| {
+            let hb = plan.heartbeat.as_ref().filter(|_| log.is_none())?;
             mosaic_core::layout::bell_path(&hb.file).map(|bell| pane::bell_hook(&bell))
         })
         .collect();

@@ -92,19 +92,27 @@ fn launch_session(plan: &Plan, stop: &Stop) -> Result<Report, Fail> {
     };
     let tmux = Tmux::new(&plan.socket, plan.timeout, Some(stop));
     let token = launch_token();
-    // A bell in the pane marks the sidecar's bell file (see `mosaic_core::activity`).
-    let bell_hook = plan
+    // A bell in the pane marks the sidecar's bell file (see `mosaic_core::activity`): the
+    // transcript's writer marks it, which reads the pane's bytes in order, else tmux's hook.
+    let bell = plan
         .heartbeat
         .as_ref()
-        .and_then(|hb| mosaic_core::layout::bell_path(&hb.file))
-        .map(|bell| pane::bell_hook(&bell));
+        .and_then(|hb| mosaic_core::layout::bell_path(&hb.file));
     let log = match &plan.log {
         Some(log) => Some(
-            crate::transcript::prepare(log, &plan.agent, plan.command.as_encoded_bytes())
-                .map_err(Fail::failed)?,
+            crate::transcript::prepare(
+                log,
+                &plan.agent,
+                plan.command.as_encoded_bytes(),
+                bell.as_deref(),
+            )
+            .map_err(Fail::failed)?,
         ),
         None => None,
     };
+    let bell_hook = bell
+        .filter(|_| log.is_none())
+        .map(|bell| pane::bell_hook(&bell));
     let spec = Spec {
         log: log.as_ref(),
         bell_hook: bell_hook.as_deref(),

@@ -258,7 +258,7 @@ impl TranscriptResults {
     pub fn method(&self) -> String {
         format!(
             "Transcripts: a logged agent differs from an unlogged one by one process, its \
-             pane's `mosaic-log` (static, rustix alone); its memory is `Private_Clean` + \
+             pane's `mosaic-log` (static, rustix and vte alone); its memory is `Private_Clean` + \
              `Private_Dirty` (and `Pss`) of `/proc/PID/smaps_rollup` for each of {} writers of \
              `sleep 600` agents running on one server. CPU per MB: an agent prints {} MB of \
              100-byte lines and exits; the writer's CPU time (schedstat) once the transcript has \
