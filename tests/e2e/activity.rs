@@ -202,13 +202,26 @@ fn no_terminal_no_activity() {
     assert!(!text.contains("activity"), "{text}");
 }
 
-// The bell hook reaches a heartbeat directory whose name holds every character that means
-// something to tmux's parser, its formats or the shell; and it marks only its own agent, even
-// beside an agent whose name it prefixes.
+// The bell hook (a pane without a transcript: `--no-log`) reaches a heartbeat directory whose
+// name holds every character that means something to tmux's parser, its formats or the shell;
+// and it marks only its own agent, even beside an agent whose name it prefixes.
 #[test]
 #[ignore = "end-to-end: run `cargo xtask test`"]
 fn bell_hook_survives_a_hostile_directory_and_a_prefix_name() {
     e2e!();
+    bells_reach_a_hostile_directory(true);
+}
+
+// The same with transcripts: the writer's bell mark, handed to it through the shell, in that
+// directory; no hook is set.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn the_writers_bell_mark_survives_a_hostile_directory_and_a_prefix_name() {
+    e2e!();
+    bells_reach_a_hostile_directory(false);
+}
+
+fn bells_reach_a_hostile_directory(no_log: bool) {
     let sb = Sandbox::new();
     let hb_dir = sb.path("hb it's \"#{session_name}\" $HOME; `x` %s \\");
     let script =
@@ -220,6 +233,9 @@ fn bell_hook_survives_a_hostile_directory_and_a_prefix_name() {
         cmd.env("MOSAIC_AGENT_COMMAND", format!("sh ./{agent}.sh"))
             .env("MOSAIC_HEARTBEAT_RUN_DIR", &hb_dir)
             .env("MOSAIC_HEARTBEAT_INTERVAL", "30");
+        if no_log {
+            cmd.arg("--no-log");
+        }
         expect_success(&mut cmd);
     }
     let (a, ab) = (hb_dir.join("a.hb"), hb_dir.join("ab.hb"));
@@ -237,6 +253,10 @@ fn bell_hook_survives_a_hostile_directory_and_a_prefix_name() {
     for (agent, mark) in [("a", ".a.hb.bell"), ("ab", ".ab.hb.bell")] {
         let hooks = sb.tmux(&["show-hooks", "-t", &format!("={agent}:")]);
         let hooks = String::from_utf8_lossy(&hooks.stdout).into_owned();
+        if !no_log {
+            assert!(!hooks.contains("alert-bell"), "{agent}: {hooks}");
+            continue;
+        }
         assert_eq!(hooks.matches("alert-bell").count(), 1, "{agent}: {hooks}");
         assert!(hooks.contains(&format!("/{mark}")), "{agent}: {hooks}");
     }
