@@ -281,30 +281,26 @@ pub fn closed(dir: &Path, agent: &str) -> bool {
 /// Whether the transcript at `path` ends in a closing line of ours (`[mosaic] TIME run
 /// ended...`).
 fn ends_closed(path: &Path) -> bool {
-    let Ok(mut file) = File::open(path) else {
+    let Some(tail) = last_bytes(path, 512) else {
         return false;
     };
-    let len = file.metadata().map_or(0, |m| m.len());
-    let mut tail = Vec::new();
-    let from = len.saturating_sub(512);
-    if file.seek(SeekFrom::Start(from)).is_err() || file.read_to_end(&mut tail).is_err() {
-        return false;
-    }
     let text = tail.strip_suffix(b"\r\n").unwrap_or(&tail);
     let last = text.rsplit(|&b| b == b'\n').next().unwrap_or_default();
     last.starts_with(MARK.as_bytes()) && last.windows(10).any(|w| w == b" run ended")
 }
 
 fn ends_with(path: &Path, tail: &[u8]) -> bool {
-    let Ok(mut file) = File::open(path) else {
-        return false;
-    };
-    let len = file.metadata().map_or(0, |m| m.len());
-    if len < tail.len() as u64 || file.seek(SeekFrom::Start(len - tail.len() as u64)).is_err() {
-        return false;
-    }
-    let mut end = vec![0; tail.len()];
-    file.read_exact(&mut end).is_ok() && end == tail
+    last_bytes(path, tail.len() as u64).is_some_and(|end| end == tail)
+}
+
+/// The last `n` bytes of the file at `path` (fewer when it is shorter).
+fn last_bytes(path: &Path, n: u64) -> Option<Vec<u8>> {
+    let mut file = File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(n))).ok()?;
+    let mut tail = Vec::new();
+    file.take(n).read_to_end(&mut tail).ok()?;
+    Some(tail)
 }
 
 #[cfg(test)]

@@ -90,6 +90,12 @@ pub struct WorktreeConfig {
 }
 
 impl LaunchConfig {
+    /// The agent's transcript folder (`BASE/SOCKET`); `None` for `--no-log`.
+    pub fn transcript_dir(&self) -> Option<PathBuf> {
+        let (base, _, _) = self.log.as_ref()?;
+        Some(mosaic_core::transcript::socket_dir(base, &self.socket))
+    }
+
     /// Where the launch configuration of `agent` lives in heartbeat directory `hb_dir`.
     pub fn path(hb_dir: &Path, agent: &str) -> PathBuf {
         hb_dir.join(mosaic_core::layout::launch_name(agent))

@@ -117,8 +117,7 @@ fn respawn(args: &RespawnArgs) -> Result<(), (Exit, String)> {
 fn transcript(tmux: &Tmux, agent: &str) -> Option<(std::path::PathBuf, Vec<u8>)> {
     let hb = std::path::PathBuf::from(tmux.hb_file(agent).ok()??);
     let config = crate::config::LaunchConfig::load(hb.parent()?, agent).ok()??;
-    let (base, _, _) = config.log?;
-    let dir = mosaic_core::transcript::socket_dir(&base, &config.socket);
+    let dir = config.transcript_dir()?;
     Some((dir, config.command.into_encoded_bytes()))
 }
 

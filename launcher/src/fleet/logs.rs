@@ -102,9 +102,7 @@ pub fn run(args: &LogsArgs) -> Result<ExitCode, Fail> {
 /// `socket`; `None` when it was launched with `--no-log`, or no base can be named.
 fn folder(hb_dir: &Path, socket: &str, agent: &str, given: Option<&Path>) -> Option<PathBuf> {
     if let Ok(Some(config)) = crate::config::LaunchConfig::load(hb_dir, agent) {
-        return config
-            .log
-            .map(|(base, _, _)| transcript::socket_dir(&base, &config.socket));
+        return config.transcript_dir();
     }
     let base = given
         .filter(|d| !d.as_os_str().is_empty())

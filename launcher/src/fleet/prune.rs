@@ -224,9 +224,7 @@ pub fn prune_only(
         }
         // Read before the launch file goes: where its transcript is.
         let folder = match crate::config::LaunchConfig::load(&fleet.hb_dir, &agent) {
-            Ok(Some(config)) => config
-                .log
-                .map(|(base, _, _)| transcript::socket_dir(&base, &config.socket)),
+            Ok(Some(config)) => config.transcript_dir(),
             _ => None,
         };
         result.logs.push((agent.clone(), folder));

@@ -37,6 +37,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use mosaic_core::death::Death;
 use mosaic_core::layout;
 use mosaic_core::lock::{self, Turn};
 use mosaic_core::record::{Lifecycle, Status};
@@ -47,7 +48,7 @@ use serde::Serialize;
 
 use super::{agent_name, failed, print, tmux_failed, usage, Fail, Fleet, Where};
 use crate::config::LaunchConfig;
-use crate::tmux::{Pane, PaneRow};
+use crate::tmux::PaneRow;
 
 pub const STOP_HELP: &str = "Environment: each option above reads the variable shown beside it.\n\
     Exit codes: 0 every agent named is stopped (or was not running: its record now says \
@@ -282,37 +283,54 @@ fn stop_in_turn(fleet: &Fleet, agents: &[&str], grace: Duration) -> Result<Vec<S
 /// then waited for together, for at most [`transcript::ANNOUNCE_WAIT`].
 fn close_transcripts(fleet: &Fleet, pending: &[Pending]) {
     let deadline = Instant::now() + transcript::ANNOUNCE_WAIT;
-    let tmux = fleet.tmux();
-    let mut told = Vec::new();
-    let ended = pending
+    // Each run to close: its agent, its transcript folder, the pane pid the stop saw.
+    let mut waiting: Vec<(&str, &Path, Option<i32>)> = Vec::new();
+    for p in pending
         .iter()
-        .filter(|p| matches!(p.report.was, Was::Running | Was::Exited));
-    for p in ended {
-        let (Some(dir), agent) = (&p.transcript, p.report.agent.as_str()) else {
+        .filter(|p| matches!(p.report.was, Was::Running | Was::Exited))
+    {
+        let Some(dir) = p.transcript.as_deref() else {
             continue;
         };
-        let seen = p.pane_pid.map(|(pid, _)| pid);
         if let Some((pid, Some(started))) = p.pane_pid {
             // tmux may have lost its SIGCHLD, and then never says the pane is dead.
             let left = deadline.saturating_duration_since(Instant::now());
             mosaic_core::proc::hurry_tmux(pid, started, left);
         }
-        // Dead once tmux has read the pane's terminal to its end.
-        let dead = loop {
-            match tmux.pane(agent) {
-                Ok(Pane::Dead(dead)) => break Some(dead),
-                Ok(Pane::Live(pid)) if Some(pid) == seen && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
-                // Respawned by a racer (step 3 ends it), gone, or tmux failing: nothing to say.
-                _ => break None,
-            }
+        waiting.push((&p.report.agent, dir, p.pane_pid.map(|(pid, _)| pid)));
+    }
+    let mut told = Vec::new();
+    // One look at every pane a round: a pane is dead once tmux has read its terminal to its end.
+    while !waiting.is_empty() {
+        let Ok(panes) = fleet.tmux().list_panes() else {
+            break;
         };
-        if let Some(dead) = dead {
-            if transcript::tell_end(dir, agent, dead.death, dead.pid).is_ok() {
-                told.push((dir, agent));
+        waiting.retain(|&(agent, dir, seen)| {
+            match panes.iter().find(|row| row.session == agent) {
+                Some(row) if row.dead => {
+                    if let Some(pid) = row.pid {
+                        // Without tmux's word (a SIGCHLD it lost), the zombie's own.
+                        let death = match row.death {
+                            Death::Unknown => mosaic_core::proc::zombie_status(pid)
+                                .map_or(Death::Unknown, Death::from_wait_status),
+                            known => known,
+                        };
+                        if transcript::tell_end(dir, agent, death, pid).is_ok() {
+                            told.push((dir, agent));
+                        }
+                    }
+                    false
+                }
+                // Live still under the pid the stop ended: its end is not read yet. Under
+                // another, a racer respawned it (step 3 ends that); gone: nothing to say.
+                Some(row) => seen.is_some() && row.pid == seen,
+                None => false,
             }
+        });
+        if waiting.is_empty() || Instant::now() >= deadline {
+            break;
         }
+        std::thread::sleep(Duration::from_millis(5));
     }
     while told
         .iter()
@@ -399,7 +417,7 @@ fn begin(fleet: &Fleet, agent: &str, pane: Option<&PaneRow>) -> Pending {
         transcript: LaunchConfig::load(&fleet.hb_dir, agent)
             .ok()
             .flatten()
-            .and_then(|c| Some(transcript::socket_dir(&c.log?.0, &c.socket))),
+            .and_then(|c| c.transcript_dir()),
     }
 }
 

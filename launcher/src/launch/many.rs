@@ -90,12 +90,8 @@ fn launch_group(plans: &[&Plan], stop: &Stop, results: &mut Vec<Result<Report, F
         .iter()
         .map(|plan| {
             let log = plan.log.as_ref()?;
-            let bell = plan
-                .heartbeat
-                .as_ref()
-                .and_then(|hb| mosaic_core::layout::bell_path(&hb.file));
             let command = plan.command.as_encoded_bytes();
-            crate::transcript::prepare(log, &plan.agent, command, bell.as_deref()).ok()
+            crate::transcript::prepare(log, &plan.agent, command, plan.bell_mark().as_deref()).ok()
         })
         .collect();
     // Only what can be chained: the group's socket and deadline, every input ready, no git
@@ -116,8 +112,8 @@ fn launch_group(plans: &[&Plan], stop: &Stop, results: &mut Vec<Result<Report, F
         .iter()
         .zip(&logs)
         .map(|(plan, log)| {
-            let hb = plan.heartbeat.as_ref().filter(|_| log.is_none())?;
-            mosaic_core::layout::bell_path(&hb.file).map(|bell| pane::bell_hook(&bell))
+            let bell = plan.bell_mark().filter(|_| log.is_none())?;
+            Some(pane::bell_hook(&bell))
         })
         .collect();
     let specs: Vec<Spec> = chained

@@ -44,6 +44,12 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The sidecar's bell mark (`.AGENT.hb.bell`), with a heartbeat: a bell in the pane is marked
+    /// there by its transcript's writer, else by tmux's `alert-bell` hook.
+    pub fn bell_mark(&self) -> Option<PathBuf> {
+        mosaic_core::layout::bell_path(&self.heartbeat.as_ref()?.file)
+    }
+
     /// Where the agent's pane starts: its worktree, else its workdir.
     pub fn pane_workdir(&self) -> std::borrow::Cow<'_, Path> {
         match &self.worktree {

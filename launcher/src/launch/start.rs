@@ -94,10 +94,7 @@ fn launch_session(plan: &Plan, stop: &Stop) -> Result<Report, Fail> {
     let token = launch_token();
     // A bell in the pane marks the sidecar's bell file (see `mosaic_core::activity`): the
     // transcript's writer marks it, which reads the pane's bytes in order, else tmux's hook.
-    let bell = plan
-        .heartbeat
-        .as_ref()
-        .and_then(|hb| mosaic_core::layout::bell_path(&hb.file));
+    let bell = plan.bell_mark();
     let log = match &plan.log {
         Some(log) => Some(
             crate::transcript::prepare(

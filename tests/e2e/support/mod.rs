@@ -307,7 +307,10 @@ impl Sandbox {
     /// same process then: pid numbers wrap (`pid_max` is 32768 here, and the suite spawns tens
     /// of thousands), so a number killed blindly once hit another test's tmux server.
     pub fn track(&self, pid: i32) {
-        self.pids.lock().unwrap().push((pid, start_time(pid)));
+        self.pids
+            .lock()
+            .unwrap()
+            .push((pid, mosaic_core::proc::start_time(pid)));
     }
 }
 
@@ -333,7 +336,7 @@ impl Drop for Sandbox {
             // real work into that group: it goes too, or it outlives the test. The number is
             // ours while the process is (same start time), or while nothing has it: a group
             // keeps its number from being given to a new process.
-            let now = start_time(pid);
+            let now = mosaic_core::proc::start_time(pid);
             if pid <= 1 || (now.is_some() && now != started) {
                 continue;
             }
@@ -528,18 +531,6 @@ pub fn wait_for_status(path: &Path, status: Status, timeout: Duration) -> Record
         || read_record(path).filter(|r| r.status == status),
         || show_file(path),
     )
-}
-
-/// When `pid` started (clock ticks after boot, `/proc/PID/stat`'s 22nd field), while it exists.
-pub fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the command's closing parenthesis: state is field 3, start time field 22.
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
 }
 
 /// Whether `pid` is a live process (not a zombie).
