@@ -56,6 +56,8 @@ pub struct Request<'a> {
     pub restart: &'a [String],
     /// The event hook (`--on-event`) and its timeout.
     pub hook: Option<(&'a OsStr, Duration)>,
+    /// The sidecar leaves our session itself (`--setsid`), not through `setsid(1)`.
+    pub setsid: bool,
 }
 
 impl Request<'_> {
@@ -75,6 +77,9 @@ impl Request<'_> {
             "--socket".into(),
             self.socket.into(),
         ];
+        if self.setsid {
+            args.push("--setsid".into());
+        }
         if let Some(grace) = self.reap {
             args.extend(["--reap".into(), validate::format_interval(grace).into()]);
         }
@@ -220,6 +225,7 @@ mod tests {
                 OsStr::new("echo \"$MOSAIC_EVENT\""),
                 Duration::from_secs(30),
             )),
+            setsid: false,
         };
         let args: Vec<String> = request
             .args()

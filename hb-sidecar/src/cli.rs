@@ -117,6 +117,11 @@ struct WatchArgs {
     /// Stay in the foreground instead of daemonizing.
     #[arg(long)]
     foreground: bool,
+    /// Leave the caller's session first (setsid(2)), as `setsid mosaic-hb` would without a
+    /// program of its own: `mosaic-fleet up` starts its sidecars so. Fails, before anything
+    /// is written, if the sidecar leads a process group.
+    #[arg(long)]
+    setsid: bool,
     /// Append diagnostics to FILE (after daemonizing they are otherwise discarded).
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
@@ -192,6 +197,14 @@ pub fn main() -> ExitCode {
 /// Watches a process: every step that can fail before the background, so a mistake reaches
 /// the caller (see the crate doc's start-up order), then the event loop until the end.
 fn watch(args: WatchArgs) -> Result<(), Fail> {
+    if args.setsid {
+        nix::unistd::setsid().map_err(|e| {
+            Fail::failed(format!(
+                "cannot leave the caller's session (--setsid): {}",
+                why(&std::io::Error::from(e))
+            ))
+        })?;
+    }
     if !args.foreground {
         // Before we open anything: a daemon keeps no descriptor its caller leaked to it.
         sys::release_inherited_fds(sys::Inherited::Close);

@@ -80,6 +80,8 @@ pub struct Sidecar<'a> {
     reap: Option<Duration>,
     /// The hand-over's answer, sent once the first record is written.
     ready: Option<Ready>,
+    /// Removing what a predecessor killed mid-beat left behind is due at the next beat.
+    tidy: bool,
 }
 
 impl<'a> Sidecar<'a> {
@@ -93,6 +95,7 @@ impl<'a> Sidecar<'a> {
             supervisor: None,
             reap: None,
             ready: None,
+            tidy: false,
         }
     }
 
@@ -110,13 +113,15 @@ impl<'a> Sidecar<'a> {
     }
 
     /// Answers the launcher, once, then does what start-up put off so as not to keep it
-    /// waiting: removing what a predecessor killed mid-beat left behind, and handing back
-    /// start-up's memory.
+    /// waiting: handing back start-up's memory; and, at the next beat, removing what a
+    /// predecessor killed mid-beat left behind (a directory read, which in a directory shared
+    /// by a fleet `up` is making is best done after the rush: a hundred sidecars reading a
+    /// thousand names each).
     fn answer(&mut self) {
         if let Some(ready) = self.ready.take() {
             ready.send();
-            self.writer.remove_stale_temps();
             mosaic_core::sys::release_startup_memory();
+            self.tidy = true;
         }
     }
 
@@ -290,6 +295,9 @@ impl<'a> Sidecar<'a> {
             }
             let activity = self.activity.as_ref().map(activity::Watch::current);
             self.writer.beat(activity);
+            if std::mem::take(&mut self.tidy) {
+                self.writer.remove_stale_temps();
+            }
             self.answer();
             if let Some(supervisor) = &mut self.supervisor {
                 supervisor.reap();

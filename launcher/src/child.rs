@@ -123,6 +123,17 @@ impl Stop {
     fn fd(&self) -> Option<BorrowedFd<'_>> {
         self.read.as_ref().map(AsFd::as_fd)
     }
+
+    /// Sleeps `timeout`, or less if a stop signal comes: then returns it.
+    pub fn nap(&self, timeout: Duration) -> Option<i32> {
+        match self.fd() {
+            Some(fd) => {
+                let _ = poll(&[Some(fd), None, None, None], Instant::now() + timeout);
+            }
+            None => std::thread::sleep(timeout),
+        }
+        self.signal()
+    }
 }
 
 impl Default for Stop {

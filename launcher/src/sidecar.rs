@@ -4,7 +4,8 @@ Starting the heartbeat sidecar:
 of [`mosaic_core::handover`].
 
 `setsid` (from PATH) puts the sidecar in a session of its own, so it outlives a terminal that
-hangs up. It is spawned right after tmux is asked for the session and reads the pane's pid
+hangs up; `mosaic-fleet up`, which starts a hundred at a time, spares that exec per agent and
+has the sidecar leave the session itself (`mosaic-hb --setsid`, [`Detach::Itself`]). It is spawned right after tmux is asked for the session and reads the pane's pid
 (and start time) from a pipe on its stdin once tmux has answered, so its start-up overlaps
 tmux's work instead of following it; a launch that needs no sidecar closes the pipe and the
 sidecar leaves without writing anything. Handed its pane, `mosaic-hb` takes its lock,
@@ -39,16 +40,32 @@ pub enum Started {
     TargetGone(String),
 }
 
+/// How a sidecar leaves the launcher's session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detach {
+    /// Through `setsid` from PATH: the launcher's contract (a stand-in `setsid` sees the
+    /// sidecar's whole command line).
+    Setsid,
+    /// By itself (`mosaic-hb --setsid`): one exec fewer per agent, for `mosaic-fleet up`.
+    Itself,
+}
+
 pub struct Sidecar {
-    setsid: PathBuf,
+    /// `setsid(1)`, for [`Detach::Setsid`].
+    setsid: Option<PathBuf>,
     hb: PathBuf,
 }
 
 impl Sidecar {
-    /// Finds `setsid` on PATH and `mosaic-hb` (override, next to us, or on PATH) before anything
-    /// is started, so a missing piece leaves nothing behind.
-    pub fn locate(hb_override: Option<&Path>) -> Result<Sidecar, String> {
-        let setsid = on_path("setsid").ok_or("cannot find setsid on PATH (util-linux)")?;
+    /// Finds `mosaic-hb` (override, next to us, or on PATH), and `setsid` on PATH when it is
+    /// the way out, before anything is started, so a missing piece leaves nothing behind.
+    pub fn locate(hb_override: Option<&Path>, detach: Detach) -> Result<Sidecar, String> {
+        let setsid = match detach {
+            Detach::Setsid => {
+                Some(on_path("setsid").ok_or("cannot find setsid on PATH (util-linux)")?)
+            }
+            Detach::Itself => None,
+        };
         let hb = match hb_override {
             Some(hb) if is_executable(hb) => hb.to_path_buf(),
             Some(hb) => {
@@ -69,8 +86,9 @@ impl Sidecar {
     /// Starts `setsid mosaic-hb --pid - ...` while tmux creates the session: the sidecar
     /// validates its arguments and prepares its file in parallel, then waits on its stdin for
     /// the pane's pid. That takes its start-up off the launch's critical path.
-    /// `timeout` bounds every wait for it. (`setsid` stays in our process group: as a group
-    /// leader it would fork and return at once, and its exit status would say nothing.)
+    /// `timeout` bounds every wait for it. (It starts in our process group, not as a group
+    /// leader: `setsid` would then fork and return at once, its exit status saying nothing,
+    /// and `mosaic-hb --setsid` would fail.)
     pub fn spawn(
         &self,
         file: &Path,
@@ -92,17 +110,24 @@ impl Sidecar {
                 .hook
                 .as_ref()
                 .map(|(command, timeout)| (command.as_os_str(), *timeout)),
+            setsid: self.setsid.is_none(),
         };
-        let mut cmd = Command::new(&self.setsid);
-        cmd.arg(&self.hb)
-            .args(request.args())
+        let mut cmd = match &self.setsid {
+            Some(setsid) => {
+                let mut cmd = Command::new(setsid);
+                cmd.arg(&self.hb);
+                cmd
+            }
+            None => Command::new(&self.hb),
+        };
+        cmd.args(request.args())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let child = child::spawn(&mut cmd, false).map_err(|e| {
             format!(
                 "cannot run {}: {}",
-                self.setsid.display(),
+                self.setsid.as_ref().unwrap_or(&self.hb).display(),
                 mosaic_core::why(&e)
             )
         })?;
@@ -126,13 +151,48 @@ impl Pending {
     /// Hands the sidecar pane `pid`, with the pane's start time read here at once (so the
     /// sidecar refuses a stranger that took the PID in the meantime), and waits until it has
     /// written its first record (it says `running`) or failed (it exits).
-    pub fn start(mut self, pid: i32) -> Result<Started, String> {
+    pub fn start(self, pid: i32) -> Result<Started, String> {
+        self.hand(pid).answer()
+    }
+
+    /// Hands the sidecar pane `pid` (as [`Pending::start`]) without waiting for its answer:
+    /// past this the launch is committed to the pane.
+    pub fn hand(mut self, pid: i32) -> Handed {
         let mut child = self.child.take().expect("a pending sidecar starts once");
         let target = Target::now(pid);
         if let Some(mut stdin) = child.stdin() {
             // A sidecar that already failed has closed its end: its exit status says why.
             let _ = stdin.write_all(target.line().as_bytes());
         }
+        Handed {
+            child: Some(child),
+            hb: std::mem::take(&mut self.hb),
+            timeout: self.timeout,
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            // EOF on its stdin: it leaves at once, having written nothing.
+            let _ = child.finish(Instant::now() + self.timeout, None);
+        }
+    }
+}
+
+/// A sidecar handed its pane ([`Pending::hand`]), its answer still to come.
+pub struct Handed {
+    child: Option<Running>,
+    hb: PathBuf,
+    timeout: Duration,
+}
+
+impl Handed {
+    /// Waits (the timeout from now) until the sidecar has written its first record (it says
+    /// `running`) or failed (it exits).
+    pub fn answer(mut self) -> Result<Started, String> {
+        let child = self.child.take().expect("a sidecar answers once");
         // Past the hand-over the launch is committed: stop signals wait until it is done.
         let out = child
             .finish_or_said(READY, Instant::now() + self.timeout, None)
@@ -177,11 +237,11 @@ impl Pending {
     }
 }
 
-impl Drop for Pending {
+impl Drop for Handed {
     fn drop(&mut self) {
         if let Some(child) = self.child.take() {
-            // EOF on its stdin: it leaves at once, having written nothing.
-            let _ = child.finish(Instant::now() + self.timeout, None);
+            // Unanswered: it keeps the pane; only its start-up is waited for.
+            let _ = child.finish_or_said(READY, Instant::now() + self.timeout, None);
         }
     }
 }

@@ -48,64 +48,190 @@ pub fn watch(
     deadline: Instant,
     stop: &Stop,
 ) -> Result<Verdict, Cut> {
-    let pid = pids.pane;
-    let pidfd = match child::pidfd_open(pid) {
-        Ok(fd) => Some(fd),
-        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(Verdict::Exited(None)),
-        // No pidfd (an old kernel, a seccomp filter): /proc alone, as below.
-        Err(_) => None,
+    let mut bufs = Buffers::new();
+    let mut watch = match Watch::new(pids, shell_line, settle, deadline, &mut bufs) {
+        Ok(watch) => watch,
+        Err(verdict) => return Ok(verdict),
     };
-    // Two reads' worth, allocated once: the loop below looks every 100 µs.
-    let (mut first, mut second) = (vec![0u8; CMDLINE_MAX], vec![0u8; CMDLINE_MAX]);
-    let server_line = read_cmdline(&format!("/proc/{}/cmdline", pids.server), &mut first)
-        .ok()
-        .map(<[u8]>::to_vec);
-    let cmdline_path = format!("/proc/{pid}/cmdline");
-    // Short, even steps: the exec is a millisecond or two away, and every step of latency
-    // here is launch time (a few dozen /proc reads cost far less).
-    let pause = Duration::from_micros(100);
     loop {
         if let Some(sig) = stop.signal() {
             return Err(Cut::Interrupted(sig));
         }
-        let line = read_cmdline(&cmdline_path, &mut first);
-        if exited(pidfd.as_ref(), pid) || (pidfd.is_none() && line.is_err()) {
-            return Ok(Verdict::Exited(mosaic_core::proc::zombie_status(pid)));
+        if let Some(verdict) = watch.look(&mut bufs) {
+            return Ok(verdict);
+        }
+        match watch.settled_at {
+            // Executed: its death, or the end of the settle time, whichever comes first.
+            Some(until) => match &watch.pidfd {
+                Some(fd) => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    child::wait_readable(fd.as_fd(), left, Some(stop))?;
+                }
+                None => std::thread::sleep(until.saturating_duration_since(Instant::now())),
+            },
+            None => std::thread::sleep(PAUSE),
+        }
+    }
+}
+
+/// Watches many panes at once (`mosaic-fleet up`), as [`watch`] does one: `decided` is told
+/// each one's verdict as soon as there is one, in the order they come, so that it can act on
+/// it while the others are still watched. A stop signal decides every pane not yet decided.
+pub fn watch_many(
+    panes: Vec<(usize, Watch)>,
+    stop: &Stop,
+    mut decided: impl FnMut(usize, Result<Verdict, Cut>),
+) {
+    let mut bufs = Buffers::new();
+    let mut left = panes;
+    // Short steps while something moves, longer while nothing does: every look at a pane is
+    // CPU taken from the panes starting beside it.
+    let mut pause = PAUSE;
+    while !left.is_empty() {
+        if let Some(sig) = stop.signal() {
+            for (at, _) in left.drain(..) {
+                decided(at, Err(Cut::Interrupted(sig)));
+            }
+            return;
+        }
+        let before = left.len();
+        left.retain_mut(|(at, watch)| match watch.look(&mut bufs) {
+            Some(verdict) => {
+                decided(*at, Ok(verdict));
+                false
+            }
+            None => true,
+        });
+        pause = if left.len() < before {
+            PAUSE
+        } else {
+            (pause * 2).min(PAUSE_MANY)
+        };
+        // Only settling ones left: nothing to look for before the first settle time ends.
+        let settling = left
+            .iter()
+            .map(|(_, w)| w.settled_at)
+            .collect::<Option<Vec<_>>>();
+        let nap = match settling.and_then(|ends| ends.into_iter().min()) {
+            Some(first) => first.saturating_duration_since(Instant::now()),
+            None => pause,
+        };
+        if !left.is_empty() {
+            let _ = stop.nap(nap);
+        }
+    }
+}
+
+/// The step between looks at a pane that has not executed yet: the exec is a millisecond or
+/// two away, and every step of latency here is launch time (a few dozen /proc reads cost far
+/// less).
+const PAUSE: Duration = Duration::from_micros(100);
+
+/// The longest step between looks at many panes while none of them moves.
+const PAUSE_MANY: Duration = Duration::from_millis(1);
+
+/// Two reads' worth of command line, allocated once for any number of panes.
+pub struct Buffers {
+    first: Vec<u8>,
+    second: Vec<u8>,
+}
+
+impl Buffers {
+    pub fn new() -> Buffers {
+        Buffers {
+            first: vec![0u8; CMDLINE_MAX],
+            second: vec![0u8; CMDLINE_MAX],
+        }
+    }
+}
+
+impl Default for Buffers {
+    fn default() -> Self {
+        Buffers::new()
+    }
+}
+
+/// One pane's verdict under way ([`Watch::look`] until there is one).
+pub struct Watch {
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+    /// The server's command line: the pane's process before it executes anything.
+    server_line: Option<Vec<u8>>,
+    shell_line: Vec<u8>,
+    cmdline_path: String,
+    settle: Duration,
+    deadline: Instant,
+    /// Once it has executed the agent: when it will have settled.
+    settled_at: Option<Instant>,
+}
+
+impl Watch {
+    /// Starts watching pane process `pids.pane`; the verdict at once if it is already gone.
+    pub fn new(
+        pids: PanePids,
+        shell_line: &[u8],
+        settle: Duration,
+        deadline: Instant,
+        bufs: &mut Buffers,
+    ) -> Result<Watch, Verdict> {
+        let pid = pids.pane;
+        let pidfd = match child::pidfd_open(pid) {
+            Ok(fd) => Some(fd),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Err(Verdict::Exited(None)),
+            // No pidfd (an old kernel, a seccomp filter): /proc alone, as below.
+            Err(_) => None,
+        };
+        let server_line = read_cmdline(&format!("/proc/{}/cmdline", pids.server), &mut bufs.first)
+            .ok()
+            .map(<[u8]>::to_vec);
+        Ok(Watch {
+            pid,
+            pidfd,
+            server_line,
+            shell_line: shell_line.to_vec(),
+            cmdline_path: format!("/proc/{pid}/cmdline"),
+            settle,
+            deadline,
+            settled_at: None,
+        })
+    }
+
+    /// One look at the pane: its verdict, once there is one.
+    pub fn look(&mut self, bufs: &mut Buffers) -> Option<Verdict> {
+        let pid = self.pid;
+        if let Some(until) = self.settled_at {
+            return if exited(self.pidfd.as_ref(), pid) {
+                Some(Verdict::Exited(mosaic_core::proc::zombie_status(pid)))
+            } else {
+                (Instant::now() >= until).then_some(Verdict::Running)
+            };
+        }
+        let line = read_cmdline(&self.cmdline_path, &mut bufs.first);
+        if exited(self.pidfd.as_ref(), pid) || (self.pidfd.is_none() && line.is_err()) {
+            return Some(Verdict::Exited(mosaic_core::proc::zombie_status(pid)));
         }
         // Empty while the kernel swaps in the new program (and for a zombie, which the pidfd
         // or /proc/PID/stat tell): not yet anything.
         let line = line.unwrap_or_default();
-        let forked = server_line.as_deref() == Some(line);
+        let forked = self.server_line.as_deref() == Some(line);
         // The same answer twice: an exec between two reads could have mixed two programs.
         if !line.is_empty()
             && !forked
-            && line != shell_line
-            && read_cmdline(&cmdline_path, &mut second).is_ok_and(|again| again == line)
+            && line != self.shell_line
+            && read_cmdline(&self.cmdline_path, &mut bufs.second).is_ok_and(|again| again == line)
         {
-            break;
-        }
-        if Instant::now() >= deadline {
-            return Ok(Verdict::NoExec);
-        }
-        std::thread::sleep(pause);
-    }
-    // Read while it lived; a pidfd readable now means it died right after its exec.
-    if exited(pidfd.as_ref(), pid) {
-        return Ok(Verdict::Exited(mosaic_core::proc::zombie_status(pid)));
-    }
-    if !settle.is_zero() {
-        let died = match &pidfd {
-            Some(fd) => child::wait_readable(fd.as_fd(), settle, Some(stop))?,
-            None => {
-                std::thread::sleep(settle);
-                exited(None, pid)
+            // Read while it lived; a pidfd readable now means it died right after its exec.
+            if exited(self.pidfd.as_ref(), pid) {
+                return Some(Verdict::Exited(mosaic_core::proc::zombie_status(pid)));
             }
-        };
-        if died {
-            return Ok(Verdict::Exited(mosaic_core::proc::zombie_status(pid)));
+            if self.settle.is_zero() {
+                return Some(Verdict::Running);
+            }
+            self.settled_at = Some(Instant::now() + self.settle);
+            return None;
         }
+        (Instant::now() >= self.deadline).then_some(Verdict::NoExec)
     }
-    Ok(Verdict::Running)
 }
 
 /// `/proc/PID/cmdline` in one `read(2)`: `std::fs::read` starts with a small probe read, and an

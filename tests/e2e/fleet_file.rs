@@ -415,3 +415,47 @@ fn up_starts_many_agents_together_each_with_its_sidecar() {
     let (diff, _) = expect_exit(&mut fleet(&sb, &["diff"]), 3);
     assert_eq!(diff, "+ start m045x\n90 unchanged\n");
 }
+
+/// The session id of `pid` (`/proc/PID/stat` field 6).
+fn session_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    mosaic_core::proc::stat_fields(&stat)?.nth(3)?.parse().ok()
+}
+
+// `up` watches its agents' settle times together, not one after another (it did: 10 agents
+// with `settle = 1` took 10 s), and an agent that dies within its settle time still fails
+// alone. Its sidecars leave `up`'s session by themselves (`mosaic-hb --setsid`): each leads
+// a session of its own, as `setsid mosaic-hb` made it.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn up_waits_the_settle_times_together() {
+    e2e!();
+    let sb = Sandbox::new();
+    let mut agents = String::new();
+    for i in 0..6 {
+        agents += &format!("[agents.s{i}]\ncommand = \"sleep 600\"\nsettle = 2\n");
+    }
+    agents += "[agents.dies]\ncommand = \"sleep 0.5\"\nsettle = 2\n";
+    write_file(&sb, &agents);
+    let started = std::time::Instant::now();
+    let (out, err) = expect_exit(&mut fleet(&sb, &["up"]), 1);
+    let took = started.elapsed();
+    assert!(out.contains("up: 6 started, 1 failed"), "{out}");
+    assert!(err.contains("dies (agent dies exited at once"), "{err}");
+    // Seven settle times one after another would be 14 s at least; together, one and the
+    // starts. (A bound on a structure, not a speed target: 3 settle times is ample.)
+    assert!(
+        took < Duration::from_secs(6),
+        "up took {took:?}: settle times waited one after another"
+    );
+    for i in 0..6 {
+        let file = sb.hb_file(&format!("s{i}"));
+        let record = wait_for_status(&file, Status::Ok, Duration::from_secs(10));
+        let hb = record.hb_pid.expect("records carry hb_pid");
+        assert_eq!(
+            session_of(hb),
+            Some(hb),
+            "s{i}'s sidecar leads its own session"
+        );
+    }
+}

@@ -13,12 +13,13 @@ use mosaic_core::dirs;
 use mosaic_core::exit::Fail;
 
 use super::plan::{Heartbeat, Plan};
-use super::report::Report;
+use super::report::{Outcome, Report, SidecarState};
 use super::start::{enough_descriptors, launch, launch_token, Launch};
-use crate::child::Stop;
+use crate::child::{Cut, Stop};
 use crate::pane;
-use crate::sidecar::{Pending, Sidecar};
-use crate::tmux::{Spec, Tmux};
+use crate::sidecar::{Detach, Handed, Pending, Sidecar};
+use crate::tmux::{PanePids, Spec, Tmux};
+use crate::verdict::{self, Verdict, Watch};
 
 /// How many agents [`launch_many`] starts together: each holds three pipes to its pending
 /// sidecar until its hand-over, so a group stays well within the usual 1024 open files.
@@ -66,7 +67,7 @@ fn inputs<'p>(plans: &[&'p Plan]) -> Inputs<'p> {
         let at = match located.iter().position(|(b, _)| *b == bin) {
             Some(at) => at,
             None => {
-                located.push((bin, Sidecar::locate(bin)));
+                located.push((bin, Sidecar::locate(bin, Detach::Itself)));
                 located.len() - 1
             }
         };
@@ -147,28 +148,48 @@ fn launch_group(plans: &[&Plan], stop: &Stop, results: &mut Vec<Result<Report, F
             _ => None,
         })
         .collect();
-    // Each call's agents are judged and handed over as soon as that call is done, while tmux
-    // works on the next; those the chain did not make are launched alone at the end.
-    let mut results_of: Vec<Option<Result<Report, Fail>>> = plans.iter().map(|_| None).collect();
+    // Each call's agents are watched together as soon as that call is done, while tmux works
+    // on the next; each one that has executed its command is handed to its sidecar at once,
+    // and the sidecars' answers are awaited last, all of them starting meanwhile.
+    let mut group = Group {
+        plans,
+        stop,
+        tmux: &tmux,
+        tokens: &tokens,
+        pids: vec![None; plans.len()],
+        sidecars: plans.iter().map(|_| None).collect(),
+        handed: Vec::new(),
+        results: plans.iter().map(|_| None).collect(),
+    };
+    let mut bufs = verdict::Buffers::new();
     let mut next = chained.iter();
     for call in calls {
+        let mut watches = Vec::new();
         for pids in call.finish() {
             let Some(&i) = next.next() else { break };
             let Some(pids) = pids else { continue };
-            let run = Launch {
-                plan: plans[i],
-                stop,
-                tmux: &tmux,
-                token: &tokens[i],
-                created: true,
-            };
-            // The verdict looks at the stop signals first: a stop undoes this session.
-            results_of[i] = Some(match pending[i].take().transpose() {
-                Ok(pending) => run.new_session(pids, pending),
-                Err(why) => Err(run.undo(Fail::failed(why))),
-            });
+            group.pids[i] = Some(pids);
+            match pending[i].take().transpose() {
+                Ok(sidecar) => group.sidecars[i] = sidecar,
+                Err(why) => {
+                    group.results[i] = Some(Err(group.launch(i).undo(Fail::failed(why))));
+                    continue;
+                }
+            }
+            let run = group.launch(i);
+            let (settle, deadline) = (plans[i].settle, run.deadline());
+            match Watch::new(pids, &run.shell_line(), settle, deadline, &mut bufs) {
+                Ok(watch) => watches.push((i, watch)),
+                Err(gone) => group.decide(i, Ok(gone)),
+            }
         }
+        verdict::watch_many(watches, stop, |i, verdict| group.decide(i, verdict));
     }
+    for (i, handed) in std::mem::take(&mut group.handed) {
+        let result = group.answered(i, handed);
+        group.results[i] = Some(result);
+    }
+    let mut results_of = group.results;
     for (i, plan) in plans.iter().enumerate() {
         // Not made by a chain (or its sidecar never spawned): alone, as ever.
         let result = results_of[i].take().unwrap_or_else(|| {
@@ -176,5 +197,67 @@ fn launch_group(plans: &[&Plan], stop: &Stop, results: &mut Vec<Result<Report, F
             launch(plan, stop)
         });
         results.push(result);
+    }
+}
+
+/// A group's chained agents between their chain and their sidecars' answers.
+struct Group<'g> {
+    plans: &'g [&'g Plan],
+    stop: &'g Stop,
+    tmux: &'g Tmux<'g>,
+    tokens: &'g [String],
+    /// Each agent's pane, as its chain printed it.
+    pids: Vec<Option<PanePids>>,
+    /// Each agent's sidecar, until it is handed its pane.
+    sidecars: Vec<Option<Pending>>,
+    /// The agents whose panes executed, in that order, and their sidecars.
+    handed: Vec<(usize, Option<Handed>)>,
+    results: Vec<Option<Result<Report, Fail>>>,
+}
+
+impl Group<'_> {
+    /// Agent `i`'s launch, whose session the chain made.
+    fn launch(&self, i: usize) -> Launch<'_> {
+        Launch {
+            plan: self.plans[i],
+            stop: self.stop,
+            tmux: self.tmux,
+            token: &self.tokens[i],
+            created: true,
+        }
+    }
+
+    /// Agent `i`'s pane has its verdict: its sidecar is handed the pane (the launch is then
+    /// committed), or the launch is rolled back. A stop signal rolls back any not yet handed.
+    fn decide(&mut self, i: usize, verdict: Result<Verdict, Cut>) {
+        let pids = self.pids[i].expect("a watched pane has its pids");
+        let judged = {
+            let run = self.launch(i);
+            run.judge(pids, verdict).and_then(|()| run.check_stop())
+        };
+        match judged {
+            Ok(()) => {
+                let handed = self.sidecars[i].take().map(|p| p.hand(pids.pane));
+                self.handed.push((i, handed));
+            }
+            Err(fail) => self.results[i] = Some(Err(fail)),
+        }
+    }
+
+    /// Agent `i`'s report once its sidecar (if any) has answered.
+    fn answered(&self, i: usize, handed: Option<Handed>) -> Result<Report, Fail> {
+        let pane = self.pids[i].expect("a handed pane has its pids").pane;
+        let run = self.launch(i);
+        let (sidecar, heartbeat) = match (&self.plans[i].heartbeat, handed) {
+            (Some(hb), Some(handed)) => run.sidecar_started(handed.answer(), pane, &hb.file)?,
+            _ => (SidecarState::None, None),
+        };
+        Ok(Report {
+            outcome: Outcome::Started,
+            pane_pid: Some(pane),
+            sidecar,
+            heartbeat,
+            healed: false,
+        })
     }
 }

@@ -16,9 +16,10 @@ use super::interrupted;
 use super::plan::Plan;
 use super::relaunch::collision;
 use super::report::{Outcome, Report, SidecarState};
+use crate::child::Cut;
 use crate::child::Stop;
 use crate::pane;
-use crate::sidecar::{self, Keeper, Pending, Sidecar, Started};
+use crate::sidecar::{self, Detach, Keeper, Pending, Sidecar, Started};
 use crate::tmux::{self, Created, Failure, Pane, PanePids, Spec, Tmux};
 use crate::verdict::{self, Verdict};
 use crate::worktree;
@@ -85,7 +86,7 @@ fn launch_session(plan: &Plan, stop: &Stop) -> Result<Report, Fail> {
             dirs::prepare(&hb.dir).map_err(Fail::failed)?;
             Some((
                 hb,
-                Sidecar::locate(hb.hb_bin.as_deref()).map_err(Fail::failed)?,
+                Sidecar::locate(hb.hb_bin.as_deref(), Detach::Setsid).map_err(Fail::failed)?,
             ))
         }
         None => None,
@@ -222,7 +223,7 @@ impl Launch<'_> {
     }
 
     /// Rolls back if a stop signal has arrived: the last look before committing.
-    fn check_stop(&self) -> Result<(), Fail> {
+    pub(super) fn check_stop(&self) -> Result<(), Fail> {
         match self.stop.signal() {
             Some(sig) => Err(self.undo(interrupted(sig, self.agent(), self.created))),
             None => Ok(()),
@@ -250,18 +251,26 @@ impl Launch<'_> {
     /// Watches the pane until its process has executed the agent; a process that exits
     /// instead is reported with tmux's record of its end, and its session removed.
     pub(super) fn verdict(&self, pids: PanePids) -> Result<(), Fail> {
-        let line = verdict::shell_cmdline(&tmux::pane_argument(&self.plan.pane_command));
-        let verdict = verdict::watch(pids, &line, self.plan.settle, self.deadline(), self.stop)
-            .map_err(|cut| match cut {
-                crate::child::Cut::Interrupted(sig) => {
-                    self.undo(interrupted(sig, self.agent(), self.created))
-                }
-                other => self.undo(Fail::failed(format!(
-                    "cannot watch pane pid {} of agent {}: {other:?}",
-                    pids.pane,
-                    self.agent()
-                ))),
-            })?;
+        let line = self.shell_line();
+        let verdict = verdict::watch(pids, &line, self.plan.settle, self.deadline(), self.stop);
+        self.judge(pids, verdict)
+    }
+
+    /// The pane's command line while its shell runs, before the agent's exec.
+    pub(super) fn shell_line(&self) -> Vec<u8> {
+        verdict::shell_cmdline(&tmux::pane_argument(&self.plan.pane_command))
+    }
+
+    /// The launch's fate by its pane's verdict: on, or rolled back with the reason.
+    pub(super) fn judge(&self, pids: PanePids, verdict: Result<Verdict, Cut>) -> Result<(), Fail> {
+        let verdict = verdict.map_err(|cut| match cut {
+            Cut::Interrupted(sig) => self.undo(interrupted(sig, self.agent(), self.created)),
+            other => self.undo(Fail::failed(format!(
+                "cannot watch pane pid {} of agent {}: {other:?}",
+                pids.pane,
+                self.agent()
+            ))),
+        })?;
         match verdict {
             Verdict::Running => Ok(()),
             Verdict::NoExec => Err(self.undo(Fail::failed(format!(
@@ -373,7 +382,17 @@ impl Launch<'_> {
         pane_pid: i32,
         file: &Path,
     ) -> Result<(SidecarState, Option<PathBuf>), Fail> {
-        match pending.start(pane_pid) {
+        self.sidecar_started(pending.start(pane_pid), pane_pid, file)
+    }
+
+    /// The launch's fate by its sidecar's answer.
+    pub(super) fn sidecar_started(
+        &self,
+        started: Result<Started, String>,
+        pane_pid: i32,
+        file: &Path,
+    ) -> Result<(SidecarState, Option<PathBuf>), Fail> {
+        match started {
             // Its answer came after its first record.
             Ok(Started::Running) => Ok((SidecarState::Started, Some(file.to_path_buf()))),
             Ok(Started::AlreadyKept) => match sidecar::keeper(file, pane_pid, self.deadline()) {

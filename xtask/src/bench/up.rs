@@ -4,8 +4,10 @@ without it, in the same rounds.
 
 Each round runs, in an order that rotates: `mosaic-fleet up -f mosaic.toml` of `n` new agents,
 then (timed apart) the same `up` again, which has nothing to do; `n` `mosaic-launcher`
-processes, 8 at a time (a shell's `xargs -P8`); and, when `pm2` is installed, `pm2 start` of an
-ecosystem file of the same `n` agents. Every agent runs `sleep 600`. Ours get a tmux server of
+processes, 8 at a time (a shell's `xargs -P8`); `n` bare `new-session`s chained in one tmux
+call, each pane the shell and agent ours run (no sidecar, no transcript, no verdict): what tmux
+alone costs any launcher built on it, the floor; and, when `pm2` is installed, `pm2 start` of
+an ecosystem file of the same `n` agents. Every agent runs `sleep 600`. Ours get a tmux server of
 their own per round (with a keeper session, as a fleet's server has) and a heartbeat directory
 on tmpfs; the server is killed after the round, outside the timing (each pane's death ends its
 sidecar). pm2's daemon is started before the rounds (`pm2 ping`), as a warm tmux server is,
@@ -37,6 +39,8 @@ pub struct UpResults {
     pub noop: Vec<f64>,
     /// `n` `mosaic-launcher`s, 8 at a time (ms).
     pub launchers: Vec<f64>,
+    /// `n` bare `new-session`s chained in one tmux call (ms): the floor.
+    pub bare: Vec<f64>,
     /// `pm2 start` of an ecosystem of `n` (ms), or why not.
     pub pm2: Values,
     /// Agents in the large `up`.
@@ -108,6 +112,28 @@ impl Place {
     fn up(&self, bin: &Path, file: &Path) -> Result<f64> {
         let mut cmd = Command::new(bin.join("mosaic-fleet"));
         self.env(&mut cmd).arg("up").arg("-f").arg(file);
+        timed(&mut cmd)
+    }
+
+    /// Milliseconds of `n` bare sessions, chained in one tmux call, each pane running
+    /// `/bin/sh -c "exec sleep 600"` as ours do: tmux's own share of any launch.
+    fn bare(&self, n: usize) -> Result<f64> {
+        let mut cmd = Command::new("tmux");
+        self.env(&mut cmd).args(["-L", &self.socket]);
+        for i in 0..n {
+            if i > 0 {
+                cmd.arg(";");
+            }
+            cmd.args([
+                "new-session",
+                "-d",
+                "-s",
+                &format!("b{i:04}"),
+                "/bin/sh",
+                "-c",
+            ])
+            .arg(format!("exec {AGENT_COMMAND}"));
+        }
         timed(&mut cmd)
     }
 
@@ -235,6 +261,7 @@ pub fn measure(bin: &Path, n: usize, rounds: usize, large: usize) -> Result<UpRe
         up: Vec::new(),
         noop: Vec::new(),
         launchers: Vec::new(),
+        bare: Vec::new(),
         pm2: match &pm2 {
             Some(_) => Values::Samples(Vec::new()),
             None => Values::Unavailable("pm2 is not installed (npm install -g pm2)".into()),
@@ -248,7 +275,7 @@ pub fn measure(bin: &Path, n: usize, rounds: usize, large: usize) -> Result<UpRe
         place.up(bin, &place.write_file(n)?)?;
     }
     for round in 0..rounds {
-        for which in (0..3).map(|k| (k + round) % 3) {
+        for which in (0..4).map(|k| (k + round) % 4) {
             match which {
                 0 => {
                     let place = Place::new("up")?;
@@ -259,6 +286,10 @@ pub fn measure(bin: &Path, n: usize, rounds: usize, large: usize) -> Result<UpRe
                 1 => {
                     let place = Place::new("launchers")?;
                     r.launchers.push(place.launchers(bin, n)?);
+                }
+                2 => {
+                    let place = Place::new("bare")?;
+                    r.bare.push(place.bare(n)?);
                 }
                 _ => {
                     if let (Some(pm2), Values::Samples(v)) = (&pm2, &mut r.pm2) {
@@ -300,6 +331,11 @@ impl UpResults {
                 self.pm2.clone(),
             ),
             self.row(
+                format!("tmux alone: {n} bare `new-session`s chained in one call, the floor; baseline `pm2 start` of {n} (ms)"),
+                &self.bare,
+                self.pm2.clone(),
+            ),
+            self.row(
                 format!("`mosaic-fleet up` with nothing to do, {n} running (ms)"),
                 &self.noop,
                 Values::Absent,
@@ -336,11 +372,21 @@ impl UpResults {
                 measured: Some(format!("unavailable ({why})")),
                 met: None,
             },
-            _ => ratio(
-                format!("`mosaic-fleet up` of {n} ≤ 0.25× `pm2 start` of {n}"),
-                rows[1].ratio(),
-                0.25,
-            ),
+            _ => {
+                let mut target = ratio(
+                    format!("`mosaic-fleet up` of {n} ≤ 0.25× `pm2 start` of {n}"),
+                    rows[1].ratio(),
+                    0.25,
+                );
+                // What tmux alone takes of pm2's time: no launcher on tmux goes below it.
+                if let (Some(measured), Some(floor)) = (&mut target.measured, rows[2].ratio()) {
+                    *measured += &format!(
+                        " (tmux's own {n} bare sessions, the floor: {})",
+                        report::times(floor)
+                    );
+                }
+                target
+            }
         });
         targets.push(ratio(
             format!("`mosaic-fleet up` with nothing to do ≤ 0.15× the first `up` of {n}"),
@@ -356,7 +402,10 @@ impl UpResults {
              exit) starting {n} new agents (`{AGENT_COMMAND}`, each with its sidecar, heartbeat \
              files on tmpfs) on a tmux server of their own with a keeper session, then of the \
              same `up` again with nothing to do. In the same rounds: {n} `mosaic-launcher` \
-             processes, {PARALLEL} at a time, on a server of their own; and `pm2 start` of an \
+             processes, {PARALLEL} at a time, on a server of their own; {n} bare `tmux \
+             new-session -d -s NAME /bin/sh -c \"exec {AGENT_COMMAND}\"` chained with `;` in one \
+             tmux call on a server of their own with a keeper (the pane as ours run it, without \
+             sidecar, transcript or verdict: what tmux alone costs); and `pm2 start` of an \
              ecosystem file of {n} apps (`/bin/sleep 600`, no interpreter, no autorestart) \
              with its daemon started beforehand (`pm2 ping`), when pm2 is installed. {} rounds \
              after one uncounted `up`, the order rotating each round; servers are killed and pm2 \
