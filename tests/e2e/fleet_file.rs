@@ -459,3 +459,109 @@ fn up_waits_the_settle_times_together() {
         );
     }
 }
+
+/// The pids of the live sidecars (`mosaic-hb`) of agent `agent` on socket `socket`.
+fn sidecars_of(socket: &str, agent: &str) -> Vec<i32> {
+    let want = [
+        format!("\0--agent\0{agent}\0"),
+        format!("\0--socket\0{socket}\0"),
+    ];
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let line = String::from_utf8_lossy(&cmdline);
+        let zombie = mosaic_core::proc::process_state(pid).is_none_or(|s| s == 'Z');
+        if line.contains("mosaic-hb") && want.iter().all(|w| line.contains(w.as_str())) && !zombie {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+// Ctrl-C at any moment of an `up` leaves each agent whole or absent: started (its session,
+// its pane watched by a live sidecar whose record says ok) or not started at all (no session,
+// no sidecar left running). Panes are handed to their sidecars while others are still
+// watched, so a stop falls between the two for some of them.
+#[test]
+#[ignore = "end-to-end: run `cargo xtask test`"]
+fn ctrl_c_during_up_leaves_each_agent_whole_or_absent() {
+    e2e!();
+    let agents: Vec<String> = (0..24).map(|i| format!("c{i:02}")).collect();
+    // Replayed with MOSAIC_RACE_SEED=N.
+    let seed = std::env::var("MOSAIC_RACE_SEED")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| mosaic_core::sys::random_u64() | 1);
+    let mut rng = Rng(seed);
+    // Anywhere in the launches: an `up` of 24 takes a few hundred ms here, more under load.
+    for round in 0..4 {
+        let delay_ms = 20 + rng.below(250);
+        let sb = Sandbox::new();
+        let mut text = String::new();
+        for agent in &agents {
+            text += &format!("[agents.{agent}]\ncommand = \"sleep 600\"\n");
+        }
+        write_file(&sb, &text);
+        let mut cmd = fleet(&sb, &["up"]);
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let child = cmd.spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        );
+        let out = child.wait_with_output().unwrap();
+        let said = format!(
+            "seed {seed} round {round} (SIGINT after {delay_ms} ms): {:?}\n{}\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            matches!(out.status.code(), Some(0 | 130)),
+            "up ends started or interrupted: {said}"
+        );
+        let mut started = 0;
+        for agent in &agents {
+            let sidecars = sidecars_of(&sb.socket, agent);
+            for &pid in &sidecars {
+                sb.track(pid);
+            }
+            if sb.has_session(agent) {
+                started += 1;
+                let pane = sb.pane_pid(agent);
+                let record =
+                    wait_for_status(&sb.hb_file(agent), Status::Ok, Duration::from_secs(10));
+                assert_eq!(
+                    record.pid, pane,
+                    "{agent}'s sidecar watches its pane: {said}"
+                );
+                let hb = record.hb_pid.expect("records carry hb_pid");
+                assert_eq!(sidecars, vec![hb], "{agent} has its one sidecar: {said}");
+            } else {
+                assert!(
+                    sidecars.is_empty(),
+                    "{agent} is not started, yet a sidecar runs: {said}"
+                );
+            }
+        }
+        if out.status.code() == Some(130) {
+            assert!(
+                started < agents.len() || said.contains("interrupted"),
+                "{said}"
+            );
+        } else {
+            assert_eq!(started, agents.len(), "{said}");
+        }
+    }
+}
