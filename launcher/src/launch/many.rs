@@ -18,7 +18,7 @@ use super::start::{enough_descriptors, launch, launch_token, Launch};
 use crate::child::{Cut, Stop};
 use crate::pane;
 use crate::sidecar::{Detach, Handed, Pending, Sidecar};
-use crate::tmux::{PanePids, Spec, Tmux};
+use crate::tmux::{NewSessions, PanePids, Spec, Tmux};
 use crate::verdict::{self, Verdict, Watch};
 
 /// How many agents [`launch_many`] starts together: each holds three pipes to its pending
@@ -148,9 +148,6 @@ fn launch_group(plans: &[&Plan], stop: &Stop, results: &mut Vec<Result<Report, F
             _ => None,
         })
         .collect();
-    // Each call's agents are watched together as soon as that call is done, while tmux works
-    // on the next; each one that has executed its command is handed to its sidecar at once,
-    // and the sidecars' answers are awaited last, all of them starting meanwhile.
     let mut group = Group {
         plans,
         stop,
@@ -161,35 +158,8 @@ fn launch_group(plans: &[&Plan], stop: &Stop, results: &mut Vec<Result<Report, F
         handed: Vec::new(),
         results: plans.iter().map(|_| None).collect(),
     };
-    let mut bufs = verdict::Buffers::new();
-    let mut next = chained.iter();
-    for call in calls {
-        let mut watches = Vec::new();
-        for pids in call.finish() {
-            let Some(&i) = next.next() else { break };
-            let Some(pids) = pids else { continue };
-            group.pids[i] = Some(pids);
-            match pending[i].take().transpose() {
-                Ok(sidecar) => group.sidecars[i] = sidecar,
-                Err(why) => {
-                    group.results[i] = Some(Err(group.launch(i).undo(Fail::failed(why))));
-                    continue;
-                }
-            }
-            let run = group.launch(i);
-            let (settle, deadline) = (plans[i].settle, run.deadline());
-            match Watch::new(pids, &run.shell_line(), settle, deadline, &mut bufs) {
-                Ok(watch) => watches.push((i, watch)),
-                Err(gone) => group.decide(i, Ok(gone)),
-            }
-        }
-        verdict::watch_many(watches, stop, |i, verdict| group.decide(i, verdict));
-    }
-    for (i, handed) in std::mem::take(&mut group.handed) {
-        let result = group.answered(i, handed);
-        group.results[i] = Some(result);
-    }
-    let mut results_of = group.results;
+    group.follow(calls, &chained, &mut pending);
+    let mut results_of = group.answers();
     for (i, plan) in plans.iter().enumerate() {
         // Not made by a chain (or its sidecar never spawned): alone, as ever.
         let result = results_of[i].take().unwrap_or_else(|| {
@@ -216,6 +186,50 @@ struct Group<'g> {
 }
 
 impl Group<'_> {
+    /// Each call's agents watched together as soon as that call is done, while tmux works on
+    /// the next; each one that has executed its command is handed to its sidecar at once.
+    fn follow(
+        &mut self,
+        calls: Vec<NewSessions>,
+        chained: &[usize],
+        pending: &mut [Option<Result<Pending, String>>],
+    ) {
+        let mut bufs = verdict::Buffers::new();
+        let mut next = chained.iter();
+        for call in calls {
+            let mut watches = Vec::new();
+            for pids in call.finish() {
+                let Some(&i) = next.next() else { break };
+                let Some(pids) = pids else { continue };
+                self.pids[i] = Some(pids);
+                match pending[i].take().transpose() {
+                    Ok(sidecar) => self.sidecars[i] = sidecar,
+                    Err(why) => {
+                        self.results[i] = Some(Err(self.launch(i).undo(Fail::failed(why))));
+                        continue;
+                    }
+                }
+                let run = self.launch(i);
+                let (settle, deadline) = (self.plans[i].settle, run.deadline());
+                match Watch::new(pids, &run.shell_line(), settle, deadline, &mut bufs) {
+                    Ok(watch) => watches.push((i, watch)),
+                    Err(gone) => self.decide(i, Ok(gone)),
+                }
+            }
+            verdict::watch_many(watches, self.stop, |i, verdict| self.decide(i, verdict));
+        }
+    }
+
+    /// The sidecars' answers, awaited last (all of them started meanwhile): every result the
+    /// group has, `None` for an agent its chains did not make.
+    fn answers(mut self) -> Vec<Option<Result<Report, Fail>>> {
+        for (i, handed) in std::mem::take(&mut self.handed) {
+            let result = self.answered(i, handed);
+            self.results[i] = Some(result);
+        }
+        self.results
+    }
+
     /// Agent `i`'s launch, whose session the chain made.
     fn launch(&self, i: usize) -> Launch<'_> {
         Launch {
