@@ -70,6 +70,9 @@ pub struct Supervisor {
     ran: Option<Duration>,
     /// How it ended, read from the zombie ([`Supervisor::died`]).
     zombie: Option<Death>,
+    /// The restart the death's first record announced ([`Supervisor::schedule`]): its delay,
+    /// counted from then.
+    scheduled: Option<(Duration, Instant)>,
 }
 
 /// How a death was dealt with.
@@ -123,6 +126,7 @@ impl Supervisor {
             finished: Vec::new(),
             ran: None,
             zombie: None,
+            scheduled: None,
         })
     }
 
@@ -131,6 +135,7 @@ impl Supervisor {
     /// status to give afterwards).
     pub fn died(&mut self, target: &Target) {
         self.ran = Some(self.run_started.elapsed());
+        self.scheduled = None;
         self.zombie = mosaic_core::proc::zombie_status(target.pid()).map(Death::from_wait_status);
     }
 
@@ -138,6 +143,15 @@ impl Supervisor {
     pub fn next_delay(&self) -> Duration {
         let ran = self.ran.unwrap_or_else(|| self.run_started.elapsed());
         self.backoff.next_delay(ran)
+    }
+
+    /// Puts the death just noted on record at once with the restart its backoff will give:
+    /// that restart is then due when this record says (unless the verdict, after the teardown
+    /// and tmux's answer, is another), not a teardown later.
+    pub fn schedule(&mut self, writer: &mut Writer) {
+        let delay = self.next_delay();
+        self.scheduled = Some((delay, Instant::now()));
+        writer.schedule_restart(delay);
     }
 
     pub fn restarts(&self) -> u32 {
@@ -346,8 +360,10 @@ impl Supervisor {
                         )))
                     }
                     Verdict::Restart(delay) => {
-                        writer.will_restart(death, delay);
-                        *phase = Phase::Waiting(now + delay);
+                        // Due when the death's first record said, if the delay is the same.
+                        let from = self.scheduled.take().filter(|&(d, _)| d == delay);
+                        writer.will_restart(death, from.is_none().then_some(delay));
+                        *phase = Phase::Waiting(from.map_or(now, |(_, at)| at) + delay);
                         None
                     }
                 }

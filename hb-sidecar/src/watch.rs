@@ -243,7 +243,7 @@ impl<'a> Sidecar<'a> {
     fn after_death(&mut self, supervisor: &mut Supervisor, signals: &Signals) -> Outcome {
         supervisor.died(&self.target);
         // Due when the backoff will say (unless the helper's answer changes the verdict).
-        self.writer.schedule_restart(supervisor.next_delay());
+        supervisor.schedule(&mut self.writer);
         self.answer();
         self.hurry_tmux();
         if let Some(grace) = self.reap {

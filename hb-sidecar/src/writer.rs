@@ -141,12 +141,16 @@ impl<'a> Writer<'a> {
         self.write(Status::Restarting)
     }
 
-    /// The policy restarts the agent after `death`, `delay` from now: on record, and the
-    /// `restarting` event.
-    pub fn will_restart(&mut self, death: Death, delay: Duration) -> bool {
+    /// The policy restarts the agent after `death`, `delay` from now, or with `None` when the
+    /// record already says ([`Writer::schedule_restart`]): on record, and the `restarting`
+    /// event.
+    pub fn will_restart(&mut self, death: Death, delay: Option<Duration>) -> bool {
         self.record_death(death);
         self.happened(HookEvent::Restarting);
-        self.schedule_restart(delay)
+        match delay {
+            Some(delay) => self.schedule_restart(delay),
+            None => self.write(Status::Restarting),
+        }
     }
 
     /// The records name the restarted target from now on, `restarts` times restarted, with
