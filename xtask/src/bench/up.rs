@@ -18,10 +18,11 @@ Last, one `up` of `large` new agents, timed once, for the record.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::report::{self, Row, Target, Values};
 use super::{millis, step};
+use crate::procfs;
 use crate::util::{self, Result, TempDir, TmuxServer};
 
 /// What the agents run.
@@ -92,6 +93,22 @@ impl Place {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
+    }
+
+    /// Ends the place (its server killed: each pane's death ends its sidecar and transcript
+    /// writer) and waits until none of its processes is left, so that the next measurement
+    /// does not share the machine with this one's aftermath (a hundred sidecars writing their
+    /// final records, a hundred writers closing). Outside the timing.
+    fn close(self) {
+        let socket = self.socket.clone();
+        drop(self);
+        let ours = |p: &procfs::Process| p.args.iter().any(|a| a.contains(&socket));
+        let quiet = util::wait_for(Duration::from_secs(15), || {
+            (!procfs::processes().iter().any(ours)).then_some(())
+        });
+        if quiet.is_none() {
+            procfs::end(ours);
+        }
     }
 
     fn write_file(&self, n: usize) -> Result<PathBuf> {
@@ -270,10 +287,9 @@ pub fn measure(bin: &Path, n: usize, rounds: usize, large: usize) -> Result<UpRe
         up_large: Values::Absent,
     };
     // One uncounted round of ours first: the page cache, tmux's first server.
-    {
-        let place = Place::new("up-warm")?;
-        place.up(bin, &place.write_file(n)?)?;
-    }
+    let place = Place::new("up-warm")?;
+    place.up(bin, &place.write_file(n)?)?;
+    place.close();
     for round in 0..rounds {
         for which in (0..4).map(|k| (k + round) % 4) {
             match which {
@@ -282,14 +298,17 @@ pub fn measure(bin: &Path, n: usize, rounds: usize, large: usize) -> Result<UpRe
                     let file = place.write_file(n)?;
                     r.up.push(place.up(bin, &file)?);
                     r.noop.push(place.up(bin, &file)?);
+                    place.close();
                 }
                 1 => {
                     let place = Place::new("launchers")?;
                     r.launchers.push(place.launchers(bin, n)?);
+                    place.close();
                 }
                 2 => {
                     let place = Place::new("bare")?;
                     r.bare.push(place.bare(n)?);
+                    place.close();
                 }
                 _ => {
                     if let (Some(pm2), Values::Samples(v)) = (&pm2, &mut r.pm2) {
@@ -303,6 +322,7 @@ pub fn measure(bin: &Path, n: usize, rounds: usize, large: usize) -> Result<UpRe
     step(&format!("mosaic-fleet up of {large} new agents, once"));
     let place = Place::new("up-large")?;
     r.up_large = Values::Samples(vec![place.up(bin, &place.write_file(large)?)?]);
+    place.close();
     Ok(r)
 }
 
@@ -409,7 +429,8 @@ impl UpResults {
              ecosystem file of {n} apps (`/bin/sleep 600`, no interpreter, no autorestart) \
              with its daemon started beforehand (`pm2 ping`), when pm2 is installed. {} rounds \
              after one uncounted `up`, the order rotating each round; servers are killed and pm2 \
-             apps deleted between rounds, outside the timing. Last, one `up` of {} new agents.",
+             apps deleted between rounds, and each server's processes (sidecars, writers) waited for until \
+             none is left, outside the timing. Last, one `up` of {} new agents.",
             self.up.len(),
             self.large,
             n = self.n,
