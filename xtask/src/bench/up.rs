@@ -100,8 +100,13 @@ impl Place {
     /// does not share the machine with this one's aftermath (a hundred sidecars writing their
     /// final records, a hundred writers closing). Outside the timing.
     fn close(self) {
-        let socket = self.socket.clone();
-        drop(self);
+        let Place {
+            _server,
+            tmp,
+            hb,
+            socket,
+        } = self;
+        drop(_server);
         let ours = |p: &procfs::Process| p.args.iter().any(|a| a.contains(&socket));
         let quiet = util::wait_for(Duration::from_secs(15), || {
             (!procfs::processes().iter().any(ours)).then_some(())
@@ -109,6 +114,8 @@ impl Place {
         if quiet.is_none() {
             procfs::end(ours);
         }
+        // Last: a sidecar's final record would otherwise make its directory again.
+        drop((tmp, hb));
     }
 
     fn write_file(&self, n: usize) -> Result<PathBuf> {
