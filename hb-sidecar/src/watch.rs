@@ -44,14 +44,14 @@ use crate::signals::{Signals, Stop};
 use crate::target::{Gone, Target};
 use crate::wait::{wait, Event};
 use crate::writer::Writer;
-
-/// How long a death's record may wait for tmux to reap the pane ([`Sidecar::hurry_tmux`]):
-/// tmux does within milliseconds of a SIGCHLD it does not lose.
-const HURRY: Duration = Duration::from_secs(1);
 use mosaic_core::death::Death;
 use mosaic_core::handover::Ready;
 use mosaic_core::record::Status;
 use mosaic_core::teardown::{self, Step, Teardown};
+
+/// How long a death's record may wait for tmux to reap the pane ([`Sidecar::hurry_tmux`]):
+/// tmux does within milliseconds of a SIGCHLD it does not lose.
+const HURRY: Duration = Duration::from_secs(1);
 
 /// How the loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

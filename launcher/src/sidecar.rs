@@ -5,7 +5,8 @@ of [`mosaic_core::handover`].
 
 `setsid` (from PATH) puts the sidecar in a session of its own, so it outlives a terminal that
 hangs up; `mosaic-fleet up`, which starts a hundred at a time, spares that exec per agent and
-has the sidecar leave the session itself (`mosaic-hb --setsid`, [`Detach::Itself`]). It is spawned right after tmux is asked for the session and reads the pane's pid
+has the sidecar leave the session itself (`mosaic-hb --setsid`, [`Detach::Itself`]). It is
+spawned right after tmux is asked for the session and reads the pane's pid
 (and start time) from a pipe on its stdin once tmux has answered, so its start-up overlaps
 tmux's work instead of following it; a launch that needs no sidecar closes the pipe and the
 sidecar leaves without writing anything. Handed its pane, `mosaic-hb` takes its lock,

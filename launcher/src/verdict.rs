@@ -108,11 +108,9 @@ pub fn watch_many(
             (pause * 2).min(PAUSE_MANY)
         };
         // Only settling ones left: nothing to look for before the first settle time ends.
-        let settling = left
-            .iter()
-            .map(|(_, w)| w.settled_at)
-            .collect::<Option<Vec<_>>>();
-        let nap = match settling.and_then(|ends| ends.into_iter().min()) {
+        // (`None` orders first: one pane still to execute makes the minimum `Some(None)`.)
+        let first_settled = left.iter().map(|(_, w)| w.settled_at).min().flatten();
+        let nap = match first_settled {
             Some(first) => first.saturating_duration_since(Instant::now()),
             None => pause,
         };

@@ -135,7 +135,7 @@ fn launch_group(plans: &[&Plan], stop: &Stop, results: &mut Vec<Result<Report, F
         Vec::new()
     };
     // While tmux works, every sidecar starts and waits for its pane.
-    let mut pending: Vec<Option<Result<Pending, String>>> = plans
+    let sidecars: Vec<Option<Result<Pending, String>>> = plans
         .iter()
         .enumerate()
         .map(|(i, plan)| match &ready[i] {
@@ -154,19 +154,15 @@ fn launch_group(plans: &[&Plan], stop: &Stop, results: &mut Vec<Result<Report, F
         tmux: &tmux,
         tokens: &tokens,
         pids: vec![None; plans.len()],
-        sidecars: plans.iter().map(|_| None).collect(),
+        sidecars,
         handed: Vec::new(),
         results: plans.iter().map(|_| None).collect(),
     };
-    group.follow(calls, &chained, &mut pending);
-    let mut results_of = group.answers();
-    for (i, plan) in plans.iter().enumerate() {
-        // Not made by a chain (or its sidecar never spawned): alone, as ever.
-        let result = results_of[i].take().unwrap_or_else(|| {
-            drop(pending[i].take());
-            launch(plan, stop)
-        });
-        results.push(result);
+    group.follow(calls, &chained);
+    // Not made by a chain (or its sidecar never spawned): alone, as ever, once the group's
+    // sidecars that were never handed a pane are gone.
+    for (result, plan) in group.answers().into_iter().zip(plans) {
+        results.push(result.unwrap_or_else(|| launch(plan, stop)));
     }
 }
 
@@ -178,8 +174,8 @@ struct Group<'g> {
     tokens: &'g [String],
     /// Each agent's pane, as its chain printed it.
     pids: Vec<Option<PanePids>>,
-    /// Each agent's sidecar, until it is handed its pane.
-    sidecars: Vec<Option<Pending>>,
+    /// Each agent's sidecar (or why it could not start), until it is handed its pane.
+    sidecars: Vec<Option<Result<Pending, String>>>,
     /// The agents whose panes executed, in that order, and their sidecars.
     handed: Vec<(usize, Option<Handed>)>,
     results: Vec<Option<Result<Report, Fail>>>,
@@ -188,12 +184,7 @@ struct Group<'g> {
 impl Group<'_> {
     /// Each call's agents watched together as soon as that call is done, while tmux works on
     /// the next; each one that has executed its command is handed to its sidecar at once.
-    fn follow(
-        &mut self,
-        calls: Vec<NewSessions>,
-        chained: &[usize],
-        pending: &mut [Option<Result<Pending, String>>],
-    ) {
+    fn follow(&mut self, calls: Vec<NewSessions>, chained: &[usize]) {
         let mut bufs = verdict::Buffers::new();
         let mut next = chained.iter();
         for call in calls {
@@ -202,12 +193,10 @@ impl Group<'_> {
                 let Some(&i) = next.next() else { break };
                 let Some(pids) = pids else { continue };
                 self.pids[i] = Some(pids);
-                match pending[i].take().transpose() {
-                    Ok(sidecar) => self.sidecars[i] = sidecar,
-                    Err(why) => {
-                        self.results[i] = Some(Err(self.launch(i).undo(Fail::failed(why))));
-                        continue;
-                    }
+                if let Some(Err(why)) = &self.sidecars[i] {
+                    let fail = self.launch(i).undo(Fail::failed(why.clone()));
+                    self.results[i] = Some(Err(fail));
+                    continue;
                 }
                 let run = self.launch(i);
                 let (settle, deadline) = (self.plans[i].settle, run.deadline());
@@ -221,7 +210,8 @@ impl Group<'_> {
     }
 
     /// The sidecars' answers, awaited last (all of them started meanwhile): every result the
-    /// group has, `None` for an agent its chains did not make.
+    /// group has, `None` for an agent its chains did not make. The sidecars never handed a
+    /// pane are cancelled here.
     fn answers(mut self) -> Vec<Option<Result<Report, Fail>>> {
         for (i, handed) in std::mem::take(&mut self.handed) {
             let result = self.answered(i, handed);
@@ -251,7 +241,8 @@ impl Group<'_> {
         };
         match judged {
             Ok(()) => {
-                let handed = self.sidecars[i].take().map(|p| p.hand(pids.pane));
+                let sidecar = self.sidecars[i].take().and_then(Result::ok);
+                let handed = sidecar.map(|p| p.hand(pids.pane));
                 self.handed.push((i, handed));
             }
             Err(fail) => self.results[i] = Some(Err(fail)),
